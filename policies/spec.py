@@ -1,0 +1,460 @@
+"""The ModelRollout spec as typed, validated, immutable settings.
+
+Every part (router, controller, local mode, `lint`) reads a rollout through `parse_rollout`, so a spec is
+accepted or rejected the same way everywhere, and every rejection names the field path and what was
+expected (`spec.analysis.checks[2].max: expected a number, got 'high'`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+API_VERSION = "modelrollout.io/v1alpha1"
+KIND = "ModelRollout"
+
+OUTPUT_KINDS = ("score", "class", "ranking", "embedding")
+STEP_KINDS = ("shadow", "canary", "pause", "interleave")
+ACTIONS = ("rollback", "pause", "warn")
+# Metrics a check may name. Drift metrics compare prediction/feature distributions; the rest are
+# operational or fairness metrics computed from the per-version counters.
+DRIFT_METRICS = ("psi", "kl", "js", "hellinger", "ks", "chi2", "wasserstein", "mmd", "centroid-cosine")
+OPERATIONAL_METRICS = (
+    "error-rate", "latency-p50", "latency-p90", "latency-p99", "latency-mean", "mann-whitney-latency",
+)
+OUTCOME_METRICS = ("interleave", "accuracy", "disparate-impact", "equal-opportunity", "shadow-agreement",
+                   "shadow-mean-abs-delta")
+METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS
+NOTIFY_PHASES = ("Shadowing", "Progressing", "Interleaving", "Paused", "Promoted", "RolledBack", "Failed")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_CHECK_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class SpecError(ValueError):
+    """A spec that can never work as written: permanent, reported as the `InvalidSpec` condition."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+def parse_duration(value: Any, path: str = "duration") -> float:
+    """Seconds from `500ms`, `30s`, `5m`, `1h`, `1h30m` (or a bare number of seconds)."""
+    if isinstance(value, bool):
+        raise SpecError(path, f"expected a duration like 30s, 5m or 1h, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise SpecError(path, f"expected a non-negative duration, got {value!r}")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise SpecError(path, f"expected a duration like 30s, 5m or 1h, got {value!r}")
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(value):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(value):
+        raise SpecError(path, f"expected a duration like 30s, 5m or 1h, got {value!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest of `1h`, `5m`, `30s`, `1.5s` that says `seconds`."""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    version: str
+    url: str
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    kind: str = "score"
+    path: str = "prediction"
+    positive: str | None = None
+    """For fairness: the class counted as positive (class outputs); scores count >= `threshold`."""
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str                       # shadow | canary | pause | interleave
+    weight: int = 0                 # candidate share of live traffic, percent (canary)
+    duration: float | None = None   # seconds; None = until promoted (pause) / no minimum
+    method: str = "team-draft"      # interleave only
+
+    def describe(self) -> str:
+        if self.kind == "canary":
+            text = f"canary {self.weight}%"
+        elif self.kind == "pause":
+            text = "pause"
+        else:
+            text = self.kind
+        if self.duration is not None:
+            text += f" for {format_duration(self.duration)}"
+        return text
+
+
+@dataclass(frozen=True)
+class DynamicThreshold:
+    sigmas: float = 3.0
+    min_windows: int = 5
+    """A/A windows needed from the shadow step before the learned threshold is used."""
+
+
+@dataclass(frozen=True)
+class PrometheusQuery:
+    query: str
+    min: float | None = None
+    max: float | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    metric: str | None = None         # None for a pure prometheus check
+    on: str = "prediction"            # prediction | feature:NAME
+    max: float | None = None
+    min: float | None = None
+    min_p_value: float | None = None
+    max_ratio_to_baseline: float | None = None
+    action: str = "rollback"
+    immediate: bool = False
+    dynamic: DynamicThreshold | None = None
+    prometheus: PrometheusQuery | None = None
+    segment: str | None = None
+    bins: int = 10
+    failure_limit: int | None = None   # overrides analysis.failureLimit
+
+    @property
+    def feature(self) -> str | None:
+        return self.on.split(":", 1)[1] if self.on.startswith("feature:") else None
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    interval: float = 60.0
+    min_samples: int = 200
+    failure_limit: int = 2
+    inconclusive_limit: int = 5
+    checks: tuple[CheckSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class Notification:
+    kind: str                      # webhook | slack | pagerduty
+    url: str
+    on: tuple[str, ...] = ("RolledBack", "Paused", "Failed")
+    routing_key: str | None = None  # pagerduty
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    name: str
+    namespace: str
+    baseline: VersionRef
+    candidate: VersionRef
+    predict_path: str = "/predict"
+    output: OutputSpec = OutputSpec()
+    features_path: str | None = None
+    stickiness_header: str | None = None
+    steps: tuple[Step, ...] = ()
+    analysis: AnalysisSpec = AnalysisSpec()
+    notifications: tuple[Notification, ...] = ()
+    timeout: float = 10.0
+    """Seconds the router waits for a model before answering 504."""
+    shadow_timeout: float = 10.0
+    generation: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def revision(self) -> str:
+        """Identifies the candidate under test: a change restarts the analysis from step 0."""
+        return f"{self.candidate.version}@{self.candidate.url}"
+
+    def segments(self) -> tuple[str, ...]:
+        return tuple(sorted({c.segment for c in self.analysis.checks if c.segment}))
+
+    def watched_features(self) -> tuple[str, ...]:
+        return tuple(sorted({c.feature for c in self.analysis.checks if c.feature}))
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One ModelRollout document: its typed spec and its raw status (the controller's state)."""
+    spec: RolloutSpec
+    status: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+class _Reader:
+    """Typed access to one mapping that names the path of whatever it rejects."""
+
+    def __init__(self, data: Any, path: str):
+        if not isinstance(data, Mapping):
+            raise SpecError(path, f"expected a mapping, got {type(data).__name__} {data!r}")
+        self.data, self.path = data, path
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def _get(self, key, required):
+        if key == "on" and key not in self.data:
+            # YAML 1.1 reads a bare `on:` key as the boolean true (PyYAML), and kubectl's YAML→JSON step
+            # turns that into the string "true"; `on` is the public spelling, so accept all three.
+            for alias in (True, "true"):
+                if alias in self.data:
+                    key = alias
+                    break
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise SpecError(self.at(key), "required field is missing")
+            return None
+        return self.data[key]
+
+    def str(self, key, default=None, required=False, pattern=None, choices=None, what=None):
+        v = self._get(key, required)
+        if v is None:
+            return default
+        if not isinstance(v, str) or not v:
+            raise SpecError(self.at(key), f"expected a non-empty string, got {v!r}")
+        if choices is not None and v not in choices:
+            raise SpecError(self.at(key), f"expected one of {', '.join(choices)}, got {v!r}")
+        if pattern is not None and not pattern.match(v):
+            raise SpecError(self.at(key), f"expected {what or pattern.pattern}, got {v!r}")
+        return v
+
+    def num(self, key, default=None, required=False, lo=None, hi=None, integer=False):
+        v = self._get(key, required)
+        if v is None:
+            return default
+        kind = "an integer" if integer else "a number"
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
+            raise SpecError(self.at(key), f"expected {kind}, got {v!r}")
+        if v != v:
+            raise SpecError(self.at(key), f"expected {kind}, got NaN")
+        if lo is not None and v < lo:
+            raise SpecError(self.at(key), f"expected {kind} >= {lo}, got {v!r}")
+        if hi is not None and v > hi:
+            raise SpecError(self.at(key), f"expected {kind} <= {hi}, got {v!r}")
+        return int(v) if integer else float(v)
+
+    def bool(self, key, default=False):
+        v = self._get(key, False)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise SpecError(self.at(key), f"expected true or false, got {v!r}")
+        return v
+
+    def duration(self, key, default=None, required=False):
+        v = self._get(key, required)
+        return default if v is None else parse_duration(v, self.at(key))
+
+    def sub(self, key, required=False) -> "_Reader | None":
+        v = self._get(key, required)
+        return None if v is None else _Reader(v, self.at(key))
+
+    def list(self, key) -> list:
+        v = self._get(key, False)
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            raise SpecError(self.at(key), f"expected a list, got {type(v).__name__}")
+        return v
+
+
+def _url(r: _Reader, key: str) -> str:
+    u = r.str(key, required=True)
+    if not (u.startswith("http://") or u.startswith("https://")):
+        raise SpecError(r.at(key), f"expected an http:// or https:// URL, got {u!r}")
+    return u.rstrip("/")
+
+
+def _version(r: _Reader) -> VersionRef:
+    return VersionRef(version=r.str("version", required=True), url=_url(r, "url"))
+
+
+def _step(raw: Any, path: str) -> Step:
+    r = _Reader(raw, path)
+    kinds = [k for k in r.data if k in STEP_KINDS]
+    unknown = [k for k in r.data if k not in STEP_KINDS]
+    if unknown or len(kinds) != 1:
+        raise SpecError(path, f"expected exactly one of {', '.join(STEP_KINDS)}, got {sorted(r.data)!r}")
+    kind = kinds[0]
+    body = r.sub(kind) or _Reader({}, r.at(kind))
+    duration = body.duration("duration")
+    if kind == "canary":
+        return Step(kind, weight=body.num("weight", required=True, lo=0, hi=100, integer=True), duration=duration)
+    if kind == "interleave":
+        method = body.str("method", "team-draft", choices=("team-draft",))
+        return Step(kind, duration=duration, method=method)
+    return Step(kind, duration=duration)
+
+
+def _check(raw: Any, path: str, output_kind: str) -> CheckSpec:
+    r = _Reader(raw, path)
+    name = r.str("name", required=True, pattern=_CHECK_NAME, what="a name of letters, digits, '-', '_' or '.'")
+    prom = r.sub("prometheus")
+    prometheus = None
+    if prom is not None:
+        prometheus = PrometheusQuery(query=prom.str("query", required=True), min=prom.num("min"),
+                                     max=prom.num("max"), address=prom.str("address"))
+        if prometheus.min is None and prometheus.max is None:
+            raise SpecError(prom.path, "expected a bound: min or max")
+    metric = r.str("metric", choices=METRICS)
+    if metric is None and prometheus is None:
+        raise SpecError(path, "expected either metric or prometheus")
+    if metric is not None and prometheus is not None:
+        raise SpecError(path, "expected either metric or prometheus, not both")
+    on = r.str("on", "prediction")
+    if on != "prediction" and not (on.startswith("feature:") and len(on) > len("feature:")):
+        raise SpecError(r.at("on"), f"expected 'prediction' or 'feature:NAME', got {on!r}")
+    dyn = r.sub("dynamic")
+    dynamic = None
+    if dyn is not None:
+        dynamic = DynamicThreshold(sigmas=dyn.num("sigmas", 3.0, lo=0.0),
+                                   min_windows=dyn.num("minWindows", 5, lo=1, integer=True))
+    check = CheckSpec(
+        name=name, metric=metric, on=on,
+        max=r.num("max"), min=r.num("min"), min_p_value=r.num("minPValue", lo=0.0, hi=1.0),
+        max_ratio_to_baseline=r.num("maxRatioToBaseline", lo=0.0),
+        action=r.str("action", "rollback", choices=ACTIONS), immediate=r.bool("immediate"),
+        dynamic=dynamic, prometheus=prometheus, segment=r.str("segment"),
+        bins=r.num("bins", 10, lo=2, hi=1000, integer=True),
+        failure_limit=r.num("failureLimit", None, lo=1, integer=True),
+    )
+    if metric is not None:
+        bounds = [check.max, check.min, check.min_p_value, check.max_ratio_to_baseline, dynamic]
+        if all(b is None for b in bounds):
+            raise SpecError(path, f"check {name!r} needs a threshold: max, min, minPValue, "
+                                  f"maxRatioToBaseline or dynamic")
+        if metric in ("disparate-impact", "equal-opportunity") and not check.segment:
+            raise SpecError(r.at("segment"), f"metric {metric} needs the segment field to compare")
+        if metric in ("mmd", "centroid-cosine") and output_kind != "embedding" and check.feature is None:
+            raise SpecError(r.at("metric"), f"{metric} compares embeddings; spec.output.kind is {output_kind!r}")
+        if metric == "chi2" and output_kind not in ("class", "ranking") and check.feature is None:
+            raise SpecError(r.at("metric"), f"chi2 compares categories; spec.output.kind is {output_kind!r}")
+        if metric == "interleave" and output_kind != "ranking":
+            raise SpecError(r.at("metric"), f"interleave needs spec.output.kind ranking, got {output_kind!r}")
+    return check
+
+
+def _notification(raw: Any, path: str) -> Notification:
+    r = _Reader(raw, path)
+    kinds = [k for k in ("webhook", "slack", "pagerduty") if k in r.data]
+    unknown = [k for k in r.data if k not in ("webhook", "slack", "pagerduty", "on", True, "true")]
+    if len(kinds) != 1 or unknown:
+        raise SpecError(path, "expected exactly one of webhook, slack, pagerduty")
+    body = r.sub(kinds[0], required=True)
+    on = r.list("on") or ["RolledBack", "Paused", "Failed"]
+    for i, phase in enumerate(on):
+        if phase not in NOTIFY_PHASES:
+            raise SpecError(f"{r.at('on')}[{i}]", f"expected one of {', '.join(NOTIFY_PHASES)}, got {phase!r}")
+    return Notification(kind=kinds[0], url=_url(body, "url"), on=tuple(on), routing_key=body.str("routingKey"))
+
+
+def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "spec",
+               generation: int = 0) -> RolloutSpec:
+    r = _Reader(spec, path)
+    baseline = _version(r.sub("baseline", required=True))
+    candidate = _version(r.sub("candidate", required=True))
+    if baseline.version == candidate.version and baseline.url == candidate.url:
+        raise SpecError(r.at("candidate"), "candidate is the same version and url as the baseline")
+    predict_path = r.str("predictPath", "/predict")
+    if not predict_path.startswith("/"):
+        raise SpecError(r.at("predictPath"), f"expected a path starting with '/', got {predict_path!r}")
+    out = r.sub("output") or _Reader({}, r.at("output"))
+    output = OutputSpec(kind=out.str("kind", "score", choices=OUTPUT_KINDS), path=out.str("path", "prediction"),
+                        positive=out.str("positive"), threshold=out.num("threshold", 0.5))
+    feats = r.sub("features")
+    strategy = r.sub("strategy") or _Reader({}, r.at("strategy"))
+    sticky = strategy.sub("stickiness")
+    steps = tuple(_step(s, f"{strategy.at('steps')}[{i}]") for i, s in enumerate(strategy.list("steps")))
+    if not steps:
+        raise SpecError(strategy.at("steps"), "expected at least one step")
+    for i, s in enumerate(steps):
+        if s.kind == "interleave" and output.kind != "ranking":
+            raise SpecError(f"{strategy.at('steps')}[{i}].interleave",
+                            f"interleaving needs spec.output.kind ranking, got {output.kind!r}")
+    an = r.sub("analysis") or _Reader({}, r.at("analysis"))
+    checks = tuple(_check(c, f"{an.at('checks')}[{i}]", output.kind) for i, c in enumerate(an.list("checks")))
+    seen: set[str] = set()
+    for i, c in enumerate(checks):
+        if c.name in seen:
+            raise SpecError(f"{an.at('checks')}[{i}].name", f"duplicate check name {c.name!r}")
+        seen.add(c.name)
+    interval = an.duration("interval", 60.0)
+    if interval <= 0:
+        raise SpecError(an.at("interval"), f"expected a positive duration, got {an.data.get('interval')!r}")
+    analysis = AnalysisSpec(
+        interval=interval,
+        min_samples=an.num("minSamples", 200, lo=1, integer=True),
+        failure_limit=an.num("failureLimit", 2, lo=1, integer=True),
+        inconclusive_limit=an.num("inconclusiveLimit", 5, lo=1, integer=True),
+        checks=checks,
+    )
+    notifications = tuple(_notification(n, f"{r.at('notifications')}[{i}]")
+                          for i, n in enumerate(r.list("notifications")))
+    return RolloutSpec(
+        name=name, namespace=namespace, baseline=baseline, candidate=candidate, predict_path=predict_path,
+        output=output, features_path=feats.str("path", "features") if feats else None,
+        stickiness_header=sticky.str("header") if sticky else None,
+        steps=steps, analysis=analysis, notifications=notifications,
+        timeout=r.duration("timeout", 10.0), shadow_timeout=r.duration("shadowTimeout", 10.0),
+        generation=generation,
+    )
+
+
+def parse_rollout(doc: Any) -> Rollout:
+    """A whole ModelRollout document (as `kubectl apply` takes it) → `Rollout`; raises `SpecError`."""
+    r = _Reader(doc, "")
+    api = r.data.get("apiVersion")
+    if api != API_VERSION:
+        raise SpecError("apiVersion", f"expected {API_VERSION}, got {api!r}")
+    if r.data.get("kind") != KIND:
+        raise SpecError("kind", f"expected {KIND}, got {r.data.get('kind')!r}")
+    meta = _Reader(r.data.get("metadata") or {}, "metadata")
+    name = meta.str("name", required=True, pattern=_NAME, what="a lowercase DNS-1123 name")
+    namespace = meta.str("namespace", "default", pattern=_NAME, what="a lowercase DNS-1123 name")
+    generation = meta.num("generation", 0, integer=True)
+    spec = parse_spec(r.data.get("spec"), name, namespace, "spec", generation)
+    status = r.data.get("status") or {}
+    if not isinstance(status, Mapping):
+        raise SpecError("status", f"expected a mapping, got {type(status).__name__}")
+    return Rollout(spec=spec, status=dict(status), metadata=dict(meta.data))
+
+
+def load_documents(text: str, source: str = "<input>") -> list[dict]:
+    """ModelRollout documents from YAML text (several separated by ---); other kinds are skipped."""
+    import yaml  # local: policies stays importable without YAML for pure users
+
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise SpecError(source, f"not valid YAML: {e}") from e
+    out = []
+    for i, d in enumerate(docs):
+        if not isinstance(d, dict):
+            raise SpecError(f"{source}[{i}]", f"expected a mapping, got {type(d).__name__}")
+        if d.get("kind") == KIND:
+            out.append(d)
+    if not out:
+        raise SpecError(source, f"no {KIND} document found")
+    return out

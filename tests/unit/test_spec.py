@@ -1,0 +1,100 @@
+"""The ModelRollout spec parser: the public example parses; every rejection names the field path."""
+import copy
+from pathlib import Path
+
+import pytest
+
+from policies.spec import SpecError, load_documents, parse_duration, parse_rollout
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rollouts" / "fraud-scorer.yaml"
+
+
+@pytest.fixture
+def doc():
+    return load_documents(EXAMPLE.read_text(), str(EXAMPLE))[0]
+
+
+def test_design_example_parses_as_written(doc):
+    """DESIGN.md's example (status removed) is accepted and every field lands where users expect."""
+    spec = parse_rollout(doc).spec
+    assert (spec.name, spec.namespace) == ("fraud-scorer", "ml")
+    assert spec.baseline.version == "v1" and spec.candidate.url == "http://fraud-v2.ml.svc:8080"
+    assert [s.kind for s in spec.steps] == ["shadow", "canary", "canary", "pause", "canary"]
+    assert [s.weight for s in spec.steps] == [0, 5, 25, 0, 50]
+    assert spec.steps[0].duration == 1800 and spec.steps[3].duration is None
+    assert spec.analysis.interval == 60 and spec.analysis.min_samples == 200
+    names = [c.name for c in spec.analysis.checks]
+    assert names == ["score-psi", "score-ks", "nan-or-5xx", "latency", "age-drift", "calibrated",
+                     "business", "fairness"]
+    by_name = {c.name: c for c in spec.analysis.checks}
+    assert by_name["age-drift"].feature == "age"          # `on:` survives YAML 1.1's on=true reading
+    assert by_name["score-ks"].action == "pause" and by_name["score-ks"].min_p_value == 0.01
+    assert by_name["nan-or-5xx"].immediate is True
+    assert by_name["calibrated"].dynamic.sigmas == 3
+    assert "{{candidate}}" in by_name["business"].prometheus.query
+    assert spec.notifications[0].on == ("RolledBack", "Paused")
+    assert spec.stickiness_header == "x-user-id"
+    assert spec.watched_features() == ("age",) and spec.segments() == ("gender",)
+
+
+def test_kubectl_json_spelling_of_on_is_accepted(doc):
+    """After kubectl's YAML→JSON step the `on` key arrives as the string "true"; it means the same."""
+    d = copy.deepcopy(doc)
+    for check in d["spec"]["analysis"]["checks"]:
+        if True in check:
+            check["true"] = check.pop(True)
+    spec = parse_rollout(d).spec
+    assert spec.watched_features() == ("age",)
+
+
+@pytest.mark.parametrize("mutate, path, expected", [
+    (lambda d: d["spec"]["analysis"]["checks"][0].__setitem__("max", "high"),
+     "spec.analysis.checks[0].max", "expected a number"),
+    (lambda d: d["spec"]["strategy"]["steps"][1]["canary"].__setitem__("weight", 150),
+     "spec.strategy.steps[1].canary.weight", "<= 100"),
+    (lambda d: d["spec"]["strategy"]["steps"][0]["shadow"].__setitem__("duration", "ten minutes"),
+     "spec.strategy.steps[0].shadow.duration", "duration like 30s"),
+    (lambda d: d["spec"].pop("candidate"), "spec.candidate", "required"),
+    (lambda d: d["spec"]["output"].__setitem__("kind", "regression"), "spec.output.kind", "one of"),
+    (lambda d: d["spec"]["candidate"].__setitem__("url", "fraud-v2:8080"), "spec.candidate.url", "http://"),
+    (lambda d: d["spec"]["analysis"]["checks"].append({"name": "score-psi", "metric": "psi", "max": 1}),
+     "spec.analysis.checks[8].name", "duplicate"),
+    (lambda d: d["spec"]["analysis"]["checks"].append({"name": "x", "metric": "psi"}),
+     "spec.analysis.checks[8]", "needs a threshold"),
+    (lambda d: d["spec"]["strategy"]["steps"].append({"canary": {"weight": 5}, "pause": {}}),
+     "spec.strategy.steps[5]", "exactly one of"),
+    (lambda d: d["spec"]["strategy"]["steps"].append({"interleave": {}}),
+     "spec.strategy.steps[5].interleave", "ranking"),
+    (lambda d: d["metadata"].__setitem__("name", "Fraud_Scorer"), "metadata.name", "DNS-1123"),
+    (lambda d: d.__setitem__("apiVersion", "v1"), "apiVersion", "modelrollout.io/v1alpha1"),
+])
+def test_bad_specs_name_the_field_and_the_expectation(doc, mutate, path, expected):
+    """Every rejection carries the exact field path and what was expected there."""
+    d = copy.deepcopy(doc)
+    mutate(d)
+    with pytest.raises(SpecError) as err:
+        parse_rollout(d)
+    assert err.value.path == path
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("text, seconds", [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600),
+                                           ("1h30m", 5400), ("1.5s", 1.5), (2, 2.0)])
+def test_durations_accept_go_style_units(text, seconds):
+    """Durations are written like Kubernetes ones and mean seconds inside."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "5 m", "m5", "1d", "-1s", True, None, -3])
+def test_bad_durations_are_rejected(text):
+    """A duration that is not a number with a unit is rejected, not read as zero."""
+    with pytest.raises(SpecError):
+        parse_duration(text)
+
+
+def test_yaml_without_a_rollout_is_a_clear_error():
+    """A file with no ModelRollout document says so instead of doing nothing."""
+    with pytest.raises(SpecError, match="no ModelRollout document"):
+        load_documents("apiVersion: v1\nkind: ConfigMap\n", "cm.yaml")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_documents("a: [", "broken.yaml")
