@@ -1,0 +1,438 @@
+"""The rollout state machine: one pure step from (spec, status, check results, now, command) to a new status.
+
+`decide` has no clock and no I/O: the controller passes `now`, carries out the returned actions and writes
+the returned status once. Everything it needs to resume after a crash is in that status. The rules (and
+the peer failures they rule out) are in DESIGN.md "Verdicts and actions"; the non-obvious choices:
+
+* Missing data never passes: a step advances only after at least one analysis window *in that step*
+  in which every blocking (non-`warn`) check passed, and an absent result counts as Inconclusive.
+* A Fail that reached its check's limit is acted on in every phase that still sends traffic to the
+  candidate, including Paused, so a failed analysis can never let the rollout complete (argo-rollouts#1411).
+* `failures` counts consecutive Fail windows; an Inconclusive window neither breaks nor extends the streak
+  (a gap in data is not evidence that the candidate recovered).
+* Resume starts the evidence afresh (failure and inconclusive streaks reset), so a pause caused by
+  Inconclusive windows cannot re-pause on the very next reconcile (argo-rollouts#261).
+* A new candidate revision (flagger#30) restarts from step 0 with fresh counters and calibration — also
+  from Promoted, RolledBack or Failed: a new revision is a new rollout. `retry` restarts the same revision
+  from step 0 with fresh counters but keeps the A/A calibration, which describes the baseline only.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping
+
+from .spec import RolloutSpec, SpecError, Step
+from .status import (
+    RECENT_LIMIT, CALIBRATION_LIMIT, CheckResult, CheckState, Phase, Routing, RolloutStatus, Verdict,
+    WindowValue,
+)
+
+VERBS = ("promote", "abort", "pause", "resume", "retry")
+_ACTION_RANK = {"warn": 0, "pause": 1, "rollback": 2}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A manual verb from `kubectl modelrollout VERB`, applied at most once (by `id`)."""
+
+    verb: str
+    full: bool = False
+    id: str = ""
+
+    def __post_init__(self):
+        if self.verb not in VERBS:
+            raise ValueError(f"command verb: expected one of {', '.join(VERBS)}, got {self.verb!r}")
+
+    @staticmethod
+    def from_annotation(text: str) -> "Command":
+        """Parse the `modelrollout.io/command` annotation, e.g. `{"verb": "promote", "full": true, "id": "…"}`;
+        raises ValueError naming the field and what was expected."""
+        try:
+            d = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"modelrollout.io/command: expected a JSON object, got {text!r}") from e
+        if not isinstance(d, dict):
+            raise ValueError(f"modelrollout.io/command: expected a JSON object, got {text!r}")
+        full, cid = d.get("full", False), d.get("id", "")
+        if not isinstance(full, bool):
+            raise ValueError(f"modelrollout.io/command.full: expected true or false, got {full!r}")
+        if not isinstance(cid, str):
+            raise ValueError(f"modelrollout.io/command.id: expected a string, got {cid!r}")
+        verb = d.get("verb")
+        if not isinstance(verb, str):
+            raise ValueError(f"modelrollout.io/command.verb: expected one of {', '.join(VERBS)}, got {verb!r}")
+        return Command(verb, full, cid)
+
+
+@dataclass(frozen=True)
+class SetRouting:
+    candidate_weight: int
+    shadow: bool
+    interleave: bool
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A Kubernetes Event on the rollout."""
+    type: str      # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    """A notification for the phase just entered; the shell sends it to the spec's matching sinks."""
+    phase: str
+    severity: str  # critical | error | warning | info
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RolloutStatus
+    actions: tuple[Any, ...]
+
+
+def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
+           results: Iterable[CheckResult] | None, now: float, command: Command | None = None) -> Decision:
+    """The next status and the actions to carry out. `results=None`: no analysis window this time."""
+    before = RolloutStatus.from_status(status)
+    m = _Machine(spec, now)
+    s = replace(before, observed_generation=spec.generation)
+    invalid = s.condition("InvalidSpec")
+    if s.revision != spec.revision or (s.phase is Phase.FAILED and invalid is not None and invalid.status == "True"):
+        s = m.start(s, fresh_calibration=True)
+    elif not s.phase.is_terminal and s.current_step >= len(spec.steps):
+        s = replace(s, current_step=len(spec.steps) - 1)   # the spec lost steps under us
+    if command is not None and (not command.id or command.id != s.last_command_id):
+        s = m.command(s, command)
+        s = replace(s, last_command_id=command.id or s.last_command_id)
+    if results is not None and not s.phase.is_terminal:
+        s = m.record(s, list(results))
+        s = m.act_on_checks(s)
+    s = m.advance(s)
+    s = m.describe(s)
+    s = _conditions(spec, s, now)
+    actions = list(m.actions)
+    if s.routing != before.routing:
+        actions.insert(0, SetRouting(s.routing.candidate_weight, s.routing.shadow, s.routing.interleave))
+    if s.phase is not before.phase:
+        actions.append(Notify(s.phase.value, _severity(s), s.message))
+    return Decision(s, tuple(actions))
+
+
+def invalid_spec_status(status: RolloutStatus | Mapping[str, Any] | None, error: SpecError,
+                        now: float) -> dict[str, Any]:
+    """Status for a spec that can never work: phase Failed, condition InvalidSpec naming the field.
+
+    Routing goes back to the baseline (the candidate is not known to be valid). A later valid spec
+    restarts the rollout from step 0 (see `decide`)."""
+    s = RolloutStatus.from_status(status)
+    msg = f"invalid spec: {error}"
+    s = replace(s, phase=Phase.FAILED, routing=Routing(), message=msg, pause_reason=None)
+    if not s.history or s.history[-1].reason != msg:
+        s = s.with_history(now, "InvalidSpec", msg)
+    s = s.with_condition("InvalidSpec", "True", "InvalidSpec", str(error), now)
+    s = s.with_condition("Progressing", "False", "InvalidSpec", msg, now)
+    s = s.with_condition("Degraded", "True", "InvalidSpec", msg, now)
+    return s.to_status()
+
+
+def step_routing(steps: tuple[Step, ...], i: int) -> Routing:
+    """Routing while step `i` runs; a pause step keeps the routing of the step before it."""
+    for step in reversed(steps[: i + 1]):
+        if step.kind == "shadow":
+            return Routing(0, shadow=True)
+        if step.kind == "canary":
+            return Routing(step.weight)
+        if step.kind == "interleave":
+            return Routing(0, interleave=True)
+    return Routing()
+
+
+def failure_limit(spec: RolloutSpec, check_name: str) -> int:
+    c = next((c for c in spec.analysis.checks if c.name == check_name), None)
+    if c is None:
+        return spec.analysis.failure_limit
+    if c.immediate:
+        return 1
+    return c.failure_limit or spec.analysis.failure_limit
+
+
+_STEP_PHASE = {"shadow": Phase.SHADOWING, "canary": Phase.PROGRESSING, "interleave": Phase.INTERLEAVING,
+               "pause": Phase.PAUSED}
+
+
+class _Machine:
+    """Transitions for one `decide` call; collects the actions they cause."""
+
+    def __init__(self, spec: RolloutSpec, now: float):
+        self.spec, self.now = spec, now
+        self.actions: list[Any] = []
+
+    def emit(self, type_: str, reason: str, message: str) -> None:
+        self.actions.append(Emit(type_, reason, message))
+
+    def step_label(self, i: int) -> str:
+        n = len(self.spec.steps)
+        return f"step {i + 1}/{n} ({self.spec.steps[i].describe()})" if i < n else "promotion"
+
+    # --- starting and moving between steps -------------------------------------------------------
+
+    def start(self, s: RolloutStatus, fresh_calibration: bool) -> RolloutStatus:
+        restart = s.revision is not None
+        keep = {} if fresh_calibration else {c.name: c.calibration for c in s.checks}
+        checks = tuple(CheckState(c.name, c.metric, action=c.action, calibration=keep.get(c.name, ()))
+                       for c in self.spec.analysis.checks)
+        if s.revision is None:
+            why = f"rollout of {self.spec.candidate.version} started"
+        elif s.revision != self.spec.revision:
+            why = f"new candidate revision {self.spec.revision} (was {s.revision}): restarting from step 1"
+        elif s.phase is Phase.FAILED:
+            why = "spec is valid again: restarting from step 1"
+        else:
+            why = "retry: restarting from step 1"
+        event = "Started" if not restart else ("RevisionChanged" if s.revision != self.spec.revision else "Restarted")
+        s = replace(s, revision=self.spec.revision, checks=checks, pause_reason=None, message=why)
+        s = s.with_history(self.now, event, why)
+        self.emit("Normal", event, why)
+        if s.conditions:
+            s = s.with_condition("InvalidSpec", "False", "SpecValid", "spec is valid", self.now)
+        return self.enter_step(s, 0)
+
+    def enter_step(self, s: RolloutStatus, i: int, why: str = "") -> RolloutStatus:
+        if i >= len(self.spec.steps):
+            return self.promote(s, why or "all steps passed")
+        step = self.spec.steps[i]
+        s = replace(s, current_step=i, phase=_STEP_PHASE[step.kind], routing=step_routing(self.spec.steps, i),
+                    step_started_at=self.now, step_windows=0,
+                    pause_reason="step" if step.kind == "pause" else None)
+        text = f"{self.step_label(i)} started" + (f": {why}" if why else "")
+        s = replace(s, message=text).with_history(self.now, "StepStarted", text)
+        self.emit("Normal", "StepStarted", text)
+        return s
+
+    def promote(self, s: RolloutStatus, why: str) -> RolloutStatus:
+        text = f"promoted {self.spec.candidate.version}: {why}"
+        s = replace(s, phase=Phase.PROMOTED, routing=Routing(100), pause_reason=None, message=text,
+                    current_step=len(self.spec.steps))
+        self.emit("Normal", "Promoted", text)
+        return s.with_history(self.now, "Promoted", text)
+
+    def rollback(self, s: RolloutStatus, why: str, by_user: bool = False) -> RolloutStatus:
+        text = f"rolled back at {self.step_label(s.current_step)}: {why}"
+        s = replace(s, phase=Phase.ROLLED_BACK, routing=Routing(), pause_reason=None, message=text)
+        self.emit("Warning", "Aborted" if by_user else "RolledBack", text)
+        return s.with_history(self.now, "RolledBack", text)
+
+    def pause(self, s: RolloutStatus, reason: str, why: str) -> RolloutStatus:
+        text = f"paused at {self.step_label(s.current_step)}: {why}"
+        s = replace(s, phase=Phase.PAUSED, pause_reason=reason, message=text)
+        self.emit("Warning" if reason != "user" else "Normal", "Paused", text)
+        return s.with_history(self.now, "Paused", text)
+
+    def advance(self, s: RolloutStatus) -> RolloutStatus:
+        """Time-based transition: the step's duration has passed and its analysis passed."""
+        steps = self.spec.steps
+        waiting_pause_step = s.phase is Phase.PAUSED and s.pause_reason == "step"
+        if not (s.phase.is_active or waiting_pause_step):
+            return s
+        step = steps[s.current_step]
+        if step.kind == "pause" and step.duration is None:
+            return s  # waits for promote
+        started = s.step_started_at if s.step_started_at is not None else self.now
+        if self.now - started < (step.duration or 0.0):
+            return s
+        if self.blocking_not_passed(s):
+            return s
+        return self.enter_step(s, s.current_step + 1, f"{self.step_label(s.current_step)} passed")
+
+    def blocking_not_passed(self, s: RolloutStatus) -> list[str]:
+        """Blocking checks whose last window in this step was not a Pass (all of them before one)."""
+        blocking = [c for c in self.spec.analysis.checks if c.action != "warn"]
+        if not blocking:
+            return []
+        if s.step_windows == 0:
+            return [c.name for c in blocking]
+        out = []
+        for c in blocking:
+            st = s.check(c.name)
+            if st is None or st.verdict is not Verdict.PASS:
+                out.append(c.name)
+        return out
+
+    # --- analysis windows ------------------------------------------------------------------------
+
+    def record(self, s: RolloutStatus, results: list[CheckResult]) -> RolloutStatus:
+        by_name = {r.name: r for r in results}
+        checks = []
+        for c in self.spec.analysis.checks:
+            old = s.check(c.name) or CheckState(c.name, c.metric, action=c.action)
+            r = by_name.get(c.name) or CheckResult(
+                c.name, c.metric, None, None, Verdict.INCONCLUSIVE, 0,
+                reason=f"{c.name}: no result for this window", action=c.action, immediate=c.immediate)
+            checks.append(_update_check(old, r, self.now))
+        return replace(s, checks=tuple(checks), last_analysis_at=self.now, step_windows=s.step_windows + 1)
+
+    def act_on_checks(self, s: RolloutStatus) -> RolloutStatus:
+        """Apply the most severe action any check has earned; then the inconclusive pause."""
+        triggered = []
+        for c in self.spec.analysis.checks:
+            st = s.check(c.name)
+            if st is None or st.verdict is not Verdict.FAIL:
+                continue
+            limit = failure_limit(self.spec, c.name)
+            if st.failures >= limit:
+                triggered.append((c, st, limit))
+        for c, st, limit in triggered:
+            if c.action == "warn" and st.failures == limit:
+                self.emit("Warning", "CheckWarning", f"{_for_windows(st)} (action warn)")
+        worst = max((c.action for c, _, _ in triggered), key=_ACTION_RANK.get, default=None)
+        if worst == "rollback":
+            why = "; ".join(_for_windows(st) for c, st, _ in triggered if c.action == "rollback")
+            return self.rollback(s, why)
+        if worst == "pause" and s.phase is not Phase.PAUSED:
+            why = "; ".join(_for_windows(st) for c, st, _ in triggered if c.action == "pause")
+            return self.pause(s, "check", why)
+        limit = self.spec.analysis.inconclusive_limit
+        stuck = [s.check(c.name) for c in self.spec.analysis.checks if c.action != "warn"]
+        stuck = [st for st in stuck if st is not None and st.inconclusive >= limit]
+        if stuck and s.phase is not Phase.PAUSED:
+            why = "; ".join(f"{st.reason} ({st.inconclusive} inconclusive windows, limit {limit})" for st in stuck)
+            return self.pause(s, "inconclusive", why)
+        return s
+
+    # --- manual verbs ----------------------------------------------------------------------------
+
+    def command(self, s: RolloutStatus, cmd: Command) -> RolloutStatus:
+        verb = cmd.verb
+        if verb == "retry":
+            if s.phase not in (Phase.ROLLED_BACK, Phase.FAILED):
+                return self.reject(s, cmd, f"retry applies after a rollback or abort; phase is {s.phase.value}")
+            s = replace(s, revision=self.spec.revision)
+            return self.start(replace(s, phase=Phase.PENDING), fresh_calibration=False)
+        if s.phase.is_terminal:
+            return self.reject(s, cmd, f"rollout is {s.phase.value}")
+        if verb == "abort":
+            return self.rollback(s, "aborted by user", by_user=True)
+        if verb == "promote":
+            if cmd.full:
+                return self.promote(s, "promoted by user (--full)")
+            why = f"promoted by user past {self.step_label(s.current_step)}"
+            return self.enter_step(_fresh_streaks(s), s.current_step + 1, why)
+        if verb == "pause":
+            if s.phase is Phase.PAUSED:
+                return self.reject(s, cmd, "already paused")
+            return self.pause(s, "user", "paused by user")
+        # resume
+        if s.phase is not Phase.PAUSED:
+            return self.reject(s, cmd, f"not paused (phase {s.phase.value})")
+        if s.pause_reason == "step":
+            return self.reject(s, cmd, f"{self.step_label(s.current_step)} waits for promote")
+        step = self.spec.steps[s.current_step]
+        s = _fresh_streaks(s)
+        text = f"resumed at {self.step_label(s.current_step)} by user"
+        s = replace(s, phase=_STEP_PHASE[step.kind], pause_reason="step" if step.kind == "pause" else None,
+                    step_windows=0, message=text)
+        self.emit("Normal", "Resumed", text)
+        return s.with_history(self.now, "Resumed", text)
+
+    def reject(self, s: RolloutStatus, cmd: Command, why: str) -> RolloutStatus:
+        self.emit("Warning", "CommandRejected", f"{cmd.verb} ignored: {why}")
+        return s
+
+    # --- the human-readable line -----------------------------------------------------------------
+
+    def describe(self, s: RolloutStatus) -> RolloutStatus:
+        """Keep `message` saying what an active rollout is waiting for."""
+        if not s.phase.is_active:
+            return s
+        step = self.spec.steps[s.current_step]
+        started = s.step_started_at if s.step_started_at is not None else self.now
+        left = (step.duration or 0.0) - (self.now - started)
+        label = self.step_label(s.current_step)
+        if left > 0:
+            return replace(s, message=f"{label}: {_fmt_left(left)} left")
+        waiting = self.blocking_not_passed(s)
+        if waiting:
+            return replace(s, message=f"{label}: waiting for a passing window of {', '.join(waiting)}")
+        return s
+
+
+def _update_check(old: CheckState, r: CheckResult, now: float) -> CheckState:
+    failures, inconclusive = old.failures, old.inconclusive
+    if r.verdict is Verdict.FAIL:
+        failures, inconclusive = failures + 1, 0
+    elif r.verdict is Verdict.PASS:
+        failures, inconclusive = 0, 0
+    elif not r.calibrating:
+        inconclusive += 1
+    calibration = old.calibration
+    if r.aa_value is not None:
+        calibration = (calibration + (float(r.aa_value),))[-CALIBRATION_LIMIT:]
+    recent = (old.recent + (WindowValue(now, r.value, r.verdict),))[-RECENT_LIMIT:]
+    return CheckState(r.name, r.metric, r.value, r.threshold, r.verdict, r.samples, failures, inconclusive,
+                      r.reason, r.action, recent, calibration)
+
+
+def _fresh_streaks(s: RolloutStatus) -> RolloutStatus:
+    return replace(s, checks=tuple(replace(c, failures=0, inconclusive=0) for c in s.checks))
+
+
+def _for_windows(st: CheckState) -> str:
+    n = st.failures
+    return f"{st.reason} for {n} window{'s' if n != 1 else ''}"
+
+
+def _fmt_left(seconds: float) -> str:
+    seconds = int(seconds + 0.999)
+    h, rem = divmod(seconds, 3600)
+    m, sec = divmod(rem, 60)
+    return (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{sec}s" if sec or not (h or m) else "")
+
+
+def _severity(s: RolloutStatus) -> str:
+    if s.phase is Phase.ROLLED_BACK:
+        return "warning" if "aborted by user" in s.message else "critical"
+    if s.phase is Phase.FAILED:
+        return "error"
+    if s.phase is Phase.PAUSED:
+        return "warning" if s.pause_reason in ("check", "inconclusive") else "info"
+    return "info"
+
+
+_PAUSE_REASONS = {"step": "PauseStep", "user": "PausedByUser", "inconclusive": "InconclusiveAnalysis",
+                  "check": "CheckFailed"}
+
+
+def _conditions(spec: RolloutSpec, s: RolloutStatus, now: float) -> RolloutStatus:
+    ph = s.phase
+    if ph.is_terminal:
+        s = s.with_condition("Progressing", "False", ph.value, s.message, now)
+    else:
+        s = s.with_condition("Progressing", "True", ph.value, s.message, now)
+    if spec.analysis.checks and not ph.is_terminal:
+        verdicts = [c.verdict for c in s.checks if c.verdict is not None]
+        if len(verdicts) < len(spec.analysis.checks):
+            s = s.with_condition("Analyzing", "True", "WaitingForData", "no analysis window yet", now)
+        else:
+            worst = Verdict.worst(verdicts)
+            bad = [c.reason for c in s.checks if c.verdict is worst and worst is not Verdict.PASS]
+            msg = "; ".join(bad) if bad else "all checks passed their last window"
+            s = s.with_condition("Analyzing", "True", {"Pass": "Passing", "Fail": "Failing",
+                                                       "Inconclusive": "Inconclusive"}[worst.value], msg, now)
+    else:
+        s = s.with_condition("Analyzing", "False", ph.value if ph.is_terminal else "NoChecks", "", now)
+    if ph is Phase.PAUSED:
+        s = s.with_condition("Paused", "True", _PAUSE_REASONS.get(s.pause_reason or "", "Paused"), s.message, now)
+    else:
+        s = s.with_condition("Paused", "False", "NotPaused", "", now)
+    s = s.with_condition("Completed", "True" if ph is Phase.PROMOTED else "False",
+                         "Promoted" if ph is Phase.PROMOTED else "NotPromoted", "", now)
+    degraded = ph in (Phase.ROLLED_BACK, Phase.FAILED)
+    s = s.with_condition("Degraded", "True" if degraded else "False", ph.value if degraded else "Healthy",
+                         s.message if degraded else "", now)
+    if s.condition("InvalidSpec") is None:
+        s = s.with_condition("InvalidSpec", "False", "SpecValid", "spec is valid", now)
+    return s

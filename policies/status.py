@@ -1,0 +1,352 @@
+"""The rollout's state as immutable values, and their round trip through the CR status.
+
+The `status` of a ModelRollout is the single source of truth: the controller may die between any two
+reconciles and the next one rebuilds everything from `RolloutStatus.from_status(cr["status"])`. So every
+counter a decision depends on (consecutive failures, calibration values, the step clock) lives here, and
+`from_status` accepts whatever an older or hand-edited status holds without crashing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Mapping
+
+HISTORY_LIMIT = 50
+"""History entries kept in status (oldest dropped first)."""
+RECENT_LIMIT = 10
+"""Per-check window values kept in status for `kubectl modelrollout status`."""
+CALIBRATION_LIMIT = 50
+"""A/A values kept per calibrated check (the newest)."""
+
+
+class Phase(str, Enum):
+    PENDING = "Pending"
+    SHADOWING = "Shadowing"
+    PROGRESSING = "Progressing"
+    INTERLEAVING = "Interleaving"
+    PAUSED = "Paused"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+
+    @property
+    def is_active(self) -> bool:
+        """Running a step: traffic is shifting and analysis may advance it."""
+        return self in (Phase.SHADOWING, Phase.PROGRESSING, Phase.INTERLEAVING)
+
+
+class Verdict(str, Enum):
+    PASS = "Pass"
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+
+    @property
+    def severity(self) -> int:
+        return {"Pass": 0, "Inconclusive": 1, "Fail": 2}[self.value]
+
+    @staticmethod
+    def worst(verdicts) -> "Verdict":
+        """Fail beats Inconclusive beats Pass; no verdicts at all is Inconclusive (no data never passes)."""
+        vs = list(verdicts)
+        return max(vs, key=lambda v: v.severity) if vs else Verdict.INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict on one analysis window, with the numbers and a sentence saying why."""
+
+    name: str
+    metric: str | None
+    value: float | None
+    threshold: float | None
+    verdict: Verdict
+    samples: int
+    p_value: float | None = None
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    reason: str = ""
+    action: str = "rollback"
+    immediate: bool = False
+    calibrating: bool = False
+    """True while a `dynamic` threshold waits for A/A windows: Inconclusive that is expected, so it
+    blocks advancing but does not count towards `inconclusiveLimit`."""
+    aa_value: float | None = None
+    """A/A value learned from this window's baseline (already normalised, see `policies.thresholds`)."""
+
+
+@dataclass(frozen=True)
+class Routing:
+    candidate_weight: int = 0
+    shadow: bool = False
+    interleave: bool = False
+
+    def to_status(self) -> dict[str, Any]:
+        return {"candidateWeight": self.candidate_weight, "shadow": self.shadow, "interleave": self.interleave}
+
+    @staticmethod
+    def from_status(d: Any) -> "Routing":
+        d = d if isinstance(d, Mapping) else {}
+        return Routing(candidate_weight=_int(d.get("candidateWeight"), 0, 0, 100),
+                       shadow=d.get("shadow") is True, interleave=d.get("interleave") is True)
+
+
+@dataclass(frozen=True)
+class WindowValue:
+    time: float
+    value: float | None
+    verdict: Verdict
+
+    def to_status(self) -> dict[str, Any]:
+        return {"time": rfc3339(self.time), "value": _num_out(self.value), "verdict": self.verdict.value}
+
+    @staticmethod
+    def from_status(d: Any) -> "WindowValue | None":
+        if not isinstance(d, Mapping):
+            return None
+        t = parse_time(d.get("time"))
+        return WindowValue(t if t is not None else 0.0, _float(d.get("value")), _verdict(d.get("verdict")))
+
+
+@dataclass(frozen=True)
+class CheckState:
+    """What a check remembers across windows: its last result and the streaks decisions need."""
+
+    name: str
+    metric: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    verdict: Verdict | None = None
+    samples: int = 0
+    failures: int = 0
+    """Consecutive Fail windows (reset by a Pass or Inconclusive window, a resume, a retry, a new revision)."""
+    inconclusive: int = 0
+    """Consecutive Inconclusive windows (not counting calibration)."""
+    reason: str = ""
+    action: str = "rollback"
+    recent: tuple[WindowValue, ...] = ()
+    calibration: tuple[float, ...] = ()
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "metric": self.metric, "value": _num_out(self.value),
+            "threshold": _num_out(self.threshold), "verdict": self.verdict.value if self.verdict else None,
+            "samples": self.samples, "failures": self.failures, "inconclusive": self.inconclusive,
+            "reason": self.reason, "action": self.action,
+            "recent": [w.to_status() for w in self.recent],
+            "calibration": [_num_out(v) for v in self.calibration],
+        }
+
+    @staticmethod
+    def from_status(d: Mapping[str, Any]) -> "CheckState":
+        recent = tuple(w for w in (WindowValue.from_status(x) for x in _list(d.get("recent"))) if w)
+        calib = tuple(v for v in (_float(x) for x in _list(d.get("calibration"))) if v is not None)
+        return CheckState(
+            name=str(d.get("name")), metric=d.get("metric") if isinstance(d.get("metric"), str) else None,
+            value=_float(d.get("value")), threshold=_float(d.get("threshold")),
+            verdict=_verdict(d.get("verdict")) if d.get("verdict") is not None else None,
+            samples=_int(d.get("samples"), 0, 0), failures=_int(d.get("failures"), 0, 0),
+            inconclusive=_int(d.get("inconclusive"), 0, 0), reason=str(d.get("reason") or ""),
+            action=str(d.get("action") or "rollback"),
+            recent=recent[-RECENT_LIMIT:], calibration=calib[-CALIBRATION_LIMIT:],
+        )
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str          # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+    last_transition_time: float
+
+    def to_status(self) -> dict[str, Any]:
+        return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message,
+                "lastTransitionTime": rfc3339(self.last_transition_time)}
+
+    @staticmethod
+    def from_status(d: Any) -> "Condition | None":
+        if not isinstance(d, Mapping) or not isinstance(d.get("type"), str):
+            return None
+        t = parse_time(d.get("lastTransitionTime"))
+        return Condition(d["type"], str(d.get("status") or "Unknown"), str(d.get("reason") or ""),
+                         str(d.get("message") or ""), t if t is not None else 0.0)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    time: float
+    step: int
+    action: str
+    reason: str
+
+    def to_status(self) -> dict[str, Any]:
+        return {"time": rfc3339(self.time), "step": self.step, "action": self.action, "reason": self.reason}
+
+    @staticmethod
+    def from_status(d: Any) -> "HistoryEntry | None":
+        if not isinstance(d, Mapping):
+            return None
+        t = parse_time(d.get("time"))
+        return HistoryEntry(t if t is not None else 0.0, _int(d.get("step"), 0), str(d.get("action") or ""),
+                            str(d.get("reason") or ""))
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """The whole CR status as a value. `to_status()` is JSON-ready; `from_status()` never raises."""
+
+    phase: Phase = Phase.PENDING
+    observed_generation: int = 0
+    current_step: int = 0
+    routing: Routing = Routing()
+    checks: tuple[CheckState, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    revision: str | None = None
+    step_started_at: float | None = None
+    step_windows: int = 0
+    """Analysis windows evaluated since the current step began (a step needs one to advance)."""
+    last_analysis_at: float | None = None
+    message: str = ""
+    last_command_id: str | None = None
+    pause_reason: str | None = None
+    """Why the phase is Paused: "step" (a pause step), "user", "inconclusive" or "check"."""
+
+    def check(self, name: str) -> CheckState | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def with_history(self, now: float, action: str, reason: str) -> "RolloutStatus":
+        entry = HistoryEntry(now, self.current_step, action, reason)
+        return replace(self, history=(self.history + (entry,))[-HISTORY_LIMIT:])
+
+    def with_condition(self, type_: str, status: str, reason: str, message: str, now: float) -> "RolloutStatus":
+        """Set one condition; its lastTransitionTime moves only when its status flips."""
+        old = self.condition(type_)
+        since = old.last_transition_time if old is not None and old.status == status else now
+        new = Condition(type_, status, reason, message, since)
+        rest = tuple(c for c in self.conditions if c.type != type_)
+        return replace(self, conditions=tuple(sorted(rest + (new,), key=lambda c: _COND_ORDER.get(c.type, 99))))
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase.value,
+            "observedGeneration": self.observed_generation,
+            "currentStep": self.current_step,
+            "routing": self.routing.to_status(),
+            "checks": [c.to_status() for c in self.checks],
+            "conditions": [c.to_status() for c in self.conditions],
+            "history": [h.to_status() for h in self.history],
+            "revision": self.revision,
+            "stepStartedAt": rfc3339(self.step_started_at) if self.step_started_at is not None else None,
+            "stepWindows": self.step_windows,
+            "lastAnalysisAt": rfc3339(self.last_analysis_at) if self.last_analysis_at is not None else None,
+            "message": self.message,
+            "lastCommandId": self.last_command_id,
+            "pauseReason": self.pause_reason,
+        }
+
+    @staticmethod
+    def from_status(d: Any) -> "RolloutStatus":
+        """Rebuild from a CR status dict (None or {} → a fresh Pending status). Unknown values fall back
+        to defaults rather than raising: a hand-edited status must not crash the controller."""
+        if isinstance(d, RolloutStatus):
+            return d
+        d = d if isinstance(d, Mapping) else {}
+        try:
+            phase = Phase(d.get("phase"))
+        except ValueError:
+            phase = Phase.PENDING
+        checks = tuple(CheckState.from_status(c) for c in _list(d.get("checks"))
+                       if isinstance(c, Mapping) and isinstance(c.get("name"), str))
+        conds = tuple(c for c in (Condition.from_status(x) for x in _list(d.get("conditions"))) if c)
+        hist = tuple(h for h in (HistoryEntry.from_status(x) for x in _list(d.get("history"))) if h)
+        rev = d.get("revision")
+        cmd = d.get("lastCommandId")
+        pause = d.get("pauseReason")
+        return RolloutStatus(
+            phase=phase, observed_generation=_int(d.get("observedGeneration"), 0, 0),
+            current_step=_int(d.get("currentStep"), 0, 0), routing=Routing.from_status(d.get("routing")),
+            checks=checks, conditions=conds, history=hist[-HISTORY_LIMIT:],
+            revision=rev if isinstance(rev, str) else None,
+            step_started_at=parse_time(d.get("stepStartedAt")), step_windows=_int(d.get("stepWindows"), 0, 0),
+            last_analysis_at=parse_time(d.get("lastAnalysisAt")), message=str(d.get("message") or ""),
+            last_command_id=cmd if isinstance(cmd, str) else None,
+            pause_reason=pause if isinstance(pause, str) else None,
+        )
+
+
+_COND_ORDER = {t: i for i, t in enumerate(
+    ("Progressing", "Analyzing", "Paused", "Completed", "Degraded", "InvalidSpec"))}
+
+
+# --- time and value helpers --------------------------------------------------------------------------
+
+def rfc3339(t: float) -> str:
+    """Epoch seconds → `2026-01-02T03:04:05Z` (microseconds kept when present)."""
+    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def parse_time(v: Any) -> float | None:
+    """RFC3339 text or epoch number → epoch seconds; anything else → None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, str) and v:
+        try:
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    return None
+
+
+def _list(v: Any) -> list:
+    return v if isinstance(v, list) else []
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def _num_out(v: float | None) -> float | None:
+    """JSON has no NaN/Infinity: a non-finite value is written as null."""
+    if v is None or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _int(v: Any, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return default
+    v = int(v)
+    if lo is not None and v < lo:
+        return default
+    if hi is not None and v > hi:
+        return default
+    return v
+
+
+def _verdict(v: Any) -> Verdict:
+    try:
+        return Verdict(v)
+    except ValueError:
+        return Verdict.INCONCLUSIVE
