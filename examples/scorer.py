@@ -1,0 +1,117 @@
+"""A small real model server: scores `{"features": {...}}` with a deterministic, tunable distribution.
+
+Baseline and candidate processes started with the same `--seed` give the same standard-normal draw for the
+same features, so shadow pairs are comparable and a `--shift` shows up as drift. Fault knobs (errors, NaN,
+garbage, latency, hanging) let tests and demos break a version on purpose.
+
+    python -m examples.scorer --port 8081 --version v2 --mean 0.3 --std 0.1 --shift 0.05
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import random
+import sys
+
+from aiohttp import web
+
+
+def draw(features: object, seed: int) -> float:
+    """A standard-normal value fixed by (features, seed): same request → same draw in every process."""
+    text = json.dumps(features, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.blake2b(f"{seed}|{text}".encode(), digest_size=16).digest()
+    u1 = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
+    u2 = int.from_bytes(digest[8:], "big") / 2**64
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+class Scorer:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.rng = random.Random(args.seed ^ 0x5EED)
+        self.served = 0
+        self.classes = [c for c in args.classes.split(",") if c]
+
+    def score(self, features: object) -> float:
+        a = self.args
+        value = a.mean + a.std * draw(features, a.seed) + a.shift
+        return min(1.0, max(0.0, value))
+
+    async def predict(self, request: web.Request) -> web.Response:
+        a = self.args
+        self.served += 1
+        if a.hang_after is not None and self.served > a.hang_after:
+            await asyncio.sleep(3600)
+        if a.latency_ms > 0:
+            await asyncio.sleep(a.latency_ms / 1000.0)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "request body is not JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "expected a JSON object with a features field"}, status=400)
+        roll = self.rng.random()
+        if roll < a.error_rate:
+            return web.json_response({"error": "injected failure"}, status=500)
+        roll -= a.error_rate
+        if roll < a.garbage_rate:
+            return web.Response(text="<html>garbage</html>", content_type="text/html")
+        roll -= a.garbage_rate
+        if roll < a.nan_rate:
+            return web.Response(text=json.dumps({"prediction": float("nan"), "version": a.version}),
+                                content_type="application/json")
+        score = self.score(body.get("features", body))
+        if a.kind == "class":
+            index = min(int(score * len(self.classes)), len(self.classes) - 1)
+            prediction: object = self.classes[index]
+        else:
+            prediction = round(score, 6)
+        return web.json_response({"prediction": prediction, "version": a.version})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "version": self.args.version, "served": self.served})
+
+
+def build_app(args: argparse.Namespace) -> web.Application:
+    scorer = Scorer(args)
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_post(args.path, scorer.predict)
+    app.router.add_get("/healthz", scorer.healthz)
+    return app
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m examples.scorer", description=__doc__.split("\n")[0])
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--version", default="v1")
+    p.add_argument("--path", default="/predict", help="predict path (default /predict)")
+    p.add_argument("--kind", choices=("score", "class"), default="score")
+    p.add_argument("--classes", default="ok,fraud", help="class labels, low score to high (--kind class)")
+    p.add_argument("--mean", type=float, default=0.3)
+    p.add_argument("--std", type=float, default=0.1)
+    p.add_argument("--shift", type=float, default=0.0, help="added to every score (drift)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500")
+    p.add_argument("--nan-rate", type=float, default=0.0, help="share answered with a NaN prediction")
+    p.add_argument("--garbage-rate", type=float, default=0.0, help="share answered with a non-JSON body")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added delay per request, milliseconds")
+    p.add_argument("--hang-after", type=int, default=None, help="never answer after N requests")
+    args = p.parse_args(argv)
+    for name in ("error_rate", "nan_rate", "garbage_rate"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            p.error(f"--{name.replace('_', '-')}: expected a share in [0, 1], got {getattr(args, name)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    web.run_app(build_app(args), host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""A load generator that behaves like users of a rollout behind the router.
+
+Each simulated user has a sticky id (sent as `x-user-id`), an age and a gender; score requests carry
+`{"features": {...}}`, ranking requests `{"user", "candidates"}`. With `--feedback` it posts ground-truth
+labels for scores and simulated clicks (examples.ranker.simulate_clicks) for rankings, the way a product
+would report outcomes back.
+
+    python -m examples.traffic --url http://127.0.0.1:8080/v1/rollouts/fraud-scorer --rps 50 --duration 10
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from examples.ranker import relevance, simulate_clicks
+
+
+@dataclass
+class User:
+    id: str
+    age: float
+    gender: str
+
+
+@dataclass
+class TrafficReport:
+    sent: int = 0
+    statuses: collections.Counter = field(default_factory=collections.Counter)
+    versions: collections.Counter = field(default_factory=collections.Counter)
+    feedback: collections.Counter = field(default_factory=collections.Counter)
+    transport_errors: int = 0
+
+    def to_dict(self) -> dict:
+        return {"sent": self.sent, "statuses": dict(self.statuses), "versions": dict(self.versions),
+                "feedback": dict(self.feedback), "transport_errors": self.transport_errors}
+
+
+def make_users(n: int, rng: random.Random, age_mean: float = 40.0, age_std: float = 12.0) -> list[User]:
+    return [User(f"u{i}", round(max(18.0, rng.gauss(age_mean, age_std)), 1), rng.choice(("f", "m")))
+            for i in range(n)]
+
+
+def score_body(user: User, rng: random.Random) -> dict:
+    amount = round(math.exp(rng.gauss(3.5, 1.0)), 2)
+    return {"features": {"age": user.age, "gender": user.gender, "amount": amount,
+                         "hour": rng.randrange(24)}}
+
+
+def ranking_body(user: User, rng: random.Random, items: int) -> dict:
+    return {"user": user.id, "candidates": [f"i{rng.randrange(items * 10)}" for _ in range(items)]}
+
+
+def base_url(url: str) -> str:
+    """The rollout's base URL, whether given with or without the trailing /predict."""
+    url = url.rstrip("/")
+    return url[: -len("/predict")] if url.endswith("/predict") else url
+
+
+async def _one(session: aiohttp.ClientSession, base: str, args: argparse.Namespace, user: User,
+               rng: random.Random, report: TrafficReport) -> None:
+    body = ranking_body(user, rng, args.items) if args.kind == "ranking" else score_body(user, rng)
+    report.sent += 1
+    try:
+        async with session.post(f"{base}/predict", json=body, headers={"x-user-id": user.id}) as r:
+            report.statuses[r.status] += 1
+            report.versions[r.headers.get("x-model-version", "-")] += 1
+            payload = await r.read()
+            request_id = r.headers.get("x-request-id")
+            ok = r.status == 200
+        if not (args.feedback and ok and request_id):
+            return
+        if args.kind == "ranking":
+            ranking = json.loads(payload).get("ranking", [])
+            feedback = {"request_id": request_id, "clicks": simulate_clicks(ranking, user.id, rng)}
+        else:
+            # Ground truth: fraud is likelier for large amounts at night (independent of the model).
+            f = body["features"]
+            p = 0.05 + 0.3 * (f["amount"] > 100) + 0.2 * (f["hour"] < 6)
+            feedback = {"request_id": request_id, "label": int(rng.random() < p)}
+        async with session.post(f"{base}/feedback", json=feedback) as r:
+            report.feedback[r.status] += 1
+            await r.read()
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        report.transport_errors += 1
+
+
+async def run(args: argparse.Namespace) -> TrafficReport:
+    """Send `rps` requests per second for `duration` seconds (open loop, bounded concurrency)."""
+    rng = random.Random(args.seed)
+    users = make_users(args.users, rng, age_mean=args.age_mean)
+    report = TrafficReport()
+    base = base_url(args.url)
+    limit = asyncio.Semaphore(args.concurrency)
+    tasks: set[asyncio.Task] = set()
+    timeout = aiohttp.ClientTimeout(total=args.timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        start = time.monotonic()
+        total = int(args.rps * args.duration) if args.requests is None else args.requests
+        for i in range(total):
+            due = start + i / args.rps
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await limit.acquire()
+            task = asyncio.create_task(_one(session, base, args, rng.choice(users), rng, report))
+            tasks.add(task)
+            task.add_done_callback(lambda t: (tasks.discard(t), limit.release()))
+        if tasks:
+            await asyncio.gather(*tasks)
+    return report
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m examples.traffic", description=__doc__.split("\n")[0])
+    p.add_argument("--url", required=True, help="the rollout's router URL: .../v1/rollouts/NAME")
+    p.add_argument("--rps", type=float, default=50.0)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--requests", type=int, default=None, help="send exactly N requests (overrides duration)")
+    p.add_argument("--users", type=int, default=100)
+    p.add_argument("--kind", choices=("score", "ranking"), default="score")
+    p.add_argument("--items", type=int, default=10, help="candidates per ranking request")
+    p.add_argument("--age-mean", type=float, default=40.0, help="shift it to simulate feature drift")
+    p.add_argument("--feedback", action="store_true", help="post labels / clicks after each answer")
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.rps <= 0:
+        p.error(f"--rps: expected a positive number, got {args.rps}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = asyncio.run(run(args))
+    print(json.dumps(report.to_dict(), sort_keys=True))
+    return 0 if report.transport_errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
