@@ -1,0 +1,120 @@
+"""`modelrollout controller`: the ModelRollout controller on a Kubernetes apiserver.
+
+    modelrollout controller [--kubeconfig F] [--namespace NS|all] [--router-url URL ...]
+        [--router-service NAME] [--prometheus-url URL] [--metrics-port P]
+        [--leader-elect/--no-leader-elect] [--lease-name N] [--resync 30s]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from policies.spec import SpecError, parse_duration
+
+__all__ = ["Controller", "ControllerSettings", "main", "parse_args"]
+
+
+def __getattr__(name: str):
+    # Lazy: router.kube_source imports controller.kube.watch without pulling in the whole controller.
+    if name in ("Controller", "ControllerSettings", "default_identity"):
+        from . import controller as _controller
+
+        return getattr(_controller, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text, "duration")
+    except SpecError as e:
+        raise argparse.ArgumentTypeError(e.message) from e
+
+
+def parse_args(argv: list[str]):
+    """(argparse namespace, ControllerSettings) from the command line; bad values exit 2 with the flag named."""
+    from .controller import ControllerSettings, default_identity
+
+    p = argparse.ArgumentParser(prog="modelrollout controller",
+                                description="Run the ModelRollout controller against a Kubernetes apiserver.")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, else $KUBECONFIG/~/.kube/config)")
+    p.add_argument("--namespace", default="all", help="namespace to watch, or 'all' (default)")
+    p.add_argument("--router-url", action="append", default=[], metavar="URL",
+                   help="a router replica's base URL (repeatable)")
+    p.add_argument("--router-service", metavar="[NS/]NAME",
+                   help="router Service whose EndpointSlices list the replicas")
+    p.add_argument("--prometheus-url", help="Prometheus for checks without their own address")
+    p.add_argument("--metrics-port", type=int, help="serve controller metrics on this port")
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address of the metrics server (default 0.0.0.0)")
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                   help="campaign for a Lease and act only while leader (default on)")
+    p.add_argument("--lease-name", default="modelrollout-controller")
+    p.add_argument("--lease-namespace", help="namespace of the Lease (default: $POD_NAMESPACE, the watched "
+                                             "namespace, else 'default')")
+    p.add_argument("--lease-duration", type=_duration, default=15.0)
+    p.add_argument("--renew-deadline", type=_duration, default=10.0)
+    p.add_argument("--retry-period", type=_duration, default=2.0)
+    p.add_argument("--resync", type=_duration, default=30.0, help="full relist period (default 30s)")
+    p.add_argument("--http-timeout", type=_duration, default=5.0,
+                   help="timeout of one router or Prometheus query (default 5s)")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--identity", help="this replica's name in the Lease and in Events (default: host + random)")
+    p.add_argument("--log-level", default="INFO")
+    a = p.parse_args(argv)
+    namespace = None if a.namespace in ("all", "", "*") else a.namespace
+    if not (a.lease_duration > a.renew_deadline > a.retry_period > 0):
+        p.error(f"expected --lease-duration ({a.lease_duration}s) > --renew-deadline ({a.renew_deadline}s) > "
+                f"--retry-period ({a.retry_period}s) > 0")
+    if a.workers < 1:
+        p.error(f"--workers: expected at least 1, got {a.workers}")
+    if a.resync <= 0:
+        p.error("--resync: expected a positive duration")
+    for url in a.router_url + ([a.prometheus_url] if a.prometheus_url else []):
+        if not url.startswith(("http://", "https://")):
+            p.error(f"expected an http:// or https:// URL, got {url!r}")
+    settings = ControllerSettings(
+        namespace=namespace, router_urls=tuple(a.router_url), router_service=a.router_service,
+        prometheus_url=a.prometheus_url, metrics_port=a.metrics_port, metrics_host=a.metrics_host,
+        leader_elect=a.leader_elect, lease_name=a.lease_name,
+        lease_namespace=a.lease_namespace or os.environ.get("POD_NAMESPACE") or namespace or "default",
+        lease_duration=a.lease_duration, renew_deadline=a.renew_deadline, retry_period=a.retry_period,
+        resync=a.resync, http_timeout=a.http_timeout, workers=a.workers,
+        identity=a.identity or default_identity())
+    return a, settings
+
+
+def load_client(kubeconfig: str | None):
+    from kubernetes import config
+
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    try:
+        config.load_incluster_config()
+        from kubernetes import client
+
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, settings = parse_args(sys.argv[1:] if argv is None else list(argv))
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        api = load_client(args.kubeconfig)
+    except Exception as e:  # noqa: BLE001
+        print(f"modelrollout controller: cannot load Kubernetes configuration: {e}", file=sys.stderr)
+        return 2
+    from .controller import Controller
+
+    ctl = Controller(api, settings)
+    signal.signal(signal.SIGTERM, lambda *_: ctl.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: ctl.stop_event.set())
+    ctl.run_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

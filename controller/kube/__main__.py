@@ -1,0 +1,5 @@
+import sys
+
+from controller.kube import main
+
+sys.exit(main())

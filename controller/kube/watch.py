@@ -1,0 +1,158 @@
+"""A small informer for one custom resource: LIST, then WATCH from the list's resourceVersion.
+
+The official client has no informer and does not relist for you (kubernetes-client/python#2223), so this
+keeps a cache keyed by "namespace/name", relists on 410 Gone, on any broken stream (an apiserver restart)
+and every `resync` seconds, and reports each key whose object changed to `on_change`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+GROUP = "modelrollout.io"
+VERSION = "v1alpha1"
+PLURAL = "modelrollouts"
+
+log = logging.getLogger("modelrollout.watch")
+
+
+def object_key(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+class ListWatcher:
+    """Mirror of every ModelRollout (in one namespace or all) kept current by list+watch.
+
+    `on_change(key, obj_or_None)` is called from the watcher thread after the cache is updated: for every
+    added, modified or deleted object, and for every object on a periodic resync (so a lost event can never
+    leave a rollout unreconciled). `on_resync(objects)` runs after each LIST with the full current set.
+    """
+
+    def __init__(self, api_client: client.ApiClient, namespace: str | None = None, *,
+                 on_change: Callable[[str, dict | None], None] | None = None,
+                 on_resync: Callable[[list[dict]], None] | None = None,
+                 resync: float = 30.0, watch_timeout: float = 60.0):
+        self.api = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+        self.on_change = on_change or (lambda key, obj: None)
+        self.on_resync = on_resync or (lambda objs: None)
+        self.resync = resync
+        self.watch_timeout = watch_timeout
+        self.cache: dict[str, dict] = {}
+        self.synced = threading.Event()
+        self.relists = 0
+        self._lock = threading.Lock()
+        self._watch: watch.Watch | None = None
+
+    # ---- reading the cache -------------------------------------------------------------------------
+
+    def get(self, key: str) -> dict | None:
+        with self._lock:
+            return self.cache.get(key)
+
+    def objects(self) -> list[dict]:
+        with self._lock:
+            return list(self.cache.values())
+
+    # ---- the loop ----------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """LIST+WATCH until `stop` is set; every failure leads to a relist after a bounded backoff."""
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                rv = self._relist()
+                backoff = 0.2
+                self._watch_until(stop, rv, time.monotonic() + self.resync)
+            except _Gone:
+                log.info("watch resourceVersion expired (410 Gone); relisting")
+            except Exception as e:  # noqa: BLE001 - the apiserver may be restarting; relist after a pause
+                if stop.is_set():
+                    break
+                log.warning("list/watch of %s failed: %s; relisting in %.1fs", PLURAL, _short(e), backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def stop(self) -> None:
+        w = self._watch
+        if w is not None:
+            w.stop()
+
+    def _list(self, **kw):
+        if self.namespace:
+            return self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, **kw)
+        return self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
+
+    def _relist(self) -> str:
+        listed = self._list(_request_timeout=30)
+        items = {object_key(o): o for o in listed.get("items", [])}
+        for o in items.values():  # LIST items lack apiVersion/kind; put them back so they parse as documents
+            o.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+            o.setdefault("kind", "ModelRollout")
+        with self._lock:
+            gone = [k for k in self.cache if k not in items]
+            self.cache = items
+        self.relists += 1
+        self.synced.set()
+        self.on_resync(list(items.values()))
+        for k in gone:
+            self.on_change(k, None)
+        for k, o in items.items():
+            self.on_change(k, o)
+        return listed["metadata"]["resourceVersion"]
+
+    def _watch_until(self, stop: threading.Event, rv: str, deadline: float) -> None:
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return  # periodic resync: the caller relists
+            w = watch.Watch()
+            self._watch = w
+            timeout = max(1, int(min(remaining, self.watch_timeout)))
+            try:
+                stream = w.stream(self._list, resource_version=rv, allow_watch_bookmarks=True,
+                                  timeout_seconds=timeout, _request_timeout=timeout + 10)
+                for event in stream:
+                    if stop.is_set():
+                        w.stop()
+                        return
+                    rv = self._apply(event) or rv
+            except ApiException as e:
+                if e.status == 410:
+                    raise _Gone() from e
+                raise
+            finally:
+                self._watch = None
+
+    def _apply(self, event: dict) -> str | None:
+        kind = event.get("type")
+        obj = event.get("raw_object") or event.get("object") or {}
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if kind == "BOOKMARK":
+            return rv
+        key = object_key(obj)
+        if kind == "DELETED":
+            with self._lock:
+                self.cache.pop(key, None)
+            self.on_change(key, None)
+        elif kind in ("ADDED", "MODIFIED"):
+            with self._lock:
+                self.cache[key] = obj
+            self.on_change(key, obj)
+        return rv
+
+
+class _Gone(Exception):
+    pass
+
+
+def _short(e: Exception) -> str:
+    if isinstance(e, ApiException):
+        return f"HTTP {e.status} {e.reason}"
+    return f"{type(e).__name__}: {e}"[:300]
