@@ -1,0 +1,238 @@
+"""The router's ASGI application: a thin raw-ASGI hot path for predict/feedback in front of FastAPI.
+
+FastAPI carries the API surface (OpenAPI, summaries, metrics, health); the two hot routes skip its
+request/response machinery because the router sits in every prediction's path and must cost well under a
+millisecond. Both layers call the same `Router` handlers, so behaviour does not depend on the layer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from router.core import Reply, Router, error_reply
+from router.settings import RouterSettings
+from router.source import RoutingSource
+
+log = logging.getLogger("modelrollout.router")
+
+_PREFIX = "/v1/rollouts/"
+
+_PREDICT_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "description": "Forwarded unchanged to the chosen model version's predictPath.",
+    "additionalProperties": True}}}}
+_FEEDBACK_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["request_id"],
+    "properties": {"request_id": {"type": "string", "description": "x-request-id of the prediction"},
+                   "label": {"description": "ground truth (number, string or boolean)"},
+                   "clicks": {"type": "array", "items": {"type": "string"}, "description": "clicked item ids"}}}}}}
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {
+    "error": {"type": "string"}, "detail": {"type": "string"}}}}}}
+
+
+class RouterApp:
+    """ASGI callable: POST /v1/rollouts/{name}/predict|feedback served directly, the rest by FastAPI."""
+
+    def __init__(self, router: Router, source: RoutingSource, api: FastAPI):
+        self.router = router
+        self.source = source
+        self.api = api
+        self.max_body = router.settings.max_body_bytes
+        self._tasks: list[asyncio.Task] = []
+
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind == "http" and scope["method"] == "POST" and scope["path"].startswith(_PREFIX):
+            name, _, action = scope["path"][len(_PREFIX):].partition("/")
+            if name and action in ("predict", "feedback"):
+                return await self._post(scope, receive, send, name, action)
+        if kind == "lifespan":
+            return await self._lifespan(receive, send)
+        return await self.api(scope, receive, send)
+
+    async def _post(self, scope, receive, send, name: str, action: str) -> None:
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            headers[k.decode("latin-1")] = v.decode("latin-1")
+        reply = None
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            reply = _too_large(self.max_body, length)
+        body = b""
+        if reply is None:
+            chunks, size = [], 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > self.max_body:
+                        reply = _too_large(self.max_body, f"more than {self.max_body}")
+                        break
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if reply is None:
+            namespace = _namespace(scope["query_string"])
+            try:
+                if action == "predict":
+                    reply = await self.router.predict(name, namespace, headers, body)
+                else:
+                    reply = await self.router.feedback(name, namespace, body)
+            except Exception:   # a bug, not the client's fault: say so without leaking internals
+                log.exception("%s %s failed", scope["method"], scope["path"])
+                reply = error_reply(500, "internal error", "the router failed to handle this request; see its log")
+        if reply.status >= 400 and reply.status != 502 and reply.status != 504:
+            self.router.metrics.client_errors[reply.status] += 1
+        out = [(b"content-type", reply.content_type.encode("latin-1")),
+               (b"content-length", str(len(reply.body)).encode())]
+        for k, v in reply.headers:
+            out.append((k.encode("latin-1"), v.encode("latin-1")))
+        await send({"type": "http.response.start", "status": reply.status, "headers": out})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as e:
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        self._tasks = [asyncio.create_task(self._watch(), name="modelrollout-source"),
+                       asyncio.create_task(self.router.housekeeping(), name="modelrollout-housekeeping")]
+        if self.router.log is not None:
+            self._tasks.append(asyncio.create_task(self.router.log.run(), name="modelrollout-log"))
+
+    async def shutdown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.router.drain()
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                async for rollouts in self.source.watch():
+                    self.router.apply(rollouts)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("routing source failed; retrying in 1s")
+                await asyncio.sleep(1.0)
+
+
+def _too_large(limit: int, got: str) -> Reply:
+    return error_reply(413, "request body too large", f"body of {got} bytes exceeds the limit of {limit} bytes "
+                       "(--max-body)")
+
+
+def _namespace(query: bytes) -> str | None:
+    if not query or b"namespace=" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get("namespace")
+    return values[0] if values else None
+
+
+def _response(reply: Reply) -> Response:
+    return Response(reply.body, status_code=reply.status, headers=dict(reply.headers), media_type=reply.content_type)
+
+
+def _time_param(name: str, raw: str | None) -> float | None | Reply:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        return error_reply(400, f"invalid {name}", f"{name}: expected seconds since the epoch, got {raw!r}")
+    return value
+
+
+def build_api(router: Router) -> FastAPI:
+    api = FastAPI(title="modelrollout router", version="0.1.0",
+                  description="Splits, mirrors or interleaves prediction requests between a baseline and a "
+                              "candidate model version, records outcomes and serves mergeable summaries.")
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        return _response(error_reply(400, "invalid request", "; ".join(parts)[:500]))
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        text = {404: "not found", 405: "method not allowed"}.get(exc.status_code, "request failed")
+        detail = f"{request.method} {request.url.path}: {exc.detail}"
+        return _response(error_reply(exc.status_code, text, detail))
+
+    responses: dict[int | str, Any] = {400: _ERROR, 404: _ERROR, 413: _ERROR}
+
+    @api.post("/v1/rollouts/{name}/predict", openapi_extra={"requestBody": _PREDICT_BODY},
+              responses={**responses, 502: _ERROR, 504: _ERROR},
+              summary="Forward a prediction request to the version chosen for it")
+    async def predict(name: str, request: Request, namespace: str | None = Query(None)):
+        body = await request.body()
+        if len(body) > router.settings.max_body_bytes:
+            return _response(_too_large(router.settings.max_body_bytes, str(len(body))))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return _response(await router.predict(name, namespace, headers, body))
+
+    @api.post("/v1/rollouts/{name}/feedback", openapi_extra={"requestBody": _FEEDBACK_BODY},
+              responses={**responses, 409: _ERROR}, summary="Join a label or clicks to an issued prediction")
+    async def feedback(name: str, request: Request, namespace: str | None = Query(None)):
+        body = await request.body()
+        if len(body) > router.settings.max_body_bytes:
+            return _response(_too_large(router.settings.max_body_bytes, str(len(body))))
+        return _response(await router.feedback(name, namespace, body))
+
+    @api.get("/v1/rollouts/{name}/summaries", responses=responses,
+             summary="Mergeable per-window summaries per version (for the controller)")
+    async def summaries(name: str, namespace: str | None = Query(None), start: str | None = Query(None),
+                        end: str | None = Query(None)):
+        lo, hi = _time_param("start", start), _time_param("end", end)
+        for v in (lo, hi):
+            if isinstance(v, Reply):
+                return _response(v)
+        return _response(router.summaries(name, namespace, lo, hi))
+
+    @api.get("/metrics", summary="Prometheus metrics")
+    async def metrics():
+        return Response(router.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api.get("/healthz", summary="Liveness")
+    async def healthz():
+        return {"ok": True}
+
+    @api.get("/readyz", summary="Readiness: the routing configuration is loaded", responses={503: _ERROR})
+    async def readyz():
+        if not router.ready:
+            return _response(error_reply(503, "not ready", "no routing configuration loaded yet"))
+        return {"ready": True, "rollouts": sorted(router.targets)}
+
+    return api
+
+
+def create_app(source: RoutingSource, settings: RouterSettings | None = None) -> RouterApp:
+    """The router as an ASGI app serving the rollouts `source` yields (run it with lifespan on)."""
+    router = Router(settings)
+    return RouterApp(router, source, build_api(router))

@@ -1,0 +1,399 @@
+"""The router's request handling, independent of the HTTP framework in front of it.
+
+`Router` holds the current rollouts, the upstream pool, the recorder, the prediction log and the
+issued request ids. Its handlers take (name, namespace, headers, body) and return a `Reply`; both the
+raw-ASGI hot path and the FastAPI routes call them, so every entry point behaves the same.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import orjson
+
+from policies.interleaving import credit, team_draft
+from policies.spec import Rollout, RolloutSpec, VersionRef
+from router.extract import get_path, is_missing, output_value, redact, scalar, split_path
+from router.feedback import FeedbackRefused, Issued, IssuedIds
+from router.metrics import RouterMetrics, finite_float
+from router.predlog import PredictionLog
+from router.recorder import Recorder
+from router.routing import BASELINE, CANDIDATE, Routing, pick
+from router.settings import RouterSettings
+from router.upstream import ERROR_STATUS, Answer, Upstreams
+
+log = logging.getLogger("modelrollout.router")
+
+OVERRIDE_HEADER = "x-modelrollout-version"
+JSON = "application/json"
+_MAX_REQUEST_ID = 128
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = JSON
+
+
+def error_reply(status: int, error: str, detail: str, headers: list | None = None) -> Reply:
+    return Reply(status, orjson.dumps({"error": error, "detail": detail}), headers or [])
+
+
+@dataclass
+class Target:
+    """One served rollout, pre-digested for the request path."""
+    spec: RolloutSpec
+    routing: Routing
+    arms: dict[str, VersionRef]
+    by_version: dict[str, str]
+    output_path: tuple[str, ...]
+    features_path: tuple[str, ...] | None
+    features: tuple[str, ...]
+    segments: tuple[str, ...]
+    sticky_header: str | None
+    headers: dict[str, dict]
+
+    @classmethod
+    def of(cls, rollout: Rollout) -> "Target":
+        s = rollout.spec
+        arms = {BASELINE: s.baseline, CANDIDATE: s.candidate}
+        by_version = {s.baseline.version: BASELINE}
+        by_version.setdefault(s.candidate.version, CANDIDATE)
+        return cls(spec=s, routing=Routing.from_status(rollout.status), arms=arms, by_version=by_version,
+                   output_path=split_path(s.output.path),
+                   features_path=split_path(s.features_path) if s.features_path else None,
+                   features=s.watched_features(), segments=s.segments(),
+                   sticky_header=s.stickiness_header.lower() if s.stickiness_header else None,
+                   headers={})
+
+
+class Router:
+    def __init__(self, settings: RouterSettings | None = None):
+        self.settings = settings or RouterSettings()
+        s = self.settings
+        self.metrics = RouterMetrics()
+        self.upstreams = Upstreams(s.upstream_connections)
+        self.issued = IssuedIds(s.feedback_ttl_seconds, s.feedback_max_ids)
+        self.recorder = Recorder(s.bucket_seconds, s.retention_seconds, s.reservoir)
+        self.log = PredictionLog(s.log_dir, s.replica_id, s.log_max_bytes) if s.log_dir else None
+        self.redact_paths = tuple(split_path(p) for p in s.redact)
+        self.targets: dict[str, Target] = {}
+        self.by_name: dict[str, list[Target]] = {}
+        self.ready = False
+        self.shadow_inflight = 0
+        self._shadow_tasks: set[asyncio.Task] = set()
+        self._rng = random.Random()
+        self.metrics.gauges.append(self._gauges)
+
+    # --- configuration ---------------------------------------------------------------------------
+
+    def apply(self, rollouts: Iterable[Rollout]) -> None:
+        """Serve exactly `rollouts` from now on (in-flight requests finish on what they started with)."""
+        targets = {}
+        for r in rollouts:
+            t = Target.of(r)
+            targets[t.spec.key] = t
+            self.recorder.configure(t.spec)
+        by_name: dict[str, list[Target]] = {}
+        for t in targets.values():
+            by_name.setdefault(t.spec.name, []).append(t)
+        self.targets, self.by_name = targets, by_name
+        self.ready = True
+        log.info("serving %d rollout(s): %s", len(targets), ", ".join(
+            f"{k} (candidate {t.routing.candidate_weight:g}%{', shadow' if t.routing.shadow else ''}"
+            f"{', interleave' if t.routing.interleave else ''})" for k, t in sorted(targets.items())) or "none")
+
+    def resolve(self, name: str, namespace: str | None) -> Target | Reply:
+        found = self.by_name.get(name)
+        if found and namespace:
+            found = [t for t in found if t.spec.namespace == namespace]
+        if not found:
+            where = f" in namespace {namespace!r}" if namespace else ""
+            return error_reply(404, "unknown rollout", f"no rollout named {name!r}{where}; serving: "
+                               f"{', '.join(sorted(self.targets)) or 'none'}")
+        if len(found) > 1:
+            return error_reply(400, "ambiguous rollout", f"rollout {name!r} exists in namespaces "
+                               f"{', '.join(sorted(t.spec.namespace for t in found))}; add ?namespace=")
+        return found[0]
+
+    # --- predict ---------------------------------------------------------------------------------
+
+    async def predict(self, name: str, namespace: str | None, headers: dict[str, str], body: bytes) -> Reply:
+        target = self.resolve(name, namespace)
+        if isinstance(target, Reply):
+            return target
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            return error_reply(400, "malformed JSON", f"request body is not valid JSON: {e}")
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        if len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable() or not request_id.isascii():
+            return error_reply(400, "invalid x-request-id", f"x-request-id: expected at most {_MAX_REQUEST_ID} "
+                               f"printable ASCII characters, got {request_id[:40]!r}")
+        routing = target.routing
+        override = headers.get(OVERRIDE_HEADER) if self.settings.allow_override else None
+        if override is not None:
+            arm = target.by_version.get(override)
+            if arm is None:
+                return error_reply(400, "unknown version", f"{OVERRIDE_HEADER}: expected one of "
+                                   f"{', '.join(target.by_version)}, got {override!r}")
+        elif routing.interleave and target.spec.output.kind == "ranking":
+            return await self._interleave(target, request_id, doc, body)
+        else:
+            sticky = headers.get(target.sticky_header) if target.sticky_header else None
+            arm = pick(routing, sticky, target.spec.key, self._rng)
+        now = time.time()
+        features, segments = self._inputs(target, doc)
+        primary_out: asyncio.Future | None = None
+        if routing.shadow and arm == BASELINE and override is None:
+            primary_out = self._start_shadow(target, request_id, body, now, features, segments)
+        version = target.arms[arm]
+        answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
+                                           {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
+        output, error = self._output(target, answer)
+        if primary_out is not None:
+            primary_out.set_result(output)
+        self._record(target, now, request_id, arm, version.version, "primary", answer, output, error,
+                     features, segments, doc)
+        self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version.version,
+                                             output, segments, None, now))
+        return self._reply(answer, version.version, request_id)
+
+    def _inputs(self, target: Target, doc: Any) -> tuple[dict | None, dict | None]:
+        features = segments = None
+        source = get_path(doc, target.features_path, None) if target.features_path else None
+        if target.features and isinstance(source, dict):
+            features = {f: scalar(source[f]) for f in target.features if f in source}
+        if target.segments:
+            segments = {}
+            for seg in target.segments:
+                v = source.get(seg) if isinstance(source, dict) and seg in source else (
+                    doc.get(seg) if isinstance(doc, dict) else None)
+                segments[seg] = scalar(v)
+        return features, segments
+
+    def _output(self, target: Target, answer: Answer) -> tuple[Any, str | None]:
+        if answer.error is not None:
+            return None, answer.error
+        if answer.status != 200:
+            return None, None            # the model refused the input (4xx): the client's error
+        try:
+            doc = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            return None, "invalid_output"
+        raw = get_path(doc, target.output_path)
+        value, ok = output_value(target.spec.output.kind, None if is_missing(raw) else raw)
+        return (value, None) if ok else (None, "invalid_output")
+
+    def _reply(self, answer: Answer, version: str, request_id: str) -> Reply:
+        headers = [("x-model-version", version), ("x-request-id", request_id)]
+        if answer.error in ERROR_STATUS:
+            what = {"timeout": "model timeout", "unreachable": "model unreachable", "http_5xx": "model error"}
+            return error_reply(ERROR_STATUS[answer.error], what[answer.error],
+                               f"model version {version!r} {answer.detail}", headers)
+        return Reply(answer.status or 502, answer.body, headers, answer.content_type or JSON)
+
+    def _record(self, target: Target, now: float, request_id: str, arm: str, version: str, role: str,
+                answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
+                doc: Any = None, primary_output: Any = None, paired: bool = False) -> None:
+        spec = target.spec
+        self.metrics.observe(spec.name, spec.namespace, version, role, answer.status, error, answer.latency,
+                             output if spec.output.kind == "score" else None)
+        record = {"time": now, "request_id": request_id, "rollout": spec.name, "namespace": spec.namespace,
+                  "revision": spec.revision, "version": version, "arm": arm, "role": role,
+                  "status": answer.status, "error": error, "latency_ms": round(answer.latency * 1000.0, 3),
+                  "output": output, "features": features, "segments": segments}
+        if paired:
+            record["primary_output"] = primary_output
+        if self.settings.log_inputs and doc is not None:
+            record["input"] = redact(doc, self.redact_paths)
+        self.recorder.add(spec, record)
+        if self.log is not None:
+            self.log.write(record)
+
+    # --- shadow ----------------------------------------------------------------------------------
+
+    def _start_shadow(self, target: Target, request_id: str, body: bytes, now: float,
+                      features: dict | None, segments: dict | None) -> asyncio.Future | None:
+        if self.shadow_inflight >= self.settings.shadow_max_inflight:
+            self.metrics.shadow_dropped[(target.spec.name, target.spec.namespace)] += 1
+            return None
+        primary_out = asyncio.get_running_loop().create_future()
+        self.shadow_inflight += 1
+        task = asyncio.create_task(self._shadow(target, request_id, body, now, features, segments, primary_out))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_done)
+        return primary_out
+
+    def _shadow_done(self, task: asyncio.Task) -> None:
+        self._shadow_tasks.discard(task)
+        self.shadow_inflight -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("shadow call failed unexpectedly: %r", task.exception())
+
+    async def _shadow(self, target: Target, request_id: str, body: bytes, now: float, features, segments,
+                      primary_out: asyncio.Future) -> None:
+        version = target.arms[CANDIDATE]
+        answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
+                                           {"Content-Type": JSON, "x-request-id": request_id,
+                                            "x-modelrollout-shadow": "true"}, target.spec.shadow_timeout)
+        output, error = self._output(target, answer)
+        primary = await primary_out
+        self._record(target, now, request_id, CANDIDATE, version.version, "shadow", answer, output, error,
+                     features, segments, primary_output=primary, paired=True)
+
+    # --- interleave ------------------------------------------------------------------------------
+
+    async def _interleave(self, target: Target, request_id: str, doc: Any, body: bytes) -> Reply:
+        now = time.time()
+        spec = target.spec
+        features, segments = self._inputs(target, doc)
+        hdrs = {"Content-Type": JSON, "x-request-id": request_id}
+        a, b = await asyncio.gather(
+            self.upstreams.call(spec.baseline.url, spec.predict_path, body, hdrs, spec.timeout),
+            self.upstreams.call(spec.candidate.url, spec.predict_path, body, hdrs, spec.timeout))
+        out_a, err_a = self._output(target, a)
+        out_b, err_b = self._output(target, b)
+        for arm, ans, out, err in ((BASELINE, a, out_a, err_a), (CANDIDATE, b, out_b, err_b)):
+            self._record(target, now, request_id, arm, target.arms[arm].version, "interleave", ans, out, err,
+                         features, segments, doc if arm == BASELINE else None)
+        if out_a is None or out_b is None:
+            # One side failed: serve the other unmerged; the impression earns no interleaving credit.
+            arm, ans, out = (CANDIDATE, b, out_b) if out_a is None and out_b is not None else (BASELINE, a, out_a)
+            version = target.arms[arm].version
+            self.issued.issue(request_id, Issued(spec.key, spec.revision, arm, version, out, segments, None, now))
+            return self._reply(ans, version, request_id)
+        merged, teams = team_draft(out_a, out_b, self._rng, max(len(out_a), len(out_b)))
+        response = orjson.loads(a.body)
+        from router.extract import set_path
+        if not set_path(response, target.output_path, merged):
+            response = merged
+        label = f"{spec.baseline.version}+{spec.candidate.version}"
+        self.issued.issue(request_id, Issued(spec.key, spec.revision, "interleave", label, merged, segments,
+                                             dict(zip(merged, teams)), now))
+        return Reply(200, orjson.dumps(response), [("x-model-version", label), ("x-request-id", request_id)])
+
+    # --- feedback --------------------------------------------------------------------------------
+
+    async def feedback(self, name: str, namespace: str | None, body: bytes) -> Reply:
+        target = self.resolve(name, namespace)
+        if isinstance(target, Reply):
+            return target
+        spec = target.spec
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            return error_reply(400, "malformed JSON", f"request body is not valid JSON: {e}")
+        problem = _feedback_problem(doc)
+        if problem:
+            self.metrics.feedback[(spec.name, spec.namespace, "invalid", "400")] += 1
+            return error_reply(400, "invalid feedback", problem)
+        kind = "clicks" if "clicks" in doc else "label"
+        now = time.time()
+        try:
+            entry = self.issued.claim(doc["request_id"], spec.key, now)
+        except FeedbackRefused as e:
+            self.metrics.feedback[(spec.name, spec.namespace, kind, str(e.status))] += 1
+            return error_reply(e.status, e.error, e.detail)
+        record = {"time": now, "request_id": doc["request_id"], "rollout": spec.name, "namespace": spec.namespace,
+                  "revision": entry.revision, "version": entry.version, "arm": entry.arm, "role": "feedback",
+                  "output": entry.output, "segments": entry.segments, "prediction_time": entry.issued_at}
+        outcome = None
+        if kind == "clicks":
+            record["clicks"] = doc["clicks"]
+            if entry.teams is not None:
+                outcome = {"b": "win", "a": "loss", "tie": "tie"}[credit(entry.teams, doc["clicks"])]
+                self.metrics.interleave[(spec.name, spec.namespace, outcome)] += 1
+            record["outcome"] = outcome
+        else:
+            record["label"] = doc["label"]
+        self.recorder.add(spec, record)
+        if self.log is not None:
+            self.log.write(record)
+        self.metrics.feedback[(spec.name, spec.namespace, kind, "200")] += 1
+        return Reply(200, orjson.dumps({"accepted": True, "request_id": doc["request_id"], "kind": kind,
+                                        "version": entry.version, "outcome": outcome}))
+
+    # --- summaries -------------------------------------------------------------------------------
+
+    def summaries(self, name: str, namespace: str | None, start: float | None, end: float | None) -> Reply:
+        target = self.resolve(name, namespace)
+        if isinstance(target, Reply):
+            return target
+        spec = target.spec
+        windows = self.recorder.windows(spec.key, start, end)
+        return Reply(200, orjson.dumps({"rollout": spec.name, "namespace": spec.namespace,
+                                        "replica": self.settings.replica_id,
+                                        "bucket_seconds": self.settings.bucket_seconds, "windows": windows},
+                                       option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS))
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def _gauges(self):
+        from prometheus_client.core import GaugeMetricFamily
+        g = GaugeMetricFamily("modelrollout_router_shadow_inflight", "Shadow calls in flight.")
+        g.add_metric([], self.shadow_inflight)
+        yield g
+        g = GaugeMetricFamily("modelrollout_router_candidate_weight", "Candidate share of live traffic, percent.",
+                              labels=["rollout", "namespace", "shadow", "interleave"])
+        for t in list(self.targets.values()):
+            g.add_metric([t.spec.name, t.spec.namespace, str(t.routing.shadow).lower(),
+                          str(t.routing.interleave).lower()], t.routing.candidate_weight)
+        yield g
+        g = GaugeMetricFamily("modelrollout_router_feedback_ids", "Issued request ids remembered for feedback.")
+        g.add_metric([], len(self.issued))
+        yield g
+        if self.log is not None:
+            from prometheus_client.core import CounterMetricFamily
+            c = CounterMetricFamily("modelrollout_router_log_records", "Prediction log records written.")
+            c.add_metric([], self.log.written)
+            yield c
+            c = CounterMetricFamily("modelrollout_router_log_dropped", "Prediction log records dropped "
+                                    "(writer too far behind).")
+            c.add_metric([], self.log.dropped)
+            yield c
+
+    async def housekeeping(self, every: float = 0.5) -> None:
+        """Fold recorded outcomes into windows, drop old windows and expired ids, until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            now = time.time()
+            self.recorder.flush(now)
+            self.issued.expire(now)
+
+    async def drain(self) -> None:
+        """Wait (bounded) for in-flight shadow calls, then write and fsync the prediction log."""
+        if self._shadow_tasks:
+            await asyncio.wait(list(self._shadow_tasks), timeout=self.settings.drain_seconds)
+        self.recorder.flush(time.time())
+        if self.log is not None:
+            await self.log.close()
+        await self.upstreams.close()
+
+
+def _feedback_problem(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return f"expected a JSON object with request_id and label or clicks, got {type(doc).__name__}"
+    rid = doc.get("request_id")
+    if not isinstance(rid, str) or not rid:
+        return f"request_id: expected the x-request-id of a prediction, got {rid!r}"
+    if ("label" in doc) == ("clicks" in doc):
+        return "expected exactly one of label or clicks"
+    if "clicks" in doc:
+        clicks = doc["clicks"]
+        if not isinstance(clicks, list) or not all(isinstance(c, (str, int)) and not isinstance(c, bool)
+                                                   for c in clicks):
+            return f"clicks: expected a list of item ids, got {clicks!r}"[:300]
+    else:
+        label = doc["label"]
+        if label is None or not isinstance(label, (str, int, float, bool)) or (
+                isinstance(label, float) and label != label):
+            return f"label: expected a number, string or boolean, got {label!r}"[:300]
+    return None

@@ -1,0 +1,87 @@
+"""Reading values out of JSON documents: dotted paths, model outputs by kind, watched features."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_MISSING = object()
+
+
+def split_path(path: str | None) -> tuple[str, ...]:
+    return tuple(p for p in (path or "").split(".") if p)
+
+
+def get_path(doc: Any, path: tuple[str, ...], default: Any = _MISSING) -> Any:
+    """`doc` at a dotted path (list items by index); `default` (or _MISSING) when absent."""
+    for part in path:
+        if isinstance(doc, dict):
+            if part not in doc:
+                return default
+            doc = doc[part]
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            return default
+    return doc
+
+
+def set_path(doc: Any, path: tuple[str, ...], value: Any) -> bool:
+    """Replace the value at a dotted path in place; False when the path does not exist."""
+    if not path:
+        return False
+    parent = get_path(doc, path[:-1], None)
+    if isinstance(parent, dict) and path[-1] in parent:
+        parent[path[-1]] = value
+        return True
+    if isinstance(parent, list) and path[-1].isdigit() and int(path[-1]) < len(parent):
+        parent[int(path[-1])] = value
+        return True
+    return False
+
+
+def is_missing(x: Any) -> bool:
+    return x is _MISSING
+
+
+def output_value(kind: str, raw: Any) -> tuple[Any, bool]:
+    """(the prediction as recorded, valid?) for an output of `kind` (score, class, ranking, embedding)."""
+    if raw is _MISSING or raw is None:
+        return None, False
+    if kind == "score":
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            return None, False
+        return float(raw), True
+    if kind == "class":
+        if isinstance(raw, (str, int)) and not isinstance(raw, float):
+            return str(raw) if not isinstance(raw, str) else raw, True
+        return None, False
+    if kind == "ranking":
+        if isinstance(raw, list) and all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in raw):
+            return raw, True
+        return None, False
+    if kind == "embedding":
+        if (isinstance(raw, list) and raw and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  and math.isfinite(v) for v in raw)):
+            return [float(v) for v in raw], True
+        return None, False
+    return None, False
+
+
+def scalar(value: Any) -> Any:
+    """A feature or segment value as recorded: numbers and strings kept, everything else None."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float, str)):
+        return value
+    return None
+
+
+def redact(body: Any, paths: tuple[tuple[str, ...], ...]) -> Any:
+    """A copy of `body` with each dotted path replaced by "[redacted]"."""
+    if not paths or not isinstance(body, dict):
+        return body
+    import copy
+    out = copy.deepcopy(body)
+    for p in paths:
+        set_path(out, p, "[redacted]")
+    return out

@@ -1,0 +1,130 @@
+"""Prometheus metrics from plain counters: the request path bumps dict entries, `/metrics` reads them.
+
+No locks or metric objects on the request path; the collector turns the counters into families on scrape.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PREDICTION_BUCKETS = tuple(round(i * 0.05, 2) for i in range(1, 21))
+
+
+class _Histogram:
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, x: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, x)] += 1
+        self.sum += x
+        self.count += 1
+
+    def buckets(self) -> list[tuple[str, int]]:
+        out, acc = [], 0
+        for bound, n in zip(self.bounds, self.counts):
+            acc += n
+            out.append((repr(bound), acc))
+        out.append(("+Inf", self.count))
+        return out
+
+
+class RouterMetrics:
+    """Counters per rollout/version/role; `render()` produces the Prometheus text format."""
+
+    def __init__(self):
+        self.requests: dict[tuple, int] = defaultdict(int)        # rollout, namespace, version, role, code
+        self.errors: dict[tuple, int] = defaultdict(int)          # rollout, namespace, version, role, kind
+        self.durations: dict[tuple, _Histogram] = {}              # rollout, namespace, version, role
+        self.predictions: dict[tuple, _Histogram] = {}            # rollout, namespace, version
+        self.shadow_dropped: dict[tuple, int] = defaultdict(int)  # rollout, namespace
+        self.interleave: dict[tuple, int] = defaultdict(int)      # rollout, namespace, outcome
+        self.feedback: dict[tuple, int] = defaultdict(int)        # rollout, namespace, kind, code
+        self.client_errors: dict[int, int] = defaultdict(int)     # code (before a rollout is known)
+        self.gauges: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
+
+    def observe(self, rollout: str, namespace: str, version: str, role: str, code: int | None,
+                error: str | None, latency: float, prediction: float | None) -> None:
+        self.requests[(rollout, namespace, version, role, str(code or 0))] += 1
+        if error is not None:
+            self.errors[(rollout, namespace, version, role, error)] += 1
+        key = (rollout, namespace, version, role)
+        h = self.durations.get(key)
+        if h is None:
+            h = self.durations[key] = _Histogram(DURATION_BUCKETS)
+        h.observe(latency)
+        if prediction is not None:
+            pkey = (rollout, namespace, version)
+            p = self.predictions.get(pkey)
+            if p is None:
+                p = self.predictions[pkey] = _Histogram(PREDICTION_BUCKETS)
+            p.observe(prediction)
+
+    def collect(self):
+        c = CounterMetricFamily("modelrollout_router_requests", "Model calls by rollout, version, role and HTTP code "
+                                "(0 = no answer).", labels=["rollout", "namespace", "version", "role", "code"])
+        for k, v in list(self.requests.items()):
+            c.add_metric(list(k), v)
+        yield c
+        c = CounterMetricFamily("modelrollout_router_errors", "Failed model calls by kind (http_5xx, timeout, "
+                                "unreachable, invalid_output).", labels=["rollout", "namespace", "version", "role",
+                                                                         "kind"])
+        for k, v in list(self.errors.items()):
+            c.add_metric(list(k), v)
+        yield c
+        h = HistogramMetricFamily("modelrollout_router_request_duration_seconds", "Model call latency, seconds.",
+                                  labels=["rollout", "namespace", "version", "role"])
+        for k, hist in list(self.durations.items()):
+            h.add_metric(list(k), hist.buckets(), hist.sum)
+        yield h
+        h = HistogramMetricFamily("modelrollout_router_prediction", "Numeric predictions (scores) per version.",
+                                  labels=["rollout", "namespace", "version"])
+        for k, hist in list(self.predictions.items()):
+            h.add_metric(list(k), hist.buckets(), hist.sum)
+        yield h
+        c = CounterMetricFamily("modelrollout_router_shadow_dropped", "Shadow calls dropped because too many "
+                                "were in flight.", labels=["rollout", "namespace"])
+        for k, v in list(self.shadow_dropped.items()):
+            c.add_metric(list(k), v)
+        yield c
+        c = CounterMetricFamily("modelrollout_router_interleave_outcomes", "Interleaved impressions credited "
+                                "by clicks, from the candidate's side (win, loss, tie).",
+                                labels=["rollout", "namespace", "outcome"])
+        for k, v in list(self.interleave.items()):
+            c.add_metric(list(k), v)
+        yield c
+        c = CounterMetricFamily("modelrollout_router_feedback", "Feedback posts by kind (label, clicks) and "
+                                "HTTP code.", labels=["rollout", "namespace", "kind", "code"])
+        for k, v in list(self.feedback.items()):
+            c.add_metric(list(k), v)
+        yield c
+        c = CounterMetricFamily("modelrollout_router_rejected", "Requests rejected before reaching a model, "
+                                "by HTTP code.", labels=["code"])
+        for k, v in list(self.client_errors.items()):
+            c.add_metric([str(k)], v)
+        yield c
+        for gauge in self.gauges:
+            yield from gauge()
+
+    def render(self) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return generate_latest(registry)
+
+
+def finite_float(x) -> float | None:
+    """`x` as a finite float, else None (bools are not numbers here)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None

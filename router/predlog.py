@@ -1,0 +1,115 @@
+"""The append-only prediction log: one JSON line per outcome, the audit trail `modelrollout replay` reads.
+
+The request path only appends a dict to a list; a background task serialises batches and writes them from
+a worker thread, rotating files by size and by hour. `close()` writes everything left, fsyncs and closes,
+so a clean shutdown loses no record.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+log = logging.getLogger("modelrollout.router")
+
+
+class PredictionLog:
+    """JSONL files `predictions-<replica>-<YYYYmmddTHH>-<seq>.jsonl` in `directory`."""
+
+    def __init__(self, directory: str | os.PathLike, replica_id: str, max_bytes: int = 64 * 1024 * 1024,
+                 flush_seconds: float = 0.2, max_pending: int = 1_000_000):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.replica_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in replica_id)
+        self.max_bytes = max_bytes
+        self.flush_seconds = flush_seconds
+        self.max_pending = max_pending
+        self.written = 0
+        self.dropped = 0
+        self._pending: list[dict] = []
+        self._file = None
+        self._hour = ""
+        self._size = 0
+        self._seq = 0
+        self._closed = False
+        self._flushing = asyncio.Lock()
+
+    def write(self, record: dict) -> None:
+        """Queue one record (never blocks; beyond `max_pending` queued records it drops and counts)."""
+        if len(self._pending) >= self.max_pending or self._closed:
+            self.dropped += 1
+            return
+        self._pending.append(record)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _open(self, hour: str) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        if hour != self._hour:
+            self._seq = 0
+        while True:
+            path = self.directory / f"predictions-{self.replica_id}-{hour}-{self._seq:04d}.jsonl"
+            if not path.exists():
+                break
+            self._seq += 1
+        self._file = open(path, "ab")
+        self._hour, self._size = hour, 0
+        self._seq += 1
+
+    def _write_batch(self, batch: list[dict], sync: bool) -> None:
+        hour = time.strftime("%Y%m%dT%H", time.gmtime())
+        if self._file is None or hour != self._hour:
+            self._open(hour)
+        for record in batch:
+            line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE,
+                                default=str)
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._open(hour)
+            self._file.write(line)
+            self._size += len(line)
+        self._file.flush()
+        if sync:
+            os.fsync(self._file.fileno())
+
+    async def flush(self, sync: bool = False) -> None:
+        async with self._flushing:
+            batch, self._pending = self._pending, []
+            if batch or sync:
+                await asyncio.to_thread(self._write_batch, batch, sync)
+                self.written += len(batch)
+
+    async def run(self) -> None:
+        """Background writer: flush every `flush_seconds` until cancelled."""
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except OSError as e:
+                log.error("prediction log %s: write failed, will retry: %s", self.directory, e)
+
+    async def close(self) -> None:
+        """Write every queued record, fsync and close the file."""
+        await self.flush(sync=True)
+        self._closed = True
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_records(directory: str | os.PathLike) -> Iterator[dict]:
+    """Every record of a prediction log directory, file by file in name order (for replay and audits)."""
+    for path in sorted(Path(directory).glob("predictions-*.jsonl")):
+        with open(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    yield orjson.loads(line)

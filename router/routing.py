@@ -1,0 +1,73 @@
+"""Which version serves a request: weights from `status.routing`, sticky hashing, the override header.
+
+Pure functions of (routing, key): a sticky key maps to a fixed bucket in [0, 10000) and goes to the
+candidate iff bucket < weight·100, so raising the weight only ever moves keys from baseline to candidate.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from policies.spec import SpecError
+
+BUCKETS = 10_000
+BASELINE, CANDIDATE = "baseline", "candidate"
+
+
+@dataclass(frozen=True)
+class Routing:
+    candidate_weight: float = 0.0
+    """Percent of live traffic served by the candidate, 0–100."""
+    shadow: bool = False
+    interleave: bool = False
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any] | None) -> "Routing":
+        """Routing from a ModelRollout status; absent → 100% baseline; Promoted → 100% candidate."""
+        status = status or {}
+        raw = status.get("routing")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise SpecError("status.routing", f"expected a mapping, got {type(raw).__name__}")
+        weight = raw.get("candidateWeight", 0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 100:
+            raise SpecError("status.routing.candidateWeight", f"expected a number in [0, 100], got {weight!r}")
+        flags = {}
+        for key in ("shadow", "interleave"):
+            v = raw.get(key, False)
+            if v is None:
+                v = False
+            if not isinstance(v, bool):
+                raise SpecError(f"status.routing.{key}", f"expected true or false, got {v!r}")
+            flags[key] = v
+        if status.get("phase") == "Promoted":
+            return cls(100.0, False, False)
+        return cls(float(weight), flags["shadow"], flags["interleave"])
+
+    @property
+    def promoted(self) -> bool:
+        return self.candidate_weight >= 100
+
+
+def sticky_bucket(key: str, salt: str = "") -> int:
+    """The fixed bucket in [0, 10000) of a stickiness key (salted per rollout)."""
+    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def choose(routing: Routing, bucket: int) -> str:
+    """"candidate" iff bucket < weight·100, else "baseline"."""
+    return CANDIDATE if bucket < routing.candidate_weight * (BUCKETS // 100) else BASELINE
+
+
+def pick(routing: Routing, sticky_key: str | None, salt: str, rng: random.Random = random._inst) -> str:
+    """The role serving one request: sticky by key when given, else a fresh random bucket."""
+    if routing.candidate_weight <= 0:
+        return BASELINE
+    if routing.candidate_weight >= 100:
+        return CANDIDATE
+    bucket = sticky_bucket(sticky_key, salt) if sticky_key is not None else int(rng.random() * BUCKETS)
+    return choose(routing, bucket)

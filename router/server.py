@@ -1,0 +1,118 @@
+"""`modelrollout router --config FILE --port P`: serve the rollouts of a YAML file with uvicorn.
+
+SIGTERM stops accepting connections, lets in-flight requests finish, waits (bounded) for shadow calls,
+then writes and fsyncs the prediction log: a clean shutdown loses no recorded outcome.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from policies.spec import SpecError, parse_duration
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text, "duration")
+    except SpecError as e:
+        raise argparse.ArgumentTypeError(f"expected a duration like 5s, 15m or 1h, got {text!r}") from e
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    mult = units.get(t[-1:], 1)
+    t = t[:-1] if t[-1:] in units else t
+    try:
+        value = int(float(t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes like 1048576 or 1MiB, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="modelrollout router", description="Serve the data plane: split, mirror or "
+                                "interleave prediction requests between model versions and record outcomes.")
+    p.add_argument("--config", required=True, help="YAML file of ModelRollout documents (re-read on change)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--replica-id", default=None, help="name of this replica in summaries and log files")
+    p.add_argument("--log-dir", default=None, help="write the append-only prediction log (JSONL) here")
+    p.add_argument("--log-max-bytes", type=_size, default=64 * 1024 * 1024, help="rotate log files at this size")
+    p.add_argument("--log-inputs", action="store_true", help="also log request bodies (see --redact)")
+    p.add_argument("--redact", default="", help="comma-separated dotted body fields blanked in logged inputs")
+    p.add_argument("--bucket", type=_duration, default=5.0, help="summary window width (default 5s)")
+    p.add_argument("--retention", type=_duration, default=900.0, help="how long windows are kept (default 15m)")
+    p.add_argument("--allow-override", action=argparse.BooleanOptionalAction, default=True,
+                   help="honour the x-modelrollout-version header (default on)")
+    p.add_argument("--max-body", type=_size, default=1024 * 1024, help="largest request body (default 1MiB)")
+    p.add_argument("--shadow-max-inflight", type=_positive_int, default=64,
+                   help="shadow calls in flight before mirrors are dropped and counted (default 64)")
+    p.add_argument("--reservoir", type=_positive_int, default=2048,
+                   help="uniform sample size per numeric summary and window (default 2048)")
+    p.add_argument("--feedback-ttl", type=_duration, default=3600.0, help="feedback accepted this long (1h)")
+    p.add_argument("--feedback-max-ids", type=_positive_int, default=200_000,
+                   help="issued request ids remembered for feedback (default 200000)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return p
+
+
+def settings_from(args: argparse.Namespace):
+    from router.settings import RouterSettings
+    extra = {"replica_id": args.replica_id} if args.replica_id else {}
+    return RouterSettings(
+        bucket_seconds=args.bucket, retention_seconds=args.retention, allow_override=args.allow_override,
+        max_body_bytes=args.max_body, shadow_max_inflight=args.shadow_max_inflight, reservoir=args.reservoir or 1,
+        log_dir=Path(args.log_dir) if args.log_dir else None, log_max_bytes=args.log_max_bytes,
+        log_inputs=args.log_inputs, redact=tuple(f for f in args.redact.split(",") if f.strip()),
+        feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1, **extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = Path(args.config)
+    if not config.is_file():
+        print(f"modelrollout router: --config {args.config}: no such file", file=sys.stderr)
+        return 2
+    try:
+        settings = settings_from(args)
+    except ValueError as e:
+        print(f"modelrollout router: {e}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from router.app import create_app
+    from router.source import FileSource
+
+    app = create_app(FileSource(config), settings)
+    try:
+        import uvloop  # noqa: F401
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=args.host, port=args.port, loop=loop, http="httptools", lifespan="on", access_log=False,
+        log_level=args.log_level if args.log_level != "info" else "warning", timeout_graceful_shutdown=30,
+        backlog=2048, server_header=False, date_header=False))
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

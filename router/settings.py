@@ -1,0 +1,52 @@
+"""Typed router settings, each with its unit, shared by the CLI and in-process users (local mode)."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    """Names this router in summaries and log file names (one per replica)."""
+    bucket_seconds: float = 5.0
+    """Width of a summary window, seconds; windows are aligned to the epoch."""
+    retention_seconds: float = 900.0
+    """Closed windows older than this many seconds are dropped (bounds memory)."""
+    allow_override: bool = True
+    """Honour the `x-modelrollout-version` header (testing a version directly)."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest accepted request body, bytes; larger → 413."""
+    shadow_max_inflight: int = 64
+    """Shadow calls in flight at once; beyond this a mirror is dropped and counted."""
+    reservoir: int = 2048
+    """Uniform sample size kept per numeric summary (prediction, each watched feature) per window."""
+    log_dir: Path | None = None
+    """Directory of the append-only prediction log (JSONL); None = no log."""
+    log_max_bytes: int = 64 * 1024 * 1024
+    """A log file is rotated when it reaches this size, bytes (and at every hour)."""
+    log_inputs: bool = False
+    """Also log the request body (after `redact`)."""
+    redact: tuple[str, ...] = ()
+    """Dotted fields of the request body replaced by "[redacted]" in logged inputs."""
+    feedback_ttl_seconds: float = 3600.0
+    """How long after its prediction a request id accepts feedback, seconds."""
+    feedback_max_ids: int = 200_000
+    """Issued request ids remembered for feedback (oldest forgotten first)."""
+    upstream_connections: int = 512
+    """Keep-alive connections per model upstream."""
+    drain_seconds: float = 15.0
+    """On shutdown, how long to wait for in-flight shadow calls before flushing the log, seconds."""
+
+    def __post_init__(self):
+        checks = [("bucket_seconds", self.bucket_seconds > 0), ("retention_seconds", self.retention_seconds > 0),
+                  ("max_body_bytes", self.max_body_bytes > 0), ("shadow_max_inflight", self.shadow_max_inflight >= 0),
+                  ("reservoir", self.reservoir > 0), ("log_max_bytes", self.log_max_bytes > 0),
+                  ("feedback_ttl_seconds", self.feedback_ttl_seconds > 0),
+                  ("feedback_max_ids", self.feedback_max_ids > 0),
+                  ("upstream_connections", self.upstream_connections > 0)]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"{name}: expected a positive value, got {getattr(self, name)!r}")
