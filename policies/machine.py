@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from .spec import RolloutSpec, SpecError, Step
+from .thresholds import applies, failure_limit
 from .status import (
     RECENT_LIMIT, CALIBRATION_LIMIT, CheckResult, CheckState, Phase, Routing, RolloutStatus, Verdict,
     WindowValue,
@@ -151,15 +152,6 @@ def step_routing(steps: tuple[Step, ...], i: int) -> Routing:
     return Routing()
 
 
-def failure_limit(spec: RolloutSpec, check_name: str) -> int:
-    c = next((c for c in spec.analysis.checks if c.name == check_name), None)
-    if c is None:
-        return spec.analysis.failure_limit
-    if c.immediate:
-        return 1
-    return c.failure_limit or spec.analysis.failure_limit
-
-
 _STEP_PHASE = {"shadow": Phase.SHADOWING, "canary": Phase.PROGRESSING, "interleave": Phase.INTERLEAVING,
                "pause": Phase.PAUSED}
 
@@ -250,7 +242,7 @@ class _Machine:
 
     def blocking_not_passed(self, s: RolloutStatus) -> list[str]:
         """Blocking checks whose last window in this step was not a Pass (all of them before one)."""
-        blocking = [c for c in self.spec.analysis.checks if c.action != "warn"]
+        blocking = [c for c in self.spec.analysis.checks if c.action != "warn" and applies(c, s.routing)]
         if not blocking:
             return []
         if s.step_windows == 0:
@@ -272,7 +264,7 @@ class _Machine:
             r = by_name.get(c.name) or CheckResult(
                 c.name, c.metric, None, None, Verdict.INCONCLUSIVE, 0,
                 reason=f"{c.name}: no result for this window", action=c.action, immediate=c.immediate)
-            checks.append(_update_check(old, r, self.now))
+            checks.append(replace(old, reason=r.reason) if r.skipped else _update_check(old, r, self.now))
         return replace(s, checks=tuple(checks), last_analysis_at=self.now, step_windows=s.step_windows + 1)
 
     def act_on_checks(self, s: RolloutStatus) -> RolloutStatus:
@@ -413,12 +405,13 @@ def _conditions(spec: RolloutSpec, s: RolloutStatus, now: float) -> RolloutStatu
     else:
         s = s.with_condition("Progressing", "True", ph.value, s.message, now)
     if spec.analysis.checks and not ph.is_terminal:
-        verdicts = [c.verdict for c in s.checks if c.verdict is not None]
-        if len(verdicts) < len(spec.analysis.checks):
+        live = {c.name for c in spec.analysis.checks if applies(c, s.routing)}
+        verdicts = [c.verdict for c in s.checks if c.verdict is not None and c.name in live]
+        if len(verdicts) < len(live):
             s = s.with_condition("Analyzing", "True", "WaitingForData", "no analysis window yet", now)
         else:
             worst = Verdict.worst(verdicts)
-            bad = [c.reason for c in s.checks if c.verdict is worst and worst is not Verdict.PASS]
+            bad = [c.reason for c in s.checks if c.verdict is worst and worst is not Verdict.PASS and c.name in live]
             msg = "; ".join(bad) if bad else "all checks passed their last window"
             s = s.with_condition("Analyzing", "True", {"Pass": "Passing", "Fail": "Failing",
                                                        "Inconclusive": "Inconclusive"}[worst.value], msg, now)

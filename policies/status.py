@@ -79,6 +79,9 @@ class CheckResult:
     blocks advancing but does not count towards `inconclusiveLimit`."""
     aa_value: float | None = None
     """A/A value learned from this window's baseline (already normalised, see `policies.thresholds`)."""
+    skipped: bool = False
+    """The check does not apply under the current routing (e.g. shadow-agreement without mirroring):
+    its streaks are left as they were and it does not block the step."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,444 @@
+"""Checks: one verdict per configured check for one analysis window, each with the numbers and a reason.
+
+`evaluate(spec, observations, status)` is pure: it reads the merged router summaries of both versions
+(and any Prometheus values the shell fetched) and returns a `CheckResult` per `spec.analysis.checks`
+entry, in order. Evidence that is missing, too small, NaN or unreadable gives Inconclusive with the reason
+("candidate has 12 samples < minSamples 200"); it never passes. How numbers become verdicts (bias-corrected
+drift, corrected p-values, calibrated thresholds) is `policies.thresholds`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import stats
+from ._result import StatError, StatResult
+from .spec import CheckSpec, RolloutSpec
+from .status import CheckResult, RolloutStatus, Verdict
+from .summaries import (
+    LATENCY_BOUNDS, CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram, NumericSummary,
+    PairedSummary, SummaryError, VersionWindow,
+)
+from .thresholds import (
+    CALIBRATABLE, Judgement, aa_unit, applies, failure_limit, fmt, judge_calibrated, judge_max, judge_min,
+    judge_p_value, judge_ratio, planned_windows,
+)
+
+__all__ = ["Observations", "SourceError", "CheckResult", "Verdict", "evaluate", "render_query", "applies"]
+
+MANN_WHITNEY_ALPHA = 0.02
+"""Kayenta's judge: 98% confidence when the check gives no minPValue."""
+MANN_WHITNEY_EFFECT = 0.56
+"""…plus an effect-size floor: P(candidate slower than baseline) >= 0.56 (a "small" Vargha–Delaney A)."""
+
+
+class SourceError(Exception):
+    """An external evidence source (Prometheus) failed or returned no usable value: temporary, the check
+    is Inconclusive with this message and the next window tries again."""
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything one analysis window saw, merged over router replicas."""
+
+    window_start: float
+    window_end: float
+    baseline: VersionWindow
+    candidate: VersionWindow
+    paired: PairedSummary | None = None
+    interleave: InterleaveSummary | None = None
+    prometheus: Mapping[str, float | SourceError] = field(default_factory=dict)
+
+
+def render_query(check: CheckSpec, spec: RolloutSpec) -> str:
+    """The check's PromQL with {{candidate}} {{baseline}} {{name}} {{namespace}} substituted."""
+    if check.prometheus is None:
+        raise ValueError(f"check {check.name!r} has no prometheus query")
+    values = {"candidate": spec.candidate.version, "baseline": spec.baseline.version, "name": spec.name,
+              "namespace": spec.namespace}
+
+    def sub(m: re.Match) -> str:
+        return values.get(m.group(1), m.group(0))
+
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", sub, check.prometheus.query)
+
+
+def evaluate(spec: RolloutSpec, obs: Observations, status: RolloutStatus | Mapping[str, Any] | None = None
+             ) -> tuple[CheckResult, ...]:
+    """One `CheckResult` per configured check, in spec order."""
+    st = RolloutStatus.from_status(status)
+    return tuple(_evaluate_one(_Ctx(spec, c, obs, st)) for c in spec.analysis.checks)
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    spec: RolloutSpec
+    check: CheckSpec
+    obs: Observations
+    status: RolloutStatus
+
+    @property
+    def name(self) -> str:
+        return self.check.name
+
+    def result(self, verdict: Verdict, value: float | None, threshold: float | None, samples: int, reason: str,
+               stat: StatResult | None = None, **kw: Any) -> CheckResult:
+        c = self.check
+        return CheckResult(
+            c.name, c.metric, value, threshold, verdict, int(samples),
+            p_value=stat.p_value if stat else None, estimate=stat.estimate if stat else None,
+            ci_low=stat.ci_low if stat else None, ci_high=stat.ci_high if stat else None,
+            reason=reason, action=c.action, immediate=c.immediate, **kw)
+
+    def inconclusive(self, reason: str, samples: int = 0, value: float | None = None, **kw: Any) -> CheckResult:
+        return self.result(Verdict.INCONCLUSIVE, value, None, samples, f"{self.name}: {reason}", **kw)
+
+    def judged(self, js: list[Judgement], value: float, samples: int, stat: StatResult | None = None,
+               **kw: Any) -> CheckResult:
+        if not js:
+            return self.inconclusive(f"no threshold applies to metric {self.check.metric}", samples, value)
+        worst = max(js, key=lambda j: j.verdict.severity)
+        return self.result(worst.verdict, value, worst.threshold, samples, worst.reason, stat, **kw)
+
+    def too_few(self, n_b: int, n_c: int, what: str = "samples") -> str | None:
+        need = self.spec.analysis.min_samples
+        for side, n in (("candidate", n_c), ("baseline", n_b)):
+            if n < need:
+                return f"{side} has {n} {what} < minSamples {need}"
+        return None
+
+
+def _evaluate_one(ctx: _Ctx) -> CheckResult:
+    c = ctx.check
+    if not applies(c, ctx.status.routing):
+        mode = "mirroring" if c.metric != "interleave" else "interleaving"
+        return ctx.inconclusive(f"not applicable without {mode}", skipped=True)
+    try:
+        if c.prometheus is not None:
+            r = _prometheus(ctx)
+        else:
+            r = _EVALUATORS[c.metric](ctx)
+    except (StatError, SummaryError) as e:
+        return ctx.inconclusive(str(e))
+    if r.verdict is not Verdict.INCONCLUSIVE and (r.value is None or not math.isfinite(r.value)):
+        return ctx.inconclusive(f"value is {r.value}", r.samples)
+    return r
+
+
+# --- drift -------------------------------------------------------------------------------------------
+
+def _summaries(ctx: _Ctx) -> tuple[Any, Any, str]:
+    feat = ctx.check.feature
+    if feat is None:
+        return ctx.obs.baseline.prediction, ctx.obs.candidate.prediction, "prediction"
+    return ctx.obs.baseline.features.get(feat), ctx.obs.candidate.features.get(feat), f"feature {feat!r}"
+
+
+def _n(summary: Any) -> int:
+    return int(summary.n)
+
+
+def _data(summary: Any) -> Any:
+    if isinstance(summary, NumericSummary):
+        return summary.values()
+    if isinstance(summary, CategoricalSummary):
+        return summary.counts()
+    if isinstance(summary, EmbeddingSummary):
+        return summary.matrix()
+    raise StatError(f"unsupported summary type {type(summary).__name__}")
+
+
+def _compute(metric: str, b: Any, c: Any, bins: int) -> StatResult:
+    if metric == "mmd":
+        return stats.compute("mmd", b, c, seed=0)
+    if metric in ("psi", "kl", "js", "hellinger", "chi2"):
+        return stats.compute(metric, b, c, bins=bins)
+    return stats.compute(metric, b, c)
+
+
+def _drift(ctx: _Ctx) -> CheckResult:
+    c = ctx.check
+    b_sum, c_sum, what = _summaries(ctx)
+    for side, s in (("baseline", b_sum), ("candidate", c_sum)):
+        if s is None:
+            return ctx.inconclusive(f"no values of {what} in the {side} window")
+    n_b, n_c = _n(b_sum), _n(c_sum)
+    short = ctx.too_few(n_b, n_c)
+    if short:
+        return ctx.inconclusive(short, n_c)
+    metric = c.metric
+    res = _compute(metric, _data(b_sum), _data(c_sum), c.bins)
+    if res.value is None or not math.isfinite(res.value):
+        return ctx.inconclusive(f"{metric} is {res.value}", n_c)
+    judgements: list[Judgement] = []
+    extra: dict[str, Any] = {}
+    if c.dynamic is not None:
+        j, extra = _calibrated(ctx, b_sum, res, n_b, n_c)
+        judgements.append(j)
+    if c.max is not None:
+        judgements.append(judge_max(c.name, metric, res.value, c.max, res.estimate, res.ci_low))
+    if c.min is not None:
+        judgements.append(judge_min(c.name, res.value, c.min))
+    if c.min_p_value is not None:
+        if res.p_value is None:
+            judgements.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: {metric} has no p-value; "
+                                                                     f"use max instead of minPValue"))
+        else:
+            judgements.append(_p_value(ctx, res.p_value, c.min_p_value, res.value))
+    if c.max_ratio_to_baseline is not None:
+        judgements.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: maxRatioToBaseline does not apply to "
+                                                                 f"drift metric {metric}; use max or dynamic"))
+    return ctx.judged(judgements, res.value, n_c, res, **extra)
+
+
+def _p_value(ctx: _Ctx, p: float, alpha: float, value: float | None = None) -> Judgement:
+    return judge_p_value(ctx.name, p, alpha, planned_windows(ctx.spec), failure_limit(ctx.spec, ctx.name), value)
+
+
+def _calibrated(ctx: _Ctx, b_sum: Any, res: StatResult, n_b: int, n_c: int) -> tuple[Judgement, dict]:
+    c = ctx.check
+    prior = ctx.status.check(c.name)
+    units = list(prior.calibration) if prior is not None else []
+    if c.metric not in CALIBRATABLE or not isinstance(b_sum, NumericSummary):
+        return Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: dynamic thresholds need numeric values and one "
+                         f"of {', '.join(sorted(CALIBRATABLE))}"), {}
+    step = ctx.spec.steps[min(ctx.status.current_step, len(ctx.spec.steps) - 1)]
+    extra: dict[str, Any] = {}
+    if step.kind == "shadow" or len(units) < c.dynamic.min_windows:
+        h1, h2 = b_sum.aa_split()
+        if min(h1.n, h2.n) >= max(2, ctx.spec.analysis.min_samples // 2):
+            aa = _compute(c.metric, _data(h1), _data(h2), c.bins)
+            if aa.value is not None and math.isfinite(aa.value):
+                u = aa_unit(c.metric, aa.value, h1.n, h2.n)
+                units.append(u)
+                extra["aa_value"] = u
+    j = judge_calibrated(c, c.metric, res.value, units, n_b, n_c)
+    if j.verdict is Verdict.INCONCLUSIVE:
+        extra["calibrating"] = True
+    return j, extra
+
+
+# --- operational -------------------------------------------------------------------------------------
+
+def _error_rate(ctx: _Ctx) -> CheckResult:
+    c = ctx.check
+    b, cand = ctx.obs.baseline, ctx.obs.candidate
+    # A value the summary rejected as non-finite (NaN score) is an error too, even if not flagged as one.
+    errors = cand.error_count() + int(getattr(cand.prediction, "invalid", 0))
+    n = cand.requests
+    need = ctx.spec.analysis.min_samples
+    if n < need:
+        # Too few requests to pass — but enough errors can already prove a Fail: even if the next
+        # requests up to minSamples all succeed, the rate would stay above max.
+        if c.max is not None and errors / need > c.max:
+            return ctx.result(Verdict.FAIL, errors / max(n, 1), c.max, n,
+                              f"{c.name} {errors} errors in {n} requests: over {fmt(c.max)} even if the next "
+                              f"{need - n} succeed")
+        return ctx.inconclusive(f"candidate has {n} requests < minSamples {need}", n)
+    rate = errors / n
+    js: list[Judgement] = []
+    if c.max is not None:
+        js.append(judge_max(c.name, "error-rate", rate, c.max))
+    if c.min is not None:
+        js.append(judge_min(c.name, rate, c.min))
+    if c.max_ratio_to_baseline is not None:
+        if b.requests < need:
+            js.append(Judgement(Verdict.INCONCLUSIVE, None,
+                                f"{c.name}: baseline has {b.requests} requests < minSamples {need}"))
+        else:
+            # With no baseline errors the ratio is undefined; one error per baseline window is the floor.
+            b_rate = max(b.error_count() + int(getattr(b.prediction, "invalid", 0)), 1) / b.requests
+            js.append(judge_ratio(c.name, rate, b_rate, c.max_ratio_to_baseline))
+    return ctx.judged(js, rate, n)
+
+
+_LATENCY_Q = {"latency-p50": 0.5, "latency-p90": 0.9, "latency-p99": 0.99}
+
+
+def _latency_value(h: LatencyHistogram, metric: str) -> float | None:
+    return h.mean() if metric == "latency-mean" else h.quantile(_LATENCY_Q[metric])
+
+
+def _latency(ctx: _Ctx) -> CheckResult:
+    c = ctx.check
+    hb, hc = ctx.obs.baseline.latency, ctx.obs.candidate.latency
+    need = ctx.spec.analysis.min_samples
+    if hc.count < need:
+        return ctx.inconclusive(f"candidate has {hc.count} latency samples < minSamples {need}", hc.count)
+    v = _latency_value(hc, c.metric)
+    js: list[Judgement] = []
+    if c.max is not None:
+        js.append(judge_max(c.name, c.metric, v, c.max))
+    if c.min is not None:
+        js.append(judge_min(c.name, v, c.min))
+    if c.max_ratio_to_baseline is not None:
+        if hb.count < need:
+            js.append(Judgement(Verdict.INCONCLUSIVE, None,
+                                f"{c.name}: baseline has {hb.count} latency samples < minSamples {need}"))
+        else:
+            js.append(judge_ratio(c.name, v, _latency_value(hb, c.metric), c.max_ratio_to_baseline))
+    return ctx.judged(js, v, hc.count)
+
+
+def _histogram_sample(h: LatencyHistogram) -> np.ndarray:
+    """Each bucket's count at the bucket's geometric midpoint (ties within a bucket)."""
+    upper = np.append(LATENCY_BOUNDS, LATENCY_BOUNDS[-1] * 10 ** 0.05)
+    lower = np.concatenate(([LATENCY_BOUNDS[0] / 10 ** 0.05], upper[:-1]))
+    counts = np.diff(np.concatenate(([0], h.buckets()[1])))
+    return np.repeat(np.sqrt(lower * upper), counts)
+
+
+def _mann_whitney_latency(ctx: _Ctx) -> CheckResult:
+    """Kayenta's judge: candidate slower with p < alpha (corrected over windows) AND a real effect."""
+    c = ctx.check
+    hb, hc = ctx.obs.baseline.latency, ctx.obs.candidate.latency
+    short = ctx.too_few(hb.count, hc.count, "latency samples")
+    if short:
+        return ctx.inconclusive(short, hc.count)
+    res = stats.mann_whitney(_histogram_sample(hb), _histogram_sample(hc))
+    slower = 1.0 - float(res.detail["effect_size"])       # P(candidate > baseline), ties half
+    alpha = c.min_p_value if c.min_p_value is not None else MANN_WHITNEY_ALPHA
+    pj = _p_value(ctx, res.p_value, alpha, slower)
+    ratio = (hc.mean() or 0.0) / (hb.mean() or 1.0)
+    if c.max_ratio_to_baseline is not None:
+        big, floor = ratio > c.max_ratio_to_baseline, f"mean ratio {fmt(ratio)} > {fmt(c.max_ratio_to_baseline)}"
+    else:
+        big, floor = slower >= MANN_WHITNEY_EFFECT, f"P(candidate slower) {fmt(slower)} >= {MANN_WHITNEY_EFFECT}"
+    if pj.verdict is Verdict.FAIL and big:
+        return ctx.result(Verdict.FAIL, slower, pj.threshold, hc.count, f"{pj.reason}; {floor}", res)
+    why = pj.reason if pj.verdict is Verdict.PASS else f"{pj.reason} but effect too small ({floor} is false)"
+    return ctx.result(Verdict.PASS, slower, pj.threshold, hc.count, why, res)
+
+
+# --- outcomes ----------------------------------------------------------------------------------------
+
+def _shadow(ctx: _Ctx) -> CheckResult:
+    c = ctx.check
+    p = ctx.obs.paired
+    if p is None or p.n == 0:
+        return ctx.inconclusive("no shadow pairs in this window")
+    if c.metric == "shadow-agreement":
+        n, v = p.n_categorical, p.agreement_rate
+        if v is None:
+            return ctx.inconclusive("agreement needs class or ranking outputs; use shadow-mean-abs-delta", p.n)
+    else:
+        n, v = p.n_numeric, p.mean_abs_delta
+        if v is None:
+            return ctx.inconclusive("mean |delta| needs score outputs; use shadow-agreement", p.n)
+    need = ctx.spec.analysis.min_samples
+    if n < need:
+        return ctx.inconclusive(f"{n} shadow pairs < minSamples {need}", n)
+    return ctx.judged(_bounds(ctx, v), v, n)
+
+
+def _bounds(ctx: _Ctx, v: float) -> list[Judgement]:
+    c = ctx.check
+    js = []
+    if c.max is not None:
+        js.append(judge_max(c.name, c.metric, v, c.max))
+    if c.min is not None:
+        js.append(judge_min(c.name, v, c.min))
+    for fld, label in ((c.max_ratio_to_baseline, "maxRatioToBaseline"), (c.dynamic, "dynamic"),
+                       (c.min_p_value, "minPValue")):
+        if fld is not None:
+            js.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: {label} does not apply to {c.metric}"))
+    return js
+
+
+def _interleave(ctx: _Ctx) -> CheckResult:
+    c = ctx.check
+    il = ctx.obs.interleave
+    n = il.n if il is not None else 0
+    need = ctx.spec.analysis.min_samples
+    if n < need:
+        return ctx.inconclusive(f"{n} interleaved impressions with feedback < minSamples {need}", n)
+    res = il.test()
+    delta = res.value
+    js: list[Judgement] = []
+    if c.min is not None:
+        js.append(judge_min(c.name, delta, c.min))
+    if c.max is not None:
+        js.append(judge_max(c.name, "interleave", delta, c.max))
+    if c.min_p_value is not None:
+        pj = _p_value(ctx, res.p_value, c.min_p_value, delta)
+        if pj.verdict is Verdict.FAIL and delta >= 0:     # significantly *better* is not a failure
+            pj = Judgement(Verdict.PASS, pj.threshold, f"{pj.reason}; candidate wins (delta {fmt(delta)})")
+        js.append(pj)
+    if c.max_ratio_to_baseline is not None or c.dynamic is not None:
+        js.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: use min, max or minPValue for interleave"))
+    return ctx.judged(js, delta, n, res)
+
+
+def _segment_rows(ctx: _Ctx, kind: str) -> dict[str, tuple[int, int]]:
+    seg = ctx.obs.candidate.segments
+    fld = ctx.check.segment
+    if fld is None:
+        fields = seg.fields()
+        fld = "all" if "all" in fields else (fields[0] if fields else None)
+        if fld is None:
+            return {}
+    return getattr(seg, kind)(fld)
+
+
+def _accuracy(ctx: _Ctx) -> CheckResult:
+    rows = _segment_rows(ctx, "accuracy")
+    rows = {k: v for k, v in rows.items() if v[0] > 0}
+    n = sum(v[0] for v in rows.values())
+    need = ctx.spec.analysis.min_samples
+    if n < need:
+        return ctx.inconclusive(f"candidate has {n} labelled predictions < minSamples {need}", n)
+    if ctx.check.segment is None:
+        v = sum(r[1] for r in rows.values()) / n
+        return ctx.judged(_bounds(ctx, v), v, n)
+    worst = min(rows, key=lambda k: rows[k][1] / rows[k][0])
+    v = rows[worst][1] / rows[worst][0]
+    r = ctx.judged(_bounds(ctx, v), v, n)
+    return replace(r, reason=f"{r.reason} (worst {ctx.check.segment}={worst})")
+
+
+def _fairness(ctx: _Ctx) -> CheckResult:
+    c = ctx.check
+    kind, fn = (("positives", stats.disparate_impact) if c.metric == "disparate-impact"
+                else ("tpr_counts", stats.equal_opportunity))
+    rows = _segment_rows(ctx, kind)
+    n = sum(v[0] for v in rows.values())
+    need = ctx.spec.analysis.min_samples
+    if n < need:
+        what = "predictions" if kind == "positives" else "labelled positives"
+        return ctx.inconclusive(f"candidate has {n} {what} with segment {c.segment!r} < minSamples {need}", n)
+    res = fn(rows)
+    r = ctx.judged(_bounds(ctx, res.value), res.value, n, res)
+    lo, hi = res.detail.get("lowest"), res.detail.get("highest")
+    return replace(r, reason=f"{r.reason} ({c.segment}={lo} vs {hi})")
+
+
+def _prometheus(ctx: _Ctx) -> CheckResult:
+    q = ctx.check.prometheus
+    v = ctx.obs.prometheus.get(ctx.name)
+    if v is None:
+        return ctx.inconclusive("no Prometheus value for this window")
+    if isinstance(v, SourceError):
+        return ctx.inconclusive(str(v))
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return ctx.inconclusive(f"Prometheus returned {v!r}, not a finite number")
+    js = []
+    if q.max is not None:
+        js.append(judge_max(ctx.name, "prometheus", float(v), q.max))
+    if q.min is not None:
+        js.append(judge_min(ctx.name, float(v), q.min))
+    return ctx.judged(js, float(v), 1)
+
+
+_EVALUATORS: dict[str, Callable[[_Ctx], CheckResult]] = {
+    **{m: _drift for m in ("psi", "kl", "js", "hellinger", "ks", "chi2", "wasserstein", "mmd", "centroid-cosine")},
+    "error-rate": _error_rate,
+    **{m: _latency for m in ("latency-p50", "latency-p90", "latency-p99", "latency-mean")},
+    "mann-whitney-latency": _mann_whitney_latency,
+    "shadow-agreement": _shadow, "shadow-mean-abs-delta": _shadow,
+    "interleave": _interleave, "accuracy": _accuracy,
+    "disparate-impact": _fairness, "equal-opportunity": _fairness,
+}
