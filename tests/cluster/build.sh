@@ -95,10 +95,10 @@ build() {
     done
     export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
     log "building kube-apiserver and kubectl v${K8S_VERSION} (several minutes on 2 cores)"
-    (cd "$k8s_mod" && nice -n 10 go build -trimpath -ldflags "-s -w ${ldk8s[*]}" -o "$stage/" \
+    (cd "$k8s_mod" && nice -n 10 go build -buildvcs=false -trimpath -ldflags "-s -w ${ldk8s[*]}" -o "$stage/" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
     log "building etcd v${ETCD_VERSION}"
-    (cd "$etcd_mod" && nice -n 10 go build -trimpath \
+    (cd "$etcd_mod" && nice -n 10 go build -buildvcs=false -trimpath \
         -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v${ETCD_VERSION}" \
         -o "$stage/etcd" go.etcd.io/etcd/server/v3)
 }
@@ -118,6 +118,7 @@ if ! have_all; then
     flock 9
     if ! have_all; then
         stage="$(mktemp -d "$(dirname "$bin_dir")/.stage.XXXXXX")"
+        chmod 755 "$stage"
         trap 'rm -rf "$stage"' EXIT
         build "$stage"
         rm -rf "$bin_dir"

@@ -238,6 +238,7 @@ class ControlPlane:
                 f"--service-account-issuer=https://127.0.0.1:{self._port}/",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--endpoint-reconciler-type=none",  # 1.37 refuses a loopback advertise address otherwise
                 "--profiling=false"]
 
     def _launch_apiserver(self) -> None:
@@ -329,7 +330,7 @@ def _terminate(proc: subprocess.Popen | None, grace: float = 15.0) -> None:
         proc.wait()
 
 
-def _tail(path: Path, lines: int = 60) -> str:
+def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError as e:
