@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ranker = Ranker(args)
     app.router.add_post(args.path, ranker.predict)
     app.router.add_get("/healthz", ranker.healthz)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=1.0)
     return 0
 
 

@@ -109,7 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    web.run_app(build_app(args), host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(build_app(args), host=args.host, port=args.port, print=None, access_log=None,
+                shutdown_timeout=1.0)
     return 0
 
 

@@ -1,0 +1,119 @@
+"""Interleaving and feedback through a real router: credit per impression, label joins, refused replays."""
+from __future__ import annotations
+
+import random
+import time
+
+import httpx
+
+from examples.ranker import simulate_clicks
+from policies.summaries import InterleaveSummary, VersionWindow
+from tests.router_support import metric_value, post_many, rollout_doc, summaries, write_config
+
+
+def _ranking_body(i: int) -> dict:
+    rng = random.Random(i)
+    return {"user": f"u{i % 40}", "candidates": [f"i{rng.randrange(500)}" for _ in range(10)]}
+
+
+def test_interleaving_merges_rankings_and_credits_the_team_that_placed_the_clicked_item(procs, tmp_path):
+    """A click on the first merged item credits the ranker whose top item it is (win for the candidate,
+    loss for the baseline), and the tally in the summaries equals the credited feedback."""
+    r1, r2 = procs.ranker("r1", "--quality", "0.1"), procs.ranker("r2", "--quality", "0.9")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("rank", r1.url, r2.url, kind="ranking", interleave=True,
+                                                         versions=("r1", "r2"))])
+    router = procs.router(cfg)
+    url = f"{router.url}/v1/rollouts/rank"
+    expected = {"win": 0, "loss": 0}
+    with httpx.Client(timeout=10) as c:
+        for i in range(60):
+            b = _ranking_body(i)
+            r = c.post(f"{url}/predict", json=b)
+            assert r.status_code == 200 and r.headers["x-model-version"] == "r1+r2"
+            merged = r.json()["ranking"]
+            own_a = c.post(f"{r1.url}/predict", json=b).json()["ranking"]
+            own_b = c.post(f"{r2.url}/predict", json=b).json()["ranking"]
+            assert sorted(merged) == sorted(set(own_a) | set(own_b))
+            if own_a[0] == own_b[0]:
+                continue
+            outcome = "win" if merged[0] == own_b[0] else "loss"
+            expected[outcome] += 1
+            fb = c.post(f"{url}/feedback", json={"request_id": r.headers["x-request-id"], "clicks": [merged[0]]})
+            assert fb.status_code == 200 and fb.json()["outcome"] == outcome
+    assert expected["win"] > 0 and expected["loss"] > 0
+    tally = InterleaveSummary()
+    for w in summaries(router.url, "rank")["windows"]:
+        if w["interleave"]:
+            tally = tally.merge(InterleaveSummary.from_dict(w["interleave"]))
+    assert (tally.wins, tally.losses, tally.ties) == (expected["win"], expected["loss"], 0)
+    text = httpx.get(f"{router.url}/metrics").text
+    assert metric_value(text, "modelrollout_router_interleave_outcomes_total", outcome="win") == expected["win"]
+
+
+def test_better_ranker_wins_under_simulated_clicks(procs, tmp_path):
+    """With simulated users, the higher-quality candidate ranker wins more impressions than it loses."""
+    r1, r2 = procs.ranker("r1", "--quality", "0.1"), procs.ranker("r2", "--quality", "0.9")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("rank", r1.url, r2.url, kind="ranking", interleave=True,
+                                                         versions=("r1", "r2"))])
+    router = procs.router(cfg)
+    url = f"{router.url}/v1/rollouts/rank"
+    bodies = [_ranking_body(i) for i in range(300)]
+    answers = post_many([(f"{url}/predict", b, {}) for b in bodies])
+    rng = random.Random(3)
+    clicks = [(f"{url}/feedback", {"request_id": h["x-request-id"],
+                                   "clicks": simulate_clicks(__import__("json").loads(raw)["ranking"], b["user"], rng)},
+               {}) for (s, h, raw), b in zip(answers, bodies)]
+    assert {s for s, _, _ in post_many(clicks)} == {200}
+    tally = InterleaveSummary()
+    for w in summaries(router.url, "rank")["windows"]:
+        if w["interleave"]:
+            tally = tally.merge(InterleaveSummary.from_dict(w["interleave"]))
+    assert tally.n == 300
+    assert tally.wins > 1.5 * tally.losses, (tally.wins, tally.losses, tally.ties)
+
+
+def test_feedback_refuses_forged_replayed_foreign_and_expired_ids(procs, tmp_path):
+    """Feedback counts once per id this router issued for that rollout: forged or expired → 404, replayed → 409."""
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url),
+                                             rollout_doc("other", v1.url, v2.url)])
+    router = procs.router(cfg, "--feedback-ttl", "1s")
+    base = f"{router.url}/v1/rollouts"
+    with httpx.Client(timeout=10) as c:
+        rid = c.post(f"{base}/fraud/predict", json={"features": {"age": 30}}).headers["x-request-id"]
+        assert c.post(f"{base}/other/feedback", json={"request_id": rid, "label": 1}).status_code == 404
+        first = c.post(f"{base}/fraud/feedback", json={"request_id": rid, "label": 1})
+        assert first.status_code == 200 and first.json()["version"] == "v1"
+        again = c.post(f"{base}/fraud/feedback", json={"request_id": rid, "label": 0})
+        assert again.status_code == 409 and rid in again.json()["detail"]
+        forged = c.post(f"{base}/fraud/feedback", json={"request_id": "f" * 32, "label": 1})
+        assert forged.status_code == 404 and forged.json()["error"] == "unknown request_id"
+        old = c.post(f"{base}/fraud/predict", json={"features": {"age": 30}}).headers["x-request-id"]
+        time.sleep(1.3)
+        late = c.post(f"{base}/fraud/feedback", json={"request_id": old, "clicks": []})
+        assert late.status_code == 404
+        for bad, field in (({"label": 1}, "request_id"), ({"request_id": rid}, "label or clicks"),
+                           ({"request_id": rid, "clicks": "x"}, "clicks"), ([1, 2], "JSON object")):
+            r = c.post(f"{base}/fraud/feedback", json=bad)
+            assert r.status_code == 400 and field in r.json()["detail"]
+
+
+def test_labels_join_their_prediction_by_segment(procs, tmp_path):
+    """A label is counted against the version and segment values of the prediction it answers."""
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2", "--mean", "0.9", "--std", "0.01")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=50)])
+    router = procs.router(cfg)
+    base = f"{router.url}/v1/rollouts/fraud"
+    answers = post_many([(f"{base}/predict", {"features": {"age": 30, "gender": "fm"[i % 2]}}, {"x-user-id": f"u{i}"})
+                         for i in range(200)])
+    versions = [h["x-model-version"] for _, h, _ in answers]
+    posted = post_many([(f"{base}/feedback", {"request_id": h["x-request-id"], "label": 1}, {})
+                        for _, h, _ in answers])
+    assert {s for s, _, _ in posted} == {200}
+    cand = VersionWindow.new("score")
+    for w in summaries(router.url, "fraud")["windows"]:
+        cand = cand.merge(VersionWindow.from_dict(w["candidate"]))
+    acc = cand.segments.accuracy("gender")
+    n_cand = {g: sum(1 for i, v in enumerate(versions) if v == "v2" and "fm"[i % 2] == g) for g in "fm"}
+    # v2 scores ~0.9 (predicted positive) and every label is 1: all its labelled predictions are correct
+    assert {g: acc[g] for g in acc} == {g: (n_cand[g], n_cand[g]) for g in "fm" if n_cand[g]}

@@ -1,0 +1,119 @@
+"""Shadow mirroring through a real router: pairing, and a broken shadow never hurting the primary."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from examples._proc import free_port
+from policies.summaries import PairedSummary, VersionWindow
+from tests.router_support import body, metric_value, post_many, rollout_doc, summaries, wait_until, write_config
+
+
+def _merged(windows: list[dict], arm: str) -> VersionWindow:
+    out = VersionWindow.new("score")
+    for w in windows:
+        out = out.merge(VersionWindow.from_dict(w[arm]))
+    return out
+
+
+def _paired(windows: list[dict]) -> PairedSummary:
+    out = PairedSummary()
+    for w in windows:
+        if w["paired"]:
+            out = out.merge(PairedSummary.from_dict(w["paired"]))
+    return out
+
+
+def test_shadow_pairs_each_request_with_the_primary_output(procs, tmp_path):
+    """Every mirrored request is recorded once in the candidate window and paired with its own primary output."""
+    v1 = procs.scorer("v1", "--seed", "7")
+    v2 = procs.scorer("v2", "--seed", "7", "--shift", "0.05")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=0, shadow=True)])
+    router = procs.router(cfg)
+    n = 300
+    results = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(age=20 + i % 50, i=i),
+                          {"x-user-id": f"u{i}"}) for i in range(n)])
+    assert {s for s, _, _ in results} == {200}
+    assert {h["x-model-version"] for _, h, _ in results} == {"v1"}
+    windows = wait_until(lambda: (lambda w: w if _paired(w).n == n else None)(
+        summaries(router.url, "fraud")["windows"]), what="all shadow pairs recorded")
+    paired = _paired(windows)
+    assert paired.mean_abs_delta == pytest.approx(0.05, abs=0.002)   # same draw, shifted by 0.05
+    assert paired.correlation > 0.99
+    base, cand = _merged(windows, "baseline"), _merged(windows, "candidate")
+    assert base.requests == cand.requests == n
+    assert cand.prediction.n == n and cand.error_count() == 0
+    assert cand.prediction.mean() - base.prediction.mean() == pytest.approx(0.05, abs=0.005)
+    assert base.features["age"].n == n
+
+
+def _broken_shadow(procs, kind: str) -> str:
+    if kind == "down":
+        return f"http://127.0.0.1:{free_port()}"
+    if kind == "hanging":
+        return procs.scorer("v2", "--hang-after", "0").url
+    if kind == "garbage":
+        return procs.scorer("v2", "--garbage-rate", "1").url
+    return procs.scorer("v2", "--latency-ms", "30").url      # slow: 10x+ a direct call
+
+
+@pytest.mark.parametrize("fault", ["down", "hanging", "garbage", "slow"])
+def test_broken_shadow_never_fails_primary(procs, tmp_path, fault):
+    """Whatever the shadow does (down, hanging, garbage, 10x slower), every primary answer is a 200 from the
+    baseline, the shadow's failures are counted as its errors, and excess mirrors are dropped and counted."""
+    v1 = procs.scorer("v1")
+    shadow_url = _broken_shadow(procs, fault)
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, shadow_url, weight=0, shadow=True,
+                                                         shadow_timeout="300ms")])
+    router = procs.router(cfg, "--shadow-max-inflight", "8")
+    n = 400
+    results = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(i=i), {}) for i in range(n)],
+                        concurrency=32)
+    assert [s for s, _, _ in results] == [200] * n
+    assert {h["x-model-version"] for _, h, _ in results} == {"v1"}
+
+    def settled():
+        text = httpx.get(f"{router.url}/metrics").text
+        if metric_value(text, "modelrollout_router_shadow_inflight") != 0:
+            return None
+        return text
+    text = wait_until(settled, what="shadow calls finished")
+    dropped = metric_value(text, "modelrollout_router_shadow_dropped_total", rollout="fraud")
+    windows = summaries(router.url, "fraud")["windows"]
+    cand = _merged(windows, "candidate")
+    assert _merged(windows, "baseline").requests == n
+    assert cand.requests + dropped == n
+    expected_error = {"down": "unreachable", "hanging": "timeout", "garbage": "invalid_output", "slow": None}[fault]
+    if expected_error:
+        assert cand.errors[expected_error] == cand.requests > 0
+    else:
+        assert cand.error_count() == 0
+    if fault == "hanging":
+        assert dropped > 0     # 8 in flight for 300 ms each cannot keep up with 400 fast requests
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_stays_bounded_with_a_hanging_shadow(procs, tmp_path):
+    """With a shadow that never answers, RSS after 6,000 more requests stays within a few MiB of the warm level."""
+    v1 = procs.scorer("v1")
+    hang = procs.scorer("v2", "--hang-after", "0")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, hang.url, weight=0, shadow=True,
+                                                         shadow_timeout="200ms")])
+    router = procs.router(cfg, "--shadow-max-inflight", "16", "--feedback-max-ids", "500", "--reservoir", "256",
+                          "--log-dir", str(tmp_path / "log"))
+    url = f"{router.url}/v1/rollouts/fraud/predict"
+    post_many([(url, body(i=i), {}) for i in range(2000)], concurrency=32)
+    warm = _rss_kib(router.pid)
+    for round_ in range(3):
+        res = post_many([(url, body(i=i), {}) for i in range(2000)], concurrency=32)
+        assert {s for s, _, _ in res} == {200}
+    grown = _rss_kib(router.pid) - warm
+    assert grown < 12 * 1024, f"RSS grew by {grown} KiB over 6000 requests"
