@@ -94,9 +94,9 @@ def summary(obj: Mapping[str, Any], now: float) -> Table:
     grid.add_row("Candidate", _version_line(spec.get("candidate")))
     if st.revision:
         grid.add_row("Revision", st.revision)
-    step = f"{st.current_step + 1}/{len(steps)}" if steps else str(st.current_step)
+    step = str(st.current_step)
     if 0 <= st.current_step < len(steps):
-        step += f"  {steps[st.current_step]}"
+        step += f"  {steps[st.current_step]}  ({st.current_step + 1} of {len(steps)})"
     if st.step_started_at is not None:
         step += f"  (started {age(st.step_started_at, now)} ago)"
     grid.add_row("Step", step)
@@ -115,7 +115,9 @@ def steps_table(obj: Mapping[str, Any]) -> Table:
     for col in ("", "#", "step", "state"):
         table.add_column(col)
     for i, label in enumerate(_steps(obj)):
-        if st.phase is Phase.PROMOTED:
+        if not obj.get("status"):
+            state = Text("pending", style="dim")
+        elif st.phase is Phase.PROMOTED:
             state = Text("done", style="green")
         elif i < st.current_step:
             state = Text("done", style="green")
@@ -127,7 +129,7 @@ def steps_table(obj: Mapping[str, Any]) -> Table:
             state = Text("paused", style="yellow")
         else:
             state = Text("running", style="cyan")
-        current = i == st.current_step and st.phase is not Phase.PROMOTED
+        current = i == st.current_step and st.phase is not Phase.PROMOTED and bool(obj.get("status"))
         table.add_row("▶" if current else "", str(i), label, state)
     return table
 
@@ -200,13 +202,12 @@ def list_table(items: list[Mapping[str, Any]], now: float, all_namespaces: bool 
     for obj in items:
         meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
         st = _status(obj)
-        steps = _steps(obj)
         has_status = bool(obj.get("status"))
         row = [meta.get("namespace", "")] if all_namespaces else []
         row += [
             meta.get("name", ""),
             Text(st.phase.value if has_status else "-", style=PHASE_STYLE[st.phase] if has_status else ""),
-            f"{st.current_step + 1}/{len(steps)}" if has_status else "-",
+            f"{st.current_step}" if has_status else "-",
             f"{st.routing.candidate_weight}%" + (" +shadow" if st.routing.shadow else ""),
             str((obj.get("status") or {}).get("drift") or "-"),
             str((spec.get("baseline") or {}).get("version", "")),
