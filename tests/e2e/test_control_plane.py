@@ -4,7 +4,9 @@ validation, the status subresource, watches, optimistic concurrency, RBAC, and s
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -220,3 +222,20 @@ def test_stop_kills_both_servers_and_deletes_the_data_dir(control_plane):
         plane.run_kubectl("get", "namespace", "default")
     assert all(p.poll() is not None for p in procs)
     assert not workdir.exists()
+
+
+def test_kubeconfig_e2e_adopts_an_existing_cluster_without_starting_or_stopping_it(control_plane, monkeypatch):
+    """With KUBECONFIG_E2E set, a ControlPlane uses that cluster and kubectl from PATH, and stop() leaves it up."""
+    monkeypatch.setenv("KUBECONFIG_E2E", control_plane.kubeconfig)
+    monkeypatch.setenv("PATH", f"{Path(control_plane.kubectl).parent}{os.pathsep}{os.environ['PATH']}")
+    with ControlPlane() as adopted:
+        assert adopted.external and adopted._etcd is None and adopted._apiserver is None
+        assert adopted.server == control_plane.server
+        assert adopted.kubectl == control_plane.kubectl
+        adopted.run_kubectl("create", "namespace", "adopted-e2e")
+        sa_config = adopted.service_account_kubeconfig("adopted-e2e", "bot")
+        whoami = adopted.run_kubectl("auth", "whoami", "-o", "json", kubeconfig=sa_config)
+        assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == \
+            "system:serviceaccount:adopted-e2e:bot"
+    assert control_plane.run_kubectl("get", "namespace", "adopted-e2e").returncode == 0
+    control_plane.run_kubectl("delete", "namespace", "adopted-e2e", "--wait=false")
