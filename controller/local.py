@@ -1,0 +1,501 @@
+"""`modelrollout run FILE --local`: run rollouts with no cluster — router, controller core and policies in
+one process.
+
+The router (`router.app`) serves the same HTTP API as in the cluster on 127.0.0.1 from a thread of its own;
+the controller loop runs `controller.core.reconcile_step` for every rollout on a logical clock that ticks at
+the router's bucket boundaries, keeps each status dict in memory (the store) and pushes every new routing to
+the router through `StaticSource.update`. Because decisions are taken at bucket boundaries, `modelrollout
+replay` can rebuild the exact same windows from the prediction log.
+
+Exit codes: 0 every rollout Promoted, 3 one was rolled back (or failed), 4 timed out or waiting on a manual
+pause, 2 invalid spec or arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from policies.spec import Rollout, RolloutSpec, SpecError, load_documents, parse_rollout
+
+EXIT_PROMOTED, EXIT_INVALID, EXIT_ROLLED_BACK, EXIT_STUCK = 0, 2, 3, 4
+GRACE_SECONDS = 0.2
+"""After a bucket closes, wait this long for in-flight requests to land in it before analysing."""
+MAX_BUCKET_SECONDS = 5.0
+
+
+class LocalError(Exception):
+    """A local run that cannot start (bad file, port in use); the message says what to fix."""
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+def load_rollouts(path: str | Path) -> list[Rollout]:
+    """Every ModelRollout in a YAML file, exactly as `kubectl apply -f` takes it; raises SpecError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(str(path), f"cannot read: {e.strerror}") from e
+    rollouts, seen = [], set()
+    for i, doc in enumerate(load_documents(text, str(path))):
+        try:
+            rollout = parse_rollout(doc)
+        except SpecError as e:
+            where = f"{path}" if i == 0 and len(rollouts) == 0 else f"{path} document {i + 1}"
+            raise SpecError(e.path, f"{e.message} (in {where})") from e
+        if rollout.spec.key in seen:
+            raise SpecError(f"metadata.name", f"duplicate rollout {rollout.spec.key} in {path}")
+        seen.add(rollout.spec.key)
+        rollouts.append(Rollout(rollout.spec, {}, rollout.metadata))   # a local run starts afresh
+    return rollouts
+
+
+def bucket_seconds(specs: Sequence[RolloutSpec]) -> float:
+    """The router's summary bucket: the shortest analysis interval, at most 5 s.
+
+    `replay` uses the same rule, so the windows it rebuilds from a log are the ones analysed live."""
+    return min([MAX_BUCKET_SECONDS] + [s.analysis.interval for s in specs])
+
+
+# --- the router in a thread ---------------------------------------------------------------------------
+
+class RouterThread:
+    """`router.app.create_app(StaticSource)` served by uvicorn on its own event loop and thread."""
+
+    def __init__(self, rollouts: Sequence[Rollout], host: str, port: int, bucket: float,
+                 log_dir: Path | None):
+        from router.settings import RouterSettings
+        from router.source import StaticSource
+
+        self.host, self.port = host, port
+        self.settings = RouterSettings(replica_id="local", bucket_seconds=bucket, log_dir=log_dir,
+                                       retention_seconds=max(900.0, 4 * bucket))
+        self.source = StaticSource(rollouts)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="modelrollout-router", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _run(self) -> None:
+        import uvicorn
+
+        from router.app import create_app
+
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            app = create_app(self.source, self.settings)
+            config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
+                                    access_log=False, lifespan="on")
+            self.server = uvicorn.Server(config)
+            self.loop.run_until_complete(self.server.serve())
+        except BaseException as e:  # noqa: BLE001 - reported to the main thread by start()
+            self.error = e
+        finally:
+            self.loop.close()
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server is not None and self.server.started:
+                return
+            if not self.thread.is_alive():
+                break
+            time.sleep(0.02)
+        raise LocalError(f"router did not start on {self.url}: {self.error or 'timed out'}"
+                         + (" (is the port in use? pass --port)" if self.error is None or isinstance(self.error, SystemExit) else ""))
+
+    def update(self, rollouts: Sequence[Rollout]) -> None:
+        """Hand the router a new set of rollouts (thread-safe: runs on the router's loop)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.source.update, list(rollouts))
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop serving; the app's shutdown drains shadow calls and flushes the prediction log."""
+        if self.server is not None:
+            self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+# --- the controller loop ------------------------------------------------------------------------------
+
+@dataclass
+class Tracked:
+    """One rollout as the local store holds it."""
+    rollout: Rollout
+    status: dict = field(default_factory=dict)
+    started: float | None = None
+
+    @property
+    def spec(self) -> RolloutSpec:
+        return self.rollout.spec
+
+    def current(self) -> Rollout:
+        return Rollout(self.spec, self.status, self.rollout.metadata)
+
+
+def waiting_on_user(spec: RolloutSpec, status: Mapping[str, Any]) -> bool:
+    """Paused in a way only a person can end (a pause step without duration, a check or user pause)."""
+    if status.get("phase") != "Paused":
+        return False
+    if status.get("pauseReason") != "step":
+        return True
+    step = int(status.get("currentStep") or 0)
+    return step >= len(spec.steps) or spec.steps[step].duration is None
+
+
+def exit_code(tracked: Sequence[Tracked]) -> int:
+    phases = [t.status.get("phase") for t in tracked]
+    if any(p in ("RolledBack", "Failed") for p in phases):
+        return EXIT_ROLLED_BACK
+    if all(p == "Promoted" for p in phases):
+        return EXIT_PROMOTED
+    return EXIT_STUCK
+
+
+def deciding_check(spec: RolloutSpec, status: Mapping[str, Any]):
+    """The check behind a rollback or pause: the failing (else inconclusive) one with the longest streak."""
+    from policies.status import RolloutStatus, Verdict
+
+    s = RolloutStatus.from_status(status)
+    failing = [c for c in s.checks if c.verdict is Verdict.FAIL]
+    if failing:
+        return max(failing, key=lambda c: c.failures)
+    stuck = [c for c in s.checks if c.verdict is Verdict.INCONCLUSIVE]
+    return max(stuck, key=lambda c: c.inconclusive) if stuck and s.pause_reason == "inconclusive" else None
+
+
+class CapturingGatherer:
+    """Wraps the HTTP gatherer to keep each rollout's last observations (for the run record)."""
+
+    def __init__(self, inner: Callable):
+        self.inner = inner
+        self.last: dict[str, Any] = {}
+
+    def __call__(self, spec: RolloutSpec, start: float, end: float):
+        from controller.core import RouterUnavailable
+
+        try:
+            obs = self.inner(spec, start, end)
+        except RouterUnavailable as e:
+            self.last[spec.key] = e.observations
+            raise
+        self.last[spec.key] = obs
+        return obs
+
+
+Listener = Callable[[str, "Tracked", dict, dict, Any], None]
+"""listener(kind, tracked, old_status, new_status, observations) with kind "transition" or "window"."""
+
+
+class LocalController:
+    """Reconciles every tracked rollout at each tick; calls `listeners` on transitions and windows."""
+
+    def __init__(self, tracked: Sequence[Tracked], router: RouterThread, bucket: float,
+                 listeners: Sequence[Listener] = (), prometheus_url: str | None = None):
+        from controller.core import HttpGatherer
+
+        self.tracked = list(tracked)
+        self.router = router
+        self.bucket = bucket
+        self.listeners = list(listeners)
+        self.gatherer = CapturingGatherer(HttpGatherer(lambda spec: [router.url], prometheus_url))
+        self.stop = threading.Event()
+
+    def publish(self) -> None:
+        self.router.update([t.current() for t in self.tracked])
+
+    def tick(self, now: float) -> None:
+        """One reconcile of every rollout as of logical time `now` (a bucket boundary)."""
+        from controller.core import reconcile_step
+
+        changed = False
+        for t in self.tracked:
+            if t.status.get("phase") in ("Promoted", "RolledBack", "Failed"):
+                continue
+            old = t.status
+            decision = reconcile_step(t.current(), now, self.gatherer)
+            new = decision.status.to_status()
+            if t.started is None:
+                t.started = now
+            t.status = new
+            if new.get("lastAnalysisAt") != old.get("lastAnalysisAt") and new.get("revision") == old.get("revision"):
+                self._notify("window", t, old, new, self.gatherer.last.get(t.spec.key))
+            if _transitioned(old, new):
+                self._notify("transition", t, old, new, None)
+            changed = changed or new.get("routing") != old.get("routing")
+        if changed:
+            self.publish()
+
+    def _notify(self, kind: str, t: Tracked, old: dict, new: dict, obs: Any) -> None:
+        for listener in self.listeners:
+            listener(kind, t, old, new, obs)
+
+    def done(self) -> bool:
+        return all(t.status.get("phase") in ("Promoted", "RolledBack", "Failed")
+                   or waiting_on_user(t.spec, t.status) for t in self.tracked)
+
+    def run(self, timeout: float | None) -> bool:
+        """Tick at every bucket boundary until every rollout is finished (True) or time is up (False)."""
+        deadline = None if timeout is None else time.time() + timeout
+        now = math.floor(time.time() / self.bucket) * self.bucket
+        self.tick(now)
+        self.publish()
+        while not self.done():
+            now += self.bucket
+            wake = now + GRACE_SECONDS
+            if deadline is not None and wake > deadline:
+                return False
+            if self.stop.wait(max(0.0, wake - time.time())):
+                return False
+            self.tick(now)
+        return True
+
+
+def _transitioned(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return (old.get("phase"), old.get("currentStep"), old.get("routing")) != \
+        (new.get("phase"), new.get("currentStep"), new.get("routing"))
+
+
+# --- output -------------------------------------------------------------------------------------------
+
+def describe_route(status: Mapping[str, Any]) -> str:
+    r = status.get("routing") or {}
+    if status.get("phase") == "Promoted":
+        return "candidate 100%"
+    if r.get("shadow"):
+        return "shadow (mirrored)"
+    if r.get("interleave"):
+        return "interleaved"
+    return f"candidate {r.get('candidateWeight', 0)}%"
+
+
+def transition_line(t: Tracked, new: Mapping[str, Any], started: float, now: float) -> str:
+    """`[  6.0s] default/fraud  Progressing  step 2/3  candidate 50%  — why (check = value vs threshold)`."""
+    step = int(new.get("currentStep") or 0)
+    n = len(t.spec.steps)
+    step_text = f"step {min(step + 1, n)}/{n}"
+    line = (f"[{now - started:6.1f}s] {t.spec.key}  {new.get('phase')}  {step_text}  {describe_route(new)}"
+            f"  — {new.get('message', '')}")
+    if new.get("phase") in ("RolledBack", "Paused", "Failed"):
+        check = deciding_check(t.spec, new)
+        if check is not None:
+            line += f" [check {check.name}: value {_num(check.value)}, threshold {_num(check.threshold)}]"
+    return line
+
+
+def window_line(t: Tracked, new: Mapping[str, Any], started: float, now: float) -> str:
+    parts = []
+    for c in new.get("checks", []):
+        parts.append(f"{c['name']}={_num(c.get('value'))}/{_num(c.get('threshold'))} {c.get('verdict')}")
+    return f"[{now - started:6.1f}s] {t.spec.key}  window: " + ", ".join(parts)
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+class Printer:
+    """Prints transitions (and, verbose, every window) as plain lines; flushes so pipes see them live."""
+
+    def __init__(self, started: float, verbose: bool = False, stream=None):
+        self.started, self.verbose = started, verbose
+        self.stream = stream or sys.stdout
+
+    def __call__(self, kind: str, t: Tracked, old: dict, new: dict, obs: Any) -> None:
+        now = time.time()
+        if kind == "transition":
+            print(transition_line(t, new, self.started, now), file=self.stream, flush=True)
+        elif self.verbose:
+            print(window_line(t, new, self.started, now), file=self.stream, flush=True)
+
+
+class Recording:
+    """Feeds the run record (RUN.json) from the controller's transitions and windows."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def __call__(self, kind: str, t: Tracked, old: dict, new: dict, obs: Any) -> None:
+        from policies.status import RolloutStatus, parse_time
+
+        now = parse_time(new.get("lastAnalysisAt")) if kind == "window" else _status_time(new)
+        if now is None:
+            now = time.time()
+        if kind == "window":
+            s = RolloutStatus.from_status(new)
+            start = obs.window_start if obs is not None else now - t.spec.analysis.interval
+            self.recorder.window(t.spec.key, start=start, end=now, now=now, results=s.checks, status=new,
+                                 baseline=getattr(obs, "baseline", None), candidate=getattr(obs, "candidate", None))
+        else:
+            check = deciding_check(t.spec, new) if new.get("phase") in ("RolledBack", "Paused", "Failed") else None
+            self.recorder.transition(t.spec.key, now, new, new.get("message", ""), check)
+
+
+def _status_time(status: Mapping[str, Any]) -> float | None:
+    from policies.status import parse_time
+
+    hist = status.get("history") or []
+    return parse_time(hist[-1].get("time")) if hist else None
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+@dataclass
+class RunOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    timeout: float | None = None
+    log_dir: Path | None = None
+    record: Path | None = None
+    report: Path | None = None
+    prometheus_url: str | None = None
+    verbose: bool = False
+    quiet: bool = False
+
+
+class LocalRun:
+    """Router + controller for a set of rollouts; `run()` blocks until they finish and returns the exit code.
+
+    Embedding code (the demo) may add listeners and read `tracked` while it runs."""
+
+    def __init__(self, rollouts: Sequence[Rollout], options: RunOptions, source_name: str = "<rollouts>",
+                 listeners: Sequence[Listener] = ()):
+        from controller.report import RunRecorder
+
+        self.options = options
+        self.started = time.time()
+        self.tracked = [Tracked(r) for r in rollouts]
+        self.bucket = bucket_seconds([r.spec for r in rollouts])
+        self.recorder = RunRecorder(source_name, self.started)
+        for r in rollouts:
+            self.recorder.add_rollout(r.spec)
+        self.router = RouterThread(rollouts, options.host, options.port, self.bucket, options.log_dir)
+        own = [Recording(self.recorder)]
+        if not options.quiet:
+            own.append(Printer(self.started, options.verbose))
+        self.controller = LocalController(self.tracked, self.router, self.bucket, [*own, *listeners],
+                                          options.prometheus_url)
+        self.timed_out = False
+
+    def request_stop(self, *_: Any) -> None:
+        self.controller.stop.set()
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        """Serve and reconcile until done; `on_ready()` runs once the router answers (start traffic there)."""
+        self.router.start()
+        try:
+            if on_ready is not None:
+                on_ready()
+            finished = self.controller.run(self.options.timeout)
+            self.timed_out = not finished and not self.controller.stop.is_set()
+        finally:
+            self.router.stop()
+        code = exit_code(self.tracked)
+        self.recorder.finished = time.time()
+        self.recorder.exit_code = code
+        for t in self.tracked:
+            self.recorder.finish(t.spec.key, t.status)
+        self._write_outputs()
+        return code
+
+    def _write_outputs(self) -> None:
+        from controller.report import write_report
+
+        o = self.options
+        record = o.record or (o.log_dir / "run.json" if o.log_dir else None)
+        if record is not None:
+            self.recorder.write(record)
+        if o.report is not None:
+            write_report(self.recorder.to_dict(), o.report)
+
+    def final(self) -> dict[str, Any]:
+        return {"exit_code": exit_code(self.tracked), "timed_out": self.timed_out,
+                "rollouts": {t.spec.key: t.status for t in self.tracked}}
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="modelrollout run",
+        description="Run the ModelRollouts of FILE with no cluster: router, controller and policies in one "
+                    "process. Send traffic to http://HOST:PORT/v1/rollouts/NAME/predict.",
+        epilog="exit codes: 0 promoted, 3 rolled back, 4 timed out or waiting on a manual pause, 2 invalid spec")
+    p.add_argument("file", help="YAML with one or more ModelRollout documents (what `kubectl apply -f` takes)")
+    p.add_argument("--local", action="store_true", help="run without a cluster (required: the cluster way is "
+                                                        "`kubectl apply -f FILE`)")
+    p.add_argument("--host", default="127.0.0.1", help="router address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="router port (default 8080)")
+    p.add_argument("--timeout", type=str, default=None, help="give up after this long (30s, 5m): exit 4")
+    p.add_argument("--log-dir", type=Path, default=None, help="write the prediction log and run.json here")
+    p.add_argument("--record", type=Path, default=None, help="write the run record (RUN.json) here")
+    p.add_argument("--report", type=Path, default=None, help="write the HTML report here when done")
+    p.add_argument("--prometheus-url", default=None, help="Prometheus for `prometheus:` checks")
+    p.add_argument("--json", action="store_true", help="print the final statuses as one JSON object last")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print every analysis window")
+    return p.parse_args(list(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:
+        return EXIT_INVALID if e.code else 0
+    if not args.local:
+        print("modelrollout run: only --local is supported here; in a cluster, `kubectl apply -f "
+              f"{args.file}` and the controller runs it", file=sys.stderr)
+        return EXIT_INVALID
+    if not 0 < args.port < 65536:
+        print(f"modelrollout run: --port: expected 1-65535, got {args.port}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        from policies.spec import parse_duration
+
+        timeout = parse_duration(args.timeout, "--timeout") if args.timeout is not None else None
+        rollouts = load_rollouts(args.file)
+    except SpecError as e:
+        print(f"modelrollout run: invalid spec: {e}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"exit_code": EXIT_INVALID, "error": str(e), "path": e.path, "rollouts": {}}))
+        return EXIT_INVALID
+    options = RunOptions(args.host, args.port, timeout, args.log_dir, args.record, args.report,
+                         args.prometheus_url, args.verbose, quiet=False)
+    run = LocalRun(rollouts, options, source_name=str(args.file))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, run.request_stop)
+    print(f"router listening on http://{args.host}:{args.port}  "
+          f"(POST /v1/rollouts/NAME/predict; {len(rollouts)} rollout(s))", flush=True)
+    try:
+        code = run.run()
+    except LocalError as e:
+        print(f"modelrollout run: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    for t in run.tracked:
+        print(f"{t.spec.key}: {t.status.get('phase')} — {t.status.get('message', '')}", flush=True)
+    if run.timed_out:
+        print(f"modelrollout run: timed out after {args.timeout}", file=sys.stderr)
+    if args.report:
+        print(f"report: {args.report.resolve()}")
+    if args.json:
+        print(json.dumps(run.final(), default=str))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

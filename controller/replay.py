@@ -1,0 +1,269 @@
+"""`modelrollout replay FILE --log PREDICTIONS`: backtest a rollout policy on a recorded prediction log.
+
+The router's log holds every outcome, so the per-bucket summaries the controller saw can be rebuilt exactly
+(`router.recorder.replay`, which the live router uses too). Replay then runs the same reconcile step as the
+controller (`controller.core.reconcile_step`: evaluate + decide) on a clock that ticks at the router's bucket
+boundaries over the log's time span, and reports what the policy in FILE would have decided and when —
+tune thresholds on yesterday's traffic before they page anyone.
+
+Limits: the traffic split in the log is the one that was live; if the replayed policy moves traffic at other
+times, the candidate's share of later windows still follows the live run. Prometheus checks cannot be
+re-queried for the past and count as Inconclusive.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import orjson
+
+from policies.spec import Rollout, RolloutSpec, SpecError
+
+TERMINAL = ("Promoted", "RolledBack", "Failed")
+
+
+class LogError(ValueError):
+    """A prediction log that cannot be read; the message names the file and line."""
+
+
+def read_log(paths: Sequence[str | Path]) -> list[dict]:
+    """Records of JSONL files or directories of `predictions-*.jsonl`, sorted by time."""
+    records: list[dict] = []
+    for p in map(Path, paths):
+        files = sorted(p.glob("predictions-*.jsonl")) or sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+        if p.is_dir() and not files:
+            raise LogError(f"{p}: no predictions-*.jsonl files in this directory")
+        for f in files:
+            records.extend(_read_file(f))
+    records.sort(key=lambda r: r["time"])
+    return records
+
+
+def _read_file(path: Path) -> Iterator[dict]:
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        raise LogError(f"{path}: cannot read: {e.strerror}") from e
+    with fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise LogError(f"{path}:{n}: not a JSON record: {e}") from e
+            if not isinstance(rec, dict):
+                raise LogError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
+            t = rec.get("time")
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+                raise LogError(f"{path}:{n}: time: expected epoch seconds, got {t!r}")
+            yield rec
+
+
+class LogGatherer:
+    """`gatherer(spec, start, end)` for `reconcile_step` reading windows rebuilt from the log."""
+
+    def __init__(self, windows: Sequence[dict], bucket: float):
+        self.windows = list(windows)
+        self.bucket = bucket
+        self.last = None
+
+    def __call__(self, spec: RolloutSpec, start: float, end: float):
+        from controller.core import MAX_BUCKET_SECONDS, merge_windows, windows_in
+        from policies.checks import Observations, SourceError
+
+        lo = start - MAX_BUCKET_SECONDS
+        body = {"bucket_seconds": self.bucket,
+                "windows": [w for w in self.windows if lo <= w["start"] and w["end"] <= end + 1e-6]}
+        baseline, candidate, paired, interleave = merge_windows(spec, windows_in(body, spec, start))
+        prom = {c.name: SourceError(f"check {c.name}: Prometheus is not queried in a replay")
+                for c in spec.analysis.checks if c.prometheus is not None}
+        self.last = Observations(window_start=start, window_end=end, baseline=baseline, candidate=candidate,
+                                 paired=paired, interleave=interleave, prometheus=prom)
+        return self.last
+
+
+@dataclass
+class Replayed:
+    """What the policy decided on one rollout's log, in order."""
+    spec: RolloutSpec
+    started: float
+    status: dict = field(default_factory=dict)
+    transitions: list[dict] = field(default_factory=list)
+    windows: int = 0
+    records: int = 0
+
+    @property
+    def phase(self) -> str:
+        return self.status.get("phase", "Pending")
+
+    def outcome(self) -> dict[str, Any]:
+        from controller.local import deciding_check
+
+        check = deciding_check(self.spec, self.status) if self.phase in ("RolledBack", "Paused", "Failed") else None
+        last = self.transitions[-1] if self.transitions else {}
+        return {"rollout": self.spec.key, "phase": self.phase, "time": last.get("time"),
+                "after_seconds": (last["time"] - self.started) if last else None,
+                "message": self.status.get("message", ""),
+                "check": check.name if check else None, "value": check.value if check else None,
+                "threshold": check.threshold if check else None,
+                "records": self.records, "windows": self.windows, "transitions": self.transitions}
+
+
+def replay_rollout(spec: RolloutSpec, records: Iterable[dict], bucket: float | None = None,
+                   start: float | None = None, recorder=None) -> Replayed:
+    """Run the controller's reconcile step over `spec`'s records on a bucket-boundary clock."""
+    from controller.core import reconcile_step
+    from controller.local import bucket_seconds, deciding_check
+    from router.recorder import replay as rebuild_windows
+
+    mine = [r for r in records if r.get("rollout") == spec.name and r.get("namespace", spec.namespace) == spec.namespace]
+    if not mine:
+        raise LogError(f"the log has no records of rollout {spec.key}")
+    bucket = bucket or bucket_seconds([spec])
+    windows = rebuild_windows(mine, spec, bucket)
+    gatherer = LogGatherer(windows, bucket)
+    t = start if start is not None else math.floor(mine[0]["time"] / bucket) * bucket
+    end = math.ceil(mine[-1]["time"] / bucket) * bucket
+    out = Replayed(spec, t, records=len(mine))
+    while True:
+        old = out.status
+        gatherer.last = None
+        new = reconcile_step(Rollout(spec, old), t, gatherer).status.to_status()
+        out.status = new
+        if new.get("lastAnalysisAt") != old.get("lastAnalysisAt") and gatherer.last is not None:
+            out.windows += 1
+            if recorder is not None:
+                from policies.status import RolloutStatus
+
+                recorder.window(spec.key, start=gatherer.last.window_start, end=t, now=t,
+                                results=RolloutStatus.from_status(new).checks, status=new,
+                                baseline=gatherer.last.baseline, candidate=gatherer.last.candidate)
+        if (old.get("phase"), old.get("currentStep"), old.get("routing")) != \
+                (new.get("phase"), new.get("currentStep"), new.get("routing")):
+            check = deciding_check(spec, new) if new.get("phase") in ("RolledBack", "Paused", "Failed") else None
+            out.transitions.append({"time": t, "phase": new.get("phase"), "step": new.get("currentStep"),
+                                    "routing": new.get("routing"), "message": new.get("message", ""),
+                                    "check": check.name if check else None})
+            if recorder is not None:
+                recorder.transition(spec.key, t, new, new.get("message", ""), check)
+        if new.get("phase") in TERMINAL or t >= end:
+            break
+        t += bucket
+    return out
+
+
+# --- a run record from a log (for `modelrollout report PREDICTIONS.jsonl`) -----------------------------
+
+def _guess_spec(name: str, namespace: str, recs: list[dict]) -> RolloutSpec:
+    """A spec that only names the versions, for reporting a log's traffic without a policy."""
+    from policies.spec import AnalysisSpec, OutputSpec, Step, VersionRef
+
+    versions = {r.get("arm"): r.get("version") for r in recs if r.get("arm") in ("baseline", "candidate")}
+    outputs = [r.get("output") for r in recs if r.get("output") is not None]
+    first = outputs[0] if outputs else 0.0
+    kind = "score" if isinstance(first, (int, float)) else "ranking" if isinstance(first, list) else "class"
+    revision = next((r.get("revision") for r in recs if r.get("arm") == "candidate"), None)
+    cand_version = versions.get("candidate") or "candidate"
+    cand_url = "http://log"
+    if revision and "@" in revision:
+        cand_version, cand_url = revision.split("@", 1)
+    return RolloutSpec(name=name, namespace=namespace,
+                       baseline=VersionRef(versions.get("baseline") or "baseline", "http://log"),
+                       candidate=VersionRef(cand_version, cand_url), output=OutputSpec(kind=kind),
+                       steps=(Step("canary", 0),), analysis=AnalysisSpec(interval=5.0, checks=()))
+
+
+def record_from_log(path: Path, spec_path: Path | None = None) -> dict[str, Any]:
+    """A run record (controller.report format) rebuilt from a prediction log; with a spec, by replaying."""
+    from controller.local import load_rollouts
+    from controller.report import RunRecorder
+    from router.recorder import replay as rebuild_windows
+
+    records = read_log([path])
+    if not records:
+        raise LogError(f"{path}: the log is empty")
+    recorder = RunRecorder(str(path), records[0]["time"])
+    recorder.finished = records[-1]["time"]
+    if spec_path is not None:
+        for rollout in load_rollouts(spec_path):
+            recorder.add_rollout(rollout.spec)
+            result = replay_rollout(rollout.spec, records, recorder=recorder)
+            recorder.finish(rollout.spec.key, result.status)
+        return recorder.to_dict()
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if r.get("role") != "feedback":
+            groups.setdefault((str(r.get("rollout")), str(r.get("namespace", "default"))), []).append(r)
+    for (name, ns), recs in sorted(groups.items()):
+        spec = _guess_spec(name, ns, recs)
+        recorder.add_rollout(spec)
+        for w in rebuild_windows(recs, spec, 5.0):
+            from policies.summaries import VersionWindow
+
+            recorder.window(spec.key, start=w["start"], end=w["end"], now=w["end"], results=(),
+                            status={"phase": None}, baseline=VersionWindow.from_dict(w["baseline"]),
+                            candidate=VersionWindow.from_dict(w["candidate"]))
+        recorder.finish(spec.key, {"phase": "Unknown", "message": "prediction log only (pass --spec to replay a policy)"})
+    return recorder.to_dict()
+
+
+# --- command line -------------------------------------------------------------------------------------
+
+def _line(r: Replayed, tr: dict) -> str:
+    route = tr.get("routing") or {}
+    share = "shadow" if route.get("shadow") else f"{route.get('candidateWeight', 0)}%"
+    return (f"[{tr['time'] - r.started:6.1f}s] {r.spec.key}  {tr['phase']}  step {int(tr['step'] or 0) + 1}"
+            f"  candidate {share}  — {tr['message']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="modelrollout replay",
+                                description="Backtest the rollout policy of FILE on a recorded prediction log.")
+    p.add_argument("file", help="YAML with the ModelRollout(s) whose policy to replay")
+    p.add_argument("--log", action="append", required=True,
+                   help="prediction log: a JSONL file or a directory of predictions-*.jsonl (repeatable)")
+    p.add_argument("--bucket", type=float, default=None,
+                   help="router summary bucket, seconds (default: as local mode, min(interval, 5))")
+    p.add_argument("--start", type=float, default=None,
+                   help="epoch second the rollout started (default: the bucket of its first record)")
+    p.add_argument("--json", action="store_true", help="print the decisions as one JSON object last")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    from controller.local import load_rollouts
+
+    if args.bucket is not None and not (args.bucket > 0 and math.isfinite(args.bucket)):
+        print(f"modelrollout replay: --bucket: expected a positive number of seconds, got {args.bucket}",
+              file=sys.stderr)
+        return 2
+    try:
+        rollouts = load_rollouts(args.file)
+        records = read_log(args.log)
+        results = [replay_rollout(r.spec, records, args.bucket, args.start) for r in rollouts]
+    except (SpecError, LogError) as e:
+        print(f"modelrollout replay: {e}", file=sys.stderr)
+        return 2
+    for r in results:
+        for tr in r.transitions:
+            print(_line(r, tr))
+        o = r.outcome()
+        verdict = {"Promoted": "would have promoted", "RolledBack": "would have rolled back",
+                   "Paused": "would have paused", "Failed": "would have failed"}.get(
+            r.phase, f"would still be {r.phase} at the end of the log")
+        when = f" after {o['after_seconds']:.0f}s" if r.phase in TERMINAL + ("Paused",) and o["after_seconds"] is not None else ""
+        why = f" — check {o['check']}: value {o['value']}, threshold {o['threshold']}" if o["check"] else ""
+        print(f"{r.spec.key}: {verdict}{when} ({r.windows} windows, {r.records} records){why}")
+    if args.json:
+        print(json.dumps({"rollouts": {r.spec.key: r.outcome() for r in results}}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""`modelrollout run FILE --local` end to end: real example models, real traffic through the local router,
+the real controller core and policies, and the exit code a CI job would act on."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from examples import _proc
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def rollout(name: str, baseline: str, candidate: str, steps=None, **analysis) -> dict:
+    """A short ModelRollout (steps of 2–3 s, 1 s windows) in the public YAML shape."""
+    return {
+        "apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelRollout",
+        "metadata": {"name": name, "namespace": "ci"},
+        "spec": {
+            "baseline": {"version": "v1", "url": baseline},
+            "candidate": {"version": "v2", "url": candidate},
+            "predictPath": "/predict",
+            "output": {"kind": "score", "path": "prediction"},
+            "features": {"path": "features"},
+            "strategy": {"stickiness": {"header": "x-user-id"},
+                         "steps": steps or [{"shadow": {"duration": "2s"}},
+                                            {"canary": {"weight": 50, "duration": "3s"}}]},
+            "analysis": {"interval": "1s", "minSamples": 50, "failureLimit": 2, "inconclusiveLimit": 6,
+                         "checks": [
+                             {"name": "score-psi", "metric": "psi", "on": "prediction", "max": 0.3},
+                             {"name": "nan-or-5xx", "metric": "error-rate", "max": 0.01, "immediate": True},
+                         ], **analysis},
+        },
+    }
+
+
+class LocalRunProcess:
+    """`python -m controller.cli run FILE --local ...` plus a traffic generator per rollout."""
+
+    def __init__(self, tmp: Path, docs: list[dict], extra: tuple[str, ...] = ()):
+        self.tmp = tmp
+        self.file = tmp / "rollouts.yaml"
+        self.file.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        self.names = [d["metadata"]["name"] for d in docs]
+        self.port = _proc.free_port()
+        self.log_dir = tmp / "logs"
+        self.traffic: list[subprocess.Popen] = []
+        self.out = open(tmp / "run.out", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "run", str(self.file), "--local", "--port", str(self.port),
+             "--timeout", "60s", "--json", "--log-dir", str(self.log_dir), "--report", str(tmp / "report.html"),
+             *extra],
+            stdout=self.out, stderr=subprocess.STDOUT, env=ENV, cwd=str(REPO))
+
+    def start_traffic(self, rps: int = 150) -> None:
+        _proc.wait_http(f"http://127.0.0.1:{self.port}/healthz", 20, self.proc)
+        for i, name in enumerate(self.names):
+            self.traffic.append(subprocess.Popen(
+                [sys.executable, "-m", "examples.traffic", "--url",
+                 f"http://127.0.0.1:{self.port}/v1/rollouts/{name}", "--rps", str(rps), "--duration", "120",
+                 "--users", "2000", "--seed", str(i + 3), "--timeout", "5"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=str(REPO)))
+
+    def wait(self, timeout: float = 90) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        for p in [*self.traffic, self.proc]:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+        self.out.close()
+
+    @property
+    def output(self) -> str:
+        return (self.tmp / "run.out").read_text(errors="replace")
+
+    def final(self) -> dict:
+        last = [line for line in self.output.splitlines() if line.startswith("{")][-1]
+        return json.loads(last)
+
+    def record(self) -> dict:
+        return json.loads((self.log_dir / "run.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Baseline, a same-distribution candidate (other seed), a shifted one and one that answers NaN."""
+    logs = tmp_path_factory.mktemp("models")
+    started = {}
+    try:
+        for name, args in {"base": ["--seed", "0"], "same": ["--seed", "1"],
+                           "shifted": ["--seed", "1", "--shift", "0.12"],
+                           "nan": ["--seed", "1", "--nan-rate", "1.0"]}.items():
+            started[name] = _proc.start("examples.scorer", ["--version", name, *args], log_dir=logs)
+        yield {k: p.url for k, p in started.items()}
+    finally:
+        for p in started.values():
+            p.stop()
+
+
+@pytest.fixture
+def local_run(tmp_path):
+    runs = []
+
+    def make(docs, extra=()):
+        r = LocalRunProcess(tmp_path, docs, tuple(extra))
+        runs.append(r)
+        return r
+
+    yield make
+    for r in runs:
+        r.stop()
+
+
+def test_same_distribution_candidate_is_promoted(models, local_run):
+    """A candidate whose scores follow the baseline's distribution walks every step and exits 0 (Promoted)."""
+    run = local_run([rollout("same", models["base"], models["same"])])
+    run.start_traffic()
+    code = run.wait()
+    assert code == 0, run.output
+    status = run.final()["rollouts"]["ci/same"]
+    assert status["phase"] == "Promoted"
+    assert status["routing"]["candidateWeight"] == 100
+    assert "Promoted" in run.output and "Progressing" in run.output   # transitions were printed live
+    windows = run.record()["rollouts"][0]["windows"]
+    assert windows and all(c["verdict"] != "Fail" for w in windows for c in w["checks"] if c["name"] == "nan-or-5xx")
+
+
+def test_shifted_candidate_is_rolled_back_by_the_drift_check(models, local_run):
+    """Scores shifted by more than a standard deviation fail the PSI check and the run exits 3 (RolledBack)."""
+    run = local_run([rollout("shifted", models["base"], models["shifted"])])
+    run.start_traffic()
+    code = run.wait()
+    assert code == 3, run.output
+    status = run.final()["rollouts"]["ci/shifted"]
+    assert status["phase"] == "RolledBack"
+    assert status["routing"] == {"candidateWeight": 0, "shadow": False, "interleave": False}
+    psi = next(c for c in status["checks"] if c["name"] == "score-psi")
+    assert psi["verdict"] == "Fail" and psi["value"] > psi["threshold"] == 0.3
+    assert "check score-psi: value" in run.output          # the transition line names the deciding check
+
+
+def test_nan_candidate_is_rolled_back_within_the_first_windows(models, local_run):
+    """A candidate answering NaN fails the immediate error-rate check and rolls back at once (exit 3)."""
+    run = local_run([rollout("nan", models["base"], models["nan"])])
+    run.start_traffic()
+    code = run.wait()
+    assert code == 3, run.output
+    status = run.final()["rollouts"]["ci/nan"]
+    assert status["phase"] == "RolledBack"
+    errors = next(c for c in status["checks"] if c["name"] == "nan-or-5xx")
+    assert errors["verdict"] == "Fail" and errors["value"] > 0.5
+    assert status["currentStep"] == 0                       # still in the shadow step
+    windows = run.record()["rollouts"][0]["windows"]
+    assert 1 <= len(windows) <= 3
+
+
+def test_invalid_spec_exits_2_naming_the_field(tmp_path, local_run):
+    """A canary weight of 150 is refused before anything starts, with the field path and the bound."""
+    doc = rollout("bad", "http://127.0.0.1:9", "http://127.0.0.1:10",
+                  steps=[{"canary": {"weight": 10}}, {"canary": {"weight": 150}}])
+    run = local_run([doc])
+    code = run.wait(30)
+    assert code == 2
+    assert "spec.strategy.steps[1].canary.weight: expected an integer <= 100, got 150" in run.output
+    assert run.final()["path"] == "spec.strategy.steps[1].canary.weight"
+
+
+def test_pause_step_without_duration_exits_4(models, local_run):
+    """A rollout reaching a `pause: {}` step waits for a person, so a local run stops with exit 4."""
+    doc = rollout("paused", models["base"], models["same"],
+                  steps=[{"shadow": {"duration": "2s"}}, {"pause": {}}, {"canary": {"weight": 50}}])
+    run = local_run([doc])
+    run.start_traffic()
+    code = run.wait()
+    assert code == 4, run.output
+    assert run.final()["rollouts"]["ci/paused"]["phase"] == "Paused"
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_log(models, local_run):
+    """SIGTERM mid-rollout ends the run (exit 4, not finished) with the prediction log and run record written."""
+    doc = rollout("long", models["base"], models["same"], steps=[{"shadow": {"duration": "60s"}}])
+    run = local_run([doc])
+    run.start_traffic()
+    deadline = time.monotonic() + 30
+    while "Shadowing" not in run.output and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)
+    run.proc.send_signal(signal.SIGTERM)
+    code = run.proc.wait(30)
+    run.stop()
+    assert code == 4, run.output
+    assert run.final()["rollouts"]["ci/long"]["phase"] == "Shadowing"
+    logged = [line for f in sorted((run.log_dir).glob("predictions-*.jsonl")) for line in f.read_text().splitlines()]
+    assert len(logged) > 50
+    assert json.loads(logged[-1])["rollout"] == "long"
+    assert run.record()["rollouts"][0]["key"] == "ci/long"
