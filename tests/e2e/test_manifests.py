@@ -170,3 +170,17 @@ def test_plugin_reports_forbidden_for_a_read_only_identity(control_plane, identi
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1
     assert out.stderr.startswith("error: forbidden:") and "Traceback" not in out.stderr
+
+
+def test_deployment_args_are_accepted_by_the_programs(kubectl):
+    """The controller's and router's container args parse with the programs' own command-line parsers."""
+    from controller.kube import parse_args
+    from router.kube_source import parser as router_parser
+
+    docs = list(yaml.safe_load_all(kubectl("kustomize", str(MANIFESTS)).stdout))
+    args = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["args"]
+            for d in docs if d["kind"] == "Deployment"}
+    ns, settings = parse_args(args["modelrollout-controller"][1:])
+    assert settings.router_service == "$(POD_NAMESPACE)/modelrollout-router" and ns.metrics_port == 9090
+    router = router_parser().parse_args(args["modelrollout-router"][1:])
+    assert router.kube and router.port == 8080 and router.host == "0.0.0.0"
