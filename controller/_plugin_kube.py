@@ -47,6 +47,9 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
             default_ns = ((active or {}).get("context") or {}).get("namespace") or "default"
         elif context:
             raise PluginError(f"--context {context}: no kubeconfig found at {path}")
+        elif not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise PluginError(f"no kubeconfig found at {path} and not running inside a cluster "
+                              f"(use --kubeconfig FILE or set KUBECONFIG)")
         else:
             cfg = client.Configuration()
             config.load_incluster_config(client_configuration=cfg)
@@ -146,11 +149,17 @@ def watch_rollout(conn: Connection, name: str, timeout: float | None = None) -> 
     kwargs: dict[str, Any] = {"field_selector": f"metadata.name={name}", "resource_version": rv}
     if timeout is not None:
         kwargs["timeout_seconds"] = max(1, int(timeout))
+    stream = w.stream(api.list_namespaced_custom_object, GROUP, VERSION, conn.namespace, PLURAL, **kwargs)
     try:
-        for event in _call(lambda: w.stream(api.list_namespaced_custom_object, GROUP, VERSION, conn.namespace,
-                                            PLURAL, **kwargs), f"modelrollout {name!r}", conn.namespace):
+        while True:
+            event = _call(next, f"modelrollout {name!r}", conn.namespace, stream, None)
+            if event is None:
+                return
             if event["type"] == "DELETED":
                 raise PluginError(f"modelrollout {name!r} was deleted")
+            if event["type"] == "ERROR":
+                raise PluginError(f"watch of modelrollout {name!r} failed: "
+                                  f"{(event.get('raw_object') or {}).get('message', event['object'])}")
             if event["type"] in ("ADDED", "MODIFIED"):
                 yield event["object"]
     finally:

@@ -157,3 +157,12 @@ def test_watch_ends_when_the_rollout_finishes(plugin, control_plane, kubectl, ro
         proc.wait()
     assert proc.returncode == 0, err
     assert "Promoted" in out and "candidate 100%" in out
+
+
+def test_no_cluster_configuration_is_a_clear_error(plugin, tmp_path):
+    """Without any kubeconfig (and outside a cluster) the plugin says what to set instead of a traceback."""
+    out = plugin("list", check=False, env={"KUBECONFIG": str(tmp_path / "none"), "HOME": str(tmp_path),
+                                           "KUBERNETES_SERVICE_HOST": ""})
+    assert out.returncode == 1
+    assert "no kubeconfig found" in out.stderr and "--kubeconfig" in out.stderr
+    assert "Traceback" not in out.stderr
