@@ -20,7 +20,7 @@ EXAMPLE = ROOT / "examples" / "rollouts" / "fraud-scorer.yaml"
 
 def install_crd(kubectl) -> None:
     """Apply manifests/crd.yaml and wait until the API serves it (idempotent across test modules)."""
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kubectl("apply", "-f", str(CRD))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/modelrollouts.modelrollout.io")
 
 
