@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import datetime as dt
 import ipaddress
@@ -75,6 +76,7 @@ class ControlPlane:
         if self.workdir is not None:
             raise ControlPlaneError("ControlPlane.start() called twice; create a new ControlPlane instead")
         self.workdir = Path(tempfile.mkdtemp(prefix="modelrollout-k8s-"))
+        atexit.register(self.stop)  # a caller that forgets stop() still leaves no servers or temp dir behind
         external = os.environ.get("KUBECONFIG_E2E")
         try:
             if external:
@@ -88,12 +90,15 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Kill kube-apiserver and etcd (apiserver first) and delete the data dir; safe to call twice."""
+        atexit.unregister(self.stop)
         for proc in (self._apiserver, self._etcd):
             _terminate(proc)
         self._apiserver = self._etcd = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir = None
+        if not self.external:
+            self.kubeconfig = None  # its file is gone; _require() now says "call start() first"
 
     def restart_apiserver(self) -> None:
         """Stop kube-apiserver and start it again on the same port against the same etcd (state survives)."""
@@ -255,7 +260,7 @@ class ControlPlane:
             if proc.poll() is not None:
                 text = _tail(log)
                 if "address already in use" in text:
-                    raise _PortRace(name)
+                    raise _PortRace(f"{name}: port already in use; log {log}:\n{text}")
                 raise ControlPlaneError(f"{name} exited with code {proc.returncode} during startup; "
                                         f"log {log}:\n{text}")
             try:
@@ -273,8 +278,8 @@ class ControlPlane:
                                 f"{last}\nlog {log}:\n{_tail(log)}")
 
 
-class _PortRace(Exception):
-    pass
+class _PortRace(ControlPlaneError):
+    """A server exited because its probed-free port was taken before it could bind it."""
 
 
 def _find_binaries(bin_dir: Path | None) -> Path:

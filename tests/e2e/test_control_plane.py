@@ -239,3 +239,11 @@ def test_kubeconfig_e2e_adopts_an_existing_cluster_without_starting_or_stopping_
             "system:serviceaccount:adopted-e2e:bot"
     assert control_plane.run_kubectl("get", "namespace", "adopted-e2e").returncode == 0
     control_plane.run_kubectl("delete", "namespace", "adopted-e2e", "--wait=false")
+
+
+@pytest.mark.parametrize("namespace_arg, name_arg, field", [("Bad_NS", "bot", "namespace='Bad_NS'"),
+                                                             ("ok", "", "name=''")])
+def test_service_account_kubeconfig_rejects_invalid_names(control_plane, namespace_arg, name_arg, field):
+    """An invalid namespace or ServiceAccount name is refused with an error naming the argument and value."""
+    with pytest.raises(ValueError, match=re.escape(field) + ".*DNS-1123 label"):
+        control_plane.service_account_kubeconfig(namespace_arg, name_arg)
