@@ -3,7 +3,8 @@
 `python -m controller.dashboard > manifests/grafana-dashboard.json` writes it; a test keeps the committed
 file equal to this output and every queried metric equal to one the router or controller exports.
 Variables: datasource, namespace, rollout. Panels: checks over time against their thresholds, the
-candidate's weight and phase, per-version request rate, error ratio and latency, and dropped mirrors.
+candidate's weight and phase, per-version request rate, error ratio, latency and mean prediction, and
+dropped mirrors.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ SEL = 'namespace=~"$namespace", rollout=~"$rollout"'
 
 # Metric families the dashboard reads, by the process that exports them.
 ROUTER_METRICS = ("modelrollout_router_requests_total", "modelrollout_router_errors_total",
-                  "modelrollout_router_request_duration_seconds_bucket", "modelrollout_router_shadow_dropped_total")
+                  "modelrollout_router_request_duration_seconds_bucket", "modelrollout_router_shadow_dropped_total",
+                  "modelrollout_router_prediction_sum", "modelrollout_router_prediction_count")
 CONTROLLER_METRICS = ("modelrollout_rollout_phase", "modelrollout_rollout_weight", "modelrollout_check_value",
                       "modelrollout_check_threshold")
 
@@ -85,10 +87,15 @@ def panels() -> list[dict]:
                     f"(rate(modelrollout_router_request_duration_seconds_bucket{{{SEL}}}{rate})))",
                     "{{rollout}} {{version}} p50", "B"),
         ], (16, 15, 8, 8), unit="s", description="Model call latency seen by the router."),
-        _panel(7, "Shadow calls dropped", [
+        _panel(7, "Mean prediction by version", [
+            _target(f"{by_version} (rate(modelrollout_router_prediction_sum{{{SEL}}}{rate})) / "
+                    f"{by_version} (rate(modelrollout_router_prediction_count{{{SEL}}}{rate}))",
+                    "{{rollout}} {{version}}", "A"),
+        ], (0, 23, 12, 6), description="Average numeric prediction (score) per version: a first look at drift."),
+        _panel(8, "Shadow calls dropped", [
             _target(f"sum by (namespace, rollout) (rate(modelrollout_router_shadow_dropped_total{{{SEL}}}{rate}))",
                     "{{rollout}}", "A"),
-        ], (0, 23, 24, 6), unit="reqps",
+        ], (12, 23, 12, 6), unit="reqps",
             description="Mirrored calls dropped because too many were in flight: evidence the shadow step lost."),
     ]
 

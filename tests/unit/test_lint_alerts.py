@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
                                 reason="promtool (Debian package prometheus) not installed")
 
-# Two rollouts over 20 minutes: "fraud" v2 fails 5% of calls and returns NaN, v1 is healthy;
-# "churn" is rolled back with a check above its threshold. `promtool test rules` evaluates the alerts.
+# Two rollouts over 30 minutes: "fraud" v2 fails 5% of calls, returns NaN, is slower and scores higher
+# than v1; "churn" was rolled back and its versions score alike. `promtool test rules` evaluates the alerts.
 SERIES = [
     ('modelrollout_router_requests_total{namespace="ml",rollout="fraud",version="v2",role="primary",code="200"}',
      "0+100x30"),
@@ -27,14 +27,15 @@ SERIES = [
      "0+1x30"),
     ('modelrollout_rollout_phase{namespace="ml",rollout="churn",phase="RolledBack"}', "1x30"),
     ('modelrollout_rollout_phase{namespace="ml",rollout="fraud",phase="RolledBack"}', "0x30"),
-    ('modelrollout_check_value{namespace="ml",rollout="churn",check="score-psi"}', "0.5x30"),
-    ('modelrollout_check_threshold{namespace="ml",rollout="churn",check="score-psi"}', "0.2x30"),
-    ('modelrollout_check_value{namespace="ml",rollout="fraud",check="score-psi"}', "0.05x30"),
     *[(f'modelrollout_router_request_duration_seconds_bucket{{namespace="ml",rollout="fraud",version="{v}",'
        f'role="primary",le="{le}"}}', f"0+{n}x30")
       for v, counts in (("v1", {"0.1": 1000, "1": 1000, "+Inf": 1000}), ("v2", {"0.1": 0, "1": 100, "+Inf": 100}))
       for le, n in counts.items()],
-    ('modelrollout_check_threshold{namespace="ml",rollout="fraud",check="score-psi"}', "0.2x30"),
+    # mean prediction: fraud v1 0.30, v2 0.45 (shifted); churn v3 0.50, v4 0.52 (not shifted)
+    *[(f'modelrollout_router_prediction_{part}{{namespace="ml",rollout="{r}",version="{v}"}}', f"0+{n}x30")
+      for r, v, count, total in (("fraud", "v1", 100, 30), ("fraud", "v2", 100, 45),
+                                 ("churn", "v3", 100, 50), ("churn", "v4", 100, 52))
+      for part, n in (("count", count), ("sum", total))],
 ]
 
 
@@ -43,7 +44,7 @@ def alert(severity, labels=None):
 
 
 def test_alert_rules_fire_on_the_right_series(tmp_path):
-    """Critical fires for the failing version only, warning for the drifting check and the rollback, info for
+    """Critical fires for the failing version only, warning for the shifted rollout and the rollback, info for
     the version whose p99 is over twice the other's."""
     doc = yaml.safe_load((ROOT / "manifests" / "alerts.yaml").read_text())
     assert doc["kind"] == "PrometheusRule"
@@ -60,8 +61,7 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
     cases = {
         "ModelRolloutVersionErrors": [alert("critical", fraud_v2)],
         "ModelRolloutInvalidOutputs": [alert("critical", fraud_v2)],
-        "ModelRolloutCheckAboveThreshold": [alert("warning",
-                                                  {**churn, "check": "score-psi"})],
+        "ModelRolloutPredictionShift": [alert("warning", {"namespace": "ml", "rollout": "fraud"})],
         "ModelRolloutRolledBack": [alert("warning", churn)],
         "ModelRolloutPausedTooLong": [],
         "ModelRolloutShadowDropped": [],
@@ -85,3 +85,15 @@ def test_every_alert_has_a_known_severity_and_summary():
     alerts = [r for g in doc["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert {r["labels"]["severity"] for r in alerts} == {"critical", "warning", "info"}
     assert all(r["annotations"]["summary"] and r["annotations"]["description"] for r in alerts)
+
+
+def test_alerts_query_only_exported_metrics():
+    """Every metric an alert reads is one the router or the controller really exports."""
+    import re
+
+    from tests.unit.test_dashboard import exported_metric_names
+
+    doc = yaml.safe_load((ROOT / "manifests" / "alerts.yaml").read_text())
+    exprs = " ".join(r["expr"] for g in doc["spec"]["groups"] for r in g["rules"])
+    used = set(re.findall(r"\b(modelrollout_[a-z_]+)\b", exprs))
+    assert used and not used - exported_metric_names(), sorted(used - exported_metric_names())
