@@ -164,6 +164,6 @@ def _array(value: list, schema: dict, path: str) -> Iterator[SchemaError]:
                 continue
             k = tuple(item.get(name) for name in keys)
             if k in seen:
-                shown = ", ".join(f"{name}: {_show(v)}" for name, v in zip(keys, k))
+                shown = ", ".join(f"{name}: {_show(v)}" for name, v in zip(keys, k, strict=True))
                 yield SchemaError(f"{path}[{i}]", f"Duplicate value: map[{shown}]")
             seen[k] = i

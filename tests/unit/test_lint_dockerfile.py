@@ -45,3 +45,15 @@ def test_build_context_keeps_sources_the_image_installs():
     copied = [l.split()[1].rstrip("/") for l in DOCKERFILE.read_text().splitlines() if l.startswith("COPY ")
               and "--from" not in l]
     assert not [c for c in copied if c in ignored]
+
+
+def test_image_copies_every_package_the_distribution_ships():
+    """The build stage copies exactly the top-level packages pyproject.toml packages, plus pyproject itself."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {l.split()[1].rstrip("/") for l in DOCKERFILE.read_text().splitlines()
+              if l.startswith("COPY ") and "--from" not in l}
+    assert packages <= copied and "pyproject.toml" in copied
+    assert all((ROOT / p).is_dir() for p in packages)
