@@ -129,6 +129,8 @@ class ControlPlane:
         env = dict(os.environ)
         env["KUBECONFIG"] = kubeconfig or self._require("kubeconfig")
         env["KUBECACHEDIR"] = str(self._require("workdir") / "kube-cache")  # no stale discovery across planes
+        for var in ("NO_PROXY", "no_proxy"):  # an https_proxy meant for registries must not catch loopback
+            env[var] = ",".join(filter(None, [env.get(var), "127.0.0.1", "localhost"]))
         return env
 
     def run_kubectl(self, *args: str, input: str | None = None, check: bool = True,
@@ -192,25 +194,15 @@ class ControlPlane:
         _write_pki(pki)
         self._ssl = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         self._ssl.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-        for _ in range(3):  # a free port can be taken between probing and binding; retry on that
-            try:
-                self._launch_etcd()
-                break
-            except _PortRace:
-                continue
-        else:
-            raise ControlPlaneError("etcd: could not bind free loopback ports after 3 attempts")
-        for _ in range(3):
+        _retry_port_races(self._launch_etcd)
+
+        def launch_apiserver() -> None:
             self._port = _free_port()
             self.server = f"https://127.0.0.1:{self._port}"
             self._apiserver_args = self._apiserver_command(pki)
-            try:
-                self._launch_apiserver()
-                break
-            except _PortRace:
-                continue
-        else:
-            raise ControlPlaneError("kube-apiserver: could not bind a free loopback port after 3 attempts")
+            self._launch_apiserver()
+
+        _retry_port_races(launch_apiserver)
         self.kubeconfig = str(self.workdir / "admin.kubeconfig")
         _write_kubeconfig(Path(self.kubeconfig),
                           {"server": self.server, "certificate-authority-data": _b64(pki / "ca.crt")},
@@ -265,7 +257,7 @@ class ControlPlane:
                                         f"log {log}:\n{text}")
             try:
                 ctx = self._ssl if url.startswith("https") else None
-                with urllib.request.urlopen(url, timeout=5, context=ctx) as resp:
+                with _opener(ctx).open(url, timeout=5) as resp:
                     body = resp.read()
                 if ok(body):
                     return
@@ -280,6 +272,16 @@ class ControlPlane:
 
 class _PortRace(ControlPlaneError):
     """A server exited because its probed-free port was taken before it could bind it."""
+
+
+def _retry_port_races(launch, attempts: int = 3) -> None:
+    # A port found free can be taken by another process before the server binds it: try fresh ports.
+    for attempt in range(attempts):
+        try:
+            return launch()
+        except _PortRace:
+            if attempt == attempts - 1:
+                raise
 
 
 def _find_binaries(bin_dir: Path | None) -> Path:
@@ -300,6 +302,11 @@ def _find_binaries(bin_dir: Path | None) -> Path:
         raise ControlPlaneError(f"{source}: {bin_dir} lacks executable {', '.join(missing)} "
                                 f"(expected {', '.join(BINARIES)})")
     return bin_dir
+
+
+def _opener(ctx: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    # Straight to loopback: an http(s)_proxy in the environment must not intercept readiness probes.
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
 
 
 def _free_port() -> int:
