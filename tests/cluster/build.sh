@@ -29,7 +29,8 @@ bin_dir="$cache_root/v${K8S_VERSION}-etcd${ETCD_VERSION}/bin"
 
 log() { echo "build.sh: $*" >&2; }
 
-command -v go >/dev/null || { log "error: 'go' not found on PATH (need Go >= 1.26)"; exit 1; }
+PATH="$PATH:/usr/local/go/bin"  # the official tarball's location, often missing from non-login shells
+command -v go >/dev/null || { log "error: 'go' not found on PATH or in /usr/local/go/bin (need Go >= 1.26)"; exit 1; }
 
 regen() {
     # The replace list is derived from the tag's own go.mod, so a version bump picks up new staging modules.
