@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import httpx
 
-from policies.checks import Observations, SourceError, evaluate, render_query
 from policies.machine import Command, Decision, decide
 from policies.spec import Rollout, RolloutSpec
 from policies.status import CheckResult, RolloutStatus, Verdict
@@ -29,14 +28,15 @@ log = logging.getLogger("modelrollout.core")
 MAX_BUCKET_SECONDS = 60.0
 """Largest router summary bucket this controller expects; windows are fetched with this much slack."""
 
-Gatherer = Callable[[RolloutSpec, float, float], Observations]
+Gatherer = Callable[[RolloutSpec, float, float], Any]
+"""gatherer(spec, window_start, window_end) -> policies.checks.Observations"""
 
 
 class RouterUnavailable(Exception):
     """One or more router replicas did not answer; `observations` holds whatever else was gathered
     (Prometheus results, router data emptied) so non-router checks can still be judged."""
 
-    def __init__(self, failures: Mapping[str, str], observations: Observations):
+    def __init__(self, failures: Mapping[str, str], observations):
         self.failures = dict(failures)
         self.observations = observations
         detail = "; ".join(f"{url}: {why}" for url, why in sorted(self.failures.items()))
@@ -115,6 +115,7 @@ def merge_windows(spec: RolloutSpec, windows: Iterable[dict]):
 
 def query_prometheus(address: str, query: str, at: float, timeout: float) -> float:
     """A PromQL instant query that must yield exactly one number; raises SourceError otherwise."""
+    from policies.checks import SourceError
     from prometheus_api_client import PrometheusConnect
     from urllib3.util.retry import Retry
 
@@ -136,8 +137,11 @@ def query_prometheus(address: str, query: str, at: float, timeout: float) -> flo
 
 
 def prometheus_values(spec: RolloutSpec, prometheus_url: str | None, at: float,
-                      timeout: float) -> dict[str, float | SourceError]:
-    out: dict[str, float | SourceError] = {}
+                      timeout: float) -> dict:
+    """{check name: value or SourceError} for every PromQL check of `spec`."""
+    from policies.checks import SourceError, render_query
+
+    out: dict = {}
     for check in spec.analysis.checks:
         if check.prometheus is None:
             continue
@@ -157,12 +161,14 @@ def prometheus_values(spec: RolloutSpec, prometheus_url: str | None, at: float,
 
 def gather_observations(spec: RolloutSpec, router_urls: Sequence[str], window_start: float,
                         window_end: float, prometheus_url: str | None = None,
-                        http_timeout: float = 5.0) -> Observations:
+                        http_timeout: float = 5.0):
     """Merge every router replica's summaries for [window_start, window_end] and run the PromQL checks.
 
     Raises RouterUnavailable (carrying the rest of the observations) if any replica fails or none is known:
     partial router data would bias the comparison, so it is never used silently.
     """
+    from policies.checks import Observations
+
     failures: dict[str, str] = {}
     windows: list[dict] = []
     if not router_urls:
@@ -195,7 +201,7 @@ class HttpGatherer:
     prometheus_url: str | None = None
     http_timeout: float = 5.0
 
-    def __call__(self, spec: RolloutSpec, window_start: float, window_end: float) -> Observations:
+    def __call__(self, spec: RolloutSpec, window_start: float, window_end: float):
         return gather_observations(spec, list(self.router_urls(spec)), window_start, window_end,
                                    self.prometheus_url, self.http_timeout)
 
@@ -246,6 +252,10 @@ def _all_inconclusive(spec: RolloutSpec, reason: str) -> tuple[CheckResult, ...]
 def evaluate_window(spec: RolloutSpec, status: RolloutStatus, window: tuple[float, float],
                     gatherer: Gatherer) -> tuple[CheckResult, ...]:
     """Gather and evaluate one window; every failure to read evidence is an Inconclusive with its reason."""
+    if not spec.analysis.checks:
+        return ()   # nothing to judge: the steps run on their durations alone
+    from policies.checks import evaluate
+
     start, end = window
     try:
         obs = gatherer(spec, start, end)

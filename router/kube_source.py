@@ -68,3 +68,58 @@ class KubeSource:
         finally:
             stop.set()
             watcher.stop()
+
+
+# ---- `modelrollout router --kube`: the router's CLI with this source instead of --config ------------
+
+def parser():
+    """router.server's flags, with --config optional and the Kubernetes source's flags added."""
+    from router.server import parser as file_parser
+
+    p = file_parser()
+    p.prog = "modelrollout router --kube"
+    for action in p._actions:  # noqa: SLF001 - argparse has no public way to relax a required flag
+        if action.dest == "config":
+            action.required = False
+    p.add_argument("--kube", action="store_true", help="read rollouts from the Kubernetes API (list+watch)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG)")
+    p.add_argument("--namespace", default="all", help="namespace whose rollouts to serve, or 'all' (default)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from router.server import settings_from
+
+    try:
+        settings = settings_from(args)
+    except ValueError as e:
+        print(f"modelrollout router: {e}", file=sys.stderr)
+        return 2
+    from controller.kube import load_client
+
+    try:
+        api = load_client(args.kubeconfig)
+    except Exception as e:  # noqa: BLE001
+        print(f"modelrollout router: cannot load Kubernetes configuration: {e}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from router.app import create_app
+
+    namespace = None if args.namespace in ("all", "", "*") else args.namespace
+    app = create_app(KubeSource(api, namespace), settings)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=args.host, port=args.port, loop="asyncio", lifespan="on", access_log=False,
+        log_level=args.log_level if args.log_level != "info" else "warning", timeout_graceful_shutdown=30))
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -51,7 +51,7 @@ def parse_args(argv: list[str]):
     p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
                    help="campaign for a Lease and act only while leader (default on)")
     p.add_argument("--lease-name", default="modelrollout-controller")
-    p.add_argument("--lease-namespace", help="namespace of the Lease (default: $POD_NAMESPACE, the watched "
+    p.add_argument("--lease-namespace", "--leader-election-namespace", dest="lease_namespace", help="namespace of the Lease (default: $POD_NAMESPACE, the watched "
                                              "namespace, else 'default')")
     p.add_argument("--lease-duration", type=_duration, default=15.0)
     p.add_argument("--renew-deadline", type=_duration, default=10.0)
@@ -102,6 +102,7 @@ def load_client(kubeconfig: str | None):
 def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per router query is noise
     try:
         api = load_client(args.kubeconfig)
     except Exception as e:  # noqa: BLE001
