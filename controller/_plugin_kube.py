@@ -128,7 +128,6 @@ def command_annotation(verb: str, full: bool = False, command_id: str | None = N
 
 def send_command(conn: Connection, name: str, verb: str, full: bool = False) -> tuple[dict, str]:
     """Set the command annotation on rollout `name`; returns (the patched object, the command id)."""
-    get_rollout(conn, name)  # a clear "not found" before patching
     cid, text = command_annotation(verb, full)
     patch = {"metadata": {"annotations": {COMMAND_ANNOTATION: text}}}
     api = _custom(conn)

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("name")
         if verb == "promote":
             s.add_argument("--full", action="store_true", help="skip the remaining steps and analysis")
+        s.add_argument("--force", action="store_true",
+                       help="send the command even if the rollout's current status says it would be ignored")
     s = sub.add_parser("lint", parents=[out], help="validate ModelRollout YAML offline (schema and semantics)")
     s.add_argument("files", nargs="+", metavar="FILE", help="YAML file(s); - reads stdin")
     return p
@@ -144,21 +146,47 @@ def cmd_history(args) -> int:
     return 0
 
 
+def preview(obj: dict, verb: str, full: bool, now: float):
+    """What the controller will make of `verb` on `obj`, computed with its own pure `decide`:
+    (why it would be ignored, or None; the RolloutStatus it would lead to, or None if the spec is invalid)."""
+    from policies.machine import Command, Emit, decide
+    from policies.spec import SpecError, parse_rollout
+
+    try:
+        spec = parse_rollout(obj).spec
+    except SpecError as e:
+        return f"the spec is invalid ({e}); fix it first", None
+    decision = decide(spec, obj.get("status"), None, now, Command(verb, full, id="preview"))
+    prefix = f"{verb} ignored: "
+    rejected = [a.message.removeprefix(prefix) for a in decision.actions
+                if isinstance(a, Emit) and a.reason == "CommandRejected"]
+    return (rejected[0] if rejected else None), decision.status
+
+
 def cmd_verb(args) -> int:
-    from controller._plugin_kube import send_command
+    from controller._plugin_kube import get_rollout, send_command
+    from controller._plugin_render import weight_text
     from policies.status import RolloutStatus
 
     conn = _connect(args)
     full = bool(getattr(args, "full", False))
+    what = f"{args.command} --full" if full else args.command
+    obj = get_rollout(conn, args.name)
+    rejected, expected = preview(obj, args.command, full, time.time())
+    if rejected and not args.force:
+        print(f"error: cannot {what} modelrollout {conn.namespace}/{args.name}: {rejected} "
+              f"(--force sends it anyway)", file=sys.stderr)
+        return 1
     obj, cid = send_command(conn, args.name, args.command, full)
     if args.output:
         _dump(obj, args.output)
         return 0
-    phase = RolloutStatus.from_status(obj.get("status")).phase.value if obj.get("status") else "not yet seen"
-    what = f"{args.command} --full" if full else args.command
-    print(f"modelrollout {conn.namespace}/{args.name}: {what} requested (id {cid}); phase is {phase}. "
-          f"The controller applies it on its next reconcile; if it does not apply, a CommandRejected "
-          f"event says why.")
+    st = RolloutStatus.from_status(obj.get("status"))
+    now = f"{st.phase.value}, {weight_text(st)}" if obj.get("status") else "not yet seen by a controller"
+    print(f"modelrollout {conn.namespace}/{args.name}: {what} sent (id {cid}).")
+    if expected is not None and not rejected:
+        print(f"  now: {now}; expected after the controller's next reconcile: "
+              f"{expected.phase.value}, {weight_text(expected)}.")
     return 0
 
 

@@ -51,16 +51,37 @@ def annotation(kubectl, namespace) -> Command:
 
 def test_verbs_set_the_command_annotation(plugin, kubectl, rollout):
     """Each verb leaves one JSON command the controller can parse, with a fresh id every time."""
+    patch_status(kubectl, rollout, sample_status())            # Progressing at step 2
     ids = set()
-    for args, verb, full in ((["promote"], "promote", False), (["promote", "--full"], "promote", True),
-                             (["abort"], "abort", False), (["pause"], "pause", False),
-                             (["resume"], "resume", False), (["retry"], "retry", False)):
+    for args, verb, full in ((["pause"], "pause", False), (["promote"], "promote", False),
+                             (["promote", "--full"], "promote", True), (["abort"], "abort", False),
+                             (["resume", "--force"], "resume", False), (["retry", "--force"], "retry", False)):
         out = plugin(*args, "fraud-scorer", "-n", rollout)
         cmd = annotation(kubectl, rollout)
         assert (cmd.verb, cmd.full) == (verb, full)
         assert cmd.id in out.stdout
         ids.add(cmd.id)
     assert len(ids) == 6
+
+
+def test_verbs_the_controller_would_ignore_are_refused(plugin, kubectl, rollout):
+    """A verb the controller's own decide() would reject exits 1 with the reason and sends nothing."""
+    patch_status(kubectl, rollout, sample_status())            # Progressing: neither paused nor rolled back
+    for verb, why in (("retry", "retry applies after a rollback or abort; phase is Progressing"),
+                      ("resume", "not paused (phase Progressing)")):
+        out = plugin(verb, "fraud-scorer", "-n", rollout, check=False)
+        assert out.returncode == 1
+        assert f"cannot {verb} modelrollout {rollout}/fraud-scorer: {why}" in out.stderr
+    obj = json.loads(kubectl("get", "mro", "fraud-scorer", "-n", rollout, "-o", "json").stdout)
+    assert "modelrollout.io/command" not in (obj["metadata"].get("annotations") or {})
+
+
+def test_verb_output_says_what_the_controller_will_do(plugin, kubectl, rollout):
+    """promote --full on a progressing rollout announces Promoted with the candidate at 100%."""
+    patch_status(kubectl, rollout, sample_status())
+    out = plugin("promote", "--full", "fraud-scorer", "-n", rollout).stdout
+    assert "now: Progressing, candidate 25%" in out
+    assert "expected after the controller's next reconcile: Promoted, candidate 100%" in out
 
 
 def test_verb_on_a_missing_rollout_is_a_clear_error(plugin, crd, namespace):
