@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 from policies.spec import Rollout, RolloutSpec, SpecError, load_documents, parse_rollout
 
 EXIT_PROMOTED, EXIT_INVALID, EXIT_ROLLED_BACK, EXIT_STUCK = 0, 2, 3, 4
-GRACE_SECONDS = 0.2
+GRACE_SECONDS = 0.4
 """After a bucket closes, wait this long for in-flight requests to land in it before analysing."""
 MAX_BUCKET_SECONDS = 5.0
 
@@ -215,6 +215,9 @@ class LocalController:
         self.listeners = list(listeners)
         self.gatherer = CapturingGatherer(HttpGatherer(lambda spec: [router.url], prometheus_url))
         self.stop = threading.Event()
+        self.wait_for_traffic = True
+        """Start a rollout's clock at the first bucket boundary after its first request, so steps and
+        inconclusive limits count time with traffic, not the time a client took to start."""
 
     def publish(self) -> None:
         self.router.update([t.current() for t in self.tracked])
@@ -226,6 +229,8 @@ class LocalController:
         changed = False
         for t in self.tracked:
             if t.status.get("phase") in ("Promoted", "RolledBack", "Failed"):
+                continue
+            if not t.status and self.wait_for_traffic and not self.traffic_seen(t.spec, now):
                 continue
             old = t.status
             decision = reconcile_step(t.current(), now, self.gatherer)
@@ -241,12 +246,26 @@ class LocalController:
         if changed:
             self.publish()
 
+    def traffic_seen(self, spec: RolloutSpec, now: float) -> bool:
+        """Whether the router has answered a prediction for this rollout in a bucket that ended by `now`."""
+        import httpx
+
+        from controller.core import fetch_summaries
+
+        try:
+            with httpx.Client(timeout=5.0) as http:
+                body = fetch_summaries(http, self.router.url, spec, now - 60.0, now)
+        except ValueError:
+            return False
+        return any(((w.get(arm) or {}).get("requests") or 0) > 0
+                   for w in body["windows"] if isinstance(w, dict) for arm in ("baseline", "candidate"))
+
     def _notify(self, kind: str, t: Tracked, old: dict, new: dict, obs: Any) -> None:
         for listener in self.listeners:
             listener(kind, t, old, new, obs)
 
     def done(self) -> bool:
-        return all(t.status.get("phase") in ("Promoted", "RolledBack", "Failed")
+        return bool(self.tracked) and all(t.status.get("phase") in ("Promoted", "RolledBack", "Failed")
                    or waiting_on_user(t.spec, t.status) for t in self.tracked)
 
     def run(self, timeout: float | None) -> bool:
@@ -368,6 +387,7 @@ class RunOptions:
     prometheus_url: str | None = None
     verbose: bool = False
     quiet: bool = False
+    wait_for_traffic: bool = True
 
 
 class LocalRun:
@@ -392,6 +412,7 @@ class LocalRun:
             own.append(Printer(self.started, options.verbose))
         self.controller = LocalController(self.tracked, self.router, self.bucket, [*own, *listeners],
                                           options.prometheus_url)
+        self.controller.wait_for_traffic = options.wait_for_traffic
         self.timed_out = False
 
     def request_stop(self, *_: Any) -> None:
@@ -446,6 +467,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--record", type=Path, default=None, help="write the run record (RUN.json) here")
     p.add_argument("--report", type=Path, default=None, help="write the HTML report here when done")
     p.add_argument("--prometheus-url", default=None, help="Prometheus for `prometheus:` checks")
+    p.add_argument("--start-now", action="store_true",
+                   help="start the rollouts at once instead of at their first request")
     p.add_argument("--json", action="store_true", help="print the final statuses as one JSON object last")
     p.add_argument("-v", "--verbose", action="store_true", help="also print every analysis window")
     return p.parse_args(list(argv))
@@ -475,12 +498,15 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"exit_code": EXIT_INVALID, "error": str(e), "path": e.path, "rollouts": {}}))
         return EXIT_INVALID
     options = RunOptions(args.host, args.port, timeout, args.log_dir, args.record, args.report,
-                         args.prometheus_url, args.verbose, quiet=False)
+                         args.prometheus_url, args.verbose, quiet=False, wait_for_traffic=not args.start_now)
     run = LocalRun(rollouts, options, source_name=str(args.file))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, run.request_stop)
     print(f"router listening on http://{args.host}:{args.port}  "
           f"(POST /v1/rollouts/NAME/predict; {len(rollouts)} rollout(s))", flush=True)
+    if not args.start_now:
+        print("each rollout starts with its first request: " + ", ".join(
+            f"{r.spec.key} at /v1/rollouts/{r.spec.name}/predict" for r in rollouts), flush=True)
     try:
         code = run.run()
     except LocalError as e:

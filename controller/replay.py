@@ -128,7 +128,8 @@ def replay_rollout(spec: RolloutSpec, records: Iterable[dict], bucket: float | N
     bucket = bucket or bucket_seconds([spec])
     windows = rebuild_windows(mine, spec, bucket)
     gatherer = LogGatherer(windows, bucket)
-    t = start if start is not None else math.floor(mine[0]["time"] / bucket) * bucket
+    # as local mode: a rollout starts at the first bucket boundary after its first request
+    t = start if start is not None else (math.floor(mine[0]["time"] / bucket) + 1) * bucket
     end = math.ceil(mine[-1]["time"] / bucket) * bucket
     out = Replayed(spec, t, records=len(mine))
     while True:
@@ -231,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bucket", type=float, default=None,
                    help="router summary bucket, seconds (default: as local mode, min(interval, 5))")
     p.add_argument("--start", type=float, default=None,
-                   help="epoch second the rollout started (default: the bucket of its first record)")
+                   help="epoch second the rollout started (default: the end of its first record's bucket, "
+                        "as local mode starts it)")
     p.add_argument("--json", action="store_true", help="print the decisions as one JSON object last")
     try:
         args = p.parse_args(argv)

@@ -33,7 +33,8 @@ def rollout(name: str, baseline: str, candidate: str, steps=None, **analysis) ->
             "strategy": {"stickiness": {"header": "x-user-id"},
                          "steps": steps or [{"shadow": {"duration": "2s"}},
                                             {"canary": {"weight": 50, "duration": "3s"}}]},
-            "analysis": {"interval": "1s", "minSamples": 50, "failureLimit": 2, "inconclusiveLimit": 6,
+            # generous inconclusiveLimit: on a busy machine a window may lack data; that must delay, not pause
+            "analysis": {"interval": "1s", "minSamples": 30, "failureLimit": 2, "inconclusiveLimit": 30,
                          "checks": [
                              {"name": "score-psi", "metric": "psi", "on": "prediction", "max": 0.3},
                              {"name": "nan-or-5xx", "metric": "error-rate", "max": 0.01, "immediate": True},
@@ -60,8 +61,9 @@ class LocalRunProcess:
              *extra],
             stdout=self.out, stderr=subprocess.STDOUT, env=ENV, cwd=str(REPO))
 
-    def start_traffic(self, rps: int = 150) -> None:
-        _proc.wait_http(f"http://127.0.0.1:{self.port}/healthz", 20, self.proc)
+    def start_traffic(self, rps: int = 120) -> None:
+        """Start the generators at once: they boot while the router does (requests before it listens fail
+        and are only counted by the generator; rollouts start with their first answered request)."""
         for i, name in enumerate(self.names):
             self.traffic.append(subprocess.Popen(
                 [sys.executable, "-m", "examples.traffic", "--url",
@@ -167,8 +169,11 @@ def test_nan_candidate_is_rolled_back_within_the_first_windows(models, local_run
     errors = next(c for c in status["checks"] if c["name"] == "nan-or-5xx")
     assert errors["verdict"] == "Fail" and errors["value"] > 0.5
     assert status["currentStep"] == 0                       # still in the shadow step
+    # the first window with enough requests to judge is the one that rolled back
     windows = run.record()["rollouts"][0]["windows"]
-    assert 1 <= len(windows) <= 3
+    judged = [w for w in windows if any(c["name"] == "nan-or-5xx" and c["verdict"] != "Inconclusive"
+                                        for c in w["checks"])]
+    assert len(judged) == 1 and judged[0] is windows[-1]
 
 
 def test_invalid_spec_exits_2_naming_the_field(tmp_path, local_run):
