@@ -134,27 +134,35 @@ def steps_table(obj: Mapping[str, Any]) -> Table:
     return table
 
 
-def _recent(check) -> Text:
+def _recent(check, values: int = 4) -> Text:
+    """One mark per recent window (oldest first), then the last few values."""
     text = Text()
     for w in check.recent:
         mark, style = VERDICT_MARK[w.verdict]
         text.append(mark, style=style)
+    tail = [number(w.value) for w in check.recent[-values:]]
+    if tail:
+        text.append("  " + " → ".join(tail), style="dim")
     return text
 
 
 def checks_table(obj: Mapping[str, Any]) -> Table:
     st = _status(obj)
     table = Table(title="Checks", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("name", "metric", "value", "threshold", "verdict", "samples", "failures", "action",
-                "recent (old→new)"):
+    show_reason = any(c.reason and c.verdict is not Verdict.PASS for c in st.checks)
+    cols = ["name", "metric", "value", "threshold", "verdict", "samples", "failures", "action", "recent windows"]
+    for col in cols + (["reason"] if show_reason else []):
         table.add_column(col, justify="right" if col in ("value", "threshold", "samples", "failures") else "left")
     for c in st.checks:
         verdict = Text("-")
         if c.verdict is not None:
             mark, style = VERDICT_MARK[c.verdict]
             verdict = Text(f"{mark} {c.verdict.value}", style=style)
-        table.add_row(c.name, c.metric or "prometheus", number(c.value), number(c.threshold), verdict,
-                      str(c.samples), str(c.failures), c.action, _recent(c))
+        row = [c.name, c.metric or "prometheus", number(c.value), number(c.threshold), verdict,
+               str(c.samples), str(c.failures), c.action, _recent(c)]
+        if show_reason:
+            row.append(c.reason if c.verdict is not Verdict.PASS else "")
+        table.add_row(*row)
     return table
 
 
