@@ -94,15 +94,20 @@ def test_verb_on_a_missing_rollout_is_a_clear_error(plugin, crd, namespace):
 
 
 def test_status_renders_steps_checks_conditions_and_history(plugin, kubectl, rollout):
-    """status shows the phase, the current step marked, every check with value/threshold/verdict, and history."""
-    patch_status(kubectl, rollout, sample_status())
+    """status shows the phase, the current step marked, every check with value/threshold/verdict over its recent
+    windows (and why it did not pass), and history."""
+    status = sample_status()
+    status["checks"][1].update({"verdict": "Inconclusive", "reason": "12 samples < minSamples 200"})
+    patch_status(kubectl, rollout, status)
     out = plugin("status", "fraud-scorer", "-n", rollout).stdout
     assert "Progressing" in out and "canary 25%: 12m left" in out
     marked = [line for line in out.splitlines() if "▶" in line]
     assert len(marked) == 1 and "canary 25% for 30m" in marked[0]
     psi = next(line for line in out.splitlines() if line.strip().startswith("score-psi"))
     assert psi.split()[:6] == ["score-psi", "psi", "0.04", "0.2", "✔", "Pass"]
-    assert "✔✔" in psi                                  # the recent windows, oldest to newest
+    assert "✔✔  0.05 → 0.04" in psi                     # the recent windows, oldest to newest
+    latency = next(line for line in out.splitlines() if line.strip().startswith("latency"))
+    assert "Inconclusive" in latency and "12 samples < minSamples 200" in latency
     assert "StepStarted" in out and "canary 5% passed" in out
     assert "candidate 25%" in out and "score-psi 0.04/0.2" in out
 
