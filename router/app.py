@@ -119,14 +119,17 @@ class RouterApp:
     async def startup(self) -> None:
         self._tasks = [asyncio.create_task(self._watch(), name="modelrollout-source"),
                        asyncio.create_task(self.router.housekeeping(), name="modelrollout-housekeeping")]
+        self._writer = None
         if self.router.log is not None:
-            self._tasks.append(asyncio.create_task(self.router.log.run(), name="modelrollout-log"))
+            self._writer = asyncio.create_task(self.router.log.run(), name="modelrollout-log")
 
     async def shutdown(self) -> None:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.router.drain()
+        await self.router.drain()          # closes the log, which ends the writer task
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
 
     async def _watch(self) -> None:
         while True:

@@ -83,15 +83,23 @@ class PredictionLog:
 
     async def flush(self, sync: bool = False) -> None:
         async with self._flushing:
+            if self._closed:
+                return
             batch, self._pending = self._pending, []
             if batch or sync:
                 await asyncio.to_thread(self._write_batch, batch, sync)
                 self.written += len(batch)
 
     async def run(self) -> None:
-        """Background writer: flush every `flush_seconds` until cancelled."""
-        while True:
+        """Background writer: flush every `flush_seconds` until `close()`.
+
+        Stopped by `close()`, not by cancellation: a cancelled flush would leave its worker thread writing
+        while the final flush runs, and records could be lost.
+        """
+        while not self._closed:
             await asyncio.sleep(self.flush_seconds)
+            if self._closed:
+                return
             try:
                 await self.flush()
             except OSError as e:
@@ -99,11 +107,14 @@ class PredictionLog:
 
     async def close(self) -> None:
         """Write every queued record, fsync and close the file."""
-        await self.flush(sync=True)
-        self._closed = True
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        async with self._flushing:
+            batch, self._pending = self._pending, []
+            self._closed = True
+            await asyncio.to_thread(self._write_batch, batch, True)
+            self.written += len(batch)
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def read_records(directory: str | os.PathLike) -> Iterator[dict]:

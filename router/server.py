@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -110,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         app, host=args.host, port=args.port, loop=loop, http="httptools", lifespan="on", access_log=False,
         log_level=args.log_level if args.log_level != "info" else "warning", timeout_graceful_shutdown=30,
         backlog=2048, server_header=False, date_header=False))
+    # uvicorn re-raises the captured SIGTERM/SIGINT after its graceful shutdown; a no-op handler lets that
+    # re-raise return, so a drained, flushed router exits 0 instead of dying of the signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.run()
     return 0 if server.started else 1
 

@@ -1,0 +1,110 @@
+"""Summaries and the prediction log of real router processes: mergeable across replicas, replayable, durable."""
+from __future__ import annotations
+
+import signal
+import threading
+
+import httpx
+
+from policies.spec import parse_rollout
+from policies.summaries import PairedSummary, VersionWindow
+from router.predlog import read_records
+from router.recorder import replay
+from tests.router_support import body, metric_value, post_many, rollout_doc, summaries, wait_until, write_config
+
+
+def _merge(windows: list[dict], arm: str) -> VersionWindow:
+    out = VersionWindow.new("score")
+    for w in windows:
+        out = out.merge(VersionWindow.from_dict(w[arm]))
+    return out
+
+
+def test_summaries_of_two_replicas_merge_to_the_sum(procs, tmp_path):
+    """Windows from two router processes merge into counts equal to the sum of what each one served."""
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2", "--shift", "0.2")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=30)])
+    a = procs.router(cfg, "--replica-id", "a", "--bucket", "2s")
+    b = procs.router(cfg, "--replica-id", "b", "--bucket", "2s")
+    sent = {a.url: 250, b.url: 150}
+    answers = {}
+    for url, n in sent.items():
+        answers[url] = post_many([(f"{url}/v1/rollouts/fraud/predict", body(age=20 + i % 40, i=i),
+                                   {"x-user-id": f"{url}-u{i}"}) for i in range(n)])
+    docs = [summaries(url, "fraud") for url in sent]
+    assert [d["replica"] for d in docs] == ["a", "b"]
+    for d in docs:
+        assert d["bucket_seconds"] == 2.0 and d["rollout"] == "fraud" and d["namespace"] == "ml"
+        for w in d["windows"]:
+            assert w["start"] % 2 == 0 and w["end"] - w["start"] == 2
+    windows = docs[0]["windows"] + docs[1]["windows"]
+    base, cand = _merge(windows, "baseline"), _merge(windows, "candidate")
+    served_v2 = sum(h["x-model-version"] == "v2" for ans in answers.values() for _, h, _ in ans)
+    assert base.requests + cand.requests == 400
+    assert cand.requests == cand.prediction.n == served_v2
+    assert base.features["age"].n + cand.features["age"].n == 400
+    each = [_merge(d["windows"], "candidate").requests for d in docs]
+    assert sum(each) == cand.requests
+    later = summaries(a.url, "fraud", start=max(w["end"] for w in docs[0]["windows"]) + 100)
+    assert later["windows"] == []
+
+
+def test_log_rotates_survives_sigterm_and_replays_to_the_same_summaries(procs, tmp_path):
+    """After SIGTERM the rotated log holds exactly one record per outcome (primary, shadow, feedback), inputs
+    are redacted, and replaying it rebuilds the summaries the router served."""
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2", "--shift", "0.1")
+    doc = rollout_doc("fraud", v1.url, v2.url, weight=0, shadow=True)
+    cfg = write_config(tmp_path / "r.yaml", [doc])
+    logs = tmp_path / "log"
+    router = procs.router(cfg, "--log-dir", str(logs), "--log-max-bytes", "40000", "--log-inputs",
+                          "--redact", "features.amount", "--replica-id", "r1")
+    n = 300
+    answers = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(i=i), {}) for i in range(n)])
+    labels = post_many([(f"{router.url}/v1/rollouts/fraud/feedback", {"request_id": h["x-request-id"], "label": i % 2},
+                         {}) for i, (_, h, _) in enumerate(answers[:100])])
+    assert {s for s, _, _ in answers} == {200} and {s for s, _, _ in labels} == {200}
+    wait_until(lambda: metric_value(httpx.get(f"{router.url}/metrics").text,
+                                    "modelrollout_router_shadow_inflight") == 0, what="shadows done")
+    served = summaries(router.url, "fraud")["windows"]
+    assert router.stop(signal.SIGTERM) == 0
+
+    files = sorted(logs.glob("predictions-r1-*.jsonl"))
+    assert len(files) > 1, "expected rotation at 40 kB"
+    records = list(read_records(logs))
+    roles = [r["role"] for r in records]
+    assert roles.count("primary") == n and roles.count("shadow") == n and roles.count("feedback") == 100
+    primary = [r for r in records if r["role"] == "primary"]
+    assert {r["request_id"] for r in primary} == {h["x-request-id"] for _, h, _ in answers}
+    assert all(r["input"]["features"]["amount"] == "[redacted]" and r["input"]["features"]["age"] == 40.0
+               for r in primary)
+    assert all(set(r) >= {"time", "request_id", "rollout", "namespace", "revision", "version", "role", "status",
+                          "error", "latency_ms", "output", "features", "segments"} for r in primary)
+    rebuilt = replay(records, parse_rollout(doc).spec, bucket_seconds=5.0)
+    assert rebuilt == served
+    paired = PairedSummary()
+    for w in rebuilt:
+        paired = paired.merge(PairedSummary.from_dict(w["paired"]))
+    assert paired.n == n
+
+
+def test_sigterm_drains_in_flight_requests_into_the_log(procs, tmp_path):
+    """Requests in flight when SIGTERM arrives still get their answers, and each one is in the log."""
+    slow = procs.scorer("v1", "--latency-ms", "1500")
+    v2 = procs.scorer("v2")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", slow.url, v2.url, weight=0, timeout="10s")])
+    logs = tmp_path / "log"
+    router = procs.router(cfg, "--log-dir", str(logs))
+    n = 40
+    results: list = []
+    worker = threading.Thread(target=lambda: results.extend(
+        post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(i=i), {}) for i in range(n)], concurrency=n)))
+    worker.start()
+    try:
+        wait_until(lambda: httpx.get(f"{slow.url}/healthz").json()["served"] >= n, what="all requests in flight")
+        router.popen.send_signal(signal.SIGTERM)
+    finally:
+        worker.join(60)
+    assert router.popen.wait(30) == 0
+    assert [s for s, _, _ in results] == [200] * n
+    records = list(read_records(logs))
+    assert sorted(r["request_id"] for r in records) == sorted(h["x-request-id"] for _, h, _ in results)
