@@ -10,9 +10,10 @@ values are biased upward (under no drift E[PSI] ≈ (bins − 1)(1/n + 1/m)):
   estimate = max(value − bias, 0); CI = the 2.5%/97.5% percentile interval of the resampled
   values re-centred on the estimate (shifted by −2·bias), clipped at 0. js and hellinger are
   square roots of divergences: they are corrected on the squared scale, then square-rooted. Cost is O(resamples · bins), independent of n.
-* Wasserstein: the same bootstrap on at most ``WASSERSTEIN_ATOMS`` mid-rank quantiles of
-  each sorted sample (the exact sample when smaller), resampled with multinomial weights of the
-  full sample size, so the cost is bounded for any n.
+* Wasserstein: the same correction from a Poisson bootstrap on at most ``WASSERSTEIN_ATOMS``
+  mid-rank quantiles of each sorted sample (the exact sample when smaller), each atom weighted
+  Poisson(n / atoms) so the resampling noise is that of the full sample size; the cost is
+  bounded for any n.
 """
 from __future__ import annotations
 
@@ -169,7 +170,26 @@ def categorical_pair(b: Any, c: Any) -> bool:
 
 # --- KS ----------------------------------------------------------------------------------------
 
-def ks_sorted(bs: np.ndarray, cs: np.ndarray) -> StatResult:
+class Merged:
+    """b ∪ c in ascending order with the origin of each value, merged once per column.
+
+    ``diff[i]`` = F_b(zᵢ) − F_c(zᵢ) with counts over the first i + 1 merged values (i < N − 1):
+    the integrand of Wasserstein and, at the end of each run of equal values (``deltas != 0``),
+    exactly the CDF difference KS maximises.
+    """
+
+    def __init__(self, bs: np.ndarray, cs: np.ndarray) -> None:
+        z = np.concatenate((bs, cs))
+        order = np.argsort(z, kind="stable")       # timsort: two sorted runs merge in linear time
+        self.z = z[order]
+        from_b = order < bs.size
+        self.n1, self.n2 = bs.size, cs.size
+        self.deltas = np.diff(self.z)
+        nb = np.cumsum(from_b[:-1])
+        self.diff = nb / self.n1 - (np.arange(1, self.z.size) - nb) / self.n2
+
+
+def ks_sorted(bs: np.ndarray, cs: np.ndarray, merged: Merged | None = None) -> StatResult:
     """Two-sided two-sample KS = scipy.stats.ks_2samp(b, c) (mode 'auto'), on sorted samples."""
     n1, n2 = bs.size, cs.size
     if max(n1, n2) <= KS_EXACT_MAX_N:
@@ -177,13 +197,14 @@ def ks_sorted(bs: np.ndarray, cs: np.ndarray) -> StatResult:
         d, p = float(r.statistic), float(r.pvalue)
         method = "scipy ks_2samp mode 'auto'"
     else:
-        # Same arithmetic as scipy: CDF difference at every observed value; sorted needles
-        # make the searches cache-friendly. p from Smirnov's asymptotic law like scipy's 'asymp'.
-        at_b = np.searchsorted(bs, bs, side="right") / n1 - np.searchsorted(cs, bs, side="right") / n2
-        at_c = np.searchsorted(bs, cs, side="right") / n1 - np.searchsorted(cs, cs, side="right") / n2
-        max_s = max(at_b.max(), at_c.max())
-        min_s = np.clip(-min(at_b.min(), at_c.min()), 0, 1)
-        d = float(max(min_s, max_s))
+        # Same numbers as scipy: the empirical CDFs (right-continuous counts / n) compared at
+        # every observed value, i.e. at the end of each run of equal values in the merged order.
+        # p from Smirnov's asymptotic law like scipy's 'asymp' mode.
+        mg = merged if merged is not None else Merged(bs, cs)
+        at_values = mg.diff[mg.deltas != 0]       # the last merged value has diff 0 (both CDFs are 1)
+        lo = min(float(at_values.min()), 0.0) if at_values.size else 0.0
+        hi = max(float(at_values.max()), 0.0) if at_values.size else 0.0
+        d = float(max(np.clip(-lo, 0, 1), hi))
         m, n = sorted([float(n1), float(n2)], reverse=True)
         en = m * n / (m + n)
         p = float(np.clip(sps.kstwo.sf(d, np.round(en)), 0, 1))
@@ -194,14 +215,15 @@ def ks_sorted(bs: np.ndarray, cs: np.ndarray) -> StatResult:
 
 # --- Wasserstein -----------------------------------------------------------------------------
 
-def _w1_sorted(us: np.ndarray, vs: np.ndarray) -> float:
-    """scipy.stats.wasserstein_distance(u, v) for sorted u, v (same arithmetic as scipy)."""
-    allv = np.concatenate((us, vs))
-    allv.sort(kind="mergesort")
-    deltas = np.diff(allv)
-    ucdf = np.searchsorted(us, allv[:-1], side="right") / us.size
-    vcdf = np.searchsorted(vs, allv[:-1], side="right") / vs.size
-    return float(np.vecdot(np.abs(ucdf - vcdf), deltas))
+def _w1_sorted(us: np.ndarray, vs: np.ndarray, merged: Merged | None = None) -> float:
+    """scipy.stats.wasserstein_distance(u, v) for sorted u, v.
+
+    Σ |U(x) − V(x)| Δx over the merged values, like scipy. CDF counts come from running sums in
+    the merged order instead of searchsorted: they differ from scipy's right-continuous counts
+    only inside runs of equal values, where Δx is exactly 0, so the sum is the same.
+    """
+    mg = merged if merged is not None else Merged(us, vs)
+    return float(np.vecdot(np.abs(mg.diff), mg.deltas))
 
 
 def _atoms(xs: np.ndarray) -> np.ndarray:
@@ -209,6 +231,18 @@ def _atoms(xs: np.ndarray) -> np.ndarray:
         return xs
     idx = ((np.arange(WASSERSTEIN_ATOMS) + 0.5) * (xs.size / WASSERSTEIN_ATOMS)).astype(np.int64)
     return xs[idx]
+
+
+def _poisson_weights(rng: np.random.Generator, n: int, atoms: int) -> np.ndarray:
+    """Bootstrap weights of ``atoms`` atoms standing for n observations: Poisson(n/atoms) each
+    (the Poisson bootstrap), drawn as a normal with that mean and variance when the mean is ≥ 20."""
+    lam = n / atoms
+    if lam < 20:
+        w = rng.poisson(lam, size=(BOOTSTRAP_RESAMPLES, atoms)).astype(np.float64)
+    else:
+        w = np.maximum(lam + np.sqrt(lam) * rng.standard_normal((BOOTSTRAP_RESAMPLES, atoms)), 0.0)
+    w[w.sum(axis=1) == 0, 0] = 1.0      # a resample needs some mass
+    return w
 
 
 def _w1_weighted(ab: np.ndarray, wb: np.ndarray, ac: np.ndarray, wc: np.ndarray) -> np.ndarray:
@@ -224,21 +258,23 @@ def _w1_weighted(ab: np.ndarray, wb: np.ndarray, ac: np.ndarray, wc: np.ndarray)
     return np.abs(fb - fc) @ deltas
 
 
-def wasserstein_sorted(bs: np.ndarray, cs: np.ndarray) -> StatResult:
-    raw = _w1_sorted(bs, cs)
+def wasserstein_sorted(bs: np.ndarray, cs: np.ndarray,
+                       merged: Merged | None = None) -> StatResult:
+    raw = _w1_sorted(bs, cs, merged)
     sd = float(np.std(bs))
     scale = sd if sd > 0 else 1.0
     value = raw / scale
     ab, ac = _atoms(bs), _atoms(cs)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    wb = rng.multinomial(bs.size, np.full(ab.size, 1.0 / ab.size), size=BOOTSTRAP_RESAMPLES).astype(np.float64)
-    wc = rng.multinomial(cs.size, np.full(ac.size, 1.0 / ac.size), size=BOOTSTRAP_RESAMPLES).astype(np.float64)
+    wb = _poisson_weights(rng, bs.size, ab.size)
+    wc = _poisson_weights(rng, cs.size, ac.size)
     boot_raw = _w1_weighted(ab, wb, ac, wc)
     base_raw = float(_w1_weighted(ab, np.ones((1, ab.size)), ac, np.ones((1, ac.size)))[0])
     if sd > 0:
         centred = ab - ab.mean()
-        mean = wb @ centred / bs.size
-        boot_sd = np.sqrt(np.maximum(wb @ centred**2 / bs.size - mean**2, 0.0))
+        tot = wb.sum(axis=1)
+        mean = wb @ centred / tot
+        boot_sd = np.sqrt(np.maximum(wb @ centred**2 / tot - mean**2, 0.0))
         boot_sd = np.where(boot_sd > 0, boot_sd, scale)
         base_sd = float(np.std(ab))
         boot, base = boot_raw / boot_sd, base_raw / (base_sd if base_sd > 0 else scale)
@@ -270,11 +306,14 @@ def compare_numeric(b: Any, c: Any, metrics: tuple[str, ...] = ("psi", "ks", "js
     cs = np.sort(as_sample(c, "candidate"))
     out: dict[str, StatResult] = {}
     e = None
+    merged = None
     for m in metrics:
         if m in DIVERGENCES:
             if e is None:
                 e = edges_from_sorted(bs, bins) if edges is None else check_edges(edges)
             out[m] = binned_sorted(m, bs, cs, bins, e)
         else:
-            out[m] = NUMERIC_SORTED[m](bs, cs)
+            if merged is None:
+                merged = Merged(bs, cs)
+            out[m] = NUMERIC_SORTED[m](bs, cs, merged)
     return out
