@@ -165,3 +165,11 @@ def test_lint_and_apiserver_agree_on_the_shipped_examples(crd, kubectl, namespac
         assert lint_document(copy.deepcopy(doc)) == []
         doc["metadata"]["namespace"] = namespace
         kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(doc))
+
+
+def test_kubectl_explain_describes_the_fields(crd, kubectl):
+    """`kubectl explain` documents the spec from the CRD's descriptions, down to a step's weight."""
+    out = kubectl("explain", "modelrollout.spec.strategy.steps.canary.weight").stdout
+    assert "Percent of live traffic the candidate serves." in out
+    out = kubectl("explain", "mro.spec.analysis.checks").stdout
+    assert "One analysis check: a metric and its threshold." in out
