@@ -598,3 +598,25 @@ def test_decision_is_pure():
     a = decide(spec, raw, all_pass(spec), T0 + 60)
     b = decide(spec, raw, all_pass(spec), T0 + 60)
     assert raw == copy and a == b and isinstance(a, Decision)
+
+
+def test_a_check_that_does_not_apply_neither_blocks_nor_pauses():
+    """shadow-agreement has no evidence during a canary step: skipped results do not block advancing
+    and do not count towards inconclusiveLimit."""
+    checks = [{"name": "agree", "metric": "shadow-agreement", "min": 0.9},
+              {"name": "score-psi", "metric": "psi", "max": 0.2}]
+    spec = make_spec(checks=checks, steps=[{"shadow": {"duration": "2m"}}, {"canary": {"weight": 10, "duration": "10m"}},
+                                           {"canary": {"weight": 50, "duration": "1m"}}])
+
+    def results(sp, skipped):
+        agree = res("agree", "Inconclusive" if skipped else "Pass")
+        if skipped:
+            from dataclasses import replace
+            agree = replace(agree, skipped=True, reason="agree: not applicable without mirroring")
+        return [agree, res("score-psi", "Pass")]
+
+    d, now = run_windows(spec, start(spec).status, T0, 2, lambda sp: results(sp, False))
+    assert d.status.current_step == 1 and not d.status.routing.shadow
+    d, now = run_windows(spec, d.status, now, 10, lambda sp: results(sp, True))
+    assert d.status.current_step == 2 and d.status.phase is Phase.PROGRESSING
+    assert d.status.check("agree").inconclusive == 0

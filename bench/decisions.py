@@ -1,0 +1,211 @@
+"""Decision quality of checks + state machine: how often a rollout is rolled back (or paused) when the
+candidate's true drift is zero, half, 1.5x or 3x the check's threshold.
+
+Each case evaluates real analysis windows with `policies.checks.evaluate` — on `VersionWindow` summaries
+built through `from_dict`, as the controller receives them — `--evaluated` windows per candidate size; each
+simulated rollout then replays a random sequence of those window results through `policies.machine.decide`
+for up to `--windows` windows (evaluating every window of every rollout afresh would take ~10 ms a window).
+The baseline is N(0, 1); the candidate N(mu, 1) with mu solved so the *population* metric (computed on
+10^6 samples, printed as `true`) equals the target. Candidate windows hold 100-2,000 samples (one size per
+rollout, log-spaced), baseline windows 2,000.
+
+Targets: rollback <= 1% for A/A and <= 5% at half the threshold, >= 95% at 1.5x, and within 2 windows at 3x;
+ks minPValue 0.01 over 20 A/A windows: false pause rate <= 1%.
+
+    python bench/decisions.py [--quick] [--rollouts N] [--windows W] [--seed S]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import brentq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from policies import stats, thresholds  # noqa: E402
+from policies.checks import Observations, evaluate  # noqa: E402
+from policies.machine import decide  # noqa: E402
+from policies.spec import parse_spec  # noqa: E402
+from policies.status import Phase  # noqa: E402
+from policies.summaries import VersionWindow  # noqa: E402
+
+THRESHOLDS = {"psi": 0.2, "js": 0.1, "wasserstein": 0.2}
+MULTIPLES = (0.0, 0.5, 1.5, 3.0)
+SIZES = (100, 250, 500, 1000, 2000)
+BASELINE_N = 2000
+POOL = 64          # baseline windows; each analysis window draws one
+T0 = 1_800_000_000.0
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f8").tobytes()).decode("ascii")
+
+
+def window(values: np.ndarray, rng: np.random.Generator) -> VersionWindow:
+    """A candidate/baseline window as a router replica would send it (JSON dict → from_dict)."""
+    v = np.asarray(values, dtype=np.float64)
+    pred = {"type": "numeric", "capacity": 2048, "n": int(v.size), "invalid": 0, "sum": [float(v.sum())],
+            "sumsq": [float((v * v).sum())], "min": float(v.min()), "max": float(v.max()), "edges": None,
+            "counts": None, "keys": _b64(rng.random(v.size)), "values": _b64(v)}
+    doc = VersionWindow.new("score").to_dict()
+    doc.update(requests=int(v.size), prediction=pred)
+    return VersionWindow.from_dict(doc)
+
+
+def population_value(metric: str, mu: float, rng: np.random.Generator, n: int = 1_000_000) -> float:
+    """The metric between baseline and candidate populations, on 10^6 samples each."""
+    return stats.compute(metric, rng.normal(0, 1, n), rng.normal(mu, 1, n)).value if metric != "wasserstein" \
+        else stats.wasserstein(rng.normal(0, 1, n), rng.normal(mu, 1, n)).value
+
+
+def _analytic(metric: str, mu: float) -> float:
+    """Closed form on the population (deciles of N(0,1), candidate N(mu,1)) for solving mu."""
+    from scipy.stats import norm
+    if metric == "wasserstein":
+        return abs(mu)
+    edges = norm.ppf(np.linspace(0, 1, 11))
+    p = np.full(10, 0.1)
+    q = np.diff(norm.cdf(edges - mu))
+    if metric == "psi":
+        return float(np.sum((q - p) * np.log(q / p)))
+    from scipy.spatial.distance import jensenshannon
+    return float(jensenshannon(p, q, base=2))
+
+
+def solve_mu(metric: str, target: float) -> float:
+    return 0.0 if target == 0 else brentq(lambda m: _analytic(metric, m) - target, 1e-6, 10.0)
+
+
+def rollout_spec(check: dict, windows: int, failure_limit: int = 2):
+    half = max(1, windows // 2)
+    return parse_spec({
+        "baseline": {"version": "v1", "url": "http://b:1"},
+        "candidate": {"version": "v2", "url": "http://c:1"},
+        "strategy": {"steps": [{"canary": {"weight": 10, "duration": f"{half}m"}},
+                               {"canary": {"weight": 50, "duration": f"{windows - half}m"}}]},
+        "analysis": {"interval": "1m", "minSamples": 100, "failureLimit": failure_limit, "inconclusiveLimit": 5,
+                     "checks": [check]},
+    }, "bench", "bench")
+
+
+@dataclass
+class Outcome:
+    rolled_back: bool
+    paused: bool
+    windows: int
+
+
+def window_results(spec, mu: float, n: int, count: int, rng: np.random.Generator, baselines) -> list:
+    """`count` independent analysis windows of candidate size n, each judged by `evaluate` (fresh candidate
+    sample, a baseline window drawn from the pool)."""
+    out = []
+    status = decide(spec, None, None, T0).status
+    for _ in range(count):
+        obs = Observations(T0, T0 + 60.0, baselines[rng.integers(len(baselines))], window(rng.normal(mu, 1, n), rng))
+        out.append(evaluate(spec, obs, status))
+    return out
+
+
+def simulate(spec, results: list, windows: int, rng: np.random.Generator) -> Outcome:
+    """One rollout through `decide`, its window verdicts drawn from the evaluated windows."""
+    d = decide(spec, None, None, T0)
+    status, now, paused = d.status, T0, False
+    for k in range(1, windows + 1):
+        now += 60.0
+        status = decide(spec, status, results[rng.integers(len(results))], now).status
+        paused = paused or status.phase is Phase.PAUSED
+        if status.phase is Phase.ROLLED_BACK:
+            return Outcome(True, paused, k)
+        if status.phase.is_terminal:
+            break
+    return Outcome(False, paused, windows)
+
+
+def run_case(spec, mu: float, rollouts: int, windows: int, per_size: int, rng: np.random.Generator, baselines):
+    evaluated = {n: window_results(spec, mu, n, per_size, rng, baselines) for n in SIZES}
+    return [simulate(spec, evaluated[SIZES[i % len(SIZES)]], windows, rng) for i in range(rollouts)]
+
+
+def summarize(outs: list[Outcome]) -> tuple[float, float, float, float]:
+    rb = [o for o in outs if o.rolled_back]
+    rate = len(rb) / len(outs)
+    mean_w = float(np.mean([o.windows for o in rb])) if rb else float("nan")
+    within2 = sum(o.windows <= 2 for o in rb) / len(outs)
+    paused = sum(o.paused for o in outs) / len(outs)
+    return rate, mean_w, within2, paused
+
+
+def verdict(multiple: float, rate: float, within2: float) -> str:
+    if multiple == 0:
+        return "ok" if rate <= 0.01 else "MISS (target <= 1%)"
+    if multiple == 0.5:
+        return "ok" if rate <= 0.05 else "MISS (target <= 5%)"
+    if multiple == 1.5:
+        return "ok" if rate >= 0.95 else "MISS (target >= 95%)"
+    return "ok" if within2 >= 0.95 else "MISS (target: >= 95% within 2 windows)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rollouts (~1 minute)")
+    ap.add_argument("--rollouts", type=int, default=None, help="rollouts per case (default 1000, quick 300)")
+    ap.add_argument("--windows", type=int, default=10, help="analysis windows per drift rollout")
+    ap.add_argument("--evaluated", type=int, default=None,
+                    help="windows evaluated per (case, candidate size) (default 200, quick 60; wasserstein half)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--metrics", default="psi,js,wasserstein")
+    ap.add_argument("--confidence", type=float, default=None, help="override thresholds.DRIFT_CONFIDENCE")
+    ap.add_argument("--population", type=int, default=1_000_000, help="samples for the true metric values")
+    args = ap.parse_args(argv)
+    if args.confidence is not None:
+        thresholds.DRIFT_CONFIDENCE = {m: args.confidence for m in thresholds.DRIFT_CONFIDENCE}
+    rollouts = args.rollouts or (300 if args.quick else 1000)
+    per_size = args.evaluated or (60 if args.quick else 200)
+    rng = np.random.default_rng(args.seed)
+    started = time.perf_counter()
+    baselines = [window(rng.normal(0, 1, BASELINE_N), rng) for _ in range(POOL)]
+
+    print(f"decision quality: {rollouts} rollouts per case, {args.windows} windows of 1m, failureLimit 2, "
+          f"candidate n in {SIZES}, baseline n {BASELINE_N}; {per_size} windows evaluated per size "
+          f"(wasserstein {per_size // 2}), drift confidence {thresholds.DRIFT_CONFIDENCE}")
+    header = f"{'case':<26}{'true':>8}{'rollback':>10}{'mean win':>10}{'<=2 win':>9}{'paused':>8}  target"
+    print(header)
+    print("-" * len(header))
+    misses = 0
+    for metric in [m for m in args.metrics.split(",") if m]:
+        thr = THRESHOLDS[metric]
+        spec = rollout_spec({"name": f"{metric}-drift", "metric": metric, "max": thr}, args.windows)
+        for mult in MULTIPLES:
+            t = time.perf_counter()
+            mu = solve_mu(metric, mult * thr)
+            true = population_value(metric, mu, rng, args.population)
+            k = per_size // 2 if metric == "wasserstein" else per_size    # its bootstrap costs ~30 ms a call
+            outs = run_case(spec, mu, rollouts, args.windows, k, rng, baselines)
+            rate, mean_w, within2, paused = summarize(outs)
+            v = verdict(mult, rate, within2)
+            misses += v != "ok"
+            name = f"{metric} max {thr} @ {'A/A' if mult == 0 else f'{mult}x'}"
+            print(f"{name:<26}{true:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}  {v}"
+                  f"   ({time.perf_counter() - t:.0f}s)", flush=True)
+    # Repeated p-value testing: ks minPValue 0.01 (action pause) over 20 A/A windows.
+    ks_windows = 20
+    spec = rollout_spec({"name": "ks", "metric": "ks", "minPValue": 0.01, "action": "pause"}, ks_windows)
+    t = time.perf_counter()
+    outs = run_case(spec, 0.0, rollouts, ks_windows, per_size, rng, baselines)
+    paused = sum(o.paused for o in outs) / len(outs)
+    v = "ok" if paused <= 0.01 else "MISS (target <= 1%)"
+    misses += v != "ok"
+    print(f"{'ks minPValue 0.01 @ A/A':<26}{0.0:>8.3f}{0.0:>10.1%}{'':>10}{'':>9}{paused:>8.1%}  {v}"
+          f"   ({time.perf_counter() - t:.0f}s, {ks_windows} windows)")
+    print(f"targets missed: {misses}; total {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
