@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelrollout: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module_name, _, prefix = COMMANDS[name]
+    if name == "router" and "--kube" in rest:
+        # Same router, routing read from ModelRollout status through the Kubernetes API.
+        module_name = "router.kube_source"
     module = importlib.import_module(module_name)
     code = module.main([*prefix, *rest])
     return int(code or 0)
