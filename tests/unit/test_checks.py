@@ -313,3 +313,53 @@ def test_design_example_evaluates_one_result_per_check_in_order():
     by = {r.name: r for r in rs}
     assert by["score-psi"].verdict is Verdict.PASS and by["nan-or-5xx"].verdict is Verdict.PASS
     assert by["calibrated"].calibrating and by["fairness"].verdict is Verdict.INCONCLUSIVE
+
+
+# --- peer failure reports, through evaluate() and decide() together ---------------------------
+
+def _run(spec, windows, make_obs, status=None, t0=1_800_000_000.0):
+    from policies.machine import decide
+    status = decide(spec, status, None, t0).status
+    for k in range(1, windows + 1):
+        status = decide(spec, status, evaluate(spec, make_obs(k), status), t0 + 60 * k).status
+    return status
+
+
+def test_provider_timeouts_never_roll_back():
+    """A Prometheus source that keeps timing out pauses the rollout; it never fails it (argo#2892, #4813)."""
+    from policies.status import Phase
+    spec = make_spec([{"name": "business", "prometheus": {"query": "sum(x)", "min": 10}}], inconclusiveLimit=3)
+    s = _run(spec, 8, lambda k: obs(window(B2000), window(C_SAME),
+                                    prometheus={"business": SourceError("prometheus: timed out after 5s")}))
+    assert s.phase is Phase.PAUSED and s.pause_reason == "inconclusive"
+    assert "timed out" in s.message
+
+
+def test_low_traffic_pauses_instead_of_failing_or_passing():
+    """At low traffic (no values found) the rollout neither fails nor advances: it pauses, resumably
+    (flagger#883, #1689, #1581)."""
+    from policies.status import Phase
+    spec = make_spec([{"name": "score-psi", "metric": "psi", "max": 0.2},
+                      {"name": "err", "metric": "error-rate", "max": 0.01}], inconclusiveLimit=4)
+    s = _run(spec, 30, lambda k: obs(window(B2000[:30]), window(C_SHIFT[:12], errors={"http_5xx": 0})))
+    assert s.phase is Phase.PAUSED and s.current_step == 0
+    assert "12 samples < minSamples 200" in s.message
+
+
+def test_status_carries_values_thresholds_and_samples():
+    """Every check's last value, threshold, verdict and sample count are in the written status (flagger#1810)."""
+    spec = make_spec([{"name": "score-psi", "metric": "psi", "max": 0.2}])
+    s = _run(spec, 2, lambda k: obs(window(B2000), window(C_SAME, seed=k)))
+    (c,) = s.to_status()["checks"]
+    assert c["name"] == "score-psi" and c["verdict"] == "Pass" and c["threshold"] == 0.2
+    assert c["samples"] == 2000 and 0 <= c["value"] < 0.2 and len(c["recent"]) == 2
+
+
+def test_drifting_candidate_is_rolled_back_end_to_end():
+    """A candidate whose scores drift far beyond max is rolled back after failureLimit windows, with
+    check, value, threshold and window count in the message."""
+    from policies.status import Phase
+    spec = make_spec([{"name": "score-psi", "metric": "psi", "max": 0.2}])
+    s = _run(spec, 3, lambda k: obs(window(B2000), window(C_SHIFT, seed=k)))
+    assert s.phase is Phase.ROLLED_BACK and s.routing.candidate_weight == 0 and not s.routing.shadow
+    assert "score-psi" in s.message and "> 0.2" in s.message and "for 2 windows" in s.message
