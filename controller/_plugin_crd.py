@@ -128,7 +128,15 @@ def _check() -> dict:
 
 
 def _step() -> dict:
-    return _obj({
+    # nullable: `- pause:` (YAML null) means the same as `- pause: {}`; the apiserver would otherwise drop
+    # the null key and find an empty step.
+    kinds = _step_kinds()
+    return _obj({k: {**v, "nullable": True} for k, v in kinds.items()},
+                "Exactly one of shadow, canary, pause, interleave.", minProperties=1, maxProperties=1)
+
+
+def _step_kinds() -> dict:
+    return {
         "shadow": _obj({"duration": _duration()},
                        "Mirror all traffic to the candidate; users see only the baseline."),
         "canary": _obj({"weight": _int("Percent of live traffic the candidate serves.", minimum=0, maximum=100),
@@ -138,7 +146,7 @@ def _step() -> dict:
                       "Hold until `kubectl modelrollout promote` (or for duration, if given)."),
         "interleave": _obj({"duration": _duration(), "method": _str(enum=["team-draft"])},
                            "Interleave both rankers' results and credit clicks (output kind ranking)."),
-    }, "Exactly one of shadow, canary, pause, interleave.", minProperties=1, maxProperties=1)
+    }
 
 
 def spec_schema() -> dict:

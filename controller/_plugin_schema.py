@@ -120,13 +120,18 @@ def _scalar(value: Any, schema: dict, path: str) -> Iterator[SchemaError]:
 
 def _object(value: dict, schema: dict, path: str) -> Iterator[SchemaError]:
     props = schema.get("properties", {})
+    # `kubectl apply` drops keys whose value is null (`- pause:`) before sending, so they count as absent.
+    nulls = [_key(k) for k, v in value.items() if v is None]
+    value = {k: v for k, v in value.items() if v is not None}
+    hint = (f" ({', '.join(nulls)}: an empty value is dropped by kubectl apply; write {{}} for an empty object)"
+            if nulls else "")
     for key in schema.get("required", ()):
         if value.get(key) is None:
-            yield SchemaError(_join(path, key), "Required value")
+            yield SchemaError(_join(path, key), "Required value" + hint)
     n = len(value)
     if n < schema.get("minProperties", 0):
-        yield SchemaError(path, f"Invalid value: {schema['minProperties']}: should have at least "
-                                f"{schema['minProperties']} properties")
+        yield SchemaError(path, f"Invalid value: {n}: should have at least {schema['minProperties']} "
+                                f"properties{hint}")
     if "maxProperties" in schema and n > schema["maxProperties"]:
         yield SchemaError(path, f"Too many: {n}: must have at most {schema['maxProperties']} items")
     strict = bool(props) and not schema.get("x-kubernetes-preserve-unknown-fields", False)

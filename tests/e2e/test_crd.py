@@ -88,12 +88,13 @@ BAD_SPECS = [
     ("- pause: {}", "- pause: {}\n      - hold: {}", "spec.strategy.steps[4].hold"),
     ("{name: score-psi, metric: psi, on: prediction, max: 0.2, action: rollback}",
      "{name: score-psi, metric: psi, on: prediction, action: rollback}", "spec.analysis.checks[0]"),
+    ("- pause: {}", "- pause:", "spec.strategy.steps[3]"),
 ]
 
 
 @pytest.mark.parametrize("old, new, path", BAD_SPECS,
                          ids=["weight", "duration", "output-kind", "no-candidate", "action", "step-kind",
-                              "no-threshold"])
+                              "no-threshold", "null-step"])
 def test_bad_specs_are_rejected_with_the_field_path(crd, kubectl, namespace, old, new, path):
     """The apiserver refuses a bad spec and names the field; offline lint flags the same field."""
     text = example_text(namespace)

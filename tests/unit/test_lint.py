@@ -142,3 +142,12 @@ def test_validator_accepts_status_written_by_controller():
     doc = copy.deepcopy(example())
     doc["status"] = json.loads(json.dumps(st.to_status()))
     assert validate(doc, schema()) == []
+
+
+def test_empty_step_value_is_flagged_as_kubectl_apply_sends_it():
+    """`- pause:` (null) is reported, with the fix, because kubectl apply drops the null key and the server
+    then sees an empty step."""
+    text = EXAMPLE.read_text().replace("- pause: {}", "- pause:")
+    problems = lint_text(text).problems
+    assert [p.path for p in problems] == ["spec.strategy.steps[3]"]
+    assert "write {} for an empty object" in problems[0].message
