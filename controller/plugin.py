@@ -17,7 +17,7 @@ from typing import Any
 from controller._plugin_kube import COMMAND_ANNOTATION, PluginError
 
 VERBS = {
-    "promote": "advance to the next step (--full: promote to 100% now)",
+    "promote": "advance to the next step (--full: promote to 100%% now)",
     "abort": "roll back now: candidate weight 0, mirroring off",
     "pause": "hold the current step",
     "resume": "continue a paused rollout",
