@@ -174,3 +174,16 @@ def test_kubectl_explain_describes_the_fields(crd, kubectl):
     assert "Percent of live traffic the candidate serves." in out
     out = kubectl("explain", "mro.spec.analysis.checks").stdout
     assert "One analysis check: a metric and its threshold." in out
+
+
+def test_server_side_apply_merges_checks_by_name(crd, kubectl, namespace):
+    """With server-side apply (GitOps tools), checks merge by name: a second manager's check joins the list."""
+    out = kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-", input=example_text(namespace))
+    assert "serverside-applied" in out.stdout
+    extra = {"apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelRollout",
+             "metadata": {"name": "fraud-scorer", "namespace": namespace},
+             "spec": {"analysis": {"checks": [{"name": "score-js", "metric": "js", "max": 0.1}]}}}
+    kubectl("apply", "--server-side", "--field-manager=ops", "-f", "-", input=json.dumps(extra))
+    names = [c["name"] for c in get(kubectl, namespace)["spec"]["analysis"]["checks"]]
+    assert names[:8] == [c.name for c in parse_rollout(yaml.safe_load(example_text(namespace))).spec.analysis.checks]
+    assert names[8:] == ["score-js"]
