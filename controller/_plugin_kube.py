@@ -137,29 +137,59 @@ def send_command(conn: Connection, name: str, verb: str, full: bool = False) -> 
 
 
 def watch_rollout(conn: Connection, name: str, timeout: float | None = None) -> Iterator[dict]:
-    """The rollout now, then each new version of it until it is deleted or `timeout` seconds pass."""
+    """The rollout now, then each new version of it until it is deleted or `timeout` seconds pass.
+
+    A watch the server ends (they are closed every few minutes) is resumed from the last resourceVersion;
+    one whose resourceVersion expired (410) starts again from a fresh GET."""
+    import time
+
     from kubernetes import watch
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     obj = get_rollout(conn, name)
     yield obj
     api = _custom(conn)
     rv = obj["metadata"].get("resourceVersion")
-    w = watch.Watch()
-    kwargs: dict[str, Any] = {"field_selector": f"metadata.name={name}", "resource_version": rv}
-    if timeout is not None:
-        kwargs["timeout_seconds"] = max(1, int(timeout))
-    stream = w.stream(api.list_namespaced_custom_object, GROUP, VERSION, conn.namespace, PLURAL, **kwargs)
-    try:
-        while True:
-            event = _call(next, f"modelrollout {name!r}", conn.namespace, stream, None)
-            if event is None:
+    while deadline is None or time.monotonic() < deadline:
+        left = 300 if deadline is None else max(1, int(deadline - time.monotonic()))
+        w = watch.Watch()
+        stream = w.stream(api.list_namespaced_custom_object, GROUP, VERSION, conn.namespace, PLURAL,
+                          field_selector=f"metadata.name={name}", resource_version=rv, timeout_seconds=left)
+        try:
+            for event in _events(stream, name, conn.namespace):
+                if event["type"] == "EXPIRED":
+                    obj = get_rollout(conn, name)
+                    yield obj
+                elif event["type"] == "DELETED":
+                    raise PluginError(f"modelrollout {name!r} was deleted")
+                elif event["type"] in ("ADDED", "MODIFIED"):
+                    obj = event["object"]
+                    yield obj
+                rv = obj["metadata"].get("resourceVersion", rv)
+        finally:
+            w.stop()
+
+
+def _events(stream, name: str, namespace: str) -> Iterator[dict]:
+    """Watch events, with 410 Gone turned into one synthetic EXPIRED event and other failures explained."""
+    from kubernetes.client.rest import ApiException
+
+    while True:
+        try:
+            event = next(stream, None)
+        except ApiException as e:
+            if e.status == 410:
+                yield {"type": "EXPIRED"}
                 return
-            if event["type"] == "DELETED":
-                raise PluginError(f"modelrollout {name!r} was deleted")
-            if event["type"] == "ERROR":
-                raise PluginError(f"watch of modelrollout {name!r} failed: "
-                                  f"{(event.get('raw_object') or {}).get('message', event['object'])}")
-            if event["type"] in ("ADDED", "MODIFIED"):
-                yield event["object"]
-    finally:
-        w.stop()
+            raise _describe_api_error(e, f"modelrollout {name!r}", namespace) from e
+        except Exception as e:  # noqa: BLE001 - connection failures of any transport layer
+            raise PluginError(f"watch of modelrollout {name!r} failed: {e}") from e
+        if event is None:
+            return
+        if event["type"] == "ERROR":
+            raw = event.get("raw_object") or {}
+            if raw.get("code") == 410:
+                yield {"type": "EXPIRED"}
+                return
+            raise PluginError(f"watch of modelrollout {name!r} failed: {raw.get('message', event['object'])}")
+        yield event

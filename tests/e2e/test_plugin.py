@@ -192,3 +192,38 @@ def test_no_cluster_configuration_is_a_clear_error(plugin, tmp_path):
     assert out.returncode == 1
     assert "no kubeconfig found" in out.stderr and "--kubeconfig" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _watch(control_plane, namespace, *extra):
+    env = control_plane.kubectl_env()
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    return subprocess.Popen([control_plane.kubectl, "modelrollout", "status", "fraud-scorer", "-n", namespace,
+                             "--watch", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_watch_reports_a_deleted_rollout(control_plane, kubectl, rollout):
+    """status --watch stops with exit 1 and says so when the rollout is deleted under it."""
+    patch_status(kubectl, rollout, sample_status())
+    proc = _watch(control_plane, rollout, "--timeout", "90")
+    try:
+        proc.stdout.readline()                       # the first frame is drawn: the watch is set up
+        kubectl("delete", "mro", "fraud-scorer", "-n", rollout)
+        out, err = proc.communicate(timeout=100)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1
+    assert "modelrollout 'fraud-scorer' was deleted" in err
+
+
+def test_watch_stops_at_its_timeout(control_plane, kubectl, rollout):
+    """status --watch --timeout N returns 0 after N seconds when the rollout is still running."""
+    patch_status(kubectl, rollout, sample_status())
+    proc = _watch(control_plane, rollout, "--timeout", "2")
+    try:
+        out, err = proc.communicate(timeout=100)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert "Progressing" in out
