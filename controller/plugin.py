@@ -113,7 +113,6 @@ def cmd_status(args) -> int:
             _console().print(status_view(obj, time.time()))
         return 0
     console = _console()
-    obj = None
     try:
         for obj in watch_rollout(conn, args.name, args.timeout):
             if args.output:
