@@ -58,10 +58,13 @@ class LiveView:
                      Text(f"step {min(step + 1, len(steps))}/{len(steps)}: "
                           f"{steps[min(step, len(steps) - 1)].describe()}"),
                      Text("shadow (mirrored)" if routing.get("shadow") else f"candidate {weight}%"))
-        bar = ProgressBar(total=100, completed=weight, width=40,
-                          complete_style="green" if phase != "RolledBack" else "red")
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(Text("candidate traffic", style="dim"),
+                    ProgressBar(total=100, completed=weight, width=40,
+                                complete_style="green" if phase != "RolledBack" else "red"),
+                    Text(f"{weight}%"))
         checks = Table(box=None, pad_edge=False, show_edge=False)
-        for col in ("check", "value", "threshold", "verdict", "samples", "failures"):
+        for col in ("check", "value", "threshold", "verdict", "samples", "fails"):
             checks.add_column(col, justify="right" if col not in ("check", "verdict") else "left")
         for c in status.get("checks", []):
             v = c.get("verdict") or "–"
