@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import signal
 import sys
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from policies.spec import Rollout, RolloutSpec, SpecError, load_documents, parse_rollout
+
+log = logging.getLogger("modelrollout.local")
 
 EXIT_PROMOTED, EXIT_INVALID, EXIT_ROLLED_BACK, EXIT_STUCK = 0, 2, 3, 4
 GRACE_SECONDS = 0.4
@@ -215,6 +218,7 @@ class LocalController:
         self.listeners = list(listeners)
         self.gatherer = CapturingGatherer(HttpGatherer(lambda spec: [router.url], prometheus_url))
         self.stop = threading.Event()
+        self.notifier = None
         self.wait_for_traffic = True
         """Start a rollout's clock at the first bucket boundary after its first request, so steps and
         inconclusive limits count time with traffic, not the time a client took to start."""
@@ -234,6 +238,7 @@ class LocalController:
                 continue
             old = t.status
             decision = reconcile_step(t.current(), now, self.gatherer)
+            self.carry_out(t, decision.actions, now)
             new = decision.status.to_status()
             if t.started is None:
                 t.started = now
@@ -245,6 +250,16 @@ class LocalController:
             changed = changed or new.get("routing") != old.get("routing")
         if changed:
             self.publish()
+
+    def carry_out(self, t: Tracked, actions: Sequence[Any], now: float) -> None:
+        """Notifications go to the spec's webhooks; Events are logged (routing is published after the tick)."""
+        from policies.machine import Emit, Notify
+
+        for a in actions:
+            if isinstance(a, Notify) and self.notifier is not None:
+                self.notifier.notify(t.spec, a.phase, a.severity, a.message, now)
+            elif isinstance(a, Emit):
+                (log.warning if a.type == "Warning" else log.info)("%s event %s: %s", t.spec.key, a.reason, a.message)
 
     def traffic_seen(self, spec: RolloutSpec, now: float) -> bool:
         """Whether the router has answered a prediction for this rollout in a bucket that ended by `now`."""
@@ -420,7 +435,11 @@ class LocalRun:
 
     def run(self, on_ready: Callable[[], None] | None = None) -> int:
         """Serve and reconcile until done; `on_ready()` runs once the router answers (start traffic there)."""
+        from controller.notify import Notifier
+
         self.router.start()
+        if any(t.spec.notifications for t in self.tracked):
+            self.controller.notifier = Notifier().start()
         try:
             if on_ready is not None:
                 on_ready()
@@ -428,6 +447,8 @@ class LocalRun:
             self.timed_out = not finished and not self.controller.stop.is_set()
         finally:
             self.router.stop()
+            if self.controller.notifier is not None:
+                self.controller.notifier.close(drain=5.0)
         code = exit_code(self.tracked)
         self.recorder.finished = time.time()
         self.recorder.exit_code = code

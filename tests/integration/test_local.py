@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -158,9 +160,44 @@ def test_shifted_candidate_is_rolled_back_by_the_drift_check(models, local_run):
     assert "check score-psi: value" in run.output          # the transition line names the deciding check
 
 
-def test_nan_candidate_is_rolled_back_within_the_first_windows(models, local_run):
-    """A candidate answering NaN fails the immediate error-rate check and rolls back at once (exit 3)."""
-    run = local_run([rollout("nan", models["base"], models["nan"])])
+class Webhook:
+    """A real HTTP receiver on loopback that keeps the JSON bodies POSTed to it."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+def test_nan_candidate_is_rolled_back_within_the_first_windows(models, local_run, webhook):
+    """A candidate answering NaN fails the immediate error-rate check and rolls back at once (exit 3),
+    and the spec's webhook hears about it."""
+    doc = rollout("nan", models["base"], models["nan"])
+    doc["spec"]["notifications"] = [{"webhook": {"url": webhook.url}, "on": ["RolledBack"]}]
+    run = local_run([doc])
     run.start_traffic()
     code = run.wait()
     assert code == 3, run.output
@@ -174,6 +211,8 @@ def test_nan_candidate_is_rolled_back_within_the_first_windows(models, local_run
     judged = [w for w in windows if any(c["name"] == "nan-or-5xx" and c["verdict"] != "Inconclusive"
                                         for c in w["checks"])]
     assert len(judged) == 1 and judged[0] is windows[-1]
+    assert [m.get("phase") for m in webhook.received] == ["RolledBack"]
+    assert "nan-or-5xx" in json.dumps(webhook.received[0])
 
 
 def test_invalid_spec_exits_2_naming_the_field(tmp_path, local_run):
@@ -216,3 +255,15 @@ def test_sigterm_stops_cleanly_and_keeps_the_log(models, local_run):
     assert len(logged) > 50
     assert json.loads(logged[-1])["rollout"] == "long"
     assert run.record()["rollouts"][0]["key"] == "ci/long"
+
+
+def test_design_example_is_accepted_as_written(tmp_path):
+    """DESIGN.md's fraud-scorer example runs unchanged; with no traffic it waits, then times out with exit 4."""
+    port = _proc.free_port()
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "run", str(REPO / "examples/rollouts/fraud-scorer.yaml"),
+                           "--local", "--port", str(port), "--timeout", "1s", "--json"],
+                          capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=60)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    final = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert final["timed_out"] is True and list(final["rollouts"]) == ["ml/fraud-scorer"]
+    assert "timed out after 1s" in proc.stderr
