@@ -132,34 +132,6 @@ def local_run(tmp_path):
         r.stop()
 
 
-def test_same_distribution_candidate_is_promoted(models, local_run):
-    """A candidate whose scores follow the baseline's distribution walks every step and exits 0 (Promoted)."""
-    run = local_run([rollout("same", models["base"], models["same"])])
-    run.start_traffic()
-    code = run.wait()
-    assert code == 0, run.output
-    status = run.final()["rollouts"]["ci/same"]
-    assert status["phase"] == "Promoted"
-    assert status["routing"]["candidateWeight"] == 100
-    assert "Promoted" in run.output and "Progressing" in run.output   # transitions were printed live
-    windows = run.record()["rollouts"][0]["windows"]
-    assert windows and all(c["verdict"] != "Fail" for w in windows for c in w["checks"] if c["name"] == "nan-or-5xx")
-
-
-def test_shifted_candidate_is_rolled_back_by_the_drift_check(models, local_run):
-    """Scores shifted by more than a standard deviation fail the PSI check and the run exits 3 (RolledBack)."""
-    run = local_run([rollout("shifted", models["base"], models["shifted"])])
-    run.start_traffic()
-    code = run.wait()
-    assert code == 3, run.output
-    status = run.final()["rollouts"]["ci/shifted"]
-    assert status["phase"] == "RolledBack"
-    assert status["routing"] == {"candidateWeight": 0, "shadow": False, "interleave": False}
-    psi = next(c for c in status["checks"] if c["name"] == "score-psi")
-    assert psi["verdict"] == "Fail" and psi["value"] > psi["threshold"] == 0.3
-    assert "check score-psi: value" in run.output          # the transition line names the deciding check
-
-
 class Webhook:
     """A real HTTP receiver on loopback that keeps the JSON bodies POSTed to it."""
 
@@ -185,21 +157,59 @@ class Webhook:
         self.server.server_close()
 
 
-@pytest.fixture
-def webhook():
+@pytest.fixture(scope="module")
+def scenarios(models, tmp_path_factory):
+    """The promoted, shifted, NaN and pause-step runs, side by side (each its own process and exit code)."""
     hook = Webhook()
-    yield hook
-    hook.close()
+    nan = rollout("nan", models["base"], models["nan"])
+    nan["spec"]["notifications"] = [{"webhook": {"url": hook.url}, "on": ["RolledBack"]}]
+    docs = {
+        "same": rollout("same", models["base"], models["same"]),
+        "shifted": rollout("shifted", models["base"], models["shifted"]),
+        "nan": nan,
+        "paused": rollout("paused", models["base"], models["same"],
+                          steps=[{"shadow": {"duration": "2s"}}, {"pause": {}}, {"canary": {"weight": 50}}]),
+    }
+    runs = {name: LocalRunProcess(tmp_path_factory.mktemp(name), [doc]) for name, doc in docs.items()}
+    try:
+        for r in runs.values():
+            r.start_traffic(rps=80)
+        codes = {name: r.wait(120) for name, r in runs.items()}
+        yield {name: (r, codes[name]) for name, r in runs.items()}, hook
+    finally:
+        for r in runs.values():
+            r.stop()
+        hook.close()
 
 
-def test_nan_candidate_is_rolled_back_within_the_first_windows(models, local_run, webhook):
+def test_same_distribution_candidate_is_promoted(scenarios):
+    """A candidate whose scores follow the baseline's distribution walks every step and exits 0 (Promoted)."""
+    run, code = scenarios[0]["same"]
+    assert code == 0, run.output
+    status = run.final()["rollouts"]["ci/same"]
+    assert status["phase"] == "Promoted"
+    assert status["routing"]["candidateWeight"] == 100
+    assert "Promoted" in run.output and "Progressing" in run.output   # transitions were printed live
+    windows = run.record()["rollouts"][0]["windows"]
+    assert windows and all(c["verdict"] != "Fail" for w in windows for c in w["checks"] if c["name"] == "nan-or-5xx")
+
+
+def test_shifted_candidate_is_rolled_back_by_the_drift_check(scenarios):
+    """Scores shifted by more than a standard deviation fail the PSI check and the run exits 3 (RolledBack)."""
+    run, code = scenarios[0]["shifted"]
+    assert code == 3, run.output
+    status = run.final()["rollouts"]["ci/shifted"]
+    assert status["phase"] == "RolledBack"
+    assert status["routing"] == {"candidateWeight": 0, "shadow": False, "interleave": False}
+    psi = next(c for c in status["checks"] if c["name"] == "score-psi")
+    assert psi["verdict"] == "Fail" and psi["value"] > psi["threshold"] == 0.3
+    assert "check score-psi: value" in run.output          # the transition line names the deciding check
+
+
+def test_nan_candidate_is_rolled_back_within_the_first_windows(scenarios):
     """A candidate answering NaN fails the immediate error-rate check and rolls back at once (exit 3),
     and the spec's webhook hears about it."""
-    doc = rollout("nan", models["base"], models["nan"])
-    doc["spec"]["notifications"] = [{"webhook": {"url": webhook.url}, "on": ["RolledBack"]}]
-    run = local_run([doc])
-    run.start_traffic()
-    code = run.wait()
+    (run, code), webhook = scenarios[0]["nan"], scenarios[1]
     assert code == 3, run.output
     status = run.final()["rollouts"]["ci/nan"]
     assert status["phase"] == "RolledBack"
@@ -215,6 +225,13 @@ def test_nan_candidate_is_rolled_back_within_the_first_windows(models, local_run
     assert "nan-or-5xx" in json.dumps(webhook.received[0])
 
 
+def test_pause_step_without_duration_exits_4(scenarios):
+    """A rollout reaching a `pause: {}` step waits for a person, so a local run stops with exit 4."""
+    run, code = scenarios[0]["paused"]
+    assert code == 4, run.output
+    assert run.final()["rollouts"]["ci/paused"]["phase"] == "Paused"
+
+
 def test_invalid_spec_exits_2_naming_the_field(tmp_path, local_run):
     """A canary weight of 150 is refused before anything starts, with the field path and the bound."""
     doc = rollout("bad", "http://127.0.0.1:9", "http://127.0.0.1:10",
@@ -224,17 +241,6 @@ def test_invalid_spec_exits_2_naming_the_field(tmp_path, local_run):
     assert code == 2
     assert "spec.strategy.steps[1].canary.weight: expected an integer <= 100, got 150" in run.output
     assert run.final()["path"] == "spec.strategy.steps[1].canary.weight"
-
-
-def test_pause_step_without_duration_exits_4(models, local_run):
-    """A rollout reaching a `pause: {}` step waits for a person, so a local run stops with exit 4."""
-    doc = rollout("paused", models["base"], models["same"],
-                  steps=[{"shadow": {"duration": "2s"}}, {"pause": {}}, {"canary": {"weight": 50}}])
-    run = local_run([doc])
-    run.start_traffic()
-    code = run.wait()
-    assert code == 4, run.output
-    assert run.final()["rollouts"]["ci/paused"]["phase"] == "Paused"
 
 
 def test_sigterm_stops_cleanly_and_keeps_the_log(models, local_run):
