@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -133,7 +133,7 @@ class Router:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as e:
             return error_reply(400, "malformed JSON", f"request body is not valid JSON: {e}")
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = headers.get("x-request-id") or os.urandom(16).hex()
         if len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable() or not request_id.isascii():
             return error_reply(400, "invalid x-request-id", f"x-request-id: expected at most {_MAX_REQUEST_ID} "
                                f"printable ASCII characters, got {request_id[:40]!r}")
@@ -360,13 +360,17 @@ class Router:
             c.add_metric([], self.log.dropped)
             yield c
 
-    async def housekeeping(self, every: float = 0.5) -> None:
-        """Fold recorded outcomes into windows, drop old windows and expired ids, until cancelled."""
+    async def housekeeping(self, every: float = 0.1) -> None:
+        """Fold recorded outcomes into windows (in small chunks), drop old windows and expired ids."""
+        ticks = 0
         while True:
             await asyncio.sleep(every)
-            now = time.time()
-            self.recorder.flush(now)
-            self.issued.expire(now)
+            await self.recorder.fold_queued()
+            ticks += 1
+            if ticks % 10 == 0:
+                now = time.time()
+                self.recorder.prune(now)
+                self.issued.expire(now)
 
     async def drain(self) -> None:
         """Wait (bounded) for in-flight shadow calls, then write and fsync the prediction log."""

@@ -11,7 +11,9 @@ feature), a PairedSummary and an InterleaveSummary (constant size).
 """
 from __future__ import annotations
 
+import asyncio
 import math
+from collections import deque
 from typing import Any, Iterable
 
 from policies.spec import RolloutSpec
@@ -114,7 +116,7 @@ class Recorder:
         self.bucket = bucket_seconds
         self.retention = retention_seconds
         self.reservoir = reservoir
-        self._pending: list[tuple[RolloutSpec, dict]] = []
+        self._pending: deque[tuple[RolloutSpec, dict]] = deque()
         self._windows: dict[str, dict[tuple[float, str], Windows]] = {}
 
     def configure(self, spec: RolloutSpec) -> None:
@@ -128,15 +130,29 @@ class Recorder:
         return math.floor(t / self.bucket) * self.bucket
 
     def flush(self, now: float | None = None) -> None:
-        """Fold queued records into their windows; drop windows older than the retention."""
-        pending, self._pending = self._pending, []
-        for spec, rec in pending:
+        """Fold every queued record into its window; drop windows older than the retention."""
+        pending = self._pending
+        while pending:
+            spec, rec = pending.popleft()
             self._fold(spec, rec)
         if now is not None:
-            limit = now - self.retention
-            for windows in self._windows.values():
-                for k in [k for k, w in windows.items() if w.end < limit]:
-                    del windows[k]
+            self.prune(now)
+
+    async def fold_queued(self, chunk: int = 64) -> None:
+        """Fold queued records `chunk` at a time, yielding to the event loop in between, so recording
+        never stalls requests for more than one chunk's worth of work."""
+        pending = self._pending
+        while pending:
+            for _ in range(min(chunk, len(pending))):
+                spec, rec = pending.popleft()
+                self._fold(spec, rec)
+            await asyncio.sleep(0)
+
+    def prune(self, now: float) -> None:
+        limit = now - self.retention
+        for windows in self._windows.values():
+            for k in [k for k, w in windows.items() if w.end < limit]:
+                del windows[k]
 
     def _fold(self, spec: RolloutSpec, rec: dict) -> None:
         start = self.bucket_start(rec["time"])

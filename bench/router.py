@@ -1,0 +1,204 @@
+"""Benchmark: the router against nginx, both in front of the same nginx upstream, in one run.
+
+Upstreams are Debian's nginx returning fixed JSON (the echo module adds a fixed delay for the slow shadow
+candidate), so the numbers measure the proxy, not a model. Load comes from `wrk` with a Lua script that
+POSTs a JSON body. Prints rps, p50 and p99 per case and the ratios the router is held to:
+
+* >= 4,000 rps at 32 connections for one router process with recording, log and metrics on;
+* p50 overhead <= 0.5 ms over calling the upstream directly at 1 connection;
+* primary p99 with a 10x-slower shadow within 10% of the same router without a shadow.
+
+    python -m bench.router [--quick] [--duration 8]
+
+Needs `apt-get install -y nginx wrk libnginx-mod-http-echo`. Not run in CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from examples import _proc
+
+ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
+SCORE_BODY = '{"features": {"age": 41.5, "gender": "f", "amount": 12.5, "hour": 13}}'
+RANK_BODY = json.dumps({"user": "u1", "candidates": [f"i{i}" for i in range(10)]})
+RANKING_A = json.dumps({"ranking": [f"i{i}" for i in range(10)], "version": "r1"})
+RANKING_B = json.dumps({"ranking": [f"i{i}" for i in (3, 1, 4, 0, 5, 9, 2, 6, 8, 7)], "version": "r2"})
+
+
+def nginx_conf(tmp: Path, ports: dict[str, int], slow_seconds: float) -> str:
+    def fixed(port: int, payload: str, delay: float = 0.0) -> str:
+        body = (f"echo_sleep {delay:.3f}; echo '{payload}';" if delay else f"return 200 '{payload}';")
+        return (f"server {{ listen 127.0.0.1:{port}; location / {{ default_type application/json; {body} }} }}")
+    return f"""
+{f'load_module {ECHO_MODULE};' if ECHO_MODULE.exists() else ''}
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fcgi;
+  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  keepalive_requests 1000000;
+  upstream v1 {{ server 127.0.0.1:{ports['v1']}; keepalive 128; }}
+  {fixed(ports['v1'], '{"prediction": 0.42, "version": "v1"}')}
+  {fixed(ports['v2'], '{"prediction": 0.43, "version": "v2"}')}
+  {fixed(ports['slow'], '{"prediction": 0.43, "version": "v2"}', slow_seconds)}
+  {fixed(ports['r1'], RANKING_A)}
+  {fixed(ports['r2'], RANKING_B)}
+  server {{ listen 127.0.0.1:{ports['proxy']};
+    location / {{ proxy_pass http://v1; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+}}
+"""
+
+
+def rollout(name: str, baseline: str, candidate: str, routing: dict, kind: str = "score") -> dict:
+    spec = {"baseline": {"version": "v1", "url": baseline}, "candidate": {"version": "v2", "url": candidate},
+            "predictPath": "/predict", "output": {"kind": kind, "path": "ranking" if kind == "ranking" else "prediction"},
+            "strategy": {"steps": [{"interleave": {}}] if kind == "ranking" else [{"canary": {"weight": 50}}]},
+            "timeout": "5s", "shadowTimeout": "5s"}
+    if kind == "score":
+        spec["features"] = {"path": "features"}
+        spec["analysis"] = {"checks": [{"name": "age", "metric": "psi", "on": "feature:age", "max": 0.2},
+                                       {"name": "fair", "metric": "disparate-impact", "segment": "gender",
+                                        "min": 0.8}]}
+    return {"apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelRollout",
+            "metadata": {"name": name, "namespace": "bench"}, "spec": spec, "status": {"routing": routing}}
+
+
+def wrk(url: str, body: str, connections: int, seconds: float, tmp: Path) -> dict:
+    script = tmp / f"post-{abs(hash(body))}.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                      f'wrk.headers["Content-Type"] = "application/json"\n')
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for q in ("50", "99"):
+        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        lat[q] = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "p50_ms": lat["50"], "p99_ms": lat["99"], "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(0) if errors else ""}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.router", description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per case (default 8)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 s per case")
+    p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = p.parse_args(argv)
+    seconds = 2.0 if args.quick else args.duration
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            print(f"bench.router: {tool} not found (apt-get install -y nginx wrk libnginx-mod-http-echo)",
+                  file=sys.stderr)
+            return 2
+    tmp = Path(tempfile.mkdtemp(prefix="bench-router-"))
+    ports = {k: _proc.free_port() for k in ("v1", "v2", "slow", "r1", "r2", "proxy")}
+    procs: list = []
+    nginx = None
+    try:
+        def start_nginx(slow: float):
+            conf = tmp / "nginx.conf"
+            conf.write_text(nginx_conf(tmp, ports, slow))
+            proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
+            _proc.wait_http(f"http://127.0.0.1:{ports['proxy']}/", 10, proc)
+            return proc
+
+        # 1. Direct call first: the slow shadow is 10x the direct p50 (at least 1 ms, nginx timers are in ms).
+        nginx = start_nginx(0.001)
+        up = lambda k: f"http://127.0.0.1:{ports[k]}"
+        direct1 = wrk(f"{up('v1')}/predict", SCORE_BODY, 1, seconds, tmp)
+        slow = max(0.001, round(10 * direct1["p50_ms"] / 1000.0, 3))
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(10)
+        nginx = start_nginx(slow)
+
+        cfg = tmp / "rollouts.yaml"
+        cfg.write_text(yaml.safe_dump_all([
+            rollout("split", up("v1"), up("v2"), {"candidateWeight": 50}),
+            rollout("plain", up("v1"), up("v2"), {"candidateWeight": 0}),
+            rollout("shadow", up("v1"), up("slow"), {"candidateWeight": 0, "shadow": True}),
+            rollout("interleave", up("r1"), up("r2"), {"interleave": True}, kind="ranking")]))
+        router = _proc.start("router.server", ["--config", cfg, "--log-dir", tmp / "log", "--log-level", "warning"],
+                             ready="/readyz", log_dir=tmp)
+        procs.append(router)
+        r = lambda name: f"{router.url}/v1/rollouts/{name}/predict"
+        cases = [("direct (nginx upstream)", f"{up('v1')}/predict", SCORE_BODY),
+                 ("nginx proxy_pass", f"http://127.0.0.1:{ports['proxy']}/predict", SCORE_BODY),
+                 ("router, baseline only", r("plain"), SCORE_BODY),
+                 ("router, split 50/50", r("split"), SCORE_BODY),
+                 (f"router, shadow to {slow * 1000:g} ms candidate", r("shadow"), SCORE_BODY),
+                 ("router, interleave", r("interleave"), RANK_BODY)]
+        wrk(r("split"), SCORE_BODY, 32, 1.0, tmp)          # warm the pools
+        results = {}
+        for conns in (1, 32):
+            for label, url, body in cases:
+                results[(label, conns)] = (direct1 if (label.startswith("direct") and conns == 1)
+                                           else wrk(url, body, conns, seconds, tmp))
+        dropped = _scrape(router.url, "modelrollout_router_shadow_dropped_total")
+    finally:
+        for pr in procs:
+            pr.stop()
+        if nginx is not None and nginx.poll() is None:
+            nginx.send_signal(signal.SIGQUIT)
+            try:
+                nginx.wait(10)
+            except subprocess.TimeoutExpired:
+                nginx.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\nrouter benchmark: {seconds:g} s per case, wrk -t1, one router process (uvicorn+uvloop+httptools, "
+          f"raw-ASGI hot path, aiohttp upstream pool), log + summaries + metrics on\n")
+    print(f"{'case':44} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for (label, conns), v in results.items():
+        print(f"{label:44} {conns:>5} {v['rps']:>9.0f} {v['p50_ms']:>8.3f} {v['p99_ms']:>8.3f} {v['non2xx']:>8}")
+    g = lambda label, c: results[(label, c)]
+    shadow_label = cases[4][0]
+    print("\nratios and targets")
+    rows = [
+        ("router split rps @32 (target >= 4000)", g("router, split 50/50", 32)["rps"], None),
+        ("router split / nginx proxy rps @32", g("router, split 50/50", 32)["rps"] / g("nginx proxy_pass", 32)["rps"],
+         None),
+        ("router p50 overhead over direct @1, ms (target <= 0.5)",
+         g("router, split 50/50", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"], None),
+        ("nginx proxy p50 overhead over direct @1, ms",
+         g("nginx proxy_pass", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"], None),
+        ("shadow p99 / no-shadow p99 @1 (target <= 1.10)",
+         g(shadow_label, 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"], None),
+        ("shadow p99 / no-shadow p99 @32 (target <= 1.10)",
+         g(shadow_label, 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"], None),
+        ("shadow rps / no-shadow rps @32", g(shadow_label, 32)["rps"] / g("router, baseline only", 32)["rps"], None),
+        ("shadow calls dropped (bound 64 in flight)", dropped, None),
+        ("interleave rps / split rps @32", g("router, interleave", 32)["rps"] / g("router, split 50/50", 32)["rps"],
+         None),
+    ]
+    for label, value, _ in rows:
+        print(f"  {label:58} {value:10.3f}")
+    if args.json:
+        print(json.dumps({f"{k[0]} @{k[1]}": v for k, v in results.items()}, indent=1))
+    return 0
+
+
+def _scrape(url: str, name: str) -> float:
+    import urllib.request
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
