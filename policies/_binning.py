@@ -21,7 +21,7 @@ def _check_bins(bins: Any) -> int:
 
 
 def edges_from_sorted(b_sorted: np.ndarray, bins: int = 10) -> np.ndarray:
-    """Bin edges of an already sorted, finite baseline (see `bin_edges`)."""
+    """Bin edges of a finite baseline, sorted or not (see `bin_edges`)."""
     bins = _check_bins(bins)
     q = np.quantile(b_sorted, np.linspace(0.0, 1.0, bins + 1))
     interior = np.unique(q)[1:-1]
@@ -33,7 +33,7 @@ def bin_edges(b: Any, bins: int = 10) -> np.ndarray:
 
     A constant baseline gives ``[-inf, inf]``: one bin.
     """
-    return edges_from_sorted(np.sort(as_sample(b, "baseline")), bins)
+    return edges_from_sorted(as_sample(b, "baseline"), bins)
 
 
 def check_edges(edges: Any) -> np.ndarray:

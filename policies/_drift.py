@@ -134,18 +134,27 @@ def binned(metric: str, b: Any, c: Any, bins: int = 10, edges: Any = None) -> St
     """psi/kl/js/hellinger on numeric samples (quantile bins of b) or on category counts/labels."""
     if categorical_pair(b, c):
         return from_counts(metric, category_counts(b, "baseline"), category_counts(c, "candidate"))
-    bs = np.sort(as_sample(b, "baseline"))
-    cs = np.sort(as_sample(c, "candidate"))
-    return binned_sorted(metric, bs, cs, bins, edges)
+    bv, cv = as_sample(b, "baseline"), as_sample(c, "candidate")
+    e = edges_from_sorted(bv, bins) if edges is None else check_edges(edges)   # quantiles need no sort
+    return from_counts(metric, _bincount(bv, e), _bincount(cv, e), bins_reason=_one_bin_reason(bv, e))
+
+
+def _bincount(x: np.ndarray, e: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(e[1:-1], x, side="right"), minlength=e.size - 1).astype(np.int64)
+
+
+def _one_bin_reason(bv: np.ndarray, e: np.ndarray) -> str | None:
+    if e.size == 2 and bv.min() == bv.max():
+        return ("baseline is constant: one bin, so the divergence is 0 whatever the candidate; "
+                "use wasserstein or ks to detect a shift")
+    return None
 
 
 def binned_sorted(metric: str, bs: np.ndarray, cs: np.ndarray, bins: int = 10, edges: Any = None) -> StatResult:
+    """`binned` for already sorted numeric samples (counts by searching the edges in the samples)."""
     e = edges_from_sorted(bs, bins) if edges is None else check_edges(edges)
-    reason = None
-    if e.size == 2:
-        reason = ("baseline is constant: one bin, so the divergence is 0 whatever the candidate; "
-                  "use wasserstein or ks to detect a shift") if bs[0] == bs[-1] else None
-    return from_counts(metric, counts_from_sorted(bs, e), counts_from_sorted(cs, e), bins_reason=reason)
+    return from_counts(metric, counts_from_sorted(bs, e), counts_from_sorted(cs, e),
+                       bins_reason=_one_bin_reason(bs, e))
 
 
 def _is_categorical(x: Any) -> bool:

@@ -13,8 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from ._binning import aligned_counts, bin_edges, binned_counts, category_counts, check_edges, counts_from_sorted, \
-    edges_from_sorted
+from ._binning import aligned_counts, bin_edges, binned_counts, category_counts, check_edges, edges_from_sorted
 from ._drift import binned, categorical_pair, compare_numeric, from_counts, ks_sorted, wasserstein_sorted
 from ._mmd import centroid_cosine, mmd
 from ._result import StatError, StatResult, as_sample
@@ -96,10 +95,10 @@ def chi2(b_counts: Any, c_counts: Any, bins: int = 10, edges: Any = None) -> Sta
         how: dict[str, Any] = {"categories": len(cats)}
         k = None
     else:
-        bs = np.sort(as_sample(b_counts, "baseline"))
-        cs = np.sort(as_sample(c_counts, "candidate"))
-        e = edges_from_sorted(bs, bins) if edges is None else check_edges(edges)
-        b, c = counts_from_sorted(bs, e), counts_from_sorted(cs, e)
+        bv = as_sample(b_counts, "baseline")
+        e = edges_from_sorted(bv, bins) if edges is None else check_edges(edges)
+        b = binned_counts(bv, e)
+        c = binned_counts(as_sample(c_counts, "candidate"), e)
         keep = (b + c) > 0
         b, c = b[keep], c[keep]
         how = {"binned": "quantile bins of the baseline"}
