@@ -119,8 +119,11 @@ class RouterThread:
             if not self.thread.is_alive():
                 break
             time.sleep(0.02)
-        raise LocalError(f"router did not start on {self.url}: {self.error or 'timed out'}"
-                         + (" (is the port in use? pass --port)" if self.error is None or isinstance(self.error, SystemExit) else ""))
+        if self.error is None or isinstance(self.error, SystemExit):   # uvicorn exits when it cannot bind
+            why = "could not listen there (is the port in use? pass another --port)"
+        else:
+            why = f"{type(self.error).__name__}: {self.error}"
+        raise LocalError(f"router did not start on {self.url}: {why}")
 
     def update(self, rollouts: Sequence[Rollout]) -> None:
         """Hand the router a new set of rollouts (thread-safe: runs on the router's loop)."""

@@ -273,3 +273,20 @@ def test_design_example_is_accepted_as_written(tmp_path):
     final = json.loads(proc.stdout.strip().splitlines()[-1])
     assert final["timed_out"] is True and list(final["rollouts"]) == ["ml/fraud-scorer"]
     assert "timed out after 1s" in proc.stderr
+
+
+def test_port_in_use_is_reported_not_a_crash(tmp_path):
+    """A router port someone else holds ends the run with exit 2 and a message saying what to change."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "controller.cli", "run",
+                               str(REPO / "examples/demo/rollouts-fast.yaml"), "--local", "--port", str(port)],
+                              capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=60)
+    assert proc.returncode == 2
+    assert f"router did not start on http://127.0.0.1:{port}" in proc.stderr
+    assert "pass another --port" in proc.stderr
+    assert "Traceback" not in proc.stderr
