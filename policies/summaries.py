@@ -102,6 +102,24 @@ def _count(d: Mapping[str, Any], field: str, where: str) -> int:
     return v
 
 
+def _decoder(what: str) -> Any:
+    """Wrap a from_dict so malformed input of a kind no explicit check foresaw still surfaces as
+    a SummaryError naming the summary, never as an unrelated TypeError/KeyError."""
+    def wrap(fn: Any) -> Any:
+        def decode(cls: Any, d: Any) -> Any:
+            if not isinstance(d, Mapping):
+                raise SummaryError(f"{what}: expected an object, got {type(d).__name__}")
+            try:
+                return fn(cls, d)
+            except SummaryError:
+                raise
+            except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as e:
+                raise SummaryError(f"{what}: malformed ({type(e).__name__}: {e})") from e
+        decode.__doc__ = fn.__doc__
+        return classmethod(decode)
+    return wrap
+
+
 def _opt_float(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
@@ -220,6 +238,13 @@ def _merged_capacity(a_cap: int, a_empty: bool, b_cap: int, b_empty: bool) -> in
     if b_empty and not a_empty:
         return a_cap
     return min(a_cap, b_cap)
+
+
+def _check_sample(keys: np.ndarray, values: np.ndarray, where: str) -> None:
+    if keys.size and not ((keys >= 0) & (keys < 1)).all():
+        raise SummaryError(f"{where}: keys must be in [0, 1)")
+    if not np.isfinite(values).all():
+        raise SummaryError(f"{where}: sampled values must be finite (non-finite ones are counted as invalid)")
 
 
 def _half_mask(keys: np.ndarray) -> np.ndarray:
@@ -351,7 +376,7 @@ class NumericSummary:
                 "counts": None if self._counts is None else self._counts.tolist(),
                 "keys": _b64(keys), "values": _b64(vals)}
 
-    @classmethod
+    @_decoder("numeric summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "NumericSummary":
         where = "numeric summary"
         if _get(d, "type", str, where) != "numeric":
@@ -378,6 +403,7 @@ class NumericSummary:
                                f"≤ capacity ({s.capacity})")
         if keys.size > s.n:
             raise SummaryError(f"{where}: sample has {keys.size} values but n is {s.n}")
+        _check_sample(keys, vals, where)
         for k, v in zip(keys, vals):
             s._sample.add(float(k), float(v))
         return s
@@ -432,7 +458,7 @@ class CategoricalSummary:
         return {"type": "categorical", "max_categories": self.max_categories, "counts": dict(self._counts),
                 "invalid": self.invalid}
 
-    @classmethod
+    @_decoder("categorical summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "CategoricalSummary":
         where = "categorical summary"
         if _get(d, "type", str, where) != "categorical":
@@ -525,7 +551,7 @@ class EmbeddingSummary:
         return {"type": "embedding", "capacity": self.capacity, "n": self.n, "invalid": self.invalid,
                 "dim": self.dim, "keys": _b64(keys), "vectors": _b64(mat, "<f4")}
 
-    @classmethod
+    @_decoder("embedding summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "EmbeddingSummary":
         where = "embedding summary"
         if _get(d, "type", str, where) != "embedding":
@@ -539,6 +565,7 @@ class EmbeddingSummary:
                 raise SummaryError(f"{where}: vectors must hold len(keys) × dim = {keys.size} × {dim} values")
             if keys.size > s.capacity or keys.size > n:
                 raise SummaryError(f"{where}: {keys.size} sampled vectors exceed capacity or n")
+            _check_sample(keys, vecs, where)
             for k, v in zip(keys, vecs.reshape(keys.size, dim)):
                 s.add(v, float(k))
         elif keys.size:
@@ -629,7 +656,7 @@ class PairedSummary:
         return {"type": "paired", "n_numeric": self.n_numeric, "n_categorical": self.n_categorical,
                 "agree": self.agree, "invalid": self.invalid, "sums": {k: s.to_list() for k, s in self._s.items()}}
 
-    @classmethod
+    @_decoder("paired summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "PairedSummary":
         where = "paired summary"
         s = cls()
@@ -734,7 +761,7 @@ class LatencyHistogram:
         return {"type": "latency", "buckets": {str(int(i)): int(self._counts[i]) for i in nz},
                 "sum": self._sum.to_list(), "invalid": self.invalid, "min": self.min, "max": self.max}
 
-    @classmethod
+    @_decoder("latency histogram")
     def from_dict(cls, d: Mapping[str, Any]) -> "LatencyHistogram":
         where = "latency histogram"
         h = cls()
@@ -842,7 +869,7 @@ class SegmentCounts:
         return {"type": "segments", "max_values": self.max_values,
                 "counts": {f: {v: list(r) for v, r in vals.items()} for f, vals in self._c.items()}}
 
-    @classmethod
+    @_decoder("segment counts")
     def from_dict(cls, d: Mapping[str, Any]) -> "SegmentCounts":
         where = "segment counts"
         s = cls(_count(d, "max_values", where) or 1)
@@ -893,7 +920,7 @@ class InterleaveSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"type": "interleave", "wins": self.wins, "losses": self.losses, "ties": self.ties}
 
-    @classmethod
+    @_decoder("interleave summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "InterleaveSummary":
         where = "interleave summary"
         return cls(_count(d, "wins", where), _count(d, "losses", where), _count(d, "ties", where))
@@ -913,7 +940,7 @@ def _nested(where: str, decode: Any, d: Any) -> Any:
 
 
 def _summary_from_dict(d: Any, where: str) -> NumericSummary | CategoricalSummary | EmbeddingSummary:
-    if not isinstance(d, Mapping) or d.get("type") not in _PREDICTION_TYPES:
+    if not isinstance(d, Mapping) or not isinstance(d.get("type"), str) or d["type"] not in _PREDICTION_TYPES:
         raise SummaryError(f"{where}: expected a summary object with type in {sorted(_PREDICTION_TYPES)}")
     return _nested(where, _PREDICTION_TYPES[d["type"]].from_dict, d)
 
@@ -1010,7 +1037,7 @@ class VersionWindow:
                 "features": {k: v.to_dict() for k, v in self.features.items()},
                 "segments": self.segments.to_dict()}
 
-    @classmethod
+    @_decoder("version window")
     def from_dict(cls, d: Mapping[str, Any]) -> "VersionWindow":
         where = "version window"
         kind = _get(d, "output_kind", str, where)

@@ -318,3 +318,48 @@ def test_default_window_stays_compact():
         w.latency.add(rng.expovariate(10))
     assert len(json.dumps(w.to_dict())) < 200_000
     assert w.prediction.values().size == 2048
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False) |
+                           st.text(max_size=8),
+                           lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6),
+                                                                                               children, max_size=4),
+                           max_leaves=10)
+
+
+def _paths(d, prefix=()):
+    for k, v in d.items():
+        yield prefix + (k,)
+        if isinstance(v, dict):
+            yield from _paths(v, prefix + (k,))
+
+
+_VALID = json.loads(json.dumps(_window(7).to_dict()))
+_PATHS = list(_paths(_VALID))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_PATHS), json_values)
+def test_from_dict_never_crashes_on_corrupt_fields(path, value):
+    """Replacing any field of a valid window with arbitrary JSON either decodes or raises SummaryError."""
+    d = json.loads(json.dumps(_VALID))
+    node = d
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    try:
+        VersionWindow.from_dict(d)
+    except SummaryError:
+        pass
+
+
+def test_from_dict_rejects_non_finite_samples_and_bad_keys():
+    """A decoded sample holds only finite values with keys in [0, 1), like one built by add()."""
+    import base64
+    d = _numeric([(1.0, 0.1), (2.0, 0.2)]).to_dict()
+    bad = dict(d, values=base64.b64encode(np.array([1.0, np.nan], dtype="<f8").tobytes()).decode())
+    with pytest.raises(SummaryError, match="must be finite"):
+        NumericSummary.from_dict(bad)
+    bad = dict(d, keys=base64.b64encode(np.array([0.1, 3.0], dtype="<f8").tobytes()).decode())
+    with pytest.raises(SummaryError, match="keys must be in"):
+        NumericSummary.from_dict(bad)
