@@ -48,15 +48,16 @@ def load_rollouts(path: str | Path) -> list[Rollout]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(str(path), f"cannot read: {e.strerror}") from e
+    docs = load_documents(text, str(path))
     rollouts, seen = [], set()
-    for i, doc in enumerate(load_documents(text, str(path))):
+    for i, doc in enumerate(docs):
         try:
             rollout = parse_rollout(doc)
         except SpecError as e:
-            where = f"{path}" if i == 0 and len(rollouts) == 0 else f"{path} document {i + 1}"
+            where = str(path) if len(docs) == 1 else f"{path}, ModelRollout {i + 1} of {len(docs)}"
             raise SpecError(e.path, f"{e.message} (in {where})") from e
         if rollout.spec.key in seen:
-            raise SpecError(f"metadata.name", f"duplicate rollout {rollout.spec.key} in {path}")
+            raise SpecError("metadata.name", f"duplicate rollout {rollout.spec.key} in {path}")
         seen.add(rollout.spec.key)
         rollouts.append(Rollout(rollout.spec, {}, rollout.metadata))   # a local run starts afresh
     return rollouts
@@ -517,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout = parse_duration(args.timeout, "--timeout") if args.timeout is not None else None
         rollouts = load_rollouts(args.file)
     except SpecError as e:
-        print(f"modelrollout run: invalid spec: {e}", file=sys.stderr)
+        what = "" if e.path.startswith("--") else "invalid spec: "
+        print(f"modelrollout run: {what}{e}", file=sys.stderr)
         if args.json:
             print(json.dumps({"exit_code": EXIT_INVALID, "error": str(e), "path": e.path, "rollouts": {}}))
         return EXIT_INVALID
