@@ -132,6 +132,33 @@ def run_case(spec, mu: float, rollouts: int, windows: int, per_size: int, rng: n
     return [simulate(spec, evaluated[SIZES[i % len(SIZES)]], windows, rng) for i in range(rollouts)]
 
 
+def simulate_live(spec, mu: float, n: int, windows: int, rng: np.random.Generator, baselines) -> Outcome:
+    """One rollout whose every window is evaluated afresh (needed when the check learns from status)."""
+    status = decide(spec, None, None, T0).status
+    now, paused = T0, False
+    for k in range(1, windows + 1):
+        now += 60.0
+        obs = Observations(now - 60.0, now, baselines[rng.integers(len(baselines))], window(rng.normal(mu, 1, n), rng))
+        status = decide(spec, status, evaluate(spec, obs, status), now).status
+        paused = paused or status.phase is Phase.PAUSED
+        if status.phase is Phase.ROLLED_BACK:
+            return Outcome(True, paused, k)
+        if status.phase.is_terminal:
+            break
+    return Outcome(False, paused, windows)
+
+
+def calibrated_spec(shadow_windows: int, canary_windows: int):
+    return parse_spec({
+        "baseline": {"version": "v1", "url": "http://b:1"},
+        "candidate": {"version": "v2", "url": "http://c:1"},
+        "strategy": {"steps": [{"shadow": {"duration": f"{shadow_windows}m"}},
+                               {"canary": {"weight": 10, "duration": f"{canary_windows}m"}}]},
+        "analysis": {"interval": "1m", "minSamples": 100, "failureLimit": 2, "inconclusiveLimit": 5,
+                     "checks": [{"name": "cal", "metric": "psi", "dynamic": {"sigmas": 3, "minWindows": 5}}]},
+    }, "bench", "bench")
+
+
 def summarize(outs: list[Outcome]) -> tuple[float, float, float, float]:
     rb = [o for o in outs if o.rolled_back]
     rate = len(rb) / len(outs)
@@ -193,6 +220,19 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{metric} max {thr} @ {'A/A' if mult == 0 else f'{mult}x'}"
             print(f"{name:<26}{true:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}  {v}"
                   f"   ({time.perf_counter() - t:.0f}s)", flush=True)
+    # Calibrated threshold (dynamic: 3 sigmas, 5 A/A windows learned in a 5-window shadow step).
+    spec = calibrated_spec(5, 5)
+    live = max(20, rollouts // 5)
+    for target in (0.0, 0.1):
+        t = time.perf_counter()
+        mu = solve_mu("psi", target)
+        outs = [simulate_live(spec, mu, SIZES[i % len(SIZES)], 10, rng, baselines) for i in range(live)]
+        rate, mean_w, within2, paused = summarize(outs)
+        v = ("ok" if rate <= 0.01 else "MISS (target <= 1%)") if target == 0 else "(any real difference)"
+        misses += v.startswith("MISS")
+        name = f"psi dynamic 3sd @ {'A/A' if target == 0 else target}"
+        print(f"{name:<26}{target:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}  {v}"
+              f"   ({time.perf_counter() - t:.0f}s, {live} rollouts)", flush=True)
     # Repeated p-value testing: ks minPValue 0.01 (action pause) over 20 A/A windows.
     ks_windows = 20
     spec = rollout_spec({"name": "ks", "metric": "ks", "minPValue": 0.01, "action": "pause"}, ks_windows)

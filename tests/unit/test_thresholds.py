@@ -11,7 +11,7 @@ import pytest
 from policies.spec import load_documents, parse_rollout, parse_spec
 from policies.status import Routing, Verdict
 from policies.thresholds import (
-    aa_unit, applies, calibrated_limit, failure_limit, judge_max, judge_p_value, lower_bound, planned_windows,
+    aa_unit, applies, calibrated_limit, effective_sigmas, failure_limit, judge_max, judge_p_value, lower_bound, planned_windows,
     sample_scale, window_alpha,
 )
 
@@ -71,7 +71,15 @@ def test_calibration_scales_with_sample_size():
     lim_small = calibrated_limit("psi", [u, u, u], 3, 2000, 200)
     assert lim_small / lim_big == pytest.approx(sample_scale("psi", 2000, 200) / sample_scale("psi", 2000, 2000))
     assert sample_scale("js", 100, 100) == pytest.approx(math.sqrt(0.02))
-    assert calibrated_limit("ks", [1.0, 2.0, 3.0], 2, 100, 100) == pytest.approx((2 + 2 * 1.0) * math.sqrt(0.02))
+    k = effective_sigmas(2, 3)
+    assert calibrated_limit("ks", [1.0, 2.0, 3.0], 2, 100, 100) == pytest.approx((2 + k * 1.0) * math.sqrt(0.02))
+
+
+def test_few_aa_windows_widen_the_calibrated_bound():
+    """k sigmas from m A/A values is a prediction bound: wider for few windows, close to k for many."""
+    assert effective_sigmas(3, 5) > 6
+    assert 3 < effective_sigmas(3, 50) < 3.4
+    assert effective_sigmas(3, 5) > effective_sigmas(3, 10) > effective_sigmas(3, 50)
 
 
 def test_failure_limit_and_applicability():
@@ -95,6 +103,7 @@ def test_decisions_benchmark_runs_and_prints_its_table():
                           "--evaluated", "10", "--windows", "6", "--population", "20000"],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    for case in ("psi max 0.2 @ A/A", "js max 0.1 @ 1.5x", "wasserstein max 0.2 @ 3.0x", "ks minPValue 0.01 @ A/A"):
+    for case in ("psi max 0.2 @ A/A", "js max 0.1 @ 1.5x", "wasserstein max 0.2 @ 3.0x", "psi dynamic 3sd @ A/A",
+                 "ks minPValue 0.01 @ A/A"):
         assert case in out.stdout
     assert "rollback" in out.stdout and "targets missed:" in out.stdout
