@@ -620,3 +620,16 @@ def test_a_check_that_does_not_apply_neither_blocks_nor_pauses():
     d, now = run_windows(spec, d.status, now, 10, lambda sp: results(sp, True))
     assert d.status.current_step == 2 and d.status.phase is Phase.PROGRESSING
     assert d.status.check("agree").inconclusive == 0
+
+
+@pytest.mark.parametrize("junk", [None, "x", 3, -1, 2.5, [], {}, True, float("inf")])
+def test_every_status_field_tolerates_junk(junk):
+    """Any single status field holding a value of the wrong type never crashes decide()."""
+    spec = make_spec()
+    good = decide(spec, start(spec).status, all_pass(spec), T0 + 60).status.to_status()
+    for key in good:
+        raw = dict(good, **{key: junk})
+        d = decide(spec, raw, all_pass(spec), T0 + 120)
+        assert isinstance(d.status, RolloutStatus)
+    nested = dict(good, checks=[dict(good["checks"][0], recent=junk, calibration=junk, failures=junk, value=junk)])
+    assert isinstance(decide(spec, nested, all_pass(spec), T0 + 120).status, RolloutStatus)
