@@ -269,6 +269,7 @@ def _w1_weighted(ab: np.ndarray, wb: np.ndarray, ac: np.ndarray, wc: np.ndarray)
 
 def wasserstein_sorted(bs: np.ndarray, cs: np.ndarray,
                        merged: Merged | None = None) -> StatResult:
+    """wasserstein_distance(b, c) / std(b) on sorted samples, with the atom-bootstrap estimate/CI."""
     raw = _w1_sorted(bs, cs, merged)
     sd = float(np.std(bs))
     scale = sd if sd > 0 else 1.0
