@@ -86,24 +86,41 @@ class FileSource:
 
 
 class StaticSource:
-    """Rollouts set in-process with `.update()` (local mode, tests of embedding code)."""
+    """Rollouts set in-process with `.update()` (local mode, embedding code).
+
+    `update()` may be called from any thread; the router's event loop picks the new set up at once.
+    """
 
     def __init__(self, rollouts: Sequence[Rollout] = ()):
         self._rollouts = list(rollouts)
         self._version = 0
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def update(self, rollouts: Sequence[Rollout]) -> None:
         self._rollouts = list(rollouts)
         self._version += 1
-        self._changed.set()
+        loop, changed = self._loop, self._changed
+        if loop is None or changed is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            changed.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(changed.set)
 
     async def watch(self) -> AsyncIterator[list[Rollout]]:
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
         seen = -1
         while True:
             if seen != self._version:
                 seen = self._version
                 yield list(self._rollouts)
+                continue
             self._changed.clear()
             if seen == self._version:
                 await self._changed.wait()
