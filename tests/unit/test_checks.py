@@ -363,3 +363,49 @@ def test_drifting_candidate_is_rolled_back_end_to_end():
     s = _run(spec, 3, lambda k: obs(window(B2000), window(C_SHIFT, seed=k)))
     assert s.phase is Phase.ROLLED_BACK and s.routing.candidate_weight == 0 and not s.routing.shadow
     assert "score-psi" in s.message and "> 0.2" in s.message and "for 2 windows" in s.message
+
+
+def test_equal_opportunity_from_joined_labels():
+    """equal-opportunity min fails when one group's true-positive rate is far below another's."""
+    spec = make_spec([{"name": "eo", "metric": "equal-opportunity", "segment": "region", "min": 0.8}])
+    c = window(C_SAME[:10])
+    for i in range(300):
+        c.segments.add_label({"region": "north"}, correct=True, label_positive=True, predicted_positive=True)
+        c.segments.add_label({"region": "south"}, correct=i % 2 == 0, label_positive=True,
+                             predicted_positive=i % 2 == 0)
+    r = one(spec, obs(window(B2000), c))
+    assert r.verdict is Verdict.FAIL and r.value == pytest.approx(0.5) and "region=south vs north" in r.reason
+
+
+def test_shadow_mean_abs_delta_on_score_pairs():
+    """shadow-mean-abs-delta max judges |primary − shadow| averaged over mirrored requests."""
+    spec = make_spec([{"name": "delta", "metric": "shadow-mean-abs-delta", "max": 0.05}])
+    p = PairedSummary()
+    for x in C_SAME[:400]:
+        p.add(float(x), float(x) + 0.1)
+    r = one(spec, obs(window(B2000), window(C_SAME), paired=p))
+    assert r.verdict is Verdict.FAIL and r.value == pytest.approx(0.1) and r.samples == 400
+
+
+def test_mmd_on_embeddings():
+    """mmd minPValue compares embedding summaries: shifted embeddings fail, same ones pass."""
+    spec = make_spec([{"name": "emb", "metric": "mmd", "minPValue": 0.01}], kind="embedding")
+
+    def emb(shift, seed):
+        rng = np.random.default_rng(seed)
+        w = VersionWindow.new("embedding")
+        for v in rng.normal(shift, 1, (250, 8)):
+            w.observe_prediction(v.tolist(), float(rng.random()))
+        w.requests = 250
+        return w
+    assert one(spec, obs(emb(0, 1), emb(0.5, 2))).verdict is Verdict.FAIL
+    assert one(spec, obs(emb(0, 1), emb(0, 3))).verdict is Verdict.PASS
+
+
+def test_hellinger_and_kl_use_the_bias_corrected_rule():
+    """hellinger and kl max checks carry a bias-corrected estimate and pass on the same distribution."""
+    for metric in ("hellinger", "kl"):
+        spec = make_spec([{"name": metric, "metric": metric, "max": 0.1}])
+        r = one(spec, obs(window(B2000), window(C_SAME, seed=1)))
+        assert r.verdict is Verdict.PASS and r.estimate is not None and "bias-corrected" in r.reason
+        assert one(spec, obs(window(B2000), window(C_SHIFT, seed=1))).verdict is Verdict.FAIL
