@@ -151,19 +151,19 @@ class Router:
             arm = pick(routing, sticky, target.spec.key, self._rng)
         now = time.time()
         features, segments = self._inputs(target, doc)
-        primary_out: asyncio.Future | None = None
-        if routing.shadow and arm == BASELINE and override is None:
-            primary_out = self._start_shadow(target, request_id, body, now, features, segments)
         version = target.arms[arm]
         answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
                                            {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
         output, error = self._output(target, answer)
-        if primary_out is not None:
-            primary_out.set_result(output)
         self._record(target, now, request_id, arm, version.version, "primary", answer, output, error,
                      features, segments, doc)
         self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version.version,
                                              output, segments, None, now))
+        if routing.shadow and arm == BASELINE and override is None:
+            # Mirror once the caller has its answer: the ASGI layer writes the response before the event
+            # loop runs this callback, so the shadow never adds to the primary's latency.
+            asyncio.get_running_loop().call_soon(self._start_shadow, target, request_id, body, now, features,
+                                                 segments, output)
         return self._reply(answer, version.version, request_id)
 
     def _inputs(self, target: Target, doc: Any) -> tuple[dict | None, dict | None]:
@@ -220,17 +220,15 @@ class Router:
 
     # --- shadow ----------------------------------------------------------------------------------
 
-    def _start_shadow(self, target: Target, request_id: str, body: bytes, now: float,
-                      features: dict | None, segments: dict | None) -> asyncio.Future | None:
+    def _start_shadow(self, target: Target, request_id: str, body: bytes, now: float, features: dict | None,
+                      segments: dict | None, primary_output: Any) -> None:
         if self.shadow_inflight >= self.settings.shadow_max_inflight:
             self.metrics.shadow_dropped[(target.spec.name, target.spec.namespace)] += 1
-            return None
-        primary_out = asyncio.get_running_loop().create_future()
+            return
         self.shadow_inflight += 1
-        task = asyncio.create_task(self._shadow(target, request_id, body, now, features, segments, primary_out))
+        task = asyncio.create_task(self._shadow(target, request_id, body, now, features, segments, primary_output))
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_done)
-        return primary_out
 
     def _shadow_done(self, task: asyncio.Task) -> None:
         self._shadow_tasks.discard(task)
@@ -239,15 +237,14 @@ class Router:
             log.error("shadow call failed unexpectedly: %r", task.exception())
 
     async def _shadow(self, target: Target, request_id: str, body: bytes, now: float, features, segments,
-                      primary_out: asyncio.Future) -> None:
+                      primary_output: Any) -> None:
         version = target.arms[CANDIDATE]
         answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
                                            {"Content-Type": JSON, "x-request-id": request_id,
                                             "x-modelrollout-shadow": "true"}, target.spec.shadow_timeout)
         output, error = self._output(target, answer)
-        primary = await primary_out
         self._record(target, now, request_id, CANDIDATE, version.version, "shadow", answer, output, error,
-                     features, segments, primary_output=primary, paired=True)
+                     features, segments, primary_output=primary_output, paired=True)
 
     # --- interleave ------------------------------------------------------------------------------
 

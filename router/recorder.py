@@ -5,9 +5,12 @@ folds the list into `policies.summaries` windows keyed by (epoch-aligned bucket 
 windows older than the retention. Because the fold reads only log records, `replay()` rebuilds exactly the
 same windows from a prediction log.
 
-Memory: per rollout at most retention/bucket windows per revision seen in that time (180 for 15m/5s), each
-holding two VersionWindows (bounded by the reservoir size per numeric summary: prediction and each watched
-feature), a PairedSummary and an InterleaveSummary (constant size).
+Memory is bounded per rollout: at most retention/bucket windows per revision seen in that time (180 for the
+default 15m/5s), each holding two VersionWindows, a PairedSummary and an InterleaveSummary. A VersionWindow
+holds one NumericSummary per numeric value watched (the score, each numeric feature), 2 x reservoir x 16 B
+(64 KiB at the default reservoir of 2,048), plus < 2 KiB of histograms and counts. A score rollout with one
+watched numeric feature therefore needs about 4 x 64 KiB = 0.26 MiB per busy window, at most ~46 MiB at
+15m/5s; `--reservoir` and `--retention` trade that against sample size and history.
 """
 from __future__ import annotations
 
