@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,10 +99,12 @@ def wrk(url: str, body: str, connections: int, seconds: float, tmp: Path) -> dic
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.router", description=__doc__.split("\n")[0])
     p.add_argument("--duration", type=float, default=8.0, help="seconds per case (default 8)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 2 s per case")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 s per case, one round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over all cases; medians are reported (default 3)")
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = p.parse_args(argv)
     seconds = 2.0 if args.quick else args.duration
+    rounds = 1 if args.quick else max(1, args.rounds)
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             print(f"bench.router: {tool} not found (apt-get install -y nginx wrk libnginx-mod-http-echo)",
@@ -145,11 +148,16 @@ def main(argv: list[str] | None = None) -> int:
                  (f"router, shadow to {slow * 1000:g} ms candidate", r("shadow"), SCORE_BODY),
                  ("router, interleave", r("interleave"), RANK_BODY)]
         wrk(r("split"), SCORE_BODY, 32, 1.0, tmp)          # warm the pools
-        results = {}
-        for conns in (1, 32):
-            for label, url, body in cases:
-                results[(label, conns)] = (direct1 if (label.startswith("direct") and conns == 1)
-                                           else wrk(url, body, conns, seconds, tmp))
+        # Round-robin over the cases, medians over rounds: load from other processes on a shared machine
+        # then hits every case alike instead of whichever ran during a burst.
+        runs: dict[tuple[str, int], list[dict]] = {}
+        for _ in range(rounds):
+            for conns in (1, 32):
+                for label, url, body in cases:
+                    runs.setdefault((label, conns), []).append(wrk(url, body, conns, seconds, tmp))
+        runs[("direct (nginx upstream)", 1)].append(direct1)
+        results = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50_ms", "p99_ms", "non2xx")}
+                   for k, v in runs.items()}
         dropped = _scrape(router.url, "modelrollout_router_shadow_dropped_total")
     finally:
         for pr in procs:
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 nginx.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\nrouter benchmark: {seconds:g} s per case, wrk -t1, one router process (uvicorn+uvloop+httptools, "
+    print(f"\nrouter benchmark: {seconds:g} s per case, median of {rounds} round(s), wrk -t1, one router process (uvicorn+uvloop+httptools, "
           f"raw-ASGI hot path, aiohttp upstream pool), log + summaries + metrics on\n")
     print(f"{'case':44} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for (label, conns), v in results.items():
