@@ -97,6 +97,7 @@ def rollout_spec(check: dict, windows: int, failure_limit: int = 2):
 @dataclass
 class Outcome:
     rolled_back: bool
+    promoted: bool
     paused: bool
     windows: int
 
@@ -112,40 +113,37 @@ def window_results(spec, mu: float, n: int, count: int, rng: np.random.Generator
     return out
 
 
-def simulate(spec, results: list, windows: int, rng: np.random.Generator) -> Outcome:
-    """One rollout through `decide`, its window verdicts drawn from the evaluated windows."""
-    d = decide(spec, None, None, T0)
-    status, now, paused = d.status, T0, False
+def simulate(spec, windows: int, results_for) -> Outcome:
+    """One rollout through `decide`; `results_for(status, now)` gives each window's check results."""
+    status, now, paused = decide(spec, None, None, T0).status, T0, False
     for k in range(1, windows + 1):
         now += 60.0
-        status = decide(spec, status, results[rng.integers(len(results))], now).status
+        status = decide(spec, status, results_for(status, now), now).status
         paused = paused or status.phase is Phase.PAUSED
-        if status.phase is Phase.ROLLED_BACK:
-            return Outcome(True, paused, k)
         if status.phase.is_terminal:
-            break
-    return Outcome(False, paused, windows)
+            return Outcome(status.phase is Phase.ROLLED_BACK, status.phase is Phase.PROMOTED, paused, k)
+    return Outcome(False, False, paused, windows)
 
 
 def run_case(spec, mu: float, rollouts: int, windows: int, per_size: int, rng: np.random.Generator, baselines):
+    """Rollouts replaying window results evaluated beforehand (`per_size` per candidate size)."""
     evaluated = {n: window_results(spec, mu, n, per_size, rng, baselines) for n in SIZES}
-    return [simulate(spec, evaluated[SIZES[i % len(SIZES)]], windows, rng) for i in range(rollouts)]
+    outs = []
+    for i in range(rollouts):
+        pool = evaluated[SIZES[i % len(SIZES)]]
+        outs.append(simulate(spec, windows, lambda status, now: pool[rng.integers(len(pool))]))
+    return outs
 
 
-def simulate_live(spec, mu: float, n: int, windows: int, rng: np.random.Generator, baselines) -> Outcome:
-    """One rollout whose every window is evaluated afresh (needed when the check learns from status)."""
-    status = decide(spec, None, None, T0).status
-    now, paused = T0, False
-    for k in range(1, windows + 1):
-        now += 60.0
-        obs = Observations(now - 60.0, now, baselines[rng.integers(len(baselines))], window(rng.normal(mu, 1, n), rng))
-        status = decide(spec, status, evaluate(spec, obs, status), now).status
-        paused = paused or status.phase is Phase.PAUSED
-        if status.phase is Phase.ROLLED_BACK:
-            return Outcome(True, paused, k)
-        if status.phase.is_terminal:
-            break
-    return Outcome(False, paused, windows)
+def run_live(spec, mu: float, rollouts: int, windows: int, rng: np.random.Generator, baselines):
+    """Rollouts whose every window is evaluated afresh (needed when the check learns from status)."""
+    def fresh(n):
+        def results_for(status, now):
+            obs = Observations(now - 60.0, now, baselines[rng.integers(len(baselines))],
+                               window(rng.normal(mu, 1, n), rng))
+            return evaluate(spec, obs, status)
+        return results_for
+    return [simulate(spec, windows, fresh(SIZES[i % len(SIZES)])) for i in range(rollouts)]
 
 
 def calibrated_spec(shadow_windows: int, canary_windows: int):
@@ -159,13 +157,14 @@ def calibrated_spec(shadow_windows: int, canary_windows: int):
     }, "bench", "bench")
 
 
-def summarize(outs: list[Outcome]) -> tuple[float, float, float, float]:
+def summarize(outs: list[Outcome]) -> tuple[float, float, float, float, float]:
     rb = [o for o in outs if o.rolled_back]
     rate = len(rb) / len(outs)
     mean_w = float(np.mean([o.windows for o in rb])) if rb else float("nan")
     within2 = sum(o.windows <= 2 for o in rb) / len(outs)
     paused = sum(o.paused for o in outs) / len(outs)
-    return rate, mean_w, within2, paused
+    promoted = sum(o.promoted for o in outs) / len(outs)
+    return rate, mean_w, within2, paused, promoted
 
 
 def verdict(multiple: float, rate: float, within2: float) -> str:
@@ -201,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"decision quality: {rollouts} rollouts per case, {args.windows} windows of 1m, failureLimit 2, "
           f"candidate n in {SIZES}, baseline n {BASELINE_N}; {per_size} windows evaluated per size "
           f"(wasserstein {per_size // 2}), drift confidence {thresholds.DRIFT_CONFIDENCE}")
-    header = f"{'case':<26}{'true':>8}{'rollback':>10}{'mean win':>10}{'<=2 win':>9}{'paused':>8}  target"
+    header = (f"{'case':<26}{'true':>8}{'rollback':>10}{'mean win':>10}{'<=2 win':>9}{'paused':>8}"
+              f"{'promoted':>10}  target")
     print(header)
     print("-" * len(header))
     misses = 0
@@ -214,11 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             true = population_value(metric, mu, rng, args.population)
             k = per_size // 2 if metric == "wasserstein" else per_size    # its bootstrap costs ~30 ms a call
             outs = run_case(spec, mu, rollouts, args.windows, k, rng, baselines)
-            rate, mean_w, within2, paused = summarize(outs)
+            rate, mean_w, within2, paused, promoted = summarize(outs)
             v = verdict(mult, rate, within2)
             misses += v != "ok"
             name = f"{metric} max {thr} @ {'A/A' if mult == 0 else f'{mult}x'}"
-            print(f"{name:<26}{true:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}  {v}"
+            print(f"{name:<26}{true:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}{promoted:>10.1%}  {v}"
                   f"   ({time.perf_counter() - t:.0f}s)", flush=True)
     # Calibrated threshold (dynamic: 3 sigmas, 5 A/A windows learned in a 5-window shadow step).
     spec = calibrated_spec(5, 5)
@@ -226,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     for target in (0.0, 0.1):
         t = time.perf_counter()
         mu = solve_mu("psi", target)
-        outs = [simulate_live(spec, mu, SIZES[i % len(SIZES)], 10, rng, baselines) for i in range(live)]
-        rate, mean_w, within2, paused = summarize(outs)
+        outs = run_live(spec, mu, live, 10, rng, baselines)
+        rate, mean_w, within2, paused, promoted = summarize(outs)
         v = ("ok" if rate <= 0.01 else "MISS (target <= 1%)") if target == 0 else "(any real difference)"
         misses += v.startswith("MISS")
         name = f"psi dynamic 3sd @ {'A/A' if target == 0 else target}"
-        print(f"{name:<26}{target:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}  {v}"
+        print(f"{name:<26}{target:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}{promoted:>10.1%}  {v}"
               f"   ({time.perf_counter() - t:.0f}s, {live} rollouts)", flush=True)
     # Repeated p-value testing: ks minPValue 0.01 (action pause) over 20 A/A windows.
     ks_windows = 20
@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     paused = sum(o.paused for o in outs) / len(outs)
     v = "ok" if paused <= 0.01 else "MISS (target <= 1%)"
     misses += v != "ok"
-    print(f"{'ks minPValue 0.01 @ A/A':<26}{0.0:>8.3f}{0.0:>10.1%}{'':>10}{'':>9}{paused:>8.1%}  {v}"
+    promoted = sum(o.promoted for o in outs) / len(outs)
+    print(f"{'ks minPValue 0.01 @ A/A':<26}{0.0:>8.3f}{0.0:>10.1%}{'':>10}{'':>9}{paused:>8.1%}{promoted:>10.1%}  {v}"
           f"   ({time.perf_counter() - t:.0f}s, {ks_windows} windows)")
     print(f"targets missed: {misses}; total {time.perf_counter() - started:.0f}s")
     return 0
