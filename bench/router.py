@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         ("shadow p99 / no-shadow p99 @32 (target <= 1.10)",
          g(shadow_label, 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"], None),
         ("shadow rps / no-shadow rps @32", g(shadow_label, 32)["rps"] / g("router, baseline only", 32)["rps"], None),
-        ("shadow calls dropped (bound 64 in flight)", dropped, None),
+        ("shadow calls dropped (bound 256 in flight)", dropped, None),
         ("interleave rps / split rps @32", g("router, interleave", 32)["rps"] / g("router, split 50/50", 32)["rps"],
          None),
     ]

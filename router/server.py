@@ -62,8 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-override", action=argparse.BooleanOptionalAction, default=True,
                    help="honour the x-modelrollout-version header (default on)")
     p.add_argument("--max-body", type=_size, default=1024 * 1024, help="largest request body (default 1MiB)")
-    p.add_argument("--shadow-max-inflight", type=_positive_int, default=64,
-                   help="shadow calls in flight before mirrors are dropped and counted (default 64)")
+    p.add_argument("--shadow-max-inflight", type=_positive_int, default=256,
+                   help="shadow calls in flight before mirrors are dropped and counted (default 256)")
     p.add_argument("--reservoir", type=_positive_int, default=2048,
                    help="uniform sample size per numeric summary and window (default 2048)")
     p.add_argument("--feedback-ttl", type=_duration, default=3600.0, help="feedback accepted this long (1h)")
@@ -97,20 +97,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelrollout router: {e}", file=sys.stderr)
         return 2
 
-    import uvicorn
-
     from router.app import create_app
     from router.source import FileSource
 
-    app = create_app(FileSource(config), settings)
-    try:
-        import uvloop  # noqa: F401
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
+    return serve(create_app(FileSource(config), settings), args.host, args.port, args.log_level)
+
+
+def serve(app, host: str, port: int, log_level: str = "info", loop: str | None = None) -> int:
+    """Run a router app with uvicorn until SIGTERM/SIGINT; 0 after a clean drain, 1 if it never started.
+
+    uvloop + httptools when available; the same tuning for every routing source (file, Kubernetes).
+    """
+    import uvicorn
+
+    if loop is None:
+        try:
+            import uvloop  # noqa: F401
+            loop = "uvloop"
+        except ImportError:
+            loop = "asyncio"
     server = uvicorn.Server(uvicorn.Config(
-        app, host=args.host, port=args.port, loop=loop, http="httptools", lifespan="on", access_log=False,
-        log_level=args.log_level if args.log_level != "info" else "warning", timeout_graceful_shutdown=30,
+        app, host=host, port=port, loop=loop, http="httptools", lifespan="on", access_log=False,
+        log_level=log_level if log_level != "info" else "warning", timeout_graceful_shutdown=30,
         backlog=2048, server_header=False, date_header=False, proxy_headers=False))
     # uvicorn re-raises the captured SIGTERM/SIGINT after its graceful shutdown; a no-op handler lets that
     # re-raise return, so a drained, flushed router exits 0 instead of dying of the signal.

@@ -19,7 +19,7 @@ class RouterSettings:
     """Honour the `x-modelrollout-version` header (testing a version directly)."""
     max_body_bytes: int = 1024 * 1024
     """Largest accepted request body, bytes; larger → 413."""
-    shadow_max_inflight: int = 64
+    shadow_max_inflight: int = 256
     """Shadow calls in flight at once; beyond this a mirror is dropped and counted."""
     reservoir: int = 2048
     """Uniform sample size kept per numeric summary (prediction, each watched feature) per window."""

@@ -31,7 +31,7 @@ def test_shadow_pairs_each_request_with_the_primary_output(procs, tmp_path):
     v1 = procs.scorer("v1", "--seed", "7")
     v2 = procs.scorer("v2", "--seed", "7", "--shift", "0.05")
     cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=0, shadow=True)])
-    router = procs.router(cfg)
+    router = procs.router(cfg, "--shadow-max-inflight", "1000")
     n = 300
     results = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(age=20 + i % 50, i=i),
                           {"x-user-id": f"u{i}"}) for i in range(n)])

@@ -57,7 +57,7 @@ def test_log_rotates_survives_sigterm_and_replays_to_the_same_summaries(procs, t
     cfg = write_config(tmp_path / "r.yaml", [doc])
     logs = tmp_path / "log"
     router = procs.router(cfg, "--log-dir", str(logs), "--log-max-bytes", "40000", "--log-inputs",
-                          "--redact", "features.amount", "--replica-id", "r1")
+                          "--redact", "features.amount", "--replica-id", "r1", "--shadow-max-inflight", "1000")
     n = 300
     answers = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(i=i), {}) for i in range(n)])
     labels = post_many([(f"{router.url}/v1/rollouts/fraud/feedback", {"request_id": h["x-request-id"], "label": i % 2},
