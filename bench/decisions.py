@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             v = verdict(mult, rate, within2)
             misses += v != "ok"
             name = f"{metric} max {thr} @ {'A/A' if mult == 0 else f'{mult}x'}"
-            print(f"{name:<26}{true:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}{promoted:>10.1%}  {v}"
+            print(f"{name:<26}{true:>8.3f}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}"
+                  f"{promoted:>10.1%}  {v}"
                   f"   ({time.perf_counter() - t:.0f}s)", flush=True)
     # Calibrated threshold (dynamic: 3 sigmas, 5 A/A windows learned in a 5-window shadow step).
     spec = calibrated_spec(5, 5)

@@ -8,7 +8,7 @@ counter a decision depends on (consecutive failures, calibration values, the ste
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Mapping

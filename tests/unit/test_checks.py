@@ -23,7 +23,8 @@ def make_spec(checks, kind="score", steps=None, **analysis):
         "baseline": {"version": "v1", "url": "http://b:1"},
         "candidate": {"version": "v2", "url": "http://c:1"},
         "output": {"kind": kind},
-        "strategy": {"steps": steps or [{"shadow": {"duration": "10m"}}, {"canary": {"weight": 20, "duration": "10m"}}]},
+        "strategy": {"steps": steps or [{"shadow": {"duration": "10m"}},
+                                        {"canary": {"weight": 20, "duration": "10m"}}]},
         "analysis": an,
     }, "fraud", "ml")
 

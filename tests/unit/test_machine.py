@@ -605,7 +605,8 @@ def test_a_check_that_does_not_apply_neither_blocks_nor_pauses():
     and do not count towards inconclusiveLimit."""
     checks = [{"name": "agree", "metric": "shadow-agreement", "min": 0.9},
               {"name": "score-psi", "metric": "psi", "max": 0.2}]
-    spec = make_spec(checks=checks, steps=[{"shadow": {"duration": "2m"}}, {"canary": {"weight": 10, "duration": "10m"}},
+    spec = make_spec(checks=checks, steps=[{"shadow": {"duration": "2m"}},
+                                           {"canary": {"weight": 10, "duration": "10m"}},
                                            {"canary": {"weight": 50, "duration": "1m"}}])
 
     def results(sp, skipped):

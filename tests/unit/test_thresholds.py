@@ -11,8 +11,8 @@ import pytest
 from policies.spec import load_documents, parse_rollout, parse_spec
 from policies.status import Routing, Verdict
 from policies.thresholds import (
-    aa_unit, applies, calibrated_limit, effective_sigmas, failure_limit, judge_max, judge_p_value, lower_bound, planned_windows,
-    sample_scale, window_alpha,
+    aa_unit, applies, calibrated_limit, effective_sigmas, failure_limit, judge_max, judge_p_value, lower_bound,
+    planned_windows, sample_scale, window_alpha,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
