@@ -25,6 +25,8 @@ OPERATIONAL_METRICS = (
 OUTCOME_METRICS = ("interleave", "accuracy", "disparate-impact", "equal-opportunity", "shadow-agreement",
                    "shadow-mean-abs-delta")
 METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS
+P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave")
+RATIO_METRICS = OPERATIONAL_METRICS
 NOTIFY_PHASES = ("Shadowing", "Progressing", "Interleaving", "Paused", "Promoted", "RolledBack", "Failed")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -345,6 +347,15 @@ def _check(raw: Any, path: str, output_kind: str) -> CheckSpec:
         if all(b is None for b in bounds):
             raise SpecError(path, f"check {name!r} needs a threshold: max, min, minPValue, "
                                   f"maxRatioToBaseline or dynamic")
+        if check.max_ratio_to_baseline is not None and metric not in RATIO_METRICS:
+            raise SpecError(r.at("maxRatioToBaseline"), f"applies to {', '.join(RATIO_METRICS)}; "
+                                                        f"{metric} compares the versions already: use max or dynamic")
+        if check.min_p_value is not None and metric not in P_VALUE_METRICS:
+            raise SpecError(r.at("minPValue"), f"{metric} has no p-value; minPValue applies to "
+                                               f"{', '.join(P_VALUE_METRICS)}")
+        if dynamic is not None and metric not in DRIFT_METRICS:
+            raise SpecError(r.at("dynamic"), f"calibrated thresholds apply to drift metrics "
+                                             f"({', '.join(DRIFT_METRICS)}), not {metric}")
         if metric in ("disparate-impact", "equal-opportunity") and not check.segment:
             raise SpecError(r.at("segment"), f"metric {metric} needs the segment field to compare")
         if metric in ("mmd", "centroid-cosine") and output_kind != "embedding" and check.feature is None:

@@ -134,10 +134,12 @@ def test_chi2_on_class_outputs():
 
 
 def test_drift_ratio_to_baseline_is_refused_with_reason():
-    """maxRatioToBaseline has no meaning for a drift metric: Inconclusive, saying what to use instead."""
-    spec = make_spec([{"name": "x", "metric": "psi", "maxRatioToBaseline": 1.5}])
-    r = one(spec, obs(window(B2000), window(C_SAME, seed=1)))
-    assert r.verdict is Verdict.INCONCLUSIVE and "use max or dynamic" in r.reason
+    """maxRatioToBaseline has no meaning for a drift metric: the spec is refused, saying what to use instead."""
+    from policies.spec import SpecError
+
+    with pytest.raises(SpecError, match="use max or dynamic") as err:
+        make_spec([{"name": "x", "metric": "psi", "maxRatioToBaseline": 1.5}])
+    assert err.value.path.endswith("checks[0].maxRatioToBaseline")
 
 
 # --- calibrated thresholds --------------------------------------------------------------------

@@ -65,6 +65,13 @@ def test_kubectl_json_spelling_of_on_is_accepted(doc):
      "spec.strategy.steps[5]", "exactly one of"),
     (lambda d: d["spec"]["strategy"]["steps"].append({"interleave": {}}),
      "spec.strategy.steps[5].interleave", "ranking"),
+    (lambda d: d["spec"]["analysis"]["checks"].append({"name": "x", "metric": "psi", "maxRatioToBaseline": 2}),
+     "spec.analysis.checks[8].maxRatioToBaseline", "use max or dynamic"),
+    (lambda d: d["spec"]["analysis"]["checks"].append({"name": "x", "metric": "psi", "minPValue": 0.01}),
+     "spec.analysis.checks[8].minPValue", "psi has no p-value"),
+    (lambda d: d["spec"]["analysis"]["checks"].append({"name": "x", "metric": "error-rate",
+                                                       "dynamic": {"sigmas": 3}}),
+     "spec.analysis.checks[8].dynamic", "drift metrics"),
     (lambda d: d["metadata"].__setitem__("name", "Fraud_Scorer"), "metadata.name", "DNS-1123"),
     (lambda d: d.__setitem__("apiVersion", "v1"), "apiVersion", "modelrollout.io/v1alpha1"),
 ])
