@@ -1,0 +1,40 @@
+"""modelrollout's pure core: drift statistics, mergeable summaries, checks and the rollout state machine.
+
+Nothing here does I/O or reads a clock: time is an argument. This module is the public surface; the
+`_`-prefixed modules are internals and may change.
+
+    from policies import parse_rollout, evaluate, decide, psi
+"""
+from policies.checks import Observations, SourceError, evaluate, render_query
+from policies.interleaving import credit, interleave_test, team_draft
+from policies.machine import Command, Decision, Emit, Notify, SetRouting, decide, invalid_spec_status
+from policies.spec import (
+    AnalysisSpec, CheckSpec, Rollout, RolloutSpec, SpecError, Step, load_documents, parse_duration,
+    parse_rollout, parse_spec,
+)
+from policies.stats import (
+    METRICS, StatError, StatResult, bin_edges, binned_counts, centroid_cosine, chi2, compute,
+    disparate_impact, equal_opportunity, hellinger, js, kendall_tau, kl, ks, mann_whitney, mmd, psi,
+    wasserstein,
+)
+from policies.status import CheckResult, Phase, RolloutStatus, Verdict
+from policies.summaries import (
+    CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram, NumericSummary,
+    PairedSummary, SegmentCounts, SummaryError, VersionWindow,
+)
+
+__all__ = [
+    # spec
+    "AnalysisSpec", "CheckSpec", "Rollout", "RolloutSpec", "SpecError", "Step", "load_documents",
+    "parse_duration", "parse_rollout", "parse_spec",
+    # statistics
+    "METRICS", "StatError", "StatResult", "bin_edges", "binned_counts", "centroid_cosine", "chi2", "compute",
+    "disparate_impact", "equal_opportunity", "hellinger", "js", "kendall_tau", "kl", "ks", "mann_whitney",
+    "mmd", "psi", "wasserstein", "credit", "interleave_test", "team_draft",
+    # summaries
+    "CategoricalSummary", "EmbeddingSummary", "InterleaveSummary", "LatencyHistogram", "NumericSummary",
+    "PairedSummary", "SegmentCounts", "SummaryError", "VersionWindow",
+    # checks and decisions
+    "CheckResult", "Observations", "Phase", "RolloutStatus", "SourceError", "Verdict", "evaluate",
+    "render_query", "Command", "Decision", "Emit", "Notify", "SetRouting", "decide", "invalid_spec_status",
+]
