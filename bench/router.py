@@ -171,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nrouter benchmark: {seconds:g} s per case, median of {rounds} round(s), wrk -t1, one router process (uvicorn+uvloop+httptools, "
-          f"raw-ASGI hot path, aiohttp upstream pool), log + summaries + metrics on\n")
+          f"raw-ASGI hot path, httptools keep-alive upstream client), log + summaries + metrics on\n")
     print(f"{'case':44} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for (label, conns), v in results.items():
-        print(f"{label:44} {conns:>5} {v['rps']:>9.0f} {v['p50_ms']:>8.3f} {v['p99_ms']:>8.3f} {v['non2xx']:>8}")
+        print(f"{label:44} {conns:>5} {v['rps']:>9.0f} {v['p50_ms']:>8.3f} {v['p99_ms']:>8.3f} {v['non2xx']:>8.0f}")
     g = lambda label, c: results[(label, c)]
     shadow_label = cases[4][0]
     print("\nratios and targets")

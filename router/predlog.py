@@ -66,13 +66,12 @@ class PredictionLog:
         self._hour, self._size = hour, 0
         self._seq += 1
 
-    def _write_batch(self, batch: list[dict], sync: bool) -> None:
+    def _write_lines(self, lines: list[bytes], sync: bool) -> None:
+        """Append serialised lines, rotating by hour and size (runs in a worker thread: file I/O only)."""
         hour = time.strftime("%Y%m%dT%H", time.gmtime())
         if self._file is None or hour != self._hour:
             self._open(hour)
-        for record in batch:
-            line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE,
-                                default=str)
+        for line in lines:
             if self._size and self._size + len(line) > self.max_bytes:
                 self._open(hour)
             self._file.write(line)
@@ -81,13 +80,25 @@ class PredictionLog:
         if sync:
             os.fsync(self._file.fileno())
 
+    async def _serialise(self, batch: list[dict], chunk: int = 128) -> list[bytes]:
+        """JSON lines for `batch`, made on the event loop a chunk at a time: a worker thread doing this would
+        hold the GIL for up to the 5 ms switch interval and stall requests."""
+        lines: list[bytes] = []
+        option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+        for i in range(0, len(batch), chunk):
+            lines.extend(orjson.dumps(r, option=option, default=str) for r in batch[i:i + chunk])
+            if i + chunk < len(batch):
+                await asyncio.sleep(0)
+        return lines
+
     async def flush(self, sync: bool = False) -> None:
         async with self._flushing:
             if self._closed:
                 return
             batch, self._pending = self._pending, []
             if batch or sync:
-                await asyncio.to_thread(self._write_batch, batch, sync)
+                lines = await self._serialise(batch)
+                await asyncio.to_thread(self._write_lines, lines, sync)
                 self.written += len(batch)
 
     async def run(self) -> None:
@@ -110,7 +121,7 @@ class PredictionLog:
         async with self._flushing:
             batch, self._pending = self._pending, []
             self._closed = True
-            await asyncio.to_thread(self._write_batch, batch, True)
+            await asyncio.to_thread(self._write_lines, await self._serialise(batch), True)
             self.written += len(batch)
             if self._file is not None:
                 self._file.close()

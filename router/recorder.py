@@ -141,7 +141,7 @@ class Recorder:
         if now is not None:
             self.prune(now)
 
-    async def fold_queued(self, chunk: int = 64) -> None:
+    async def fold_queued(self, chunk: int = 16) -> None:
         """Fold queued records `chunk` at a time, yielding to the event loop in between, so recording
         never stalls requests for more than one chunk's worth of work."""
         pending = self._pending
