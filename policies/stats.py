@@ -16,7 +16,7 @@ from scipy import stats as sps
 from ._binning import aligned_counts, bin_edges, binned_counts, category_counts, check_edges, edges_from_sorted
 from ._drift import binned, categorical_pair, compare_numeric, from_counts, ks_sorted, wasserstein_sorted
 from ._mmd import centroid_cosine, mmd
-from ._result import StatError, StatResult, as_sample
+from ._result import StatError, StatResult, as_sample, sorted_sample
 from .fairness import disparate_impact, equal_opportunity
 from .interleaving import credit, interleave_test, team_draft
 
@@ -76,12 +76,12 @@ def hellinger_from_counts(b_counts: Any, c_counts: Any) -> StatResult:
 
 def ks(b: Any, c: Any) -> StatResult:
     """Two-sample Kolmogorov–Smirnov: value = D, p_value as scipy.stats.ks_2samp(b, c)."""
-    return ks_sorted(np.sort(as_sample(b, "baseline")), np.sort(as_sample(c, "candidate")))
+    return ks_sorted(sorted_sample(b, "baseline"), sorted_sample(c, "candidate"))
 
 
 def wasserstein(b: Any, c: Any) -> StatResult:
     """scipy.stats.wasserstein_distance(b, c) / std(b) (population std; raw if std(b) = 0)."""
-    return wasserstein_sorted(np.sort(as_sample(b, "baseline")), np.sort(as_sample(c, "candidate")))
+    return wasserstein_sorted(sorted_sample(b, "baseline"), sorted_sample(c, "candidate"))
 
 
 def chi2(b_counts: Any, c_counts: Any, bins: int = 10, edges: Any = None) -> StatResult:

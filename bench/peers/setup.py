@@ -1,6 +1,6 @@
 """Create (or reuse) the peers' virtualenv for bench/stats.py.
 
-    python bench/peers/setup.py [--alibi] [--venv DIR]
+    python bench/peers/setup.py [--venv DIR]
 
 The venv lives under ~/.cache/modelrollout/bench-venv by default, is separate from the project's
 venv (Evidently 0.7.23 needs pandas < 3) and is only rebuilt when the requirement files change.
@@ -23,9 +23,9 @@ def python_of(venv_dir: Path) -> Path:
     return venv_dir / "bin" / "python"
 
 
-def ensure(venv_dir: Path = DEFAULT_VENV, alibi: bool = False) -> Path:
+def ensure(venv_dir: Path = DEFAULT_VENV) -> Path:
     """The peers' python, installing what is missing; raises CalledProcessError if pip fails."""
-    files = [HERE / "requirements.txt"] + ([HERE / "requirements-alibi.txt"] if alibi else [])
+    files = [HERE / "requirements.txt"]
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
     marker = venv_dir / f".installed-{digest[:16]}"
     py = python_of(venv_dir)
@@ -41,10 +41,9 @@ def ensure(venv_dir: Path = DEFAULT_VENV, alibi: bool = False) -> Path:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--alibi", action="store_true", help="also install alibi-detect with its PyTorch backend")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     args = p.parse_args(argv)
-    print(ensure(args.venv, args.alibi))
+    print(ensure(args.venv))
     return 0
 
 
