@@ -339,3 +339,16 @@ def test_ks_and_wasserstein_large_samples_with_ties():
     r = S.ks(b, c)
     assert r.value == pytest.approx(ref.statistic, rel=RTOL) and r.p_value == pytest.approx(ref.pvalue, rel=RTOL)
     assert S.wasserstein(b, c).value == pytest.approx(sps.wasserstein_distance(b, c) / np.std(b), rel=RTOL)
+
+
+def test_compare_numeric_large_samples_match_and_name_errors():
+    """Above the parallel-sort size the results still equal scipy and bad input still names the sample."""
+    rng = np.random.default_rng(14)
+    b, c = rng.normal(size=250_000), rng.normal(0.01, 1, size=260_000)
+    out = S.compare_numeric(b, c, ("ks", "wasserstein"))
+    ref = sps.ks_2samp(b, c)
+    assert out["ks"].value == pytest.approx(ref.statistic, rel=RTOL)
+    assert out["wasserstein"].value == pytest.approx(sps.wasserstein_distance(b, c) / np.std(b), rel=RTOL)
+    c[:2] = np.nan
+    with pytest.raises(S.StatError, match="candidate has 2 NaN values"):
+        S.compare_numeric(b, c)
