@@ -31,12 +31,15 @@ class Issued:
     issued_at: float
 
     def pack(self) -> bytes:
+        teams = list(self.teams.items()) if self.teams is not None else None   # item ids may be ints
         return orjson.dumps((self.rollout_key, self.revision, self.arm, self.version, self.output, self.segments,
-                             self.teams, self.issued_at))
+                             teams, self.issued_at))
 
     @classmethod
     def unpack(cls, data: bytes) -> "Issued":
-        return cls(*orjson.loads(data))
+        key, revision, arm, version, output, segments, teams, issued_at = orjson.loads(data)
+        return cls(key, revision, arm, version, output, segments,
+                   {item: team for item, team in teams} if teams is not None else None, issued_at)
 
 
 class FeedbackRefused(Exception):

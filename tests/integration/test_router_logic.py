@@ -71,6 +71,14 @@ def test_issued_ids_are_bounded_and_expire():
     assert len(ids) == 0
 
 
+def test_interleaving_teams_survive_the_table_with_integer_item_ids():
+    """Teams of an interleaved answer come back from the id table keyed exactly as the items were (ints stay ints)."""
+    ids = IssuedIds(ttl_seconds=100.0, max_ids=10)
+    teams = {7: "a", "x": "b", 3: "b"}
+    ids.issue("r1", Issued("ml/rank", "r2@http://x", "interleave", "r1+r2", [7, "x", 3], None, teams, 1.0))
+    assert ids.claim("r1", "ml/rank", 2.0).teams == teams
+
+
 def test_outputs_are_validated_by_kind():
     """Scores must be finite numbers, classes scalars, rankings lists of ids, embeddings finite vectors."""
     assert output_value("score", 0.5) == (0.5, True)
