@@ -13,14 +13,14 @@ from policies.spec import (
     parse_rollout, parse_spec,
 )
 from policies.stats import (
-    METRICS, StatError, StatResult, bin_edges, binned_counts, centroid_cosine, chi2, compute,
-    disparate_impact, equal_opportunity, hellinger, js, kendall_tau, kl, ks, mann_whitney, mmd, psi,
-    wasserstein,
+    METRICS, StatError, StatResult, bin_edges, binned_counts, centroid_cosine, chi2, compare_numeric, compute,
+    disparate_impact, equal_opportunity, hellinger, hellinger_from_counts, js, js_from_counts, kendall_tau, kl,
+    kl_from_counts, ks, mann_whitney, mmd, psi, psi_from_counts, wasserstein,
 )
 from policies.status import CheckResult, Phase, RolloutStatus, Verdict
 from policies.summaries import (
     CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram, NumericSummary,
-    PairedSummary, SegmentCounts, SummaryError, VersionWindow,
+    PairedSummary, SegmentCounts, SummaryError, VersionWindow, key_from_request_id,
 )
 
 __all__ = [
@@ -28,12 +28,13 @@ __all__ = [
     "AnalysisSpec", "CheckSpec", "Rollout", "RolloutSpec", "SpecError", "Step", "load_documents",
     "parse_duration", "parse_rollout", "parse_spec",
     # statistics
-    "METRICS", "StatError", "StatResult", "bin_edges", "binned_counts", "centroid_cosine", "chi2", "compute",
+    "METRICS", "StatError", "StatResult", "bin_edges", "binned_counts", "centroid_cosine", "chi2", "compare_numeric", "compute",
     "disparate_impact", "equal_opportunity", "hellinger", "js", "kendall_tau", "kl", "ks", "mann_whitney",
-    "mmd", "psi", "wasserstein", "credit", "interleave_test", "team_draft",
+    "mmd", "psi", "wasserstein", "psi_from_counts", "kl_from_counts", "js_from_counts", "hellinger_from_counts",
+    "credit", "interleave_test", "team_draft",
     # summaries
     "CategoricalSummary", "EmbeddingSummary", "InterleaveSummary", "LatencyHistogram", "NumericSummary",
-    "PairedSummary", "SegmentCounts", "SummaryError", "VersionWindow",
+    "PairedSummary", "SegmentCounts", "SummaryError", "VersionWindow", "key_from_request_id",
     # checks and decisions
     "CheckResult", "Observations", "Phase", "RolloutStatus", "SourceError", "Verdict", "evaluate",
     "render_query", "Command", "Decision", "Emit", "Notify", "SetRouting", "decide", "invalid_spec_status",

@@ -106,17 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001
         print(f"modelrollout router: cannot load Kubernetes configuration: {e}", file=sys.stderr)
         return 2
-    import uvicorn
-
     from router.app import create_app
+    from router.server import serve
 
     namespace = None if args.namespace in ("all", "", "*") else args.namespace
     app = create_app(KubeSource(api, namespace), settings)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=args.host, port=args.port, loop="asyncio", lifespan="on", access_log=False,
-        log_level=args.log_level if args.log_level != "info" else "warning", timeout_graceful_shutdown=30))
-    server.run()
-    return 0 if server.started else 1
+    # Same server tuning and graceful SIGTERM drain as the file-configured router.
+    return serve(app, args.host, args.port, args.log_level, loop="asyncio")
 
 
 if __name__ == "__main__":
