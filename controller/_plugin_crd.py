@@ -23,6 +23,7 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 URL_PATTERN = r"^https?://[^\s]+$"
 CHECK_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 FEATURE_TARGET_PATTERN = r"^(prediction|feature:.+)$"
+ATTRIBUTIONS_PATH_PATTERN = r"^[^.\s]+(\.[^.\s]+)*$"
 # YAML 1.1 reads a bare `on:` key as the boolean true; kubectl sends it on as the key "true".
 ON_ALIAS = "true"
 
@@ -159,6 +160,9 @@ def spec_schema() -> dict:
             "path": _str("Dotted path of the prediction in the response JSON (default prediction).", minLength=1),
             "positive": _str("Fairness on class outputs: the class counted as positive.", minLength=1),
             "threshold": _num("Fairness on score outputs: scores >= threshold count as positive (default 0.5)."),
+            "attributions": _str("Dotted path of per-feature attributions ({feature: value}, e.g. SHAP values) "
+                                 "in the response JSON; needed by attribution-tau checks.",
+                                 pattern=ATTRIBUTIONS_PATH_PATTERN),
         }, "Where the prediction is in a model's JSON response, and what it is."),
         "features": _obj({
             "path": _str("Dotted path of the feature mapping in the request JSON (default features).", minLength=1),

@@ -3,8 +3,9 @@
 `python -m controller.dashboard > manifests/grafana-dashboard.json` writes it; a test keeps the committed
 file equal to this output and every queried metric equal to one the router or controller exports.
 Variables: datasource, namespace, rollout. Panels: checks over time against their thresholds, the
-candidate's weight and phase, per-version request rate, error ratio, latency and mean prediction, and
-dropped mirrors.
+candidate's weight and phase, per-version request rate, error ratio, latency and mean prediction,
+dropped mirrors, each check's verdict over time and the failing checks by target (prediction, feature,
+attribution, operational).
 """
 from __future__ import annotations
 
@@ -20,7 +21,12 @@ ROUTER_METRICS = ("modelrollout_router_requests_total", "modelrollout_router_err
                   "modelrollout_router_request_duration_seconds_bucket", "modelrollout_router_shadow_dropped_total",
                   "modelrollout_router_prediction_sum", "modelrollout_router_prediction_count")
 CONTROLLER_METRICS = ("modelrollout_rollout_phase", "modelrollout_rollout_weight", "modelrollout_check_value",
-                      "modelrollout_check_threshold")
+                      "modelrollout_check_threshold", "modelrollout_check_verdict", "modelrollout_check_failing")
+# Verdict as one number for the state timeline: Pass 0, Inconclusive 1, Fail 2.
+VERDICT_MAPPINGS = [{"type": "value", "options": {
+    "0": {"text": "Pass", "color": "green", "index": 0},
+    "1": {"text": "Inconclusive", "color": "yellow", "index": 1},
+    "2": {"text": "Fail", "color": "red", "index": 2}}}]
 
 
 def _target(expr: str, legend: str, ref: str) -> dict:
@@ -30,13 +36,14 @@ def _target(expr: str, legend: str, ref: str) -> dict:
 
 def _panel(pid: int, title: str, targets: list[dict], grid: tuple[int, int, int, int], *, unit: str = "short",
            kind: str = "timeseries", description: str = "", overrides: list | None = None,
-           options: dict | None = None, custom: dict | None = None) -> dict:
+           options: dict | None = None, custom: dict | None = None, mappings: list | None = None) -> dict:
     x, y, w, h = grid
     panel: dict[str, Any] = {
         "id": pid, "type": kind, "title": title, "description": description,
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
-        "fieldConfig": {"defaults": {"unit": unit, "custom": custom or {}}, "overrides": overrides or []},
+        "fieldConfig": {"defaults": {"unit": unit, "custom": custom or {}, **({"mappings": mappings} if mappings else {})},
+                        "overrides": overrides or []},
         "options": options or {"legend": {"displayMode": "table", "placement": "bottom", "showLegend": True},
                                "tooltip": {"mode": "multi", "sort": "desc"}},
         "targets": targets,
@@ -97,6 +104,20 @@ def panels() -> list[dict]:
                     "{{rollout}}", "A"),
         ], (12, 23, 12, 6), unit="reqps",
             description="Mirrored calls dropped because too many were in flight: evidence the shadow step lost."),
+        _panel(9, "Check verdicts", [
+            _target(f"2 * max by (namespace, rollout, check) (modelrollout_check_verdict{{{SEL}, verdict=\"Fail\"}}) + "
+                    f"max by (namespace, rollout, check) (modelrollout_check_verdict{{{SEL}, verdict=\"Inconclusive\"}})",
+                    "{{rollout}} {{check}}", "A"),
+        ], (0, 29, 16, 8), kind="state-timeline", mappings=VERDICT_MAPPINGS,
+            description="Each check's verdict per analysis window: Pass, Inconclusive (too few samples, no data) "
+                        "or Fail. Works for every bound (max, min, minPValue), unlike value against threshold.",
+            options={"showValue": "auto", "mergeValues": True, "rowHeight": 0.8, "legend": {"showLegend": False}}),
+        _panel(10, "Failing checks by target", [
+            _target(f"sum by (target, severity) (modelrollout_check_failing{{{SEL}}})", "{{target}} ({{severity}})",
+                    "A"),
+        ], (16, 29, 8, 8), description="Checks whose last window failed, by what they watch: prediction, "
+                                       "feature, attribution (the model's reasons) or operational (errors, latency).",
+            custom={"lineInterpolation": "stepAfter", "fillOpacity": 20, "stacking": {"mode": "normal"}}),
     ]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import stats
 from ._result import StatError, StatResult
-from .spec import CheckSpec, RolloutSpec
+from .spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, CheckSpec, RolloutSpec
 from .status import CheckResult, RolloutStatus, Verdict
 from .summaries import (
     LATENCY_BOUNDS, CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram, NumericSummary,
@@ -28,7 +28,11 @@ from .thresholds import (
     judge_p_value, judge_ratio, planned_windows,
 )
 
-__all__ = ["Observations", "SourceError", "CheckResult", "Verdict", "evaluate", "render_query", "applies"]
+__all__ = ["Observations", "SourceError", "CheckResult", "Verdict", "evaluate", "render_query", "applies",
+           "check_target", "check_severity", "TARGETS", "SEVERITIES"]
+
+TARGETS = ("prediction", "feature", "attribution", "operational")
+SEVERITIES = ("critical", "warning", "info")
 
 MANN_WHITNEY_ALPHA = 0.02
 """Kayenta's judge: 98% confidence when the check gives no minPValue."""
@@ -65,6 +69,24 @@ def render_query(check: CheckSpec, spec: RolloutSpec) -> str:
         return values.get(m.group(1), m.group(0))
 
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", sub, check.prometheus.query)
+
+
+def check_target(check: CheckSpec) -> str:
+    """What a failing check says is wrong: the `prediction` distribution, a watched `feature`, the
+    model's reasons (`attribution`), or how it serves (`operational`: errors, latency, Prometheus)."""
+    if check.prometheus is not None or check.metric in OPERATIONAL_METRICS:
+        return "operational"
+    if check.metric in ATTRIBUTION_METRICS:
+        return "attribution"
+    return "feature" if check.feature is not None else "prediction"
+
+
+def check_severity(check: CheckSpec) -> str:
+    """How loudly a failing check should alert: `critical` for error-rate and immediate checks (NaN
+    outputs, 5xx: act now), `info` for checks whose action is only `warn`, `warning` for the rest."""
+    if check.immediate or check.metric == "error-rate":
+        return "critical"
+    return "info" if check.action == "warn" else "warning"
 
 
 def evaluate(spec: RolloutSpec, obs: Observations, status: RolloutStatus | Mapping[str, Any] | None = None
@@ -433,6 +455,26 @@ def _prometheus(ctx: _Ctx) -> CheckResult:
     return ctx.judged(js, float(v), 1)
 
 
+# --- attributions ------------------------------------------------------------------------------------
+
+def _attribution(ctx: _Ctx) -> CheckResult:
+    """Kendall's tau between the versions' feature-importance rankings (mean |attribution| per feature)."""
+    b_sum = getattr(ctx.obs.baseline, "attributions", None)
+    c_sum = getattr(ctx.obs.candidate, "attributions", None)
+    for side, s in (("baseline", b_sum), ("candidate", c_sum)):
+        if s is None or s.n == 0:
+            return ctx.inconclusive(f"no attributions in the {side} window (does the model return them at "
+                                    f"spec.output.attributions {ctx.spec.output.attributions!r}?)")
+    short = ctx.too_few(b_sum.n, c_sum.n, "attributed predictions")
+    if short:
+        return ctx.inconclusive(short, c_sum.n)
+    rb, rc = b_sum.ranking(), c_sum.ranking()
+    res = stats.kendall_tau(rb, rc)
+    r = ctx.judged(_bounds(ctx, res.value), res.value, c_sum.n, res)
+    top = lambda ranking: ", ".join(ranking[:3])  # noqa: E731
+    return replace(r, reason=f"{r.reason} (top features baseline: {top(rb)}; candidate: {top(rc)})")
+
+
 _EVALUATORS: dict[str, Callable[[_Ctx], CheckResult]] = {
     **{m: _drift for m in ("psi", "kl", "js", "hellinger", "ks", "chi2", "wasserstein", "mmd", "centroid-cosine")},
     "error-rate": _error_rate,
@@ -441,4 +483,5 @@ _EVALUATORS: dict[str, Callable[[_Ctx], CheckResult]] = {
     "shadow-agreement": _shadow, "shadow-mean-abs-delta": _shadow,
     "interleave": _interleave, "accuracy": _accuracy,
     "disparate-impact": _fairness, "equal-opportunity": _fairness,
+    "attribution-tau": _attribution,
 }

@@ -24,13 +24,16 @@ OPERATIONAL_METRICS = (
 )
 OUTCOME_METRICS = ("interleave", "accuracy", "disparate-impact", "equal-opportunity", "shadow-agreement",
                    "shadow-mean-abs-delta")
-METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS
+ATTRIBUTION_METRICS = ("attribution-tau",)
+"""Compare why the versions predict: Kendall's tau between their feature-importance rankings."""
+METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS + ATTRIBUTION_METRICS
 P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave")
 RATIO_METRICS = OPERATIONAL_METRICS
 NOTIFY_PHASES = ("Shadowing", "Progressing", "Interleaving", "Paused", "Promoted", "RolledBack", "Failed")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_FIELD_PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
 _CHECK_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -86,6 +89,9 @@ class OutputSpec:
     positive: str | None = None
     """For fairness: the class counted as positive (class outputs); scores count >= `threshold`."""
     threshold: float = 0.5
+    attributions: str | None = None
+    """Dotted path of per-feature attributions in the response (`{"age": 0.12, "amount": -0.4}`, e.g. SHAP
+    values); None when the model returns none. Needed by `attribution-tau` checks."""
 
 
 @dataclass(frozen=True)
@@ -310,7 +316,8 @@ def _step(raw: Any, path: str) -> Step:
     return Step(kind, duration=duration)
 
 
-def _check(raw: Any, path: str, output_kind: str) -> CheckSpec:
+def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
+    output_kind = output.kind
     r = _Reader(raw, path)
     name = r.str("name", required=True, pattern=_CHECK_NAME, what="a name of letters, digits, '-', '_' or '.'")
     prom = r.sub("prometheus")
@@ -364,6 +371,13 @@ def _check(raw: Any, path: str, output_kind: str) -> CheckSpec:
             raise SpecError(r.at("metric"), f"chi2 compares categories; spec.output.kind is {output_kind!r}")
         if metric == "interleave" and output_kind != "ranking":
             raise SpecError(r.at("metric"), f"interleave needs spec.output.kind ranking, got {output_kind!r}")
+        if metric in ATTRIBUTION_METRICS:
+            if output.attributions is None:
+                raise SpecError(r.at("metric"), f"{metric} compares feature attributions; set "
+                                                f"spec.output.attributions to their dotted path in the response")
+            if check.feature is not None:
+                raise SpecError(r.at("on"), f"{metric} ranks the attributions of the prediction; "
+                                            f"expected 'prediction', got {on!r}")
     return check
 
 
@@ -393,7 +407,9 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
         raise SpecError(r.at("predictPath"), f"expected a path starting with '/', got {predict_path!r}")
     out = r.sub("output") or _Reader({}, r.at("output"))
     output = OutputSpec(kind=out.str("kind", "score", choices=OUTPUT_KINDS), path=out.str("path", "prediction"),
-                        positive=out.str("positive"), threshold=out.num("threshold", 0.5))
+                        positive=out.str("positive"), threshold=out.num("threshold", 0.5),
+                        attributions=out.str("attributions", pattern=_FIELD_PATH,
+                                             what="a dotted path like 'explanation.shap'"))
     feats = r.sub("features")
     strategy = r.sub("strategy") or _Reader({}, r.at("strategy"))
     sticky = strategy.sub("stickiness")
@@ -405,7 +421,7 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
             raise SpecError(f"{strategy.at('steps')}[{i}].interleave",
                             f"interleaving needs spec.output.kind ranking, got {output.kind!r}")
     an = r.sub("analysis") or _Reader({}, r.at("analysis"))
-    checks = tuple(_check(c, f"{an.at('checks')}[{i}]", output.kind) for i, c in enumerate(an.list("checks")))
+    checks = tuple(_check(c, f"{an.at('checks')}[{i}]", output) for i, c in enumerate(an.list("checks")))
     seen: set[str] = set()
     for i, c in enumerate(checks):
         if c.name in seen:

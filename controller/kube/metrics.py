@@ -1,11 +1,21 @@
 """The controller's own Prometheus metrics (one registry per controller, so replicas in one process and
-tests never share counters)."""
+tests never share counters).
+
+`modelrollout_check_failing` (0/1) and the one-hot `modelrollout_check_verdict` let alerts fire on any
+check, whatever the direction of its bound (`value > threshold` is wrong for min and minPValue checks);
+their `severity` and `target` labels come from `policies.checks.check_severity` / `check_target`.
+"""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from policies.checks import CheckSpec, check_severity, check_target
+from policies.spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, RolloutSpec
+
+VERDICTS = ("Pass", "Fail", "Inconclusive")
 PHASES = ("Pending", "Shadowing", "Progressing", "Interleaving", "Paused", "Promoted", "RolledBack", "Failed")
 
 
@@ -21,6 +31,12 @@ class ControllerMetrics:
                                  ["namespace", "rollout", "check"], registry=r)
         self.check_threshold = Gauge("modelrollout_check_threshold", "Threshold the check's value is held to",
                                      ["namespace", "rollout", "check"], registry=r)
+        self.check_failing = Gauge("modelrollout_check_failing",
+                                   "1 while the check's last window verdict is Fail, else 0",
+                                   ["namespace", "rollout", "check", "severity", "target"], registry=r)
+        self.check_verdict = Gauge("modelrollout_check_verdict",
+                                   "1 for the check's last window verdict (Pass, Fail, Inconclusive), 0 for the others",
+                                   ["namespace", "rollout", "check", "severity", "target", "verdict"], registry=r)
         self.reconcile_seconds = Histogram("modelrollout_reconcile_duration_seconds",
                                            "Time of one reconcile of one rollout",
                                            buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), registry=r)
@@ -38,19 +54,55 @@ class ControllerMetrics:
     def serve(self, port: int, addr: str = "127.0.0.1"):
         return start_http_server(port, addr=addr, registry=self.registry)
 
-    def observe_status(self, ns: str, name: str, status: dict) -> None:
+    def observe_status(self, ns: str, name: str, status: dict, spec: RolloutSpec | None = None) -> None:
+        """Set the rollout's gauges from its status; `spec` (when it parsed) gives each check's severity and
+        target, else they are inferred from the metric and action the status records."""
         current = status.get("phase")
         for p in PHASES:
             self.phase.labels(ns, name, p).set(1 if p == current else 0)
         self.weight.labels(ns, name).set((status.get("routing") or {}).get("candidateWeight") or 0)
-        for c in status.get("checks") or []:
+        specs = {c.name: c for c in spec.analysis.checks} if spec is not None else {}
+        checks = [c for c in status.get("checks") or [] if isinstance(c, dict)]
+        names = {str(c.get("name", "")) for c in checks}
+        self._drop(ns, name, lambda labels: labels[2] not in names)    # checks removed from the spec
+        for c in checks:
+            check = str(c.get("name", ""))
             for gauge, field in ((self.check_value, "value"), (self.check_threshold, "threshold")):
                 v = c.get(field)
-                gauge.labels(ns, name, c.get("name", "")).set(float(v) if isinstance(v, (int, float)) else math.nan)
+                gauge.labels(ns, name, check).set(float(v) if isinstance(v, (int, float)) else math.nan)
+            severity, target = _labels_of(specs.get(check), c)
+            # a check whose action or target changed keeps one series, under its current labels
+            self._drop(ns, name, lambda labels: labels[2] == check and labels[3:5] != (severity, target),
+                       (self.check_failing, self.check_verdict))
+            verdict = c.get("verdict")
+            self.check_failing.labels(ns, name, check, severity, target).set(1 if verdict == "Fail" else 0)
+            for v in VERDICTS:
+                self.check_verdict.labels(ns, name, check, severity, target, v).set(1 if v == verdict else 0)
+
+    def _gauges(self) -> tuple[Gauge, ...]:
+        return (self.phase, self.weight, self.check_value, self.check_threshold, self.check_failing,
+                self.check_verdict)
+
+    def _drop(self, ns: str, name: str, match: Any, gauges: tuple[Gauge, ...] | None = None) -> None:
+        """Remove the rollout's series whose label values satisfy `match` (check gauges only by default)."""
+        for gauge in gauges or (self.check_value, self.check_threshold, self.check_failing, self.check_verdict):
+            for labels in list(gauge._metrics):  # noqa: SLF001 - prometheus_client has no label query API
+                if labels[:2] == (ns, name) and match(labels):
+                    gauge.remove(*labels)
 
     def forget(self, ns: str, name: str) -> None:
         """Drop a deleted rollout's series."""
-        for gauge in (self.phase, self.weight, self.check_value, self.check_threshold):
-            for labels in list(gauge._metrics):  # noqa: SLF001 - prometheus_client has no label query API
-                if labels[:2] == (ns, name):
-                    gauge.remove(*labels)
+        self._drop(ns, name, lambda labels: True, self._gauges())
+
+
+def _labels_of(check: CheckSpec | None, recorded: dict) -> tuple[str, str]:
+    """(severity, target) of a check: from its spec, or inferred from the status entry when the spec is gone."""
+    if check is not None:
+        return check_severity(check), check_target(check)
+    metric, action = recorded.get("metric"), recorded.get("action")
+    if metric is None or metric in OPERATIONAL_METRICS:
+        target = "operational"
+    else:
+        target = "attribution" if metric in ATTRIBUTION_METRICS else "prediction"
+    severity = "critical" if metric == "error-rate" else "info" if action == "warn" else "warning"
+    return severity, target

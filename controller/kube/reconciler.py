@@ -93,7 +93,7 @@ class Reconciler:
                     self.events.record(obj, action.type, action.reason, action.message)
                 elif isinstance(action, Notify):
                     self.notifier.notify(rollout.spec, action.phase, action.severity, action.message, now)
-        self.metrics.observe_status(rollout.spec.namespace, rollout.spec.name, _clean(status))
+        self.metrics.observe_status(rollout.spec.namespace, rollout.spec.name, _clean(status), rollout.spec)
         return Outcome(core.next_wakeup(rollout.spec, decision.status, self.clock()), wrote,
                        status.get("phase"))
 

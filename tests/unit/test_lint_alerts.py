@@ -36,6 +36,21 @@ SERIES = [
       for r, v, count, total in (("fraud", "v1", 100, 30), ("fraud", "v2", 100, 45),
                                  ("churn", "v3", 100, 50), ("churn", "v4", 100, 52))
       for part, n in (("count", count), ("sum", total))],
+    # Check gauges. "fraud" is progressing: its prediction drift check fails, its ks check (minPValue, value
+    # far above the threshold) passes, its attribution check fails. "churn" was rolled back long ago and
+    # keeps its last failing verdicts. "loans" was rolled back at 10m by its immediate error check.
+    ('modelrollout_rollout_phase{namespace="ml",rollout="fraud",phase="Progressing"}', "1x30"),
+    *[(f'modelrollout_check_failing{{namespace="ml",rollout="{r}",check="{c}",severity="{sev}",target="{t}"}}', v)
+      for r, c, sev, t, v in (("fraud", "score-psi", "warning", "prediction", "1x30"),
+                              ("fraud", "score-ks", "warning", "prediction", "0x30"),
+                              ("fraud", "why-changed", "info", "attribution", "1x30"),
+                              ("fraud", "nan-or-5xx", "critical", "operational", "0x30"),
+                              ("churn", "score-psi", "warning", "prediction", "1x30"),
+                              ("churn", "why-changed", "info", "attribution", "1x30"),
+                              ("churn", "nan-or-5xx", "critical", "operational", "1x30"),
+                              ("loans", "nan-or-5xx", "critical", "operational", "0x9 1x21"))],
+    ('modelrollout_rollout_phase{namespace="ml",rollout="loans",phase="Progressing"}', "1x9 0x21"),
+    ('modelrollout_rollout_phase{namespace="ml",rollout="loans",phase="RolledBack"}', "0x9 1x21"),
 ]
 
 
@@ -44,8 +59,10 @@ def alert(severity, labels=None):
 
 
 def test_alert_rules_fire_on_the_right_series(tmp_path):
-    """Critical fires for the failing version only, warning for the shifted rollout and the rollback, info for
-    the version whose p99 is over twice the other's."""
+    """Critical fires for the failing version and the recently rolled-back critical check only, warning for the
+    shifted rollout, the failing drift check of a running rollout and the rollbacks, info for the version whose
+    p99 is over twice the other's and the running rollout's attribution shift; finished rollouts' stale
+    verdicts stay silent."""
     doc = yaml.safe_load((ROOT / "manifests" / "alerts.yaml").read_text())
     assert doc["kind"] == "PrometheusRule"
     rules = tmp_path / "rules.yaml"
@@ -62,12 +79,20 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
         "ModelRolloutVersionErrors": [alert("critical", fraud_v2)],
         "ModelRolloutInvalidOutputs": [alert("critical", fraud_v2)],
         "ModelRolloutPredictionShift": [alert("warning", {"namespace": "ml", "rollout": "fraud"})],
-        "ModelRolloutRolledBack": [alert("warning", churn)],
+        "ModelRolloutRolledBack": [alert("warning", churn), alert("warning", {"namespace": "ml", "rollout": "loans"})],
+        "ModelRolloutCriticalCheckFailing": [alert("critical", {"namespace": "ml", "rollout": "loans",
+                                                                "check": "nan-or-5xx", "target": "operational"})],
+        "ModelRolloutDriftCheckFailing": [alert("warning", {"namespace": "ml", "rollout": "fraud",
+                                                            "check": "score-psi", "target": "prediction"})],
+        "ModelRolloutAttributionShift": [alert("info", {"namespace": "ml", "rollout": "fraud",
+                                                        "check": "why-changed"})],
         "ModelRolloutPausedTooLong": [],
         "ModelRolloutShadowDropped": [],
     }
     slower = [{"eval_time": "25m", "alertname": "ModelRolloutCandidateSlower",
-               "exp_alerts": [alert("info", fraud_v2)]}]
+               "exp_alerts": [alert("info", fraud_v2)]},
+              # 15 minutes after the rollback the page has resolved
+              {"eval_time": "25m", "alertname": "ModelRolloutCriticalCheckFailing", "exp_alerts": []}]
     tests = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
         "interval": "1m",
         "input_series": [{"series": s, "values": v} for s, v in SERIES],
