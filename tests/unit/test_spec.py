@@ -37,6 +37,19 @@ def test_design_example_parses_as_written(doc):
     assert spec.watched_features() == ("age",) and spec.segments() == ("gender",)
 
 
+def test_attribution_check_parses_with_its_path(doc):
+    """An attribution-tau check is accepted once output.attributions names where the response keeps them."""
+    d = copy.deepcopy(doc)
+    d["spec"]["output"]["attributions"] = "explanation.shap"
+    d["spec"]["analysis"]["checks"].append({"name": "why-changed", "metric": "attribution-tau", "min": 0.6,
+                                            "action": "warn"})
+    spec = parse_rollout(d).spec
+    assert spec.output.attributions == "explanation.shap"
+    why = spec.analysis.checks[-1]
+    assert (why.metric, why.min, why.action, why.feature) == ("attribution-tau", 0.6, "warn", None)
+    assert parse_rollout(doc).spec.output.attributions is None
+
+
 def test_kubectl_json_spelling_of_on_is_accepted(doc):
     """After kubectl's YAML→JSON step the `on` key arrives as the string "true"; it means the same."""
     d = copy.deepcopy(doc)
@@ -72,6 +85,21 @@ def test_kubectl_json_spelling_of_on_is_accepted(doc):
     (lambda d: d["spec"]["analysis"]["checks"].append({"name": "x", "metric": "error-rate",
                                                        "dynamic": {"sigmas": 3}}),
      "spec.analysis.checks[8].dynamic", "drift metrics"),
+    (lambda d: d["spec"]["analysis"]["checks"].append({"name": "why", "metric": "attribution-tau", "min": 0.6}),
+     "spec.analysis.checks[8].metric", "spec.output.attributions"),
+    (lambda d: (d["spec"]["output"].__setitem__("attributions", "shap"),
+                d["spec"]["analysis"]["checks"].append({"name": "why", "metric": "attribution-tau", "min": 0.6,
+                                                        "on": "feature:age"})),
+     "spec.analysis.checks[8].on", "expected 'prediction'"),
+    (lambda d: (d["spec"]["output"].__setitem__("attributions", "shap"),
+                d["spec"]["analysis"]["checks"].append({"name": "why", "metric": "attribution-tau",
+                                                        "minPValue": 0.01})),
+     "spec.analysis.checks[8].minPValue", "attribution-tau has no p-value"),
+    (lambda d: d["spec"]["output"].__setitem__("attributions", "explanation..shap"),
+     "spec.output.attributions", "dotted path"),
+    (lambda d: d["spec"]["output"].__setitem__("attributions", ""), "spec.output.attributions", "non-empty string"),
+    (lambda d: d["spec"]["output"].__setitem__("attributions", {"path": "shap"}),
+     "spec.output.attributions", "non-empty string"),
     (lambda d: d["metadata"].__setitem__("name", "Fraud_Scorer"), "metadata.name", "DNS-1123"),
     (lambda d: d.__setitem__("apiVersion", "v1"), "apiVersion", "modelrollout.io/v1alpha1"),
 ])
