@@ -4,7 +4,14 @@ Baseline and candidate processes started with the same `--seed` give the same st
 same features, so shadow pairs are comparable and a `--shift` shows up as drift. Fault knobs (errors, NaN,
 garbage, latency, hanging) let tests and demos break a version on purpose.
 
+With `--attributions` each answer also carries SHAP-like per-feature attributions
+(`{"prediction": 0.31, "attributions": {"age": 0.1, "amount": -0.04, ...}}`): feature k of the request, in
+name order, contributes `std * d / (k + 1)` with d a standard-normal draw fixed by (feature, value, seed), so
+the features' importance (mean |attribution|) falls in name order. `--attribution-shift` reverses that order:
+the model then predicts the same scores for other reasons, which only an attribution check can see.
+
     python -m examples.scorer --port 8081 --version v2 --mean 0.3 --std 0.1 --shift 0.05
+    python -m examples.scorer --port 8082 --version v3 --attributions --attribution-shift
 """
 from __future__ import annotations
 
@@ -40,6 +47,16 @@ class Scorer:
         value = a.mean + a.std * draw(features, a.seed) + a.shift
         return min(1.0, max(0.0, value))
 
+    def attributions(self, features: object) -> dict[str, float]:
+        """Per-feature contributions whose magnitudes follow a fixed importance order (see module doc)."""
+        if not isinstance(features, dict):
+            return {}
+        names = sorted(str(k) for k in features)
+        if self.args.attribution_shift:
+            names.reverse()
+        return {name: round(self.args.std * draw({name: features.get(name)}, self.args.seed) / (rank + 1), 6)
+                for rank, name in enumerate(names)}
+
     async def predict(self, request: web.Request) -> web.Response:
         a = self.args
         self.served += 1
@@ -63,13 +80,17 @@ class Scorer:
         if roll < a.nan_rate:
             return web.Response(text=json.dumps({"prediction": float("nan"), "version": a.version}),
                                 content_type="application/json")
-        score = self.score(body.get("features", body))
+        features = body.get("features", body)
+        score = self.score(features)
         if a.kind == "class":
             index = min(int(score * len(self.classes)), len(self.classes) - 1)
             prediction: object = self.classes[index]
         else:
             prediction = round(score, 6)
-        return web.json_response({"prediction": prediction, "version": a.version})
+        answer: dict[str, object] = {"prediction": prediction, "version": a.version}
+        if a.attributions:
+            answer["attributions"] = self.attributions(features)
+        return web.json_response(answer)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "version": self.args.version, "served": self.served})
@@ -100,6 +121,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--garbage-rate", type=float, default=0.0, help="share answered with a non-JSON body")
     p.add_argument("--latency-ms", type=float, default=0.0, help="added delay per request, milliseconds")
     p.add_argument("--hang-after", type=int, default=None, help="never answer after N requests")
+    p.add_argument("--attributions", action="store_true",
+                   help="answer with per-feature attributions too (field attributions)")
+    p.add_argument("--attribution-shift", action="store_true",
+                   help="reverse the features' importance order (same scores, other reasons)")
     args = p.parse_args(argv)
     for name in ("error_rate", "nan_rate", "garbage_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:

@@ -67,6 +67,18 @@ def output_value(kind: str, raw: Any) -> tuple[Any, bool]:
     return None, False
 
 
+def attribution_values(raw: Any) -> dict[str, float] | None:
+    """Per-feature attributions `{feature: number}` as recorded, or None when absent or not such a mapping.
+
+    Entries whose value is not a finite number (null, NaN, strings, booleans) are left out: one feature the
+    explainer could not score does not discard the others."""
+    if raw is _MISSING or not isinstance(raw, dict):
+        return None
+    out = {str(k): float(v) for k, v in raw.items()
+           if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return out or None
+
+
 def scalar(value: Any) -> Any:
     """A feature or segment value as recorded: numbers and strings kept, everything else None."""
     if isinstance(value, bool):
