@@ -126,6 +126,34 @@ def _opt_float(v: float | None) -> float | None:
 
 # --- exact sums ----------------------------------------------------------------------------
 
+def _exact_integer(xs: np.ndarray) -> tuple[int, int]:
+    """(t, b) with sum(xs) == t·2^b exactly, for finite doubles, b ≥ -1074.
+
+    Each double is m·2^e with an integer |m| < 2^53. m is cut into three pieces of < 2^18 and each
+    piece is summed per exponent with `np.bincount`: float64 sums of < 2^35 such pieces are exact
+    integers. Only the distinct exponents (a few dozen) are then combined as Python integers.
+    """
+    if xs.size >= 1 << 35:
+        raise SummaryError(f"cannot add {xs.size} values at once; add at most 2^35 per batch")
+    mant, exp = np.frexp(xs)
+    m = (mant * 9007199254740992.0).astype(np.int64)          # · 2^53: exact, |m| < 2^53
+    e = exp.astype(np.int64) - 53
+    emin = int(e.min())
+    base = max(emin, -1074)                                   # every double is a multiple of 2^-1074
+    idx = e - emin
+    width = int(idx.max()) + 1
+    p0 = np.bincount(idx, (m & 0x3FFFF).astype(np.float64), width)
+    p1 = np.bincount(idx, ((m >> 18) & 0x3FFFF).astype(np.float64), width)
+    p2 = np.bincount(idx, (m >> 36).astype(np.float64), width)
+    nz = np.flatnonzero((p0 != 0) | (p1 != 0) | (p2 != 0))
+    total = 0
+    for i, a, b, c in zip(nz.tolist(), p0[nz].tolist(), p1[nz].tolist(), p2[nz].tolist()):
+        v = (int(c) << 36) + (int(b) << 18) + int(a)
+        shift = i + emin - base
+        total += v << shift if shift >= 0 else v >> -shift    # exact: v·2^(i+emin) is a multiple of 2^base
+    return total, base
+
+
 class ExactSum:
     """A float sum kept exactly as non-overlapping partials (Shewchuk / math.fsum)."""
 
@@ -150,6 +178,32 @@ class ExactSum:
                 i += 1
             x = hi
         self.partials[i:] = [x]
+
+    def add_many(self, xs: np.ndarray) -> None:
+        """Add every value of a float array exactly: the same sum as adding them one at a time.
+
+        The batch becomes one exact integer multiple of a power of two (`_exact_integer`), added
+        back as at most a few dozen non-overlapping 53-bit chunks.
+        """
+        xs = np.asarray(xs, dtype=np.float64).ravel()
+        if xs.size == 0:
+            return
+        if xs.size <= 4:
+            for x in xs.tolist():
+                self.add(x)
+            return
+        if not np.isfinite(xs).all():
+            bad = xs[~np.isfinite(xs)][0]
+            raise SummaryError(f"cannot add non-finite value {float(bad)!r} to an exact sum")
+        total, base = _exact_integer(xs)
+        sign, total = (-1.0 if total < 0 else 1.0), abs(total)
+        shift = 0
+        while total:
+            chunk = total & ((1 << 53) - 1)
+            if chunk:
+                self.add(sign * math.ldexp(float(chunk), base + shift))
+            total >>= 53
+            shift += 53
 
     def merged(self, other: "ExactSum") -> "ExactSum":
         out = ExactSum(self.partials)
@@ -195,6 +249,7 @@ class _BottomK:
         self.keys = np.empty(2 * capacity)
         self.items = np.empty((2 * capacity, *shape), dtype=dtype)
         self.size = 0
+        self._compacted = True     # the first `size` items are the bottom k, in key order
 
     def add(self, key: float, item: Any) -> None:
         if self.size == self.keys.size:
@@ -202,6 +257,26 @@ class _BottomK:
         self.keys[self.size] = key
         self.items[self.size] = item
         self.size += 1
+        self._compacted = False
+
+    def add_many(self, keys: np.ndarray, items: np.ndarray) -> None:
+        """Add rows in order; the same sample as adding them one at a time."""
+        m = keys.size
+        if m == 0:
+            return
+        if self.size + m <= self.keys.size:
+            self.keys[self.size:self.size + m] = keys
+            self.items[self.size:self.size + m] = items
+            self.size += m
+            self._compacted = False
+            return
+        all_keys = np.concatenate((self.keys[: self.size], keys))
+        all_items = np.concatenate((self.items[: self.size], np.asarray(items, dtype=self.items.dtype)))
+        order = self._order(all_keys, all_items)[: self.capacity]
+        n = order.size
+        self.keys[:n], self.items[:n] = all_keys[order], all_items[order]
+        self.size = n
+        self._compacted = True
 
     def _order(self, keys: np.ndarray, items: np.ndarray) -> np.ndarray:
         if items.ndim == 1:
@@ -209,12 +284,15 @@ class _BottomK:
         return np.argsort(keys, kind="stable")
 
     def compact(self) -> None:
-        """Keep the bottom ``capacity`` items, in key order."""
+        """Keep the bottom ``capacity`` items, in key order (a no-op until the next add)."""
+        if self._compacted:
+            return
         keys, items = self.keys[: self.size], self.items[: self.size]
         order = self._order(keys, items)[: self.capacity]
         n = order.size
         self.keys[:n], self.items[:n] = keys[order], items[order]
         self.size = n
+        self._compacted = True
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         self.compact()
@@ -229,6 +307,7 @@ class _BottomK:
         order = out._order(keys, items)[:capacity]
         out.keys[: order.size], out.items[: order.size] = keys[order], items[order]
         out.size = order.size
+        out._compacted = True
         return out
 
 
@@ -245,6 +324,62 @@ def _check_sample(keys: np.ndarray, values: np.ndarray, where: str) -> None:
         raise SummaryError(f"{where}: keys must be in [0, 1)")
     if not np.isfinite(values).all():
         raise SummaryError(f"{where}: sampled values must be finite (non-finite ones are counted as invalid)")
+
+
+def _number(x: Any) -> float:
+    """``x`` as a float, NaN when it is not a number (bools, strings, None, huge ints count as invalid)."""
+    t = type(x)
+    if t is float:
+        return x
+    if t is bool or not isinstance(x, (int, float, np.floating, np.integer)):
+        return math.nan
+    try:
+        return float(x)
+    except OverflowError:
+        return math.nan
+
+
+def _numbers(xs: Any) -> np.ndarray:
+    """A float64 array of ``xs`` with NaN for every entry that is not a number (see `_number`)."""
+    if isinstance(xs, np.ndarray) and xs.dtype.kind in "fiu":
+        return xs.astype(np.float64).ravel()
+    return np.array([_number(x) for x in xs], dtype=np.float64)
+
+
+def _floats(xs: Any) -> np.ndarray:
+    """A float64 array of ``float(x)`` per entry, NaN where that fails (as `LatencyHistogram.add`)."""
+    if isinstance(xs, np.ndarray) and xs.dtype.kind in "fiu":
+        return xs.astype(np.float64).ravel()
+    out = np.empty(len(xs))
+    for i, x in enumerate(xs):
+        try:
+            out[i] = float(x)
+        except (TypeError, ValueError, OverflowError):
+            out[i] = math.nan
+    return out
+
+
+def _check_keys(keys: Any, n: int) -> np.ndarray:
+    if isinstance(keys, np.ndarray) and keys.dtype.kind in "fiu":
+        k = keys.astype(np.float64).ravel()
+    else:
+        k = np.array([_check_key(x) for x in keys], dtype=np.float64)
+    if k.size != n:
+        raise SummaryError(f"keys: expected one key per value ({n}), got {k.size}")
+    if k.size and not ((k >= 0.0) & (k < 1.0)).all():
+        raise SummaryError(f"key must be in [0, 1), got {float(k[~((k >= 0.0) & (k < 1.0))][0])!r}")
+    return k
+
+
+def _first_extreme(current: float | None, vs: np.ndarray, smallest: bool) -> float | None:
+    """min()/max() folded left over ``current`` then ``vs`` (an equal later value, e.g. -0.0 after 0.0,
+    never replaces an earlier one), as adding one value at a time does."""
+    if vs.size == 0:
+        return current
+    m = vs.min() if smallest else vs.max()
+    if current is not None and not (m < current if smallest else m > current):
+        return current
+    return float(vs[int(np.argmax(vs == m))])
 
 
 def _half_mask(keys: np.ndarray) -> np.ndarray:
@@ -282,10 +417,7 @@ class NumericSummary:
     def add(self, x: float, key: float) -> None:
         """Record one value; NaN, ±inf and non-numbers count as invalid."""
         k = _check_key(key)
-        if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
-            self.invalid += 1
-            return
-        v = float(x)
+        v = _number(x)
         if not math.isfinite(v):
             self.invalid += 1
             return
@@ -299,6 +431,33 @@ class NumericSummary:
         if self._counts is not None:
             self._counts[int(np.searchsorted(self.edges[1:-1], v, side="right"))] += 1
         self._sample.add(k, v)
+
+    def add_many(self, xs: Any, keys: Any) -> None:
+        """Record values in order, one key each: the same summary as `add` one at a time.
+
+        ``xs`` is a sequence or array; entries that are not finite numbers count as invalid.
+        Every key is checked first, so a bad key raises before anything is recorded.
+        """
+        vs = _numbers(xs)
+        ks = _check_keys(keys, vs.size)
+        ok = np.isfinite(vs)
+        n_ok = int(ok.sum())
+        self.invalid += vs.size - n_ok
+        if n_ok == 0:
+            return
+        if n_ok < vs.size:
+            vs, ks = vs[ok], ks[ok]
+        self.n += n_ok
+        self._sum.add_many(vs)
+        with np.errstate(over="ignore"):
+            sq = vs * vs
+        self._sumsq.add_many(sq[np.isfinite(sq)])
+        self.min = _first_extreme(self.min, vs, True)
+        self.max = _first_extreme(self.max, vs, False)
+        if self._counts is not None:
+            idx = np.searchsorted(self.edges[1:-1], vs, side="right")
+            self._counts += np.bincount(idx, minlength=self._counts.size).astype(np.int64)
+        self._sample.add_many(ks, vs)
 
     @property
     def sum(self) -> float:
@@ -316,7 +475,7 @@ class NumericSummary:
         return math.sqrt(max(float(var), 0.0))
 
     def values(self) -> np.ndarray:
-        """The uniform sample (≤ capacity values), in key order."""
+        """The uniform sample (≤ capacity values), in key order (sorted once per change, not per call)."""
         return self._sample.view()[1]
 
     def keys(self) -> np.ndarray:
@@ -363,8 +522,7 @@ class NumericSummary:
         halves = []
         for m in (mask, ~mask):
             h = NumericSummary(self.capacity, self.edges)
-            for k, v in zip(keys[m], vals[m]):
-                h.add(float(v), float(k))
+            h.add_many(vals[m], keys[m])
             halves.append(h)
         return halves[0], halves[1]
 
@@ -404,8 +562,7 @@ class NumericSummary:
         if keys.size > s.n:
             raise SummaryError(f"{where}: sample has {keys.size} values but n is {s.n}")
         _check_sample(keys, vals, where)
-        for k, v in zip(keys, vals):
-            s._sample.add(float(k), float(v))
+        s._sample.add_many(keys, vals)
         return s
 
 
@@ -432,9 +589,33 @@ class CategoricalSummary:
             self.invalid += 1
             return
         v = value if isinstance(value, str) else str(value)
-        if v not in self._counts and len([c for c in self._counts if c != OTHER]) >= self.max_categories:
+        counts = self._counts
+        if v not in counts and len(counts) - (OTHER in counts) >= self.max_categories:
             v = OTHER
-        self._counts[v] = self._counts.get(v, 0) + 1
+        counts[v] = counts.get(v, 0) + 1
+
+    def add_many(self, values: Iterable[Any], keys: Any = None) -> None:
+        """Count values in order: the same counts as `add` one at a time (``keys`` is ignored)."""
+        tally: dict[str, int] = {}
+        invalid = 0
+        for value in values:
+            if value is None or isinstance(value, (dict, list)):
+                invalid += 1
+                continue
+            v = value if isinstance(value, str) else str(value)
+            tally[v] = tally.get(v, 0) + 1
+        self.invalid += invalid
+        counts, cap = self._counts, self.max_categories
+        named = len(counts) - (OTHER in counts)
+        # Distinct values in order of first appearance: a new category takes a free slot or goes to
+        # "__other__", exactly as it would have at its first occurrence.
+        for v, c in tally.items():
+            if v not in counts:
+                if named >= cap:
+                    v = OTHER
+                elif v != OTHER:
+                    named += 1
+            counts[v] = counts.get(v, 0) + c
 
     @property
     def n(self) -> int:
@@ -595,7 +776,7 @@ class PairedSummary:
     def add(self, primary: float, shadow: float) -> None:
         try:
             x, y = float(primary), float(shadow)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             self.invalid += 1
             return
         if isinstance(primary, bool) or isinstance(shadow, bool) or not (math.isfinite(x) and math.isfinite(y)):
@@ -608,6 +789,26 @@ class PairedSummary:
         self.n_numeric += 1
         for k, t in terms.items():
             self._s[k].add(t)
+
+    def add_many(self, primaries: Any, shadows: Any) -> None:
+        """Add numeric pairs in order: the same summary as `add` one at a time."""
+        x, y = _floats(primaries), _floats(shadows)
+        if x.size != y.size:
+            raise SummaryError(f"shadows: expected one per primary ({x.size}), got {y.size}")
+        if not (isinstance(primaries, np.ndarray) and isinstance(shadows, np.ndarray)):
+            bools = np.array([type(a) is bool or type(b) is bool for a, b in zip(primaries, shadows)], dtype=bool)
+            x[bools] = math.nan
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = {"x": x, "y": y, "xx": x * x, "yy": y * y, "xy": x * y, "absdiff": np.abs(x - y)}
+        ok = np.ones(x.size, dtype=bool)
+        for t in terms.values():
+            ok &= np.isfinite(t)
+        n_ok = int(ok.sum())
+        self.invalid += x.size - n_ok
+        if n_ok:
+            self.n_numeric += n_ok
+            for k, t in terms.items():
+                self._s[k].add_many(t[ok])
 
     def add_categorical(self, primary: str, shadow: str) -> None:
         if primary is None or shadow is None:
@@ -697,7 +898,7 @@ class LatencyHistogram:
     def add(self, seconds: float) -> None:
         try:
             s = float(seconds)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             self.invalid += 1
             return
         if not math.isfinite(s) or s < 0:
@@ -707,6 +908,20 @@ class LatencyHistogram:
         self._sum.add(s)
         self.min = s if self.min is None else min(self.min, s)
         self.max = s if self.max is None else max(self.max, s)
+
+    def add_many(self, seconds: Any) -> None:
+        """Add latencies in order: the same histogram as `add` one at a time."""
+        vs = _floats(seconds)
+        ok = np.isfinite(vs) & (vs >= 0)
+        self.invalid += int(vs.size - ok.sum())
+        vs = vs[ok]
+        if vs.size == 0:
+            return
+        self._counts += np.bincount(np.searchsorted(LATENCY_BOUNDS, vs, side="left"),
+                                    minlength=self._counts.size).astype(np.int64)
+        self._sum.add_many(vs)
+        self.min = _first_extreme(self.min, vs, True)
+        self.max = _first_extreme(self.max, vs, False)
 
     @property
     def count(self) -> int:
@@ -991,6 +1206,33 @@ class VersionWindow:
             self.prediction.add(output)
         else:
             self.prediction.add(output, key)
+
+    def observe_predictions(self, outputs: list[Any], keys: Any) -> None:
+        """Add model outputs in order, one key each: the same window as `observe_prediction` one at a time."""
+        if self.output_kind == "ranking":
+            self.prediction.add_many([str(o[0]) if isinstance(o, (list, tuple)) and o and o[0] is not None
+                                      else None for o in outputs])
+        elif self.output_kind == "class":
+            self.prediction.add_many(outputs)
+        elif self.output_kind == "score":
+            self.prediction.add_many(outputs, keys)
+        else:
+            for o, k in zip(outputs, keys):
+                self.prediction.add(o, k)
+
+    def observe_features(self, name: str, values: list[Any], keys: Any) -> None:
+        """Add values of one input feature in order: the same window as `observe_feature` one at a time."""
+        if not values:
+            return
+        s = self.features.get(name)
+        if s is None:
+            self.observe_feature(name, values[0], keys[0])
+            values, keys = values[1:], keys[1:]
+            s = self.features[name]
+        if isinstance(s, NumericSummary):
+            s.add_many(values, keys)
+        else:
+            s.add_many(values)
 
     def observe_feature(self, name: str, value: Any, key: float) -> None:
         """Add one input feature value; its summary kind (numeric/categorical) is set by the first value."""
