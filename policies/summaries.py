@@ -188,7 +188,7 @@ class ExactSum:
         xs = np.asarray(xs, dtype=np.float64).ravel()
         if xs.size == 0:
             return
-        if xs.size <= 4:
+        if xs.size <= 24:            # below this, one at a time is cheaper than the integer route
             for x in xs.tolist():
                 self.add(x)
             return
@@ -339,10 +339,18 @@ def _number(x: Any) -> float:
         return math.nan
 
 
+_PLAIN_NUMBERS = frozenset((float, int))
+
+
 def _numbers(xs: Any) -> np.ndarray:
     """A float64 array of ``xs`` with NaN for every entry that is not a number (see `_number`)."""
     if isinstance(xs, np.ndarray) and xs.dtype.kind in "fiu":
         return xs.astype(np.float64).ravel()
+    if _PLAIN_NUMBERS.issuperset(map(type, xs)):        # the common case: a list of floats and ints
+        try:
+            return np.array(xs, dtype=np.float64).ravel()
+        except OverflowError:
+            pass
     return np.array([_number(x) for x in xs], dtype=np.float64)
 
 
@@ -350,6 +358,11 @@ def _floats(xs: Any) -> np.ndarray:
     """A float64 array of ``float(x)`` per entry, NaN where that fails (as `LatencyHistogram.add`)."""
     if isinstance(xs, np.ndarray) and xs.dtype.kind in "fiu":
         return xs.astype(np.float64).ravel()
+    if _PLAIN_NUMBERS.issuperset(map(type, xs)):
+        try:
+            return np.array(xs, dtype=np.float64).ravel()
+        except OverflowError:
+            pass
     out = np.empty(len(xs))
     for i, x in enumerate(xs):
         try:
@@ -362,6 +375,8 @@ def _floats(xs: Any) -> np.ndarray:
 def _check_keys(keys: Any, n: int) -> np.ndarray:
     if isinstance(keys, np.ndarray) and keys.dtype.kind in "fiu":
         k = keys.astype(np.float64).ravel()
+    elif _PLAIN_NUMBERS.issuperset(map(type, keys)):
+        k = np.array(keys, dtype=np.float64).ravel()
     else:
         k = np.array([_check_key(x) for x in keys], dtype=np.float64)
     if k.size != n:
@@ -1022,9 +1037,23 @@ class SegmentCounts:
     def _row(self, field: str, value: Any) -> list[int]:
         values = self._c.setdefault(str(field), {})
         v = str(value)
-        if v not in values and len([k for k in values if k != OTHER]) >= self.max_values:
+        if v not in values and len(values) - (OTHER in values) >= self.max_values:
             v = OTHER
         return values.setdefault(v, [0] * len(_SEG_FIELDS))
+
+    def add_counts(self, segments: Mapping[str, Any], counts: Iterable[int]) -> None:
+        """Add the six counters (`_SEG_FIELDS` order) to every field value of ``segments``: ``add`` is
+        (1, positive, 0, 0, 0, 0), ``add_label`` (0, 0, 1, correct, label positive, true positive); sums
+        of such rows for the same segments, applied in order of first appearance, count exactly as
+        applying each one in order does."""
+        counts = [int(c) for c in counts]
+        if len(counts) != len(_SEG_FIELDS) or min(counts) < 0:
+            raise SummaryError(f"counts: expected {len(_SEG_FIELDS)} non-negative integers "
+                               f"{list(_SEG_FIELDS)}, got {counts!r}")
+        for field, value in segments.items():
+            row = self._row(field, value)
+            for i, c in enumerate(counts):
+                row[i] += c
 
     def add(self, segments: Mapping[str, Any], positive: bool) -> None:
         """One prediction of a request with these segment values; ``positive`` = predicted positive."""

@@ -135,13 +135,34 @@ class _ArmBatch:
             vw.latency.add_many(self.latencies)
         if self.outputs:
             vw.observe_predictions(self.outputs, self.output_keys)
-        for op in self.segment_ops:
-            if len(op) == 2:
-                vw.segments.add(op[0], positive=op[1])
-            else:
-                vw.segments.add_label(op[0], correct=op[1], label_positive=op[2], predicted_positive=op[3])
+        if self.segment_ops:
+            _add_segment_ops(vw, self.segment_ops)
         for name, (values, keys) in self.features.items():
             vw.observe_features(name, values, keys)
+
+
+def _add_segment_ops(vw: VersionWindow, ops: list[tuple]) -> None:
+    """Predictions (segments, positive) and labels (segments, correct, actual, predicted), summed per
+    distinct segments in order of first appearance (what per-field value caps depend on)."""
+    tally: dict[tuple, list] = {}
+    for op in ops:
+        try:
+            key = tuple(op[0].items())
+            row = tally.get(key)
+        except TypeError:                      # unhashable segment values (from a hand-written log)
+            key, row = (id(op),), None
+        if row is None:
+            row = tally[key] = [op[0], 0, 0, 0, 0, 0, 0]
+        if len(op) == 2:
+            row[1] += 1
+            row[2] += bool(op[1])
+        else:
+            row[3] += 1
+            row[4] += bool(op[1])
+            row[5] += bool(op[2])
+            row[6] += bool(op[2] and op[3])
+    for row in tally.values():
+        vw.segments.add_counts(row[0], row[1:])
 
 
 def fold_many(w: Windows, recs: Sequence[dict], spec: RolloutSpec) -> None:
@@ -154,9 +175,11 @@ def fold_many(w: Windows, recs: Sequence[dict], spec: RolloutSpec) -> None:
     kind = spec.output.kind
     primaries: list[Any] = []
     shadows: list[Any] = []
+    base, cand = arms["baseline"], arms["candidate"]
     for rec in recs:
-        role = rec.get("role")
-        arm = rec.get("arm")
+        get = rec.get
+        role = get("role")
+        arm = get("arm")
         if role == "feedback":
             if "clicks" in rec or arm not in ARMS:
                 fold(w, rec, spec)             # interleaving outcomes: a summary of their own
@@ -166,33 +189,37 @@ def fold_many(w: Windows, recs: Sequence[dict], spec: RolloutSpec) -> None:
                 correct = predicted == actual if kind == "score" else str(output) == str(label)
                 arms[arm].segment_ops.append((rec.get("segments") or {"all": "all"}, correct, actual, predicted))
             continue
-        if arm not in ARMS:
+        if arm == "baseline":
+            b = base
+        elif arm == "candidate":
+            b = cand
+        else:
             continue
-        b = arms[arm]
         b.requests += 1
-        error = rec.get("error")
+        error = get("error")
         if error:
             b.errors.append(error)
-        if rec.get("status") is not None:
-            b.latencies.append(rec.get("latency_ms", 0.0) / 1000.0)
-        output = rec.get("output")
-        features = rec.get("features")
-        key = key_from_request_id(str(rec.get("request_id", ""))) if output is not None or features else 0.0
+        if get("status") is not None:
+            b.latencies.append(get("latency_ms", 0.0) / 1000.0)
+        output = get("output")
+        features = get("features")
+        key = key_from_request_id(str(get("request_id", ""))) if output is not None or features else 0.0
         if output is not None:
             b.outputs.append(output)
             b.output_keys.append(key)
-            segments = rec.get("segments")
+            segments = get("segments")
             if segments:
                 b.segment_ops.append((segments, _positive(spec, output)))
         if features:
+            cols = b.features
             for name, value in features.items():
                 if value is not None:
-                    col = b.features.get(name)
+                    col = cols.get(name)
                     if col is None:
-                        col = b.features[name] = ([], [])
+                        col = cols[name] = ([], [])
                     col[0].append(value)
                     col[1].append(key)
-        primary = rec.get("primary_output")
+        primary = get("primary_output")
         if role == "shadow" and output is not None and primary is not None:
             if w.paired is None:
                 w.paired = PairedSummary()
@@ -244,8 +271,13 @@ class Recorder:
     async def fold_queued(self, chunk: int = 256) -> None:
         """Fold queued records `chunk` at a time, yielding to the event loop in between, so recording
         never stalls requests for more than one batch's worth of work (~1 ms for 256 records)."""
-        while self._pending:
-            self._fold_batch(self._take(chunk))
+        # Only what is queued now: records arriving meanwhile wait for the next call, so batches stay
+        # large instead of shrinking to the few requests served during each yield.
+        left = len(self._pending)
+        while left > 0 and self._pending:
+            batch = self._take(min(chunk, left))
+            left -= len(batch)
+            self._fold_batch(batch)
             await asyncio.sleep(0)
 
     def _take(self, n: int) -> list[tuple[RolloutSpec, dict]]:
@@ -254,8 +286,9 @@ class Recorder:
 
     def _fold_batch(self, batch: list[tuple[RolloutSpec, dict]]) -> None:
         groups: dict[tuple[int, float, str], tuple[RolloutSpec, list[dict]]] = {}
+        bucket, floor = self.bucket, math.floor
         for spec, rec in batch:
-            g = (id(spec), self.bucket_start(rec["time"]), rec.get("revision") or spec.revision)
+            g = (id(spec), floor(rec["time"] / bucket) * bucket, rec.get("revision") or spec.revision)
             entry = groups.get(g)
             if entry is None:
                 groups[g] = (spec, [rec])
