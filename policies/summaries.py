@@ -126,13 +126,14 @@ def _opt_float(v: float | None) -> float | None:
 
 # --- exact sums ----------------------------------------------------------------------------
 
-def _exact_integer(xs: np.ndarray) -> tuple[int, int]:
-    """(t, b) with sum(xs) == t·2^b exactly, for finite doubles, b ≥ -1074.
+def _exact_integers(cols: list[np.ndarray]) -> tuple[list[int], int]:
+    """([t₀, t₁, …], b) with sum(cols[i]) == tᵢ·2^b exactly, for arrays of finite doubles, b ≥ -1074.
 
     Each double is m·2^e with an integer |m| < 2^53. m is cut into three pieces of < 2^18 and each
-    piece is summed per exponent with `np.bincount`: float64 sums of < 2^35 such pieces are exact
-    integers. Only the distinct exponents (a few dozen) are then combined as Python integers.
+    piece is summed per (column, exponent) with `np.bincount`: float64 sums of < 2^35 such pieces are
+    exact integers. Only the distinct exponents (a few dozen) are then combined as Python integers.
     """
+    xs = np.concatenate(cols) if len(cols) > 1 else cols[0]
     if xs.size >= 1 << 35:
         raise SummaryError(f"cannot add {xs.size} values at once; add at most 2^35 per batch")
     mant, exp = np.frexp(xs)
@@ -142,16 +143,49 @@ def _exact_integer(xs: np.ndarray) -> tuple[int, int]:
     base = max(emin, -1074)                                   # every double is a multiple of 2^-1074
     idx = e - emin
     width = int(idx.max()) + 1
-    p0 = np.bincount(idx, (m & 0x3FFFF).astype(np.float64), width)
-    p1 = np.bincount(idx, ((m >> 18) & 0x3FFFF).astype(np.float64), width)
-    p2 = np.bincount(idx, (m >> 36).astype(np.float64), width)
+    if len(cols) > 1:
+        idx += np.repeat(np.arange(len(cols)) * width, [c.size for c in cols])
+    bins = width * len(cols)
+    p0 = np.bincount(idx, (m & 0x3FFFF).astype(np.float64), bins)
+    p1 = np.bincount(idx, ((m >> 18) & 0x3FFFF).astype(np.float64), bins)
+    p2 = np.bincount(idx, (m >> 36).astype(np.float64), bins)
     nz = np.flatnonzero((p0 != 0) | (p1 != 0) | (p2 != 0))
-    total = 0
+    totals = [0] * len(cols)
     for i, a, b, c in zip(nz.tolist(), p0[nz].tolist(), p1[nz].tolist(), p2[nz].tolist()):
+        col, j = divmod(i, width)
         v = (int(c) << 36) + (int(b) << 18) + int(a)
-        shift = i + emin - base
-        total += v << shift if shift >= 0 else v >> -shift    # exact: v·2^(i+emin) is a multiple of 2^base
-    return total, base
+        shift = j + emin - base
+        totals[col] += v << shift if shift >= 0 else v >> -shift   # exact: v·2^(j+emin) is a multiple of 2^base
+    return totals, base
+
+
+def _add_exact(pairs: list[tuple["ExactSum", np.ndarray]], checked: bool = False) -> None:
+    """Add each float array to its exact sum, exactly; one vectorised pass for all of them.
+    ``checked``: the caller knows every value is finite."""
+    big = []
+    for acc, xs in pairs:
+        if xs.size == 0:
+            continue
+        if not checked and not np.isfinite(xs).all():
+            bad = xs[~np.isfinite(xs)][0]
+            raise SummaryError(f"cannot add non-finite value {float(bad)!r} to an exact sum")
+        if xs.size * (len(acc.partials) + 1) <= 48:      # small: one at a time is cheaper
+            for x in xs.tolist():
+                acc.add(x)
+        else:
+            big.append((acc, xs))
+    if not big:
+        return
+    totals, base = _exact_integers([xs for _, xs in big])
+    for (acc, _), total in zip(big, totals):
+        sign, total = (-1.0 if total < 0 else 1.0), abs(total)
+        shift = 0
+        while total:                 # back as non-overlapping 53-bit chunks, each an exact double
+            chunk = total & ((1 << 53) - 1)
+            if chunk:
+                acc.add(sign * math.ldexp(float(chunk), base + shift))
+            total >>= 53
+            shift += 53
 
 
 class ExactSum:
@@ -182,28 +216,10 @@ class ExactSum:
     def add_many(self, xs: np.ndarray) -> None:
         """Add every value of a float array exactly: the same sum as adding them one at a time.
 
-        The batch becomes one exact integer multiple of a power of two (`_exact_integer`), added
+        The batch becomes one exact integer multiple of a power of two (`_exact_integers`), added
         back as at most a few dozen non-overlapping 53-bit chunks.
         """
-        xs = np.asarray(xs, dtype=np.float64).ravel()
-        if xs.size == 0:
-            return
-        if xs.size <= 24:            # below this, one at a time is cheaper than the integer route
-            for x in xs.tolist():
-                self.add(x)
-            return
-        if not np.isfinite(xs).all():
-            bad = xs[~np.isfinite(xs)][0]
-            raise SummaryError(f"cannot add non-finite value {float(bad)!r} to an exact sum")
-        total, base = _exact_integer(xs)
-        sign, total = (-1.0 if total < 0 else 1.0), abs(total)
-        shift = 0
-        while total:
-            chunk = total & ((1 << 53) - 1)
-            if chunk:
-                self.add(sign * math.ldexp(float(chunk), base + shift))
-            total >>= 53
-            shift += 53
+        _add_exact([(self, np.asarray(xs, dtype=np.float64).ravel())])
 
     def merged(self, other: "ExactSum") -> "ExactSum":
         out = ExactSum(self.partials)
@@ -340,6 +356,8 @@ def _number(x: Any) -> float:
 
 
 _PLAIN_NUMBERS = frozenset((float, int))
+_SMALL_BATCH = 8
+"""Batches of Python values up to this size are added one at a time: cheaper than numpy's per-call cost."""
 
 
 def _numbers(xs: Any) -> np.ndarray:
@@ -391,10 +409,12 @@ def _first_extreme(current: float | None, vs: np.ndarray, smallest: bool) -> flo
     never replaces an earlier one), as adding one value at a time does."""
     if vs.size == 0:
         return current
-    m = vs.min() if smallest else vs.max()
+    m = float(vs.min() if smallest else vs.max())
     if current is not None and not (m < current if smallest else m > current):
         return current
-    return float(vs[int(np.argmax(vs == m))])
+    if m == 0.0:                       # only zeros compare equal with different bits: take the first
+        return float(vs[int(np.argmax(vs == 0.0))])
+    return m
 
 
 def _half_mask(keys: np.ndarray) -> np.ndarray:
@@ -453,6 +473,13 @@ class NumericSummary:
         ``xs`` is a sequence or array; entries that are not finite numbers count as invalid.
         Every key is checked first, so a bad key raises before anything is recorded.
         """
+        if not isinstance(xs, np.ndarray) and len(xs) <= _SMALL_BATCH:
+            ks = [_check_key(k) for k in keys]
+            if len(ks) != len(xs):
+                raise SummaryError(f"keys: expected one key per value ({len(xs)}), got {len(ks)}")
+            for x, k in zip(xs, ks):
+                self.add(x, k)
+            return
         vs = _numbers(xs)
         ks = _check_keys(keys, vs.size)
         ok = np.isfinite(vs)
@@ -463,12 +490,14 @@ class NumericSummary:
         if n_ok < vs.size:
             vs, ks = vs[ok], ks[ok]
         self.n += n_ok
-        self._sum.add_many(vs)
-        with np.errstate(over="ignore"):
-            sq = vs * vs
-        self._sumsq.add_many(sq[np.isfinite(sq)])
         self.min = _first_extreme(self.min, vs, True)
         self.max = _first_extreme(self.max, vs, False)
+        if max(-self.min, self.max) < 1e150:         # no square can overflow: skip the checks
+            _add_exact([(self._sum, vs), (self._sumsq, vs * vs)], checked=True)
+        else:
+            with np.errstate(over="ignore"):
+                sq = vs * vs
+            _add_exact([(self._sum, vs), (self._sumsq, sq[np.isfinite(sq)])])
         if self._counts is not None:
             idx = np.searchsorted(self.edges[1:-1], vs, side="right")
             self._counts += np.bincount(idx, minlength=self._counts.size).astype(np.int64)
@@ -807,6 +836,12 @@ class PairedSummary:
 
     def add_many(self, primaries: Any, shadows: Any) -> None:
         """Add numeric pairs in order: the same summary as `add` one at a time."""
+        if not isinstance(primaries, np.ndarray) and len(primaries) <= _SMALL_BATCH:
+            if len(primaries) != len(shadows):
+                raise SummaryError(f"shadows: expected one per primary ({len(primaries)}), got {len(shadows)}")
+            for a, b in zip(primaries, shadows):
+                self.add(a, b)
+            return
         x, y = _floats(primaries), _floats(shadows)
         if x.size != y.size:
             raise SummaryError(f"shadows: expected one per primary ({x.size}), got {y.size}")
@@ -822,8 +857,7 @@ class PairedSummary:
         self.invalid += x.size - n_ok
         if n_ok:
             self.n_numeric += n_ok
-            for k, t in terms.items():
-                self._s[k].add_many(t[ok])
+            _add_exact([(self._s[k], t[ok]) for k, t in terms.items()])
 
     def add_categorical(self, primary: str, shadow: str) -> None:
         if primary is None or shadow is None:
@@ -926,6 +960,10 @@ class LatencyHistogram:
 
     def add_many(self, seconds: Any) -> None:
         """Add latencies in order: the same histogram as `add` one at a time."""
+        if not isinstance(seconds, np.ndarray) and len(seconds) <= _SMALL_BATCH:
+            for x in seconds:
+                self.add(x)
+            return
         vs = _floats(seconds)
         ok = np.isfinite(vs) & (vs >= 0)
         self.invalid += int(vs.size - ok.sum())
