@@ -6,9 +6,12 @@ POSTs a JSON body. Prints rps, p50 and p99 per case and the ratios the router is
 
 * >= 4,000 rps at 32 connections for one router process with recording, log and metrics on;
 * p50 overhead <= 0.5 ms over calling the upstream directly at 1 connection;
-* primary p99 with a 10x-slower shadow within 10% of the same router without a shadow.
+* primary p99 with a 10x-slower shadow within 10% of the same router without a shadow (1 and 32 connections);
+* shadow rps >= 0.8 x no-shadow rps at 32 connections.
 
-    python -m bench.router [--quick] [--duration 8]
+    python -m bench.router [--quick] [--duration 8] [--save after.json] [--compare before.json]
+
+`--save` writes the table as JSON; `--compare` prints a saved run's ratios next to this run's (before/after).
 
 Needs `apt-get install -y nginx wrk libnginx-mod-http-echo`. Not run in CI.
 """
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke run: 2 s per case, one round")
     p.add_argument("--rounds", type=int, default=3, help="rounds over all cases; medians are reported (default 3)")
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    p.add_argument("--save", type=Path, help="write the results table to this JSON file")
+    p.add_argument("--compare", type=Path, help="a file written by --save: print its ratios next to this run's")
     args = p.parse_args(argv)
     seconds = 2.0 if args.quick else args.duration
     rounds = 1 if args.quick else max(1, args.rounds)
@@ -170,36 +175,54 @@ def main(argv: list[str] | None = None) -> int:
                 nginx.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\nrouter benchmark: {seconds:g} s per case, median of {rounds} round(s), wrk -t1, one router process (uvicorn+uvloop+httptools, "
-          f"raw-ASGI hot path, httptools keep-alive upstream client), log + summaries + metrics on\n")
-    print(f"{'case':44} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-    for (label, conns), v in results.items():
-        print(f"{label:44} {conns:>5} {v['rps']:>9.0f} {v['p50_ms']:>8.3f} {v['p99_ms']:>8.3f} {v['non2xx']:>8.0f}")
-    g = lambda label, c: results[(label, c)]
-    shadow_label = cases[4][0]
-    print("\nratios and targets")
-    rows = [
-        ("router split rps @32 (target >= 4000)", g("router, split 50/50", 32)["rps"], None),
-        ("router split / nginx proxy rps @32", g("router, split 50/50", 32)["rps"] / g("nginx proxy_pass", 32)["rps"],
-         None),
-        ("router p50 overhead over direct @1, ms (target <= 0.5)",
-         g("router, split 50/50", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"], None),
-        ("nginx proxy p50 overhead over direct @1, ms",
-         g("nginx proxy_pass", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"], None),
-        ("shadow p99 / no-shadow p99 @1 (target <= 1.10)",
-         g(shadow_label, 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"], None),
-        ("shadow p99 / no-shadow p99 @32 (target <= 1.10)",
-         g(shadow_label, 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"], None),
-        ("shadow rps / no-shadow rps @32", g(shadow_label, 32)["rps"] / g("router, baseline only", 32)["rps"], None),
-        ("shadow calls dropped (bound 256 in flight)", dropped, None),
-        ("interleave rps / split rps @32", g("router, interleave", 32)["rps"] / g("router, split 50/50", 32)["rps"],
-         None),
-    ]
-    for label, value, _ in rows:
-        print(f"  {label:58} {value:10.3f}")
+    if args.save:
+        args.save.write_text(json.dumps({"cases": [[k[0], k[1], v] for k, v in results.items()],
+                                         "shadow_label": cases[4][0], "dropped": dropped}, indent=1))
+    print(f"\nrouter benchmark: {seconds:g} s per case, median of {rounds} round(s), wrk -t1, one router process "
+          f"(uvicorn+uvloop+httptools, raw-ASGI hot path, httptools keep-alive upstream client), log + summaries "
+          f"+ metrics on\n")
+    _table(results)
+    rows = _ratios(results, cases[4][0], dropped)
+    before = None
+    if args.compare:
+        saved = json.loads(args.compare.read_text())
+        old = {(label, conns): v for label, conns, v in saved["cases"]}
+        print(f"\nbefore ({args.compare}):\n")
+        _table(old)
+        before = _ratios(old, saved["shadow_label"], saved.get("dropped", 0.0))
+    print("\nratios and targets" + ("                                              before      after" if before else ""))
+    for i, (label, value) in enumerate(rows):
+        prev = f"{before[i][1]:10.3f}  " if before else ""
+        print(f"  {label:58} {prev}{value:10.3f}")
     if args.json:
         print(json.dumps({f"{k[0]} @{k[1]}": v for k, v in results.items()}, indent=1))
     return 0
+
+
+def _table(results: dict) -> None:
+    print(f"{'case':44} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for (label, conns), v in results.items():
+        print(f"{label:44} {conns:>5} {v['rps']:>9.0f} {v['p50_ms']:>8.3f} {v['p99_ms']:>8.3f} {v['non2xx']:>8.0f}")
+
+
+def _ratios(results: dict, shadow_label: str, dropped: float) -> list[tuple[str, float]]:
+    g = lambda label, c: results[(label, c)]
+    return [
+        ("router split rps @32 (target >= 4000)", g("router, split 50/50", 32)["rps"]),
+        ("router split / nginx proxy rps @32", g("router, split 50/50", 32)["rps"] / g("nginx proxy_pass", 32)["rps"]),
+        ("router p50 overhead over direct @1, ms (target <= 0.5)",
+         g("router, split 50/50", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"]),
+        ("nginx proxy p50 overhead over direct @1, ms",
+         g("nginx proxy_pass", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"]),
+        ("shadow p99 / no-shadow p99 @1 (target <= 1.10)",
+         g(shadow_label, 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"]),
+        ("shadow p99 / no-shadow p99 @32 (target <= 1.10)",
+         g(shadow_label, 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"]),
+        ("shadow rps / no-shadow rps @32 (target >= 0.8)",
+         g(shadow_label, 32)["rps"] / g("router, baseline only", 32)["rps"]),
+        ("shadow calls dropped (bound 256 in flight)", dropped),
+        ("interleave rps / split rps @32", g("router, interleave", 32)["rps"] / g("router, split 50/50", 32)["rps"]),
+    ]
 
 
 def _scrape(url: str, name: str) -> float:

@@ -845,7 +845,8 @@ class PairedSummary:
         x, y = _floats(primaries), _floats(shadows)
         if x.size != y.size:
             raise SummaryError(f"shadows: expected one per primary ({x.size}), got {y.size}")
-        if not (isinstance(primaries, np.ndarray) and isinstance(shadows, np.ndarray)):
+        if not (isinstance(primaries, np.ndarray) and isinstance(shadows, np.ndarray)) and (
+                bool in set(map(type, primaries)) or bool in set(map(type, shadows))):
             bools = np.array([type(a) is bool or type(b) is bool for a, b in zip(primaries, shadows)], dtype=bool)
             x[bools] = math.nan
         with np.errstate(over="ignore", invalid="ignore"):
