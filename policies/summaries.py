@@ -26,6 +26,12 @@ compactions; `to_dict()` always holds ≤ capacity):
 | SegmentCounts(64 values per field) | fields × 64 × 6 ints |
 | VersionWindow (score, 10 numeric features) | ≈ 11 × 64 KiB + 1 KiB ≈ 0.7 MiB |
 
+Every summary the router feeds has a batch method (`NumericSummary.add_many`, `CategoricalSummary.add_many`,
+`LatencyHistogram.add_many`, `PairedSummary.add_many`, `SegmentCounts.add_counts`,
+`VersionWindow.observe_predictions/observe_features`) that builds exactly the summary adding the same
+values one at a time in the same order builds (same `to_dict()`), at a fraction of the cost: exact sums
+go through integers (`_exact_integers`), samples and bins through numpy.
+
 `to_dict()` is JSON-serialisable (strict JSON: no NaN/inf; arrays are base64 little-endian) and
 `from_dict(to_dict(x))` round-trips; `from_dict` raises `SummaryError` naming the bad field.
 """

@@ -187,3 +187,40 @@ def test_values_are_stable_between_adds_and_follow_new_adds():
     np.testing.assert_array_equal(s.values(), [1.0, 5.0, 6.0, 7.0])
     s.add(2.0, 0.2)
     np.testing.assert_array_equal(s.values(), [1.0, 2.0, 5.0, 6.0])
+
+
+seg_op = st.tuples(st.dictionaries(st.sampled_from(["g", "c"]), st.sampled_from(["a", "b", "c", "d", 1]),
+                                   min_size=1, max_size=2),
+                   st.booleans(), st.booleans(), st.booleans(), st.booleans())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(seg_op, max_size=40), st.integers(1, 3))
+def test_segment_add_counts_of_summed_rows_equals_each_add(ops, cap):
+    """Rows summed per distinct segments and applied in first-appearance order count exactly like each
+    add/add_label in order, including which values overflow into "__other__"."""
+    from policies.summaries import SegmentCounts
+    one, many = SegmentCounts(cap), SegmentCounts(cap)
+    tally: dict = {}
+    for segments, is_label, a, b, c in ops:
+        row = [1, a, 0, 0, 0, 0] if not is_label else [0, 0, 1, a, b, b and c]
+        if is_label:
+            one.add_label(segments, correct=a, label_positive=b, predicted_positive=c)
+        else:
+            one.add(segments, positive=a)
+        key = tuple(segments.items())
+        if key not in tally:
+            tally[key] = (segments, [0] * 6)
+        tally[key] = (tally[key][0], [x + int(y) for x, y in zip(tally[key][1], row)])
+    for segments, row in tally.values():
+        many.add_counts(segments, row)
+    assert many.to_dict() == one.to_dict()
+
+
+def test_segment_add_counts_rejects_bad_rows():
+    """A row of the wrong length or with a negative count is refused, naming the six counters."""
+    from policies.summaries import SegmentCounts
+    with pytest.raises(SummaryError, match="expected 6 non-negative integers"):
+        SegmentCounts().add_counts({"g": "a"}, [1, 0])
+    with pytest.raises(SummaryError, match="n_true_positive"):
+        SegmentCounts().add_counts({"g": "a"}, [1, 0, 0, 0, 0, -1])
