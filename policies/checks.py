@@ -459,8 +459,7 @@ def _prometheus(ctx: _Ctx) -> CheckResult:
 
 def _attribution(ctx: _Ctx) -> CheckResult:
     """Kendall's tau between the versions' feature-importance rankings (mean |attribution| per feature)."""
-    b_sum = getattr(ctx.obs.baseline, "attributions", None)
-    c_sum = getattr(ctx.obs.candidate, "attributions", None)
+    b_sum, c_sum = ctx.obs.baseline.attributions, ctx.obs.candidate.attributions
     for side, s in (("baseline", b_sum), ("candidate", c_sum)):
         if s is None or s.n == 0:
             return ctx.inconclusive(f"no attributions in the {side} window (does the model return them at "

@@ -24,6 +24,7 @@ compactions; `to_dict()` always holds ≤ capacity):
 | PairedSummary | < 2 KiB (seven exact sums) |
 | LatencyHistogram | 119 buckets × 8 B ≈ 1 KiB |
 | SegmentCounts(64 values per field) | fields × 64 × 6 ints |
+| AttributionSummary(64 features) | ≈ 64 × (name + count + a few exact-sum partials) ≈ 10 KiB (only when used) |
 | VersionWindow (score, 10 numeric features) | ≈ 11 × 64 KiB + 1 KiB ≈ 0.7 MiB |
 
 Every summary the router feeds has a batch method (`NumericSummary.add_many`, `CategoricalSummary.add_many`,
@@ -1215,6 +1216,112 @@ class InterleaveSummary:
         return cls(_count(d, "wins", where), _count(d, "losses", where), _count(d, "ties", where))
 
 
+# --- feature attributions ---------------------------------------------------------------------
+
+class AttributionSummary:
+    """Per-feature exact sums of |attribution| and counts: each feature's mean importance, mergeable.
+
+    ``n`` counts predictions that carried attributions; a feature's importance is its sum of |a| over
+    ``n`` (a feature a prediction did not attribute counts as 0 there, as in SHAP). At most
+    ``max_features`` features are tracked: attributions of further features are counted in ``dropped``.
+    Merging keeps the ``max_features`` features with the largest sums (ties by name): exact, and
+    independent of merge order, while the union has ≤ max_features features.
+    """
+
+    def __init__(self, max_features: int = 64) -> None:
+        if isinstance(max_features, bool) or not isinstance(max_features, int) or max_features < 1:
+            raise SummaryError(f"max_features must be a positive integer, got {max_features!r}")
+        self.max_features = max_features
+        self.n = 0
+        self.dropped = 0
+        self._sums: dict[str, ExactSum] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, attributions: Mapping[str, Any]) -> None:
+        """One prediction's attributions `{feature: number}`; non-finite or non-numeric entries are skipped."""
+        if not isinstance(attributions, Mapping):
+            raise SummaryError(f"attributions must be a mapping of feature to number, got "
+                               f"{type(attributions).__name__}")
+        self.n += 1
+        for name, v in attributions.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            name = str(name)
+            s = self._sums.get(name)
+            if s is None:
+                if len(self._sums) >= self.max_features:
+                    self.dropped += 1
+                    continue
+                s = self._sums[name] = ExactSum()
+                self._counts[name] = 0
+            s.add(abs(float(v)))
+            self._counts[name] += 1
+
+    def features(self) -> list[str]:
+        return sorted(self._sums)
+
+    def counts(self) -> dict[str, int]:
+        """Predictions that attributed each feature."""
+        return dict(self._counts)
+
+    def importance(self) -> dict[str, float]:
+        """Mean |attribution| per feature over the ``n`` predictions."""
+        return {k: s.value / self.n for k, s in self._sums.items()} if self.n else {}
+
+    def ranking(self) -> list[str]:
+        """Features from most to least important (ties by name)."""
+        imp = self.importance()
+        return sorted(imp, key=lambda k: (-imp[k], k))
+
+    def merge(self, other: "AttributionSummary") -> "AttributionSummary":
+        if not isinstance(other, AttributionSummary):
+            raise SummaryError(f"cannot merge AttributionSummary with {type(other).__name__}")
+        out = AttributionSummary(min(self.max_features, other.max_features))
+        out.n = self.n + other.n
+        out.dropped = self.dropped + other.dropped
+        sums = {k: s.merged(other._sums[k]) if k in other._sums else ExactSum(s.partials)
+                for k, s in self._sums.items()}
+        sums.update({k: ExactSum(s.partials) for k, s in other._sums.items() if k not in sums})
+        counts = {k: self._counts.get(k, 0) + other._counts.get(k, 0) for k in sums}
+        out._keep(sums, counts)
+        return out
+
+    def _keep(self, sums: dict[str, ExactSum], counts: dict[str, int]) -> None:
+        """Keep the max_features largest sums (ties by name); the rest count as dropped."""
+        order = sorted(sums, key=lambda k: (-sums[k].fraction(), k))
+        keep = order[:self.max_features]
+        self.dropped += sum(counts[k] for k in order[self.max_features:])
+        self._sums = {k: sums[k] for k in keep}
+        self._counts = {k: counts[k] for k in keep}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "attribution", "max_features": self.max_features, "n": self.n, "dropped": self.dropped,
+                "features": {k: {"count": self._counts[k], "abs_sum": s.to_list()}
+                             for k, s in sorted(self._sums.items())}}
+
+    @_decoder("attribution summary")
+    def from_dict(cls, d: Mapping[str, Any]) -> "AttributionSummary":
+        where = "attribution summary"
+        if _get(d, "type", str, where) != "attribution":
+            raise SummaryError(f"{where}: type must be 'attribution', got {d['type']!r}")
+        s = cls(_count(d, "max_features", where) or 1)
+        s.n = _count(d, "n", where)
+        s.dropped = _count(d, "dropped", where)
+        sums: dict[str, ExactSum] = {}
+        counts: dict[str, int] = {}
+        for name, f in _get(d, "features", dict, where).items():
+            at = f"{where}.features[{name!r}]"
+            count = _count(f, "count", at)
+            if count > s.n:
+                raise SummaryError(f"{at}.count: {count} exceeds n {s.n}")
+            total = ExactSum.from_list(_get(f, "abs_sum", list, at), f"{at}.abs_sum")
+            if total.value < 0:
+                raise SummaryError(f"{at}.abs_sum: a sum of absolute values cannot be negative")
+            sums[str(name)], counts[str(name)] = total, count
+        s._keep(sums, counts)
+        return s
+
+
 # --- one version's window -----------------------------------------------------------------
 
 _PREDICTION_TYPES = {"numeric": NumericSummary, "categorical": CategoricalSummary, "embedding": EmbeddingSummary}
@@ -1253,6 +1360,8 @@ class VersionWindow:
         self.prediction = prediction
         self.features: dict[str, NumericSummary | CategoricalSummary] = {}
         self.segments = SegmentCounts()
+        self.attributions: AttributionSummary | None = None
+        """Per-feature importance when the model returns attributions (spec.output.attributions), else None."""
 
     @classmethod
     def new(cls, output_kind: str, capacity: int = 2048, embedding_capacity: int = 512) -> "VersionWindow":
@@ -1319,6 +1428,12 @@ class VersionWindow:
         else:
             s.add(value)
 
+    def observe_attributions(self, attributions: Mapping[str, Any]) -> None:
+        """Add one prediction's per-feature attributions (the summary is created by the first one)."""
+        if self.attributions is None:
+            self.attributions = AttributionSummary()
+        self.attributions.add(attributions)
+
     def error_count(self) -> int:
         return sum(self.errors.values())
 
@@ -1344,14 +1459,19 @@ class VersionWindow:
                 raise SummaryError(f"feature {name!r} is numeric in one window and categorical in the other")
             out.features[name] = a.merge(b) if a is not None and b is not None else (a if a is not None else b)
         out.segments = self.segments.merge(other.segments)
+        a, b = self.attributions, other.attributions
+        out.attributions = a.merge(b) if a is not None and b is not None else (a if a is not None else b)
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "version_window", "output_kind": self.output_kind, "capacity": self.capacity,
+        d = {"type": "version_window", "output_kind": self.output_kind, "capacity": self.capacity,
                 "requests": self.requests, "errors": dict(self.errors), "latency": self.latency.to_dict(),
                 "prediction": self.prediction.to_dict(),
                 "features": {k: v.to_dict() for k, v in self.features.items()},
                 "segments": self.segments.to_dict()}
+        if self.attributions is not None:          # absent when unused: older readers see no change
+            d["attributions"] = self.attributions.to_dict()
+        return d
 
     @_decoder("version window")
     def from_dict(cls, d: Mapping[str, Any]) -> "VersionWindow":
@@ -1374,4 +1494,6 @@ class VersionWindow:
                 raise SummaryError(f"{where}.features.{name}: features are numeric or categorical, not embeddings")
             w.features[str(name)] = s
         w.segments = _nested(f"{where}.segments", SegmentCounts.from_dict, _get(d, "segments", dict, where))
+        if d.get("attributions") is not None:
+            w.attributions = _nested(f"{where}.attributions", AttributionSummary.from_dict, d["attributions"])
         return w

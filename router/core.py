@@ -18,7 +18,7 @@ import orjson
 
 from policies.interleaving import credit, team_draft
 from policies.spec import Rollout, RolloutSpec, VersionRef
-from router.extract import get_path, is_missing, output_value, redact, scalar, split_path
+from router.extract import attribution_values, get_path, is_missing, output_value, redact, scalar, split_path
 from router.feedback import FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics, finite_float
 from router.predlog import PredictionLog
@@ -54,6 +54,7 @@ class Target:
     arms: dict[str, VersionRef]
     by_version: dict[str, str]
     output_path: tuple[str, ...]
+    attributions_path: tuple[str, ...] | None
     features_path: tuple[str, ...] | None
     features: tuple[str, ...]
     segments: tuple[str, ...]
@@ -68,6 +69,7 @@ class Target:
         by_version.setdefault(s.candidate.version, CANDIDATE)
         return cls(spec=s, routing=Routing.from_status(rollout.status), arms=arms, by_version=by_version,
                    output_path=split_path(s.output.path),
+                   attributions_path=split_path(s.output.attributions) if s.output.attributions else None,
                    features_path=split_path(s.features_path) if s.features_path else None,
                    features=s.watched_features(), segments=s.segments(),
                    sticky_header=s.stickiness_header.lower() if s.stickiness_header else None,
@@ -154,9 +156,9 @@ class Router:
         version = target.arms[arm]
         answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
                                            {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
-        output, error = self._output(target, answer)
+        output, error, attributions = self._output(target, answer)
         self._record(target, now, request_id, arm, version.version, "primary", answer, output, error,
-                     features, segments, doc)
+                     features, segments, doc, attributions=attributions)
         self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version.version,
                                              output, segments, None, now))
         if routing.shadow and arm == BASELINE and override is None:
@@ -179,18 +181,23 @@ class Router:
                 segments[seg] = scalar(v)
         return features, segments
 
-    def _output(self, target: Target, answer: Answer) -> tuple[Any, str | None]:
+    def _output(self, target: Target, answer: Answer) -> tuple[Any, str | None, dict | None]:
+        """(prediction, error kind, attributions): attributions only with a valid prediction and a path."""
         if answer.error is not None:
-            return None, answer.error
+            return None, answer.error, None
         if answer.status != 200:
-            return None, None            # the model refused the input (4xx): the client's error
+            return None, None, None      # the model refused the input (4xx): the client's error
         try:
             doc = orjson.loads(answer.body)
         except orjson.JSONDecodeError:
-            return None, "invalid_output"
+            return None, "invalid_output", None
         raw = get_path(doc, target.output_path)
         value, ok = output_value(target.spec.output.kind, None if is_missing(raw) else raw)
-        return (value, None) if ok else (None, "invalid_output")
+        if not ok:
+            return None, "invalid_output", None
+        if target.attributions_path is None:
+            return value, None, None
+        return value, None, attribution_values(get_path(doc, target.attributions_path))
 
     def _reply(self, answer: Answer, version: str, request_id: str) -> Reply:
         headers = [("x-model-version", version), ("x-request-id", request_id)]
@@ -202,7 +209,8 @@ class Router:
 
     def _record(self, target: Target, now: float, request_id: str, arm: str, version: str, role: str,
                 answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
-                doc: Any = None, primary_output: Any = None, paired: bool = False) -> None:
+                doc: Any = None, primary_output: Any = None, paired: bool = False,
+                attributions: dict | None = None) -> None:
         spec = target.spec
         self.metrics.observe(spec.name, spec.namespace, version, role, answer.status, error, answer.latency,
                              output if spec.output.kind == "score" else None)
@@ -212,6 +220,8 @@ class Router:
                   "output": output, "features": features, "segments": segments}
         if paired:
             record["primary_output"] = primary_output
+        if target.attributions_path is not None:
+            record["attributions"] = attributions
         if self.settings.log_inputs and doc is not None:
             record["input"] = redact(doc, self.redact_paths)
         self.recorder.add(spec, record)
@@ -242,9 +252,9 @@ class Router:
         answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
                                            {"Content-Type": JSON, "x-request-id": request_id,
                                             "x-modelrollout-shadow": "true"}, target.spec.shadow_timeout)
-        output, error = self._output(target, answer)
+        output, error, attributions = self._output(target, answer)
         self._record(target, now, request_id, CANDIDATE, version.version, "shadow", answer, output, error,
-                     features, segments, primary_output=primary_output, paired=True)
+                     features, segments, primary_output=primary_output, paired=True, attributions=attributions)
 
     # --- interleave ------------------------------------------------------------------------------
 
@@ -256,8 +266,8 @@ class Router:
         a, b = await asyncio.gather(
             self.upstreams.call(spec.baseline.url, spec.predict_path, body, hdrs, spec.timeout),
             self.upstreams.call(spec.candidate.url, spec.predict_path, body, hdrs, spec.timeout))
-        out_a, err_a = self._output(target, a)
-        out_b, err_b = self._output(target, b)
+        out_a, err_a, _ = self._output(target, a)
+        out_b, err_b, _ = self._output(target, b)
         for arm, ans, out, err in ((BASELINE, a, out_a, err_a), (CANDIDATE, b, out_b, err_b)):
             self._record(target, now, request_id, arm, target.arms[arm].version, "interleave", ans, out, err,
                          features, segments, doc if arm == BASELINE else None)

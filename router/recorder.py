@@ -12,7 +12,8 @@ default 15m/5s), each holding two VersionWindows, a PairedSummary and an Interle
 holds one NumericSummary per numeric value watched (the score, each numeric feature), 2 x reservoir x 16 B
 (64 KiB at the default reservoir of 2,048), plus < 2 KiB of histograms and counts. A score rollout with one
 watched numeric feature therefore needs about 4 x 64 KiB = 0.26 MiB per busy window, at most ~46 MiB at
-15m/5s; `--reservoir` and `--retention` trade that against sample size and history.
+15m/5s; `--reservoir` and `--retention` trade that against sample size and history. A rollout with
+`spec.output.attributions` adds an AttributionSummary (at most 64 features, ~10 KiB) per version window.
 """
 from __future__ import annotations
 
@@ -98,6 +99,9 @@ def fold(w: Windows, rec: dict, spec: RolloutSpec) -> None:
     for name, value in (rec.get("features") or {}).items():
         if value is not None:
             vw.observe_feature(name, value, key)
+    attributions = rec.get("attributions")
+    if attributions and output is not None:
+        vw.observe_attributions(attributions)
     primary = rec.get("primary_output")
     if role == "shadow" and output is not None and primary is not None:
         if w.paired is None:
@@ -116,7 +120,8 @@ _WINNER = {"win": "candidate", "loss": "baseline", "tie": "tie"}
 
 class _ArmBatch:
     """The values of one arm's records in a batch, per summary, in record order."""
-    __slots__ = ("requests", "errors", "latencies", "outputs", "output_keys", "segment_ops", "features")
+    __slots__ = ("requests", "errors", "latencies", "outputs", "output_keys", "segment_ops", "features",
+                 "attributions")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -126,6 +131,7 @@ class _ArmBatch:
         self.output_keys: list[float] = []
         self.segment_ops: list[tuple] = []      # predictions and labels share per-field value caps: keep order
         self.features: dict[str, tuple[list[Any], list[float]]] = {}
+        self.attributions: list[dict] = []
 
     def apply(self, vw: VersionWindow) -> None:
         vw.requests += self.requests
@@ -139,6 +145,8 @@ class _ArmBatch:
             _add_segment_ops(vw, self.segment_ops)
         for name, (values, keys) in self.features.items():
             vw.observe_features(name, values, keys)
+        for a in self.attributions:
+            vw.observe_attributions(a)
 
 
 def _add_segment_ops(vw: VersionWindow, ops: list[tuple]) -> None:
@@ -207,6 +215,9 @@ def fold_many(w: Windows, recs: Sequence[dict], spec: RolloutSpec) -> None:
         if output is not None:
             b.outputs.append(output)
             b.output_keys.append(key)
+            attributions = rec.get("attributions")
+            if attributions:
+                b.attributions.append(attributions)
             segments = get("segments")
             if segments:
                 b.segment_ops.append((segments, _positive(spec, output)))
