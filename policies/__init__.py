@@ -5,7 +5,7 @@ Nothing here does I/O or reads a clock: time is an argument. This module is the 
 
     from policies import parse_rollout, evaluate, decide, psi
 """
-from policies.checks import Observations, SourceError, evaluate, render_query
+from policies.checks import Observations, SourceError, check_severity, check_target, evaluate, render_query
 from policies.interleaving import credit, interleave_test, team_draft
 from policies.machine import Command, Decision, Emit, Notify, SetRouting, decide, invalid_spec_status
 from policies.spec import (
@@ -19,7 +19,7 @@ from policies.stats import (
 )
 from policies.status import CheckResult, Phase, RolloutStatus, Verdict
 from policies.summaries import (
-    CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram, NumericSummary,
+    AttributionSummary, CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram, NumericSummary,
     PairedSummary, SegmentCounts, SummaryError, VersionWindow, key_from_request_id,
 )
 
@@ -33,9 +33,9 @@ __all__ = [
     "mmd", "psi", "wasserstein", "psi_from_counts", "kl_from_counts", "js_from_counts", "hellinger_from_counts",
     "credit", "interleave_test", "team_draft",
     # summaries
-    "CategoricalSummary", "EmbeddingSummary", "InterleaveSummary", "LatencyHistogram", "NumericSummary",
+    "AttributionSummary", "CategoricalSummary", "EmbeddingSummary", "InterleaveSummary", "LatencyHistogram", "NumericSummary",
     "PairedSummary", "SegmentCounts", "SummaryError", "VersionWindow", "key_from_request_id",
     # checks and decisions
-    "CheckResult", "Observations", "Phase", "RolloutStatus", "SourceError", "Verdict", "evaluate",
+    "CheckResult", "Observations", "Phase", "RolloutStatus", "SourceError", "Verdict", "check_severity", "check_target", "evaluate",
     "render_query", "Command", "Decision", "Emit", "Notify", "SetRouting", "decide", "invalid_spec_status",
 ]
