@@ -65,8 +65,8 @@ def _py(v: Any) -> Any:
     return v
 
 
-def as_sample(x: Any, name: str) -> np.ndarray:
-    """A finite, non-empty 1-D float64 array, or StatError naming ``name`` and the problem."""
+def _vector(x: Any, name: str) -> np.ndarray:
+    """A non-empty 1-D float64 array (finiteness not yet checked), or StatError naming ``name``."""
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -75,6 +75,12 @@ def as_sample(x: Any, name: str) -> np.ndarray:
         raise StatError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
         raise StatError(f"{name} is empty")
+    return arr
+
+
+def as_sample(x: Any, name: str) -> np.ndarray:
+    """A finite, non-empty 1-D float64 array, or StatError naming ``name`` and the problem."""
+    arr = _vector(x, name)
     check_finite(arr, name)
     return arr
 
@@ -82,15 +88,7 @@ def as_sample(x: Any, name: str) -> np.ndarray:
 def sorted_sample(x: Any, name: str) -> np.ndarray:
     """`as_sample`, sorted ascending; finiteness is checked on the sorted ends (NaN and +inf sort
     last, −inf first), so validation costs O(1) after the sort."""
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise StatError(f"{name} must be numbers; could not convert: {e}") from e
-    if arr.ndim != 1:
-        raise StatError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise StatError(f"{name} is empty")
-    s = np.sort(arr)
+    s = np.sort(_vector(x, name))
     if not (np.isfinite(s[0]) and np.isfinite(s[-1])):
         check_finite(s, name)
     return s
