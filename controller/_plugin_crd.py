@@ -198,6 +198,11 @@ def spec_schema() -> dict:
         {"rule": "!self.strategy.steps.exists(s, has(s.interleave))"
                  " || (has(self.output) && has(self.output.kind) && self.output.kind == 'ranking')",
          "message": "interleaving needs spec.output.kind ranking", "fieldPath": ".output"},
+        {"rule": "!has(self.analysis) || !has(self.analysis.checks)"
+                 " || !self.analysis.checks.exists(c, has(c.metric) && c.metric == 'attribution-tau')"
+                 " || (has(self.output) && has(self.output.attributions))",
+         "message": "attribution-tau needs spec.output.attributions (where the model returns attributions)",
+         "fieldPath": ".output"},
     ]})
 
 

@@ -48,6 +48,12 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
     " || (has(self.output) && has(self.output.kind) && self.output.kind == 'ranking')":
         lambda s: not any(_has(step, "interleave") for step in s["strategy"]["steps"])
         or (_has(s, "output") and s["output"].get("kind") == "ranking"),
+    "!has(self.analysis) || !has(self.analysis.checks)"
+    " || !self.analysis.checks.exists(c, has(c.metric) && c.metric == 'attribution-tau')"
+    " || (has(self.output) && has(self.output.attributions))":
+        lambda s: not _has(s, "analysis") or not _has(s["analysis"], "checks")
+        or not any(_has(c, "metric") and c["metric"] == "attribution-tau" for c in s["analysis"]["checks"])
+        or (_has(s, "output") and _has(s["output"], "attributions")),
 }
 
 _TYPES: dict[str, Callable[[Any], bool]] = {

@@ -89,12 +89,13 @@ BAD_SPECS = [
     ("{name: score-psi, metric: psi, on: prediction, max: 0.2, action: rollback}",
      "{name: score-psi, metric: psi, on: prediction, action: rollback}", "spec.analysis.checks[0]"),
     ("- pause: {}", "- pause:", "spec.strategy.steps[3]"),
+    ("min: 0.8}", "min: 0.8}\n      - {name: why, metric: attribution-tau, min: 0.6, action: warn}", "spec.output"),
 ]
 
 
 @pytest.mark.parametrize("old, new, path", BAD_SPECS,
                          ids=["weight", "duration", "output-kind", "no-candidate", "action", "step-kind",
-                              "no-threshold", "null-step"])
+                              "no-threshold", "null-step", "attribution-without-path"])
 def test_bad_specs_are_rejected_with_the_field_path(crd, kubectl, namespace, old, new, path):
     """The apiserver refuses a bad spec and names the field; offline lint flags the same field."""
     text = example_text(namespace)
