@@ -1,7 +1,6 @@
 """manifests/alerts.yaml: valid Prometheus rules whose alerts fire (and stay silent) on synthetic series."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,8 +8,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
-                                reason="promtool (Debian package prometheus) not installed")
+pytestmark = pytest.mark.usefixtures("promtool")   # installed by .ci/run; missing → the tests fail
 
 # Two rollouts over 30 minutes: "fraud" v2 fails 5% of calls, returns NaN, is slower and scores higher
 # than v1; "churn" was rolled back and its versions score alike. `promtool test rules` evaluates the alerts.
