@@ -262,19 +262,9 @@ def _error_rate(ctx: _Ctx) -> CheckResult:
                               f"{need - n} succeed")
         return ctx.inconclusive(f"candidate has {n} requests < minSamples {need}", n)
     rate = errors / n
-    js: list[Judgement] = []
-    if c.max is not None:
-        js.append(judge_max(c.name, "error-rate", rate, c.max))
-    if c.min is not None:
-        js.append(judge_min(c.name, rate, c.min))
-    if c.max_ratio_to_baseline is not None:
-        if b.requests < need:
-            js.append(Judgement(Verdict.INCONCLUSIVE, None,
-                                f"{c.name}: baseline has {b.requests} requests < minSamples {need}"))
-        else:
-            # With no baseline errors the ratio is undefined; one error per baseline window is the floor.
-            b_rate = max(b.error_count() + int(getattr(b.prediction, "invalid", 0)), 1) / b.requests
-            js.append(judge_ratio(c.name, rate, b_rate, c.max_ratio_to_baseline))
+    # With no baseline errors the ratio is undefined; one error per baseline window is the floor.
+    js = _bounds(ctx, rate, (b.requests, "requests",
+                             lambda: max(b.error_count() + int(getattr(b.prediction, "invalid", 0)), 1) / b.requests))
     return ctx.judged(js, rate, n)
 
 
@@ -292,17 +282,7 @@ def _latency(ctx: _Ctx) -> CheckResult:
     if hc.count < need:
         return ctx.inconclusive(f"candidate has {hc.count} latency samples < minSamples {need}", hc.count)
     v = _latency_value(hc, c.metric)
-    js: list[Judgement] = []
-    if c.max is not None:
-        js.append(judge_max(c.name, c.metric, v, c.max))
-    if c.min is not None:
-        js.append(judge_min(c.name, v, c.min))
-    if c.max_ratio_to_baseline is not None:
-        if hb.count < need:
-            js.append(Judgement(Verdict.INCONCLUSIVE, None,
-                                f"{c.name}: baseline has {hb.count} latency samples < minSamples {need}"))
-        else:
-            js.append(judge_ratio(c.name, v, _latency_value(hb, c.metric), c.max_ratio_to_baseline))
+    js = _bounds(ctx, v, (hb.count, "latency samples", lambda: _latency_value(hb, c.metric)))
     return ctx.judged(js, v, hc.count)
 
 
@@ -357,15 +337,26 @@ def _shadow(ctx: _Ctx) -> CheckResult:
     return ctx.judged(_bounds(ctx, v), v, n)
 
 
-def _bounds(ctx: _Ctx, v: float) -> list[Judgement]:
+def _bounds(ctx: _Ctx, v: float,
+            baseline: tuple[int, str, Callable[[], float | None]] | None = None) -> list[Judgement]:
+    """`max` / `min` on the candidate's value; `maxRatioToBaseline` where the metric has a `baseline`
+    (its sample count, their unit, and the baseline's value) once that has minSamples."""
     c = ctx.check
     js = []
     if c.max is not None:
         js.append(judge_max(c.name, c.metric, v, c.max))
     if c.min is not None:
         js.append(judge_min(c.name, v, c.min))
-    for fld, label in ((c.max_ratio_to_baseline, "maxRatioToBaseline"), (c.dynamic, "dynamic"),
-                       (c.min_p_value, "minPValue")):
+    if c.max_ratio_to_baseline is not None and baseline is not None:
+        n, unit, value = baseline
+        need = ctx.spec.analysis.min_samples
+        if n < need:
+            js.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: baseline has {n} {unit} < minSamples {need}"))
+        else:
+            js.append(judge_ratio(c.name, v, value(), c.max_ratio_to_baseline))
+    unusable = ((None if baseline else c.max_ratio_to_baseline, "maxRatioToBaseline"), (c.dynamic, "dynamic"),
+                (c.min_p_value, "minPValue"))
+    for fld, label in unusable:
         if fld is not None:
             js.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: {label} does not apply to {c.metric}"))
     return js
