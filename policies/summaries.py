@@ -102,6 +102,11 @@ def _get(d: Mapping[str, Any], field: str, kind: type | tuple[type, ...], where:
     return v
 
 
+def _expect_type(d: Mapping[str, Any], kind: str, where: str) -> None:
+    if _get(d, "type", str, where) != kind:
+        raise SummaryError(f"{where}: type must be {kind!r}, got {d['type']!r}")
+
+
 def _count(d: Mapping[str, Any], field: str, where: str) -> int:
     v = _get(d, field, int, where)
     if v < 0:
@@ -588,8 +593,7 @@ class NumericSummary:
     @_decoder("numeric summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "NumericSummary":
         where = "numeric summary"
-        if _get(d, "type", str, where) != "numeric":
-            raise SummaryError(f"{where}: type must be 'numeric', got {d['type']!r}")
+        _expect_type(d, "numeric", where)
         edges = None if d.get("edges") is None else _unb64(d, "edges")
         s = cls(_count(d, "capacity", where) or 1, edges)
         s.n, s.invalid = _count(d, "n", where), _count(d, "invalid", where)
@@ -693,8 +697,7 @@ class CategoricalSummary:
     @_decoder("categorical summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "CategoricalSummary":
         where = "categorical summary"
-        if _get(d, "type", str, where) != "categorical":
-            raise SummaryError(f"{where}: type must be 'categorical', got {d['type']!r}")
+        _expect_type(d, "categorical", where)
         s = cls(_count(d, "max_categories", where) or 1)
         counts = _get(d, "counts", dict, where)
         for k, v in counts.items():
@@ -786,8 +789,7 @@ class EmbeddingSummary:
     @_decoder("embedding summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "EmbeddingSummary":
         where = "embedding summary"
-        if _get(d, "type", str, where) != "embedding":
-            raise SummaryError(f"{where}: type must be 'embedding', got {d['type']!r}")
+        _expect_type(d, "embedding", where)
         s = cls(_count(d, "capacity", where) or 1)
         n, invalid = _count(d, "n", where), _count(d, "invalid", where)
         dim = d.get("dim")
@@ -1302,8 +1304,7 @@ class AttributionSummary:
     @_decoder("attribution summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "AttributionSummary":
         where = "attribution summary"
-        if _get(d, "type", str, where) != "attribution":
-            raise SummaryError(f"{where}: type must be 'attribution', got {d['type']!r}")
+        _expect_type(d, "attribution", where)
         s = cls(_count(d, "max_features", where) or 1)
         s.n = _count(d, "n", where)
         s.dropped = _count(d, "dropped", where)
