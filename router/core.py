@@ -18,7 +18,9 @@ import orjson
 
 from policies.interleaving import credit, team_draft
 from policies.spec import Rollout, RolloutSpec, VersionRef
-from router.extract import attribution_values, get_path, is_missing, output_value, redact, scalar, split_path
+from router.extract import (
+    attribution_values, get_path, is_missing, output_value, redact, scalar, set_path, split_path,
+)
 from router.feedback import FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics, finite_float
 from router.predlog import PredictionLog
@@ -279,7 +281,6 @@ class Router:
             return self._reply(ans, version, request_id)
         merged, teams = team_draft(out_a, out_b, self._rng, max(len(out_a), len(out_b)))
         response = orjson.loads(a.body)
-        from router.extract import set_path
         if not set_path(response, target.output_path, merged):
             response = merged
         label = f"{spec.baseline.version}+{spec.candidate.version}"
