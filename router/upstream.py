@@ -5,10 +5,13 @@ General clients spend most of their time on features a model call never needs (c
 auto headers, tracing); this one writes one request, parses the answer with httptools (the C parser
 uvicorn uses) and keeps idle connections per upstream. Every failure becomes an `Answer` with an error
 kind the summaries count ("http_5xx", "timeout", "unreachable"), never an exception on the request path.
+
+https upstreams are verified against the system CAs and, when given, a CA file (`Upstreams(ca_file=...)`).
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 from dataclasses import dataclass
@@ -52,7 +55,9 @@ class _Conn(asyncio.Protocol):
         self.status = 0
         self.ctype = b""
         self.chunks: list[bytes] = []
-        self._header = b""
+        self.headers_done = False
+        self.framed = False
+        """The answer has a Content-Length or is chunked; otherwise its body ends when the connection closes."""
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -68,6 +73,9 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if exc is None and self.headers_done and not self.framed:
+            self._complete(False)           # an answer without length or chunks ends at the close (RFC 9112 6.3)
+            return
         self._fail(_Closed(f"connection closed{f': {exc}' if exc else ''}"))
 
     def _fail(self, exc: Exception) -> None:
@@ -76,18 +84,30 @@ class _Conn(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 12 and name.lower() == b"content-type":
+        n = len(name)
+        if n == 12 and name.lower() == b"content-type":
             self.ctype = value
+        elif n == 14 and name.lower() == b"content-length":
+            self.framed = True
+        elif n == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            self.framed = True
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:
+            self._reset()                   # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            return
+        self._complete(self.parser.should_keep_alive())
+
+    def _complete(self, keep_alive: bool) -> None:
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-        result = (self.status, self.ctype, body, self.parser.should_keep_alive())
+        result = (self.status, self.ctype, body, keep_alive)
         self._reset()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(result)
@@ -107,7 +127,7 @@ class _Conn(asyncio.Protocol):
 class _Pool:
     """Idle keep-alive connections to one upstream (host, port, scheme)."""
 
-    def __init__(self, base: str, max_idle: int):
+    def __init__(self, base: str, max_idle: int, tls: ssl.SSLContext | None):
         parts = urlsplit(base)
         self.host = parts.hostname or "localhost"
         self.tls = parts.scheme == "https"
@@ -116,7 +136,7 @@ class _Pool:
         self.prefix = parts.path.rstrip("/")
         self.max_idle = max_idle
         self.idle: list[_Conn] = []
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._ssl = tls if self.tls else None
 
     async def connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
@@ -144,16 +164,37 @@ class _Pool:
 
 
 class Upstreams:
-    """Keep-alive pools, one per model base URL (created on first use)."""
+    """Keep-alive pools, one per model base URL (created on first use).
 
-    def __init__(self, connections: int = 512):
+    https upstreams must present a certificate the system CAs or, when given, the CAs in the PEM file
+    `ca_file` vouch for (e.g. a cluster-internal CA); the file is read here, so a bad one fails at startup.
+    """
+
+    def __init__(self, connections: int = 512, ca_file: str | os.PathLike | None = None):
         self.connections = connections
+        self.ca_file = ca_file
         self._pools: dict[str, _Pool] = {}
+        self._tls: ssl.SSLContext | None = None
+        if ca_file is not None:
+            self._tls_context()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            context = ssl.create_default_context()
+            if self.ca_file is not None:
+                try:
+                    context.load_verify_locations(cafile=self.ca_file)
+                except (OSError, ValueError) as e:
+                    raise ValueError(f"upstream CA file {os.fspath(self.ca_file)!r}: cannot load CA certificates: "
+                                     f"{e}") from e
+            self._tls = context
+        return self._tls
 
     def _pool(self, base: str) -> _Pool:
         pool = self._pools.get(base)
         if pool is None:
-            pool = self._pools[base] = _Pool(base, self.connections)
+            tls = self._tls_context() if base.startswith("https:") else None
+            pool = self._pools[base] = _Pool(base, self.connections, tls)
         return pool
 
     async def call(self, base: str, path: str, body: bytes, headers: dict, timeout: float) -> Answer:
@@ -170,6 +211,10 @@ class Upstreams:
                 result = await self._exchange(pool, data)
         except TimeoutError:
             return Answer(None, b"", "", "timeout", time.perf_counter() - start, f"gave no answer within {timeout:g}s")
+        except ssl.SSLCertVerificationError as e:
+            return Answer(None, b"", "", "unreachable", time.perf_counter() - start,
+                          f"is unreachable at {base}: TLS certificate verification failed: {e.verify_message} "
+                          f"(is its CA among the system CAs or in the upstream CA file?)")
         except (OSError, _Closed) as e:
             return Answer(None, b"", "", "unreachable", time.perf_counter() - start,
                           f"is unreachable at {base}: {e or type(e).__name__}")
