@@ -9,6 +9,11 @@ POSTs a JSON body. Prints rps, p50 and p99 per case and the ratios the router is
 * primary p99 with a 10x-slower shadow within 10% of the same router without a shadow (1 and 32 connections);
 * shadow rps >= 0.8 x no-shadow rps at 32 connections.
 
+The router makes shadow calls in its shadow worker process (router/shadow.py); a second router started with
+`--no-shadow-worker` makes them on its own event loop, for comparison. "cpu us/req" is the user + system CPU
+of the router process and its children (the worker) per answered request: moving work to the worker does not
+hide it there.
+
     python -m bench.router [--quick] [--duration 8] [--save after.json] [--compare before.json]
 
 `--save` writes the table as JSON; `--compare` prints a saved run's ratios next to this run's (before/after).
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import signal
@@ -145,23 +151,37 @@ def main(argv: list[str] | None = None) -> int:
         router = _proc.start("router.server", ["--config", cfg, "--log-dir", tmp / "log", "--log-level", "warning"],
                              ready="/readyz", log_dir=tmp)
         procs.append(router)
+        # The same router with shadow calls on its own event loop instead of in its shadow worker process.
+        inproc = _proc.start("router.server", ["--config", cfg, "--log-dir", tmp / "log-inproc", "--log-level",
+                                               "warning", "--no-shadow-worker"], ready="/readyz", log_dir=tmp)
+        procs.append(inproc)
         r = lambda name: f"{router.url}/v1/rollouts/{name}/predict"
         cases = [("direct (nginx upstream)", f"{up('v1')}/predict", SCORE_BODY),
                  ("nginx proxy_pass", f"http://127.0.0.1:{ports['proxy']}/predict", SCORE_BODY),
                  ("router, baseline only", r("plain"), SCORE_BODY),
                  ("router, split 50/50", r("split"), SCORE_BODY),
                  (f"router, shadow to {slow * 1000:g} ms candidate", r("shadow"), SCORE_BODY),
-                 ("router, interleave", r("interleave"), RANK_BODY)]
+                 ("router, interleave", r("interleave"), RANK_BODY),
+                 ("router, shadow on the event loop", f"{inproc.url}/v1/rollouts/shadow/predict", SCORE_BODY)]
+        pids = {c[1]: (router.pid if c[1].startswith(router.url) else inproc.pid if c[1].startswith(inproc.url)
+                       else None) for c in cases}
         wrk(r("split"), SCORE_BODY, 32, 1.0, tmp)          # warm the pools
+        wrk(r("shadow"), SCORE_BODY, 32, 1.0, tmp)         # and the shadow worker
+        wrk(f"{inproc.url}/v1/rollouts/shadow/predict", SCORE_BODY, 32, 1.0, tmp)
         # Round-robin over the cases, medians over rounds: load from other processes on a shared machine
         # then hits every case alike instead of whichever ran during a burst.
         runs: dict[tuple[str, int], list[dict]] = {}
         for _ in range(rounds):
             for conns in (1, 32):
                 for label, url, body in cases:
-                    runs.setdefault((label, conns), []).append(wrk(url, body, conns, seconds, tmp))
+                    before = _cpu_seconds(pids[url])
+                    res = wrk(url, body, conns, seconds, tmp)
+                    used = _cpu_seconds(pids[url]) - before
+                    res["cpu_us"] = 1e6 * used / max(1.0, res["rps"] * seconds) if pids[url] else float("nan")
+                    runs.setdefault((label, conns), []).append(res)
+        direct1["cpu_us"] = float("nan")
         runs[("direct (nginx upstream)", 1)].append(direct1)
-        results = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50_ms", "p99_ms", "non2xx")}
+        results = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu_us")}
                    for k, v in runs.items()}
         dropped = _scrape(router.url, "modelrollout_router_shadow_dropped_total")
     finally:
@@ -199,14 +219,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a router process and its children (the shadow worker)."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    tasks = Path(f"/proc/{pid}/task")
+    children = [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+    for p in (pid, *children):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _table(results: dict) -> None:
-    print(f"{'case':44} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'case':44} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'cpu us/req':>10}")
     for (label, conns), v in results.items():
-        print(f"{label:44} {conns:>5} {v['rps']:>9.0f} {v['p50_ms']:>8.3f} {v['p99_ms']:>8.3f} {v['non2xx']:>8.0f}")
+        print(f"{label:44} {conns:>5} {v['rps']:>9.0f} {v['p50_ms']:>8.3f} {v['p99_ms']:>8.3f} {v['non2xx']:>8.0f} "
+              f"{v.get('cpu_us', float('nan')):>10.1f}")
 
 
 def _ratios(results: dict, shadow_label: str, dropped: float) -> list[tuple[str, float]]:
-    g = lambda label, c: results[(label, c)]
+    missing = {"rps": float("nan"), "p50_ms": float("nan"), "p99_ms": float("nan")}
+    g = lambda label, c: results.get((label, c), missing)       # older saved runs lack newer cases
     return [
         ("router split rps @32 (target >= 4000)", g("router, split 50/50", 32)["rps"]),
         ("router split / nginx proxy rps @32", g("router, split 50/50", 32)["rps"] / g("nginx proxy_pass", 32)["rps"]),
@@ -220,6 +255,12 @@ def _ratios(results: dict, shadow_label: str, dropped: float) -> list[tuple[str,
          g(shadow_label, 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"]),
         ("shadow rps / no-shadow rps @32 (target >= 0.8)",
          g(shadow_label, 32)["rps"] / g("router, baseline only", 32)["rps"]),
+        ("  same, shadow on the event loop: p99 ratio @1",
+         g("router, shadow on the event loop", 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"]),
+        ("  same, shadow on the event loop: p99 ratio @32",
+         g("router, shadow on the event loop", 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"]),
+        ("  same, shadow on the event loop: rps ratio @32",
+         g("router, shadow on the event loop", 32)["rps"] / g("router, baseline only", 32)["rps"]),
         ("shadow calls dropped (bound 256 in flight)", dropped),
         ("interleave rps / split rps @32", g("router, interleave", 32)["rps"] / g("router, split 50/50", 32)["rps"]),
     ]

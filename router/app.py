@@ -117,6 +117,7 @@ class RouterApp:
                 return
 
     async def startup(self) -> None:
+        await self.router.start()
         self._tasks = [asyncio.create_task(self._watch(), name="modelrollout-source"),
                        asyncio.create_task(self.router.housekeeping(), name="modelrollout-housekeeping")]
         self._writer = None
@@ -216,11 +217,11 @@ def build_api(router: Router) -> FastAPI:
         for v in (lo, hi):
             if isinstance(v, Reply):
                 return _response(v)
-        return _response(router.summaries(name, namespace, lo, hi))
+        return _response(await router.summaries(name, namespace, lo, hi))
 
     @api.get("/metrics", summary="Prometheus metrics")
     async def metrics():
-        return Response(router.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(await router.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @api.get("/healthz", summary="Liveness")
     async def healthz():

@@ -7,6 +7,7 @@ raw-ASGI hot path and the FastAPI routes call them, so every entry point behaves
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -24,9 +25,10 @@ from router.extract import (
 from router.feedback import FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics, finite_float
 from router.predlog import PredictionLog
-from router.recorder import Recorder
+from router.recorder import Recorder, merge_window_lists
 from router.routing import BASELINE, CANDIDATE, Routing, pick
 from router.settings import RouterSettings
+from router.shadow import ShadowUnavailable, ShadowWorker
 from router.upstream import ERROR_STATUS, Answer, Upstreams
 
 log = logging.getLogger("modelrollout.router")
@@ -48,6 +50,9 @@ def error_reply(status: int, error: str, detail: str, headers: list | None = Non
     return Reply(status, orjson.dumps({"error": error, "detail": detail}), headers or [])
 
 
+_TARGET_IDS = itertools.count(1)
+
+
 @dataclass
 class Target:
     """One served rollout, pre-digested for the request path."""
@@ -62,6 +67,8 @@ class Target:
     segments: tuple[str, ...]
     sticky_header: str | None
     headers: dict[str, dict]
+    wid: int = field(default_factory=lambda: next(_TARGET_IDS))
+    """Names this target to the shadow worker (unique in this process)."""
 
     @classmethod
     def of(cls, rollout: Rollout) -> "Target":
@@ -83,7 +90,7 @@ class Router:
         self.settings = settings or RouterSettings()
         s = self.settings
         self.metrics = RouterMetrics()
-        self.upstreams = Upstreams(s.upstream_connections)
+        self.upstreams = Upstreams(s.upstream_connections, ca_file=s.upstream_ca)
         self.issued = IssuedIds(s.feedback_ttl_seconds, s.feedback_max_ids)
         self.recorder = Recorder(s.bucket_seconds, s.retention_seconds, s.reservoir)
         self.log = PredictionLog(s.log_dir, s.replica_id, s.log_max_bytes) if s.log_dir else None
@@ -93,6 +100,7 @@ class Router:
         self.ready = False
         self.shadow_inflight = 0
         self._shadow_tasks: set[asyncio.Task] = set()
+        self.shadow_worker = ShadowWorker(s, self.metrics, self.log) if s.shadow_worker else None
         self._rng = random.Random()
         self.metrics.gauges.append(self._gauges)
 
@@ -108,6 +116,8 @@ class Router:
         by_name: dict[str, list[Target]] = {}
         for t in targets.values():
             by_name.setdefault(t.spec.name, []).append(t)
+        if self.shadow_worker is not None:
+            self.shadow_worker.forget(t.wid for k, t in self.targets.items() if targets.get(k) is not t)
         self.targets, self.by_name = targets, by_name
         self.ready = True
         log.info("serving %d rollout(s): %s", len(targets), ", ".join(
@@ -165,9 +175,12 @@ class Router:
                                              output, segments, None, now))
         if routing.shadow and arm == BASELINE and override is None:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
-            # loop runs this callback, so the shadow never adds to the primary's latency.
-            asyncio.get_running_loop().call_soon(self._start_shadow, target, request_id, body, now, features,
-                                                 segments, output)
+            # loop runs the next callbacks, so the shadow never adds to the primary's latency.
+            if self.shadow_worker is not None:
+                self.shadow_worker.submit(target, request_id, body, now, features, segments, output)
+            else:
+                asyncio.get_running_loop().call_soon(self._start_shadow, target, request_id, body, now, features,
+                                                     segments, output)
         return self._reply(answer, version.version, request_id)
 
     def _inputs(self, target: Target, doc: Any) -> tuple[dict | None, dict | None]:
@@ -331,12 +344,19 @@ class Router:
 
     # --- summaries -------------------------------------------------------------------------------
 
-    def summaries(self, name: str, namespace: str | None, start: float | None, end: float | None) -> Reply:
+    async def summaries(self, name: str, namespace: str | None, start: float | None, end: float | None) -> Reply:
         target = self.resolve(name, namespace)
         if isinstance(target, Reply):
             return target
         spec = target.spec
         windows = self.recorder.windows(spec.key, start, end)
+        if self.shadow_worker is not None:
+            try:
+                shadowed = await self.shadow_worker.windows(spec.key, start, end)
+            except ShadowUnavailable as e:
+                return error_reply(503, "shadow summaries unavailable", f"rollout {spec.key}: {e}; the shadow "
+                                   "calls of these windows cannot be reported now, try again")
+            windows = merge_window_lists(windows, shadowed)
         return Reply(200, orjson.dumps({"rollout": spec.name, "namespace": spec.namespace,
                                         "replica": self.settings.replica_id,
                                         "bucket_seconds": self.settings.bucket_seconds, "windows": windows},
@@ -347,7 +367,7 @@ class Router:
     def _gauges(self):
         from prometheus_client.core import GaugeMetricFamily
         g = GaugeMetricFamily("modelrollout_router_shadow_inflight", "Shadow calls in flight.")
-        g.add_metric([], self.shadow_inflight)
+        g.add_metric([], self.shadow_inflight + (self.shadow_worker.inflight if self.shadow_worker else 0))
         yield g
         g = GaugeMetricFamily("modelrollout_router_candidate_weight", "Candidate share of live traffic, percent.",
                               labels=["rollout", "namespace", "shadow", "interleave"])
@@ -355,6 +375,16 @@ class Router:
             g.add_metric([t.spec.name, t.spec.namespace, str(t.routing.shadow).lower(),
                           str(t.routing.interleave).lower()], t.routing.candidate_weight)
         yield g
+        if self.shadow_worker is not None:
+            from prometheus_client.core import CounterMetricFamily
+            c = CounterMetricFamily("modelrollout_router_shadow_worker_restarts", "Times the shadow worker process "
+                                    "died and was restarted.")
+            c.add_metric([], self.shadow_worker.restarts)
+            yield c
+            c = CounterMetricFamily("modelrollout_router_shadow_lost", "Mirrors handed to a shadow worker that "
+                                    "died before finishing them.")
+            c.add_metric([], self.shadow_worker.lost)
+            yield c
         g = GaugeMetricFamily("modelrollout_router_feedback_ids", "Issued request ids remembered for feedback.")
         g.add_metric([], len(self.issued))
         yield g
@@ -380,8 +410,21 @@ class Router:
                 self.recorder.prune(now)
                 self.issued.expire(now)
 
+    async def start(self) -> None:
+        """Start what runs beside the request path (the shadow worker)."""
+        if self.shadow_worker is not None:
+            await self.shadow_worker.start()
+
+    async def render_metrics(self) -> bytes:
+        """Prometheus text of this router and its shadow worker."""
+        if self.shadow_worker is None:
+            return self.metrics.render()
+        return self.metrics.render(await self.shadow_worker.metric_snapshots())
+
     async def drain(self) -> None:
         """Wait (bounded) for in-flight shadow calls, then write and fsync the prediction log."""
+        if self.shadow_worker is not None:
+            await self.shadow_worker.close()
         if self._shadow_tasks:
             await asyncio.wait(list(self._shadow_tasks), timeout=self.settings.drain_seconds)
         self.recorder.flush(time.time())

@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     from router.server import serve
 
     namespace = None if args.namespace in ("all", "", "*") else args.namespace
-    app = create_app(KubeSource(api, namespace), settings)
+    try:
+        app = create_app(KubeSource(api, namespace), settings)
+    except ValueError as e:         # e.g. an unreadable --upstream-ca
+        print(f"modelrollout router: {e}", file=sys.stderr)
+        return 2
     # Same server tuning and graceful SIGTERM drain as the file-configured router.
     return serve(app, args.host, args.port, args.log_level, loop="asyncio")
 

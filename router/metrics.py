@@ -116,9 +116,40 @@ class RouterMetrics:
         for gauge in self.gauges:
             yield from gauge()
 
-    def render(self) -> bytes:
+    _COUNTERS = ("requests", "errors", "shadow_dropped", "interleave", "feedback", "client_errors")
+    _HISTOGRAMS = ("durations", "predictions")
+
+    def snapshot(self) -> dict:
+        """The counters and histograms as plain data (what another process sends to be merged)."""
+        out: dict = {name: dict(getattr(self, name)) for name in self._COUNTERS}
+        for name in self._HISTOGRAMS:
+            out[name] = {k: (h.bounds, list(h.counts), h.sum, h.count) for k, h in getattr(self, name).items()}
+        return out
+
+    def combined(self, snapshots: Iterable[dict]) -> "RouterMetrics":
+        """These metrics plus other processes' `snapshot()`s, summed (gauges are this process's)."""
+        out = RouterMetrics()
+        out.gauges = self.gauges
+        for snap in (self.snapshot(), *snapshots):
+            for name in self._COUNTERS:
+                into = getattr(out, name)
+                for k, v in snap.get(name, {}).items():
+                    into[k] += v
+            for name in self._HISTOGRAMS:
+                into = getattr(out, name)
+                for k, (bounds, counts, total, n) in snap.get(name, {}).items():
+                    h = into.get(k)
+                    if h is None:
+                        h = into[k] = _Histogram(tuple(bounds))
+                    h.counts = [a + b for a, b in zip(h.counts, counts)]
+                    h.sum += total
+                    h.count += n
+        return out
+
+    def render(self, snapshots: Iterable[dict] = ()) -> bytes:
+        """The Prometheus text format of these metrics plus other processes' snapshots."""
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(self)
+        registry.register(self.combined(snapshots) if snapshots else self)
         return generate_latest(registry)
 
 

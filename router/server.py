@@ -64,11 +64,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body", type=_size, default=1024 * 1024, help="largest request body (default 1MiB)")
     p.add_argument("--shadow-max-inflight", type=_positive_int, default=256,
                    help="shadow calls in flight before mirrors are dropped and counted (default 256)")
+    p.add_argument("--shadow-worker", action=argparse.BooleanOptionalAction, default=True,
+                   help="make shadow calls in a worker process, off the request path's event loop (default on)")
     p.add_argument("--reservoir", type=_positive_int, default=2048,
                    help="uniform sample size per numeric summary and window (default 2048)")
     p.add_argument("--feedback-ttl", type=_duration, default=3600.0, help="feedback accepted this long (1h)")
     p.add_argument("--feedback-max-ids", type=_positive_int, default=200_000,
                    help="issued request ids remembered for feedback (default 200000)")
+    p.add_argument("--upstream-ca", default=None, help="PEM file of CA certificates to trust for https model "
+                   "URLs (in addition to the system's)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -78,7 +82,8 @@ def settings_from(args: argparse.Namespace):
     extra = {"replica_id": args.replica_id} if args.replica_id else {}
     return RouterSettings(
         bucket_seconds=args.bucket, retention_seconds=args.retention, allow_override=args.allow_override,
-        max_body_bytes=args.max_body, shadow_max_inflight=args.shadow_max_inflight, reservoir=args.reservoir or 1,
+        max_body_bytes=args.max_body, shadow_max_inflight=args.shadow_max_inflight,
+        shadow_worker=args.shadow_worker, upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_max_bytes=args.log_max_bytes,
         log_inputs=args.log_inputs, redact=tuple(f for f in args.redact.split(",") if f.strip()),
         feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1, **extra)
@@ -100,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     from router.app import create_app
     from router.source import FileSource
 
-    return serve(create_app(FileSource(config), settings), args.host, args.port, args.log_level)
+    try:
+        app = create_app(FileSource(config), settings)
+    except ValueError as e:         # e.g. an unreadable --upstream-ca
+        print(f"modelrollout router: {e}", file=sys.stderr)
+        return 2
+    return serve(app, args.host, args.port, args.log_level)
 
 
 def serve(app, host: str, port: int, log_level: str = "info", loop: str | None = None) -> int:

@@ -37,6 +37,10 @@ class RouterSettings:
     """Issued request ids remembered for feedback (oldest forgotten first)."""
     upstream_connections: int = 512
     """Keep-alive connections per model upstream."""
+    upstream_ca: Path | None = None
+    """PEM file of CA certificates trusted for https model URLs, besides the system's."""
+    shadow_worker: bool = True
+    """Make shadow calls in a worker process (router.shadow) instead of on the request path's event loop."""
     drain_seconds: float = 15.0
     """On shutdown, how long to wait for in-flight shadow calls before flushing the log, seconds."""
 

@@ -1,6 +1,9 @@
 """Shadow mirroring through a real router: pairing, and a broken shadow never hurting the primary."""
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 
 import httpx
@@ -26,12 +29,15 @@ def _paired(windows: list[dict]) -> PairedSummary:
     return out
 
 
-def test_shadow_pairs_each_request_with_the_primary_output(procs, tmp_path):
-    """Every mirrored request is recorded once in the candidate window and paired with its own primary output."""
+@pytest.mark.parametrize("where", ["--shadow-worker", "--no-shadow-worker"])
+def test_shadow_pairs_each_request_with_the_primary_output(procs, tmp_path, where):
+    """Every mirrored request is recorded once in the candidate window and paired with its own primary output,
+    whether the shadow calls run in the worker process (default) or on the router's own event loop."""
     v1 = procs.scorer("v1", "--seed", "7")
     v2 = procs.scorer("v2", "--seed", "7", "--shift", "0.05")
     cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=0, shadow=True)])
-    router = procs.router(cfg, "--shadow-max-inflight", "1000")
+    router = procs.router(cfg, "--shadow-max-inflight", "1000", where)
+    assert bool(_children(router.pid)) == (where == "--shadow-worker")
     n = 300
     results = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(age=20 + i % 50, i=i),
                           {"x-user-id": f"u{i}"}) for i in range(n)])
@@ -94,15 +100,65 @@ def test_broken_shadow_never_fails_primary(procs, tmp_path, fault):
         assert dropped > 0     # 8 in flight for 300 ms each cannot keep up with 400 fast requests
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+            for c in (t / "children").read_text().split()]
+
+
 def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    """Resident memory of the router and its shadow worker."""
+    total = 0
+    for p in (pid, *_children(pid)):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_a_killed_shadow_worker_is_restarted_and_primaries_never_notice(procs, tmp_path):
+    """SIGKILL the worker mid-traffic: every primary answer is still a 200, the router restarts the worker
+    (counted), mirrors sent to the dead one are counted as lost or dropped, and new mirrors are recorded again."""
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2", "--latency-ms", "5")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=0, shadow=True)])
+    router = procs.router(cfg, "--shadow-max-inflight", "1000", "--log-dir", str(tmp_path / "log"))
+    url = f"{router.url}/v1/rollouts/fraud/predict"
+    first = post_many([(url, body(i=i), {}) for i in range(200)], concurrency=16)
+    wait_until(lambda: _merged(summaries(router.url, "fraud")["windows"], "candidate").requests == 200,
+               what="first mirrors recorded")
+    scraped = metric_value(httpx.get(f"{router.url}/metrics").text, "modelrollout_router_requests_total",
+                           role="shadow")
+    assert scraped == 200
+    (worker,) = _children(router.pid)
+    killer = threading.Timer(0.2, os.kill, (worker, signal.SIGKILL))
+    killer.start()
+    during = post_many([(url, body(i=i), {}) for i in range(400)], concurrency=16)
+    killer.join()
+    assert [s for s, _, _ in first + during] == [200] * 600
+
+    def restarted():
+        text = httpx.get(f"{router.url}/metrics").text
+        return text if metric_value(text, "modelrollout_router_shadow_worker_restarts_total") == 1 else None
+    wait_until(restarted, what="worker restarted")
+    assert _children(router.pid) != [worker]
+    after = post_many([(url, body(i=i), {}) for i in range(100)], concurrency=16)
+    assert {s for s, _, _ in after} == {200}
+    windows = wait_until(lambda: (lambda w: w if _merged(w, "candidate").requests >= 100 else None)(
+        summaries(router.url, "fraud")["windows"]), what="mirrors recorded by the new worker")
+    text = httpx.get(f"{router.url}/metrics").text
+    lost = metric_value(text, "modelrollout_router_shadow_lost_total")
+    dropped = metric_value(text, "modelrollout_router_shadow_dropped_total", rollout="fraud")
+    # The dead worker's windows are gone with it (like a replica's); what the new one recorded is served, and
+    # the primaries are all there. Every mirror sent after the restart is accounted for.
+    assert _merged(windows, "baseline").requests == 700
+    assert _merged(windows, "candidate").requests >= 100
+    assert lost + dropped > 0
+    # The dead worker's counters as last scraped are kept: shadow requests never go backwards.
+    assert metric_value(text, "modelrollout_router_requests_total", role="shadow") >= scraped + 100
 
 
 def test_memory_stays_bounded_with_a_hanging_shadow(procs, tmp_path):
-    """With a shadow that never answers, RSS after 6,000 more requests stays within a few MiB of the warm level."""
+    """With a shadow that never answers, RSS of the router and its shadow worker after 6,000 more requests stays
+    within a few MiB of the warm level."""
     v1 = procs.scorer("v1")
     hang = procs.scorer("v2", "--hang-after", "0")
     cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, hang.url, weight=0, shadow=True,
@@ -110,7 +166,8 @@ def test_memory_stays_bounded_with_a_hanging_shadow(procs, tmp_path):
     router = procs.router(cfg, "--shadow-max-inflight", "16", "--feedback-max-ids", "500", "--reservoir", "256",
                           "--log-dir", str(tmp_path / "log"))
     url = f"{router.url}/v1/rollouts/fraud/predict"
-    post_many([(url, body(i=i), {}) for i in range(2000)], concurrency=32)
+    for _ in range(2):      # the worker starts a moment after the router: warm both
+        post_many([(url, body(i=i), {}) for i in range(2000)], concurrency=32)
     warm = _rss_kib(router.pid)
     for round_ in range(3):
         res = post_many([(url, body(i=i), {}) for i in range(2000)], concurrency=32)
