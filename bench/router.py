@@ -6,11 +6,13 @@ POSTs a JSON body. Prints rps, p50 and p99 per case and the ratios the router is
 
 * >= 4,000 rps at 32 connections for one router process with recording, log and metrics on;
 * p50 overhead <= 0.5 ms over calling the upstream directly at 1 connection;
-* primary p99 with a 10x-slower shadow within 10% of the same router without a shadow (1 and 32 connections);
+* primary p99 with a 10x-slower shadow within 10% of the same router without a shadow, at 1 connection and at
+  32 connections paced below saturation ("32p"; at full speed a closed loop's p99 is 32 / rps, so that row
+  restates the throughput ratio); the split/no-shadow ratio (the same work twice) shows the noise floor;
 * shadow rps >= 0.8 x no-shadow rps at 32 connections.
 
-The router makes shadow calls in its shadow worker process (router/shadow.py); a second router started with
-`--no-shadow-worker` makes them on its own event loop, for comparison. "cpu us/req" is the user + system CPU
+The router folds outcomes, writes its log and makes shadow calls in its worker process (router/worker.py); a
+second router started with `--no-worker` does all of that on its own event loop, for comparison. "cpu us/req" is the user + system CPU
 of the router process and its children (the worker) per answered request: moving work to the worker does not
 hide it there.
 
@@ -39,6 +41,10 @@ import yaml
 
 from examples import _proc
 
+PAUSE_MS = 8.0
+PACED = "32p"
+"""Load label of 32 connections each pausing PAUSE_MS between requests (under 4,000 rps offered): latency
+below saturation, where a closed-loop run's p99 would only restate its throughput (32 / rps)."""
 ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
 SCORE_BODY = '{"features": {"age": 41.5, "gender": "f", "amount": 12.5, "hour": 13}}'
 RANK_BODY = json.dumps({"user": "u1", "candidates": [f"i{i}" for i in range(10)]})
@@ -88,10 +94,13 @@ def rollout(name: str, baseline: str, candidate: str, routing: dict, kind: str =
             "metadata": {"name": name, "namespace": "bench"}, "spec": spec, "status": {"routing": routing}}
 
 
-def wrk(url: str, body: str, connections: int, seconds: float, tmp: Path) -> dict:
-    script = tmp / f"post-{abs(hash(body))}.lua"
+def wrk(url: str, body: str, connections: int, seconds: float, tmp: Path, pause_ms: float = 0.0) -> dict:
+    """wrk's rps, p50 and p99; with `pause_ms` each connection waits that long between requests (a fixed
+    offered load below saturation instead of as fast as the router answers)."""
+    script = tmp / f"post-{abs(hash(body))}-{pause_ms:g}.lua"
     script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
-                      f'wrk.headers["Content-Type"] = "application/json"\n')
+                      f'wrk.headers["Content-Type"] = "application/json"\n'
+                      + (f'function delay() return {pause_ms:g} end\n' if pause_ms else ""))
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -153,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(router)
         # The same router with shadow calls on its own event loop instead of in its shadow worker process.
         inproc = _proc.start("router.server", ["--config", cfg, "--log-dir", tmp / "log-inproc", "--log-level",
-                                               "warning", "--no-shadow-worker"], ready="/readyz", log_dir=tmp)
+                                               "warning", "--no-worker"], ready="/readyz", log_dir=tmp)
         procs.append(inproc)
         r = lambda name: f"{router.url}/v1/rollouts/{name}/predict"
         cases = [("direct (nginx upstream)", f"{up('v1')}/predict", SCORE_BODY),
@@ -171,14 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         # Round-robin over the cases, medians over rounds: load from other processes on a shared machine
         # then hits every case alike instead of whichever ran during a burst.
         runs: dict[tuple[str, int], list[dict]] = {}
+        paced = {"router, baseline only", "router, split 50/50", cases[4][0], "router, shadow on the event loop"}
         for _ in range(rounds):
-            for conns in (1, 32):
+            for conns, pause in ((1, 0.0), (32, 0.0), (32, PAUSE_MS)):
                 for label, url, body in cases:
+                    if pause and label not in paced:
+                        continue
                     before = _cpu_seconds(pids[url])
-                    res = wrk(url, body, conns, seconds, tmp)
+                    res = wrk(url, body, conns, seconds, tmp, pause)
                     used = _cpu_seconds(pids[url]) - before
                     res["cpu_us"] = 1e6 * used / max(1.0, res["rps"] * seconds) if pids[url] else float("nan")
-                    runs.setdefault((label, conns), []).append(res)
+                    runs.setdefault((label, PACED if pause else conns), []).append(res)
         direct1["cpu_us"] = float("nan")
         runs[("direct (nginx upstream)", 1)].append(direct1)
         results = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu_us")}
@@ -253,12 +265,20 @@ def _ratios(results: dict, shadow_label: str, dropped: float) -> list[tuple[str,
          g(shadow_label, 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"]),
         ("shadow p99 / no-shadow p99 @32 (target <= 1.10)",
          g(shadow_label, 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"]),
+        ("shadow p99 / no-shadow p99 @32 paced (target <= 1.10)",
+         g(shadow_label, PACED)["p99_ms"] / g("router, baseline only", PACED)["p99_ms"]),
+        ("  noise floor, split p99 / no-shadow p99 @1 (same work)",
+         g("router, split 50/50", 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"]),
+        ("  noise floor, split p99 / no-shadow p99 @32 paced",
+         g("router, split 50/50", PACED)["p99_ms"] / g("router, baseline only", PACED)["p99_ms"]),
         ("shadow rps / no-shadow rps @32 (target >= 0.8)",
          g(shadow_label, 32)["rps"] / g("router, baseline only", 32)["rps"]),
         ("  same, shadow on the event loop: p99 ratio @1",
          g("router, shadow on the event loop", 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"]),
         ("  same, shadow on the event loop: p99 ratio @32",
          g("router, shadow on the event loop", 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"]),
+        ("  same, shadow on the event loop: p99 ratio @32 paced",
+         g("router, shadow on the event loop", PACED)["p99_ms"] / g("router, baseline only", PACED)["p99_ms"]),
         ("  same, shadow on the event loop: rps ratio @32",
          g("router, shadow on the event loop", 32)["rps"] / g("router, baseline only", 32)["rps"]),
         ("shadow calls dropped (bound 256 in flight)", dropped),

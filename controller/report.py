@@ -501,12 +501,17 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 
 
 def deciding_window(rec: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The window the outcome was decided on: the last one analysed at or before the outcome, with data."""
+    """The window the outcome was decided on: the last one analysed at or before the outcome, with data —
+    from both versions when there is such a window (after a rollback, or in a log alone, the last windows
+    may hold the baseline's traffic only)."""
     windows = [w for w in rec.get("windows", []) if w.get("distribution")]
     outcome = rec.get("outcome") or {}
     if outcome.get("time") is not None:
         before = [w for w in windows if w["time"] <= outcome["time"] + 1e-6]
         windows = before or windows
+    both = [w for w in windows if any(w["distribution"].get("baseline") or ())
+            and any(w["distribution"].get("candidate") or ())]
+    windows = both or windows
     return windows[-1] if windows else None
 
 

@@ -25,10 +25,10 @@ from router.extract import (
 from router.feedback import FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics, finite_float
 from router.predlog import PredictionLog
-from router.recorder import Recorder, merge_window_lists
+from router.recorder import Recorder
 from router.routing import BASELINE, CANDIDATE, Routing, pick
 from router.settings import RouterSettings
-from router.shadow import ShadowUnavailable, ShadowWorker
+from router.worker import Worker, WorkerUnavailable
 from router.upstream import ERROR_STATUS, Answer, Upstreams
 
 log = logging.getLogger("modelrollout.router")
@@ -93,14 +93,17 @@ class Router:
         self.upstreams = Upstreams(s.upstream_connections, ca_file=s.upstream_ca)
         self.issued = IssuedIds(s.feedback_ttl_seconds, s.feedback_max_ids)
         self.recorder = Recorder(s.bucket_seconds, s.retention_seconds, s.reservoir)
-        self.log = PredictionLog(s.log_dir, s.replica_id, s.log_max_bytes) if s.log_dir else None
+        # With a worker, the worker folds the records and writes the log; this process only answers.
+        self.log = PredictionLog(s.log_dir, s.replica_id, s.log_max_bytes) if s.log_dir and not s.worker else None
         self.redact_paths = tuple(split_path(p) for p in s.redact)
         self.targets: dict[str, Target] = {}
         self.by_name: dict[str, list[Target]] = {}
         self.ready = False
         self.shadow_inflight = 0
         self._shadow_tasks: set[asyncio.Task] = set()
-        self.shadow_worker = ShadowWorker(s, self.metrics, self.log) if s.shadow_worker else None
+        self.worker = Worker(s, self.metrics) if s.worker else None
+        self.keep = self.worker.record if self.worker is not None else self.keep_here
+        """keep(target, record): fold an outcome record into the windows and write it to the log."""
         self._rng = random.Random()
         self.metrics.gauges.append(self._gauges)
 
@@ -116,8 +119,8 @@ class Router:
         by_name: dict[str, list[Target]] = {}
         for t in targets.values():
             by_name.setdefault(t.spec.name, []).append(t)
-        if self.shadow_worker is not None:
-            self.shadow_worker.forget(t.wid for k, t in self.targets.items() if targets.get(k) is not t)
+        if self.worker is not None:
+            self.worker.forget(t.wid for k, t in self.targets.items() if targets.get(k) is not t)
         self.targets, self.by_name = targets, by_name
         self.ready = True
         log.info("serving %d rollout(s): %s", len(targets), ", ".join(
@@ -176,8 +179,8 @@ class Router:
         if routing.shadow and arm == BASELINE and override is None:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
-            if self.shadow_worker is not None:
-                self.shadow_worker.submit(target, request_id, body, now, features, segments, output)
+            if self.worker is not None:
+                self.worker.submit(target, request_id, body, now, features, segments, output)
             else:
                 asyncio.get_running_loop().call_soon(self._start_shadow, target, request_id, body, now, features,
                                                      segments, output)
@@ -239,7 +242,10 @@ class Router:
             record["attributions"] = attributions
         if self.settings.log_inputs and doc is not None:
             record["input"] = redact(doc, self.redact_paths)
-        self.recorder.add(spec, record)
+        self.keep(target, record)
+
+    def keep_here(self, target: Target, record: dict) -> None:
+        self.recorder.add(target.spec, record)
         if self.log is not None:
             self.log.write(record)
 
@@ -335,9 +341,7 @@ class Router:
             record["outcome"] = outcome
         else:
             record["label"] = doc["label"]
-        self.recorder.add(spec, record)
-        if self.log is not None:
-            self.log.write(record)
+        self.keep(target, record)
         self.metrics.feedback[(spec.name, spec.namespace, kind, "200")] += 1
         return Reply(200, orjson.dumps({"accepted": True, "request_id": doc["request_id"], "kind": kind,
                                         "version": entry.version, "outcome": outcome}))
@@ -349,14 +353,13 @@ class Router:
         if isinstance(target, Reply):
             return target
         spec = target.spec
-        windows = self.recorder.windows(spec.key, start, end)
-        if self.shadow_worker is not None:
+        if self.worker is None:
+            windows = self.recorder.windows(spec.key, start, end)
+        else:
             try:
-                shadowed = await self.shadow_worker.windows(spec.key, start, end)
-            except ShadowUnavailable as e:
-                return error_reply(503, "shadow summaries unavailable", f"rollout {spec.key}: {e}; the shadow "
-                                   "calls of these windows cannot be reported now, try again")
-            windows = merge_window_lists(windows, shadowed)
+                windows = await self.worker.windows(spec.key, start, end)
+            except WorkerUnavailable as e:
+                return error_reply(503, "summaries unavailable", f"rollout {spec.key}: {e}; try again")
         return Reply(200, orjson.dumps({"rollout": spec.name, "namespace": spec.namespace,
                                         "replica": self.settings.replica_id,
                                         "bucket_seconds": self.settings.bucket_seconds, "windows": windows},
@@ -367,7 +370,7 @@ class Router:
     def _gauges(self):
         from prometheus_client.core import GaugeMetricFamily
         g = GaugeMetricFamily("modelrollout_router_shadow_inflight", "Shadow calls in flight.")
-        g.add_metric([], self.shadow_inflight + (self.shadow_worker.inflight if self.shadow_worker else 0))
+        g.add_metric([], self.shadow_inflight + (self.worker.inflight if self.worker else 0))
         yield g
         g = GaugeMetricFamily("modelrollout_router_candidate_weight", "Candidate share of live traffic, percent.",
                               labels=["rollout", "namespace", "shadow", "interleave"])
@@ -375,27 +378,29 @@ class Router:
             g.add_metric([t.spec.name, t.spec.namespace, str(t.routing.shadow).lower(),
                           str(t.routing.interleave).lower()], t.routing.candidate_weight)
         yield g
-        if self.shadow_worker is not None:
+        if self.worker is not None:
             from prometheus_client.core import CounterMetricFamily
-            c = CounterMetricFamily("modelrollout_router_shadow_worker_restarts", "Times the shadow worker process "
-                                    "died and was restarted.")
-            c.add_metric([], self.shadow_worker.restarts)
+            c = CounterMetricFamily("modelrollout_router_worker_restarts", "Times the router's worker process "
+                                    "(recording, log, shadow calls) died and was restarted.")
+            c.add_metric([], self.worker.restarts)
             yield c
-            c = CounterMetricFamily("modelrollout_router_shadow_lost", "Mirrors handed to a shadow worker that "
-                                    "died before finishing them.")
-            c.add_metric([], self.shadow_worker.lost)
+            c = CounterMetricFamily("modelrollout_router_worker_lost", "Outcome records and mirrors handed to a "
+                                    "worker that died before reporting them done.")
+            c.add_metric([], self.worker.lost)
             yield c
         g = GaugeMetricFamily("modelrollout_router_feedback_ids", "Issued request ids remembered for feedback.")
         g.add_metric([], len(self.issued))
         yield g
-        if self.log is not None:
+        if self.settings.log_dir is not None:
             from prometheus_client.core import CounterMetricFamily
+            written, dropped = ((self.log.written, self.log.dropped) if self.log is not None
+                                else self.worker.log_counts)
             c = CounterMetricFamily("modelrollout_router_log_records", "Prediction log records written.")
-            c.add_metric([], self.log.written)
+            c.add_metric([], written)
             yield c
             c = CounterMetricFamily("modelrollout_router_log_dropped", "Prediction log records dropped "
                                     "(writer too far behind).")
-            c.add_metric([], self.log.dropped)
+            c.add_metric([], dropped)
             yield c
 
     async def housekeeping(self, every: float = 0.1) -> None:
@@ -403,7 +408,10 @@ class Router:
         ticks = 0
         while True:
             await asyncio.sleep(every)
-            await self.recorder.fold_queued()
+            try:
+                await self.recorder.fold_queued()
+            except Exception:       # a bug: the records of that chunk are lost; keep folding the rest
+                log.exception("folding outcome records failed")
             ticks += 1
             if ticks % 10 == 0:
                 now = time.time()
@@ -411,20 +419,20 @@ class Router:
                 self.issued.expire(now)
 
     async def start(self) -> None:
-        """Start what runs beside the request path (the shadow worker)."""
-        if self.shadow_worker is not None:
-            await self.shadow_worker.start()
+        """Start what runs beside the request path (the worker)."""
+        if self.worker is not None:
+            await self.worker.start()
 
     async def render_metrics(self) -> bytes:
-        """Prometheus text of this router and its shadow worker."""
-        if self.shadow_worker is None:
+        """Prometheus text of this router and its worker."""
+        if self.worker is None:
             return self.metrics.render()
-        return self.metrics.render(await self.shadow_worker.metric_snapshots())
+        return self.metrics.render(await self.worker.metric_snapshots())
 
     async def drain(self) -> None:
         """Wait (bounded) for in-flight shadow calls, then write and fsync the prediction log."""
-        if self.shadow_worker is not None:
-            await self.shadow_worker.close()
+        if self.worker is not None:
+            await self.worker.close()
         if self._shadow_tasks:
             await asyncio.wait(list(self._shadow_tasks), timeout=self.settings.drain_seconds)
         self.recorder.flush(time.time())

@@ -335,32 +335,6 @@ class Recorder:
         return out
 
 
-def merge_window_lists(*lists: list[dict]) -> list[dict]:
-    """Windows served by several recorders of one replica (the router and its shadow worker) as one list with
-    one window per (start, revision), oldest first. Every summary merges exactly, so this is the list a single
-    recorder of all their records would serve."""
-    lists = tuple(w for w in lists if w)
-    if len(lists) <= 1:
-        return list(lists[0]) if lists else []
-    by_key: dict[tuple[float, str], dict] = {}
-    for windows in lists:
-        for w in windows:
-            key = (w["start"], w["revision"])
-            have = by_key.get(key)
-            by_key[key] = w if have is None else _merge_window_dicts(have, w)
-    return [by_key[k] for k in sorted(by_key)]
-
-
-def _merge_window_dicts(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for arm in ARMS:
-        out[arm] = VersionWindow.from_dict(a[arm]).merge(VersionWindow.from_dict(b[arm])).to_dict()
-    for name, cls in (("paired", PairedSummary), ("interleave", InterleaveSummary)):
-        x, y = a.get(name), b.get(name)
-        out[name] = cls.from_dict(x).merge(cls.from_dict(y)).to_dict() if x and y else (x or y)
-    return out
-
-
 def replay(records: Iterable[dict], spec: RolloutSpec, bucket_seconds: float = 5.0,
            reservoir: int = 2048) -> list[dict]:
     """The windows a router would have served for `spec`, rebuilt from its prediction log records."""

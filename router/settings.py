@@ -39,8 +39,9 @@ class RouterSettings:
     """Keep-alive connections per model upstream."""
     upstream_ca: Path | None = None
     """PEM file of CA certificates trusted for https model URLs, besides the system's."""
-    shadow_worker: bool = True
-    """Make shadow calls in a worker process (router.shadow) instead of on the request path's event loop."""
+    worker: bool = True
+    """Fold outcomes, write the prediction log and make shadow calls in a worker process (router.worker), off
+    the event loop that answers requests."""
     drain_seconds: float = 15.0
     """On shutdown, how long to wait for in-flight shadow calls before flushing the log, seconds."""
 

@@ -1,25 +1,29 @@
-"""Shadow calls in a worker process: the router's event loop only hands mirrored requests off.
+"""The router's worker process: everything that is not the request path, i.e. recording and shadow calls.
 
-A mirrored call costs the router about what the primary call costs: a write, a read, a parse, a record and
-its share of folding and logging. Made on the primary's event loop, that work competes with live requests
-and shows in their tail latency, and at saturation it took 30-50% of the router's throughput
-(`python -m bench.router`). So the router hands each mirror to a worker process: an append to a list on the
-request path, one pickled batch per event-loop turn on a pipe. The worker makes the calls with the router's
-own code (`Router._start_shadow`), records them in its own windows and metrics, sends its records (serialised) to the router's prediction log in batches, and answers the router's
-questions: its windows for `/summaries` (merged exactly with the router's, one window per bucket) and its
-counters for `/metrics`.
+The request path must only answer. Folding outcomes into summaries costs a few hundred microseconds per
+batch of vectorised adds, writing the prediction log means serialising every record, and a mirrored call
+costs about what the primary call costs (a write, a read, a parse, a record). On the router's event loop
+that work stalls live requests: with it there, the p99 at one connection was 4-6x the p50, and a shadow
+took 30-50% of the throughput (`python -m bench.router`). So the router hands all of it to one worker
+process: the request path appends each outcome record, and each mirror to make, to a list; every
+`BATCH_SECONDS` one pickled batch goes down a pipe. The worker folds the records into the windows
+(`Recorder`), writes the prediction log (`PredictionLog`), makes the shadow calls with the router's own
+code (`Router._start_shadow`) and records them the same way, and answers the router's questions: the
+windows for `/summaries` and its counters for `/metrics`.
 
-Bounds: the worker keeps at most `shadow_max_inflight` calls in flight and drops and counts beyond that; the
-router drops and counts a mirror when no worker runs or more than `MAX_BACKLOG` bytes wait for its pipe (a
-stalled worker). A worker that dies is restarted after a second; mirrors it had in flight are lost, its
-counters so far are kept.
+Bounds: the worker keeps at most `shadow_max_inflight` shadow calls in flight and drops and counts beyond
+that; the router drops and counts a mirror when no worker runs or more than MAX_BACKLOG / 2 bytes wait for
+its pipe, and a record (counted as a log drop) beyond MAX_BACKLOG. A worker that dies is restarted after a
+second; what it had not yet written is lost (like a replica's memory) and counted, and its counters as last
+scraped are kept. `--no-worker` keeps all of it on the router's event loop.
 
-Wire format, both ways: 4-byte big-endian length, then a pickle (protocol 5) of a list of messages. Both ends
-are this module, on a private pipe between a router and the child it started. Messages to the worker are
-jobs `(target_id, request_id, body, time, features, segments, primary_output)` and commands (a tuple whose
+Wire format, both ways: 4-byte big-endian length, then a pickle (protocol 5). Both ends are this module, on
+a private pipe between a router and the child it started. To the worker: a list of messages, in the order
+they were made: outcome records to fold and log, `(target_id, record)`; mirrors to make,
+`(target_id, request_id, body, time, features, segments, primary_output)`; and commands (a tuple whose
 first item is a str): `("settings", RouterSettings)`, `("target", id, Target)`, `("forget", [ids])`,
 `("windows", qid, key, start, end)`, `("metrics", qid)`, `("drain", qid)`. The worker answers commands that
-carry a qid with `(qid, value)`, and sends log lines as `(0, [line, ...])`.
+carry a qid with `(qid, value)`.
 """
 from __future__ import annotations
 
@@ -33,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from router.metrics import RouterMetrics
-from router.predlog import PredictionLog, serialise
 from router.settings import RouterSettings
 
 log = logging.getLogger("modelrollout.router")
@@ -43,10 +46,19 @@ MAX_BACKLOG = 32 * 1024 * 1024
 QUERY_TIMEOUT = 5.0
 """Seconds the router waits for the worker's windows or metrics."""
 RESTART_DELAY = 1.0
+BATCH_SECONDS = 0.002
+"""Mirrors handed over within this time go to the worker in one write (one wake-up for it): at one request
+in flight that is 5-10 requests per write instead of one. Delays the mirrors' start, not their timing."""
 
 
-class ShadowUnavailable(Exception):
-    """The shadow worker is not running or did not answer in time (temporary)."""
+class WorkerUnavailable(Exception):
+    """The router's worker is not running, did not answer in time, or failed to answer (temporary)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    """The worker's answer to a command it could not carry out (a bug, not the client's fault)."""
+    detail: str
 
 
 def _frame(payload: Any) -> bytes:
@@ -59,23 +71,25 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
     return pickle.loads(await reader.readexactly(size))
 
 
-class ShadowWorker:
-    """The router's side: starts and restarts the worker, batches jobs to it, asks it for windows and metrics."""
+class Worker:
+    """The router's side: starts and restarts the worker, batches records and mirrors to it, asks it for
+    windows and metrics."""
 
-    def __init__(self, settings: RouterSettings, metrics: RouterMetrics, log: PredictionLog | None = None):
+    def __init__(self, settings: RouterSettings, metrics: RouterMetrics):
         self.settings = settings
         self.metrics = metrics
-        self.log = log
         self.restarts = 0
         self.lost = 0
-        """Mirrors handed to workers that died before reporting them finished."""
+        """Mirrors and records handed to workers that died before reporting them done."""
+        self.records_dropped = 0
+        """Records not handed over: no worker running, or its pipe backlog beyond MAX_BACKLOG."""
+        self.log_written = self.log_dropped = 0
+        """Prediction log counters of workers that died."""
         self.sent = 0
         """Mirrors handed to the current worker."""
         self.done = 0
         """Of those, how many the worker had finished (recorded or dropped) at its last answer."""
         self.pid: int | None = None
-        self.keys: set[str] = set()
-        """Rollouts (spec.key) that have had a mirror sent: only their summaries need the worker's windows."""
         self._proc: asyncio.subprocess.Process | None = None
         self._stdin: asyncio.StreamWriter | None = None
         self._outbox: list = []
@@ -84,6 +98,8 @@ class ShadowWorker:
         self._queries: dict[int, asyncio.Future] = {}
         self._qid = 0
         self._snapshot: dict | None = None
+        self.records_sent = self.records_done = 0
+        self.worker_log = (0, 0)
         self._retired: list[dict] = []
         self._closing = False
         self._supervisor: asyncio.Task | None = None
@@ -94,14 +110,14 @@ class ShadowWorker:
         """Start the worker process (returns once it is spawned; it reads queued jobs when it is ready)."""
         self._closing = False
         reader = await self._spawn()
-        self._supervisor = asyncio.create_task(self._supervise(reader), name="modelrollout-shadow-worker")
+        self._supervisor = asyncio.create_task(self._supervise(reader), name="modelrollout-worker")
 
     async def _spawn(self) -> asyncio.StreamReader:
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import router.shadow as s, sys; sys.exit(s.main())", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable, "-c", "import router.worker as w, sys; sys.exit(w.main())", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env=env, limit=1 << 30)
         self._proc, self._stdin, self.pid = proc, proc.stdin, proc.pid
         self._known = set()
@@ -114,10 +130,6 @@ class ShadowWorker:
             try:
                 while True:
                     qid, value = await _read_frame(reader)
-                    if qid == 0:                     # the worker's records, serialised, for our log
-                        if self.log is not None:
-                            self.log.write_lines(value)
-                        continue
                     fut = self._queries.get(qid)
                     if fut is not None and not fut.done():
                         fut.set_result(value)
@@ -128,15 +140,18 @@ class ShadowWorker:
             code = await proc.wait() if proc is not None else None
             for fut in self._queries.values():
                 if not fut.done():
-                    fut.set_exception(ShadowUnavailable(f"shadow worker exited (code {code})"))
+                    fut.set_exception(WorkerUnavailable(f"worker exited (code {code})"))
             if self._closing:
                 return
-            self.lost += self.inflight
+            self.lost += self.inflight + self.records_sent - self.records_done
+            self.log_written += self.worker_log[0]
+            self.log_dropped += self.worker_log[1]
+            self.worker_log = (0, 0)
             if self._snapshot is not None:
                 self._retired.append(self._snapshot)
                 self._snapshot = None
-            self.sent = self.done = 0
-            log.error("shadow worker (pid %s) exited with code %s (%s); restarting in %gs", self.pid, code,
+            self.sent = self.done = self.records_sent = self.records_done = 0
+            log.error("router worker (pid %s) exited with code %s (%s); restarting in %gs", self.pid, code,
                       type(problem).__name__, RESTART_DELAY)
             await asyncio.sleep(RESTART_DELAY)
             if self._closing:
@@ -144,18 +159,19 @@ class ShadowWorker:
             try:
                 reader = await self._spawn()
             except OSError as e:
-                log.error("shadow worker could not start: %s; retrying", e)
+                log.error("router worker could not start: %s; retrying", e)
                 continue
             self.restarts += 1
 
     async def close(self) -> None:
-        """Let the worker finish its calls (bounded by drain_seconds), flush its log, and stop it."""
+        """Let the worker finish its shadow calls (bounded by drain_seconds), fold and write every record it
+        was sent, fsync its log, and stop it."""
         if self._supervisor is None:
             return
         try:
             await self.query("drain", timeout=self.settings.drain_seconds + QUERY_TIMEOUT)
-        except ShadowUnavailable as e:
-            log.error("shadow worker did not drain: %s", e)
+        except WorkerUnavailable as e:
+            log.error("router worker did not drain: %s", e)
         self._closing = True
         proc = self._proc
         if self._stdin is not None:
@@ -172,22 +188,42 @@ class ShadowWorker:
 
     # --- the request path ------------------------------------------------------------------------
 
-    def submit(self, target, request_id: str, body: bytes, now: float, features: dict | None,
-               segments: dict | None, primary_output: Any) -> None:
-        """Hand one mirror to the worker (never blocks; dropped and counted when the worker cannot take it)."""
+    def _backlog(self) -> int:
+        """Bytes waiting for the worker's pipe; -1 when no worker can take anything."""
         stdin = self._stdin
-        if stdin is None or stdin.transport.is_closing() or stdin.transport.get_write_buffer_size() > MAX_BACKLOG:
-            self.metrics.shadow_dropped[(target.spec.name, target.spec.namespace)] += 1
-            return
+        if stdin is None or stdin.transport.is_closing():
+            return -1
+        return stdin.transport.get_write_buffer_size()
+
+    def _target(self, target) -> int:
         wid = target.wid
         if wid not in self._known:
             self._known.add(wid)
-            self.keys.add(target.spec.key)
             self._outbox.append(("target", wid, target))
-        self._outbox.append((wid, request_id, body, now, features, segments, primary_output))
-        self.sent += 1
         if not self._scheduled:
-            self._schedule()
+            self._scheduled = True
+            asyncio.get_running_loop().call_later(BATCH_SECONDS, self._flush)
+        return wid
+
+    def record(self, target, record: dict) -> None:
+        """Hand one outcome record to the worker, to fold and log (never blocks; counted as a log drop when
+        the worker cannot take it)."""
+        backlog = self._backlog()
+        if backlog < 0 or backlog > MAX_BACKLOG:
+            self.records_dropped += 1
+            return
+        self._outbox.append((self._target(target), record))
+        self.records_sent += 1
+
+    def submit(self, target, request_id: str, body: bytes, now: float, features: dict | None,
+               segments: dict | None, primary_output: Any) -> None:
+        """Hand one mirror to the worker (never blocks; dropped and counted when the worker cannot take it)."""
+        backlog = self._backlog()
+        if backlog < 0 or backlog > MAX_BACKLOG // 2:
+            self.metrics.shadow_dropped[(target.spec.name, target.spec.namespace)] += 1
+            return
+        self._outbox.append((self._target(target), request_id, body, now, features, segments, primary_output))
+        self.sent += 1
 
     def forget(self, wids) -> None:
         """Targets no longer served: the worker may drop them once the jobs sent before are started."""
@@ -198,33 +234,41 @@ class ShadowWorker:
             self._schedule()
 
     def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        """Flush on the next loop turn (commands; a pending batch timer then finds the outbox empty)."""
+        asyncio.get_running_loop().call_soon(self._flush)
+        self._scheduled = True
 
     def _flush(self) -> None:
         # Runs after the callbacks that were ready with it, i.e. after the responses of this turn are written.
         self._scheduled = False
         batch, self._outbox = self._outbox, []
         stdin = self._stdin
-        if not batch or stdin is None:
+        if not batch:
             return
-        try:
-            stdin.write(_frame(batch))
-        except (RuntimeError, ConnectionError) as e:    # the worker just died: its supervisor restarts it
-            self.lost += sum(type(m[0]) is int for m in batch)
-            log.warning("shadow worker pipe closed: %s", e)
+        if stdin is not None:
+            try:
+                stdin.write(_frame(batch))
+                return
+            except (RuntimeError, ConnectionError) as e:    # the worker just died: its supervisor restarts it
+                log.warning("router worker pipe closed: %s", e)
+        self.lost += sum(type(m[0]) is int for m in batch)      # died since these were handed over
 
     @property
     def inflight(self) -> int:
         """Mirrors handed over and not known to be finished: queued for the worker, or its calls in flight."""
         return self.sent - self.done
 
+    @property
+    def log_counts(self) -> tuple[int, int]:
+        """(records written to the prediction log, records lost before it) by every worker so far."""
+        return (self.log_written + self.worker_log[0],
+                self.log_dropped + self.worker_log[1] + self.records_dropped)
+
     # --- questions -------------------------------------------------------------------------------
 
     async def query(self, kind: str, *args, timeout: float = QUERY_TIMEOUT) -> Any:
         if self._stdin is None:
-            raise ShadowUnavailable("shadow worker is not running (restarting)")
+            raise WorkerUnavailable("the router's worker is not running (restarting)")
         self._qid += 1
         qid = self._qid
         fut = asyncio.get_running_loop().create_future()
@@ -232,16 +276,17 @@ class ShadowWorker:
         self._outbox.append((kind, qid, *args))
         self._schedule()
         try:
-            return await asyncio.wait_for(fut, timeout)
+            value = await asyncio.wait_for(fut, timeout)
+            if isinstance(value, Failed):
+                raise WorkerUnavailable(f"the router's worker failed to answer {kind!r}: {value.detail}")
+            return value
         except TimeoutError:
-            raise ShadowUnavailable(f"shadow worker did not answer {kind!r} within {timeout:g}s") from None
+            raise WorkerUnavailable(f"the router's worker did not answer {kind!r} within {timeout:g}s") from None
         finally:
             self._queries.pop(qid, None)
 
     async def windows(self, key: str, start: float | None, end: float | None) -> list[dict]:
-        """The worker's windows of rollout `key` (empty if it was never sent a mirror for it)."""
-        if key not in self.keys:
-            return []
+        """The windows of rollout `key` (every record handed over before this call is in them)."""
         return await self.query("windows", key, start, end)
 
     async def metric_snapshots(self) -> list[dict]:
@@ -250,11 +295,13 @@ class ShadowWorker:
         A worker that does not answer in time contributes its last answer: counters never go backwards."""
         try:
             answer = await self.query("metrics", timeout=2.0)
-        except ShadowUnavailable as e:
-            (log.debug if self._stdin is None else log.warning)("metrics without a fresh shadow worker answer: %s", e)
+        except WorkerUnavailable as e:
+            (log.debug if self._stdin is None else log.warning)("metrics without a fresh worker answer: %s", e)
         else:
             self._snapshot = answer["metrics"]
             self.done = answer["done"]
+            self.records_done = answer["records"]
+            self.worker_log = answer["log"]
         return [*self._retired, *([self._snapshot] if self._snapshot is not None else [])]
 
 
@@ -263,22 +310,19 @@ class ShadowWorker:
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     from router.core import Router
 
-    first = await _read_frame(reader)
-    if not first or first[0][0] != "settings":
-        raise SystemExit("router.shadow: expected the router's settings first")
-    settings = dataclasses.replace(first[0][1], shadow_worker=False, log_dir=None)
-    forward_log = first[0][1].log_dir is not None
+    batch = await _read_frame(reader)
+    if not batch or batch[0][0] != "settings":
+        raise SystemExit("router.worker: expected the router's settings first")
+    settings = dataclasses.replace(batch[0][1], worker=False)
     logging.basicConfig(level=logging.getLogger("modelrollout").level or logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s[shadow]: %(message)s")
     router = Router(settings)
-    if forward_log:
-        router.log = _LogLines(lambda lines: writer.write(_frame((0, lines))))
     tasks = [asyncio.create_task(router.housekeeping(), name="housekeeping")]
     if router.log is not None:
         tasks.append(asyncio.create_task(router.log.run(), name="log"))    # ends when router.drain closes the log
     targets: dict[int, Any] = {}
     drained = False
-    received = 0
+    received = records_received = 0
 
     def answer(qid: int, value: Any) -> None:
         writer.write(_frame((qid, value)))
@@ -295,13 +339,19 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             answer(qid, True)
             await writer.drain()
 
-    batch = first[1:]
+    batch = batch[1:]
+    keep = router.keep
     while True:
         for m in batch:
             head = m[0]
             if type(head) is int:
-                received += 1
                 target = targets.get(head)
+                if len(m) == 2:                          # an outcome record
+                    records_received += 1
+                    if target is not None:
+                        keep(target, m[1])
+                    continue
+                received += 1                            # a mirror to make
                 if target is not None and not drained:
                     router._start_shadow(target, *m[1:])
             elif head == "target":
@@ -309,12 +359,20 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             elif head == "forget":
                 for wid in m[1]:
                     targets.pop(wid, None)
-            elif head == "windows":
-                answer(m[1], router.recorder.windows(m[2], m[3], m[4]))
-            elif head == "metrics":
-                answer(m[1], {"metrics": router.metrics.snapshot(), "done": received - router.shadow_inflight})
             elif head == "drain":
                 await drain(m[1])
+            else:
+                try:
+                    if head == "windows":
+                        answer(m[1], router.recorder.windows(m[2], m[3], m[4]))
+                    elif head == "metrics":
+                        lg = router.log
+                        answer(m[1], {"metrics": router.metrics.snapshot(),
+                                      "done": received - router.shadow_inflight, "records": records_received,
+                                      "log": (lg.written, lg.dropped) if lg is not None else (0, 0)})
+                except Exception as e:          # a bug: answer it, keep recording
+                    log.exception("router worker: %s failed", head)
+                    answer(m[1], Failed(f"{type(e).__name__}: {e}"))
         try:
             batch = await _read_frame(reader)
         except asyncio.IncompleteReadError:
@@ -323,34 +381,6 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class _LogLines:
-    """The worker's prediction log: its records are serialised here and sent to the router's log every 50 ms,
-    so a replica keeps one log (one file per hour and size) and the audit trail reads in one place."""
-
-    def __init__(self, send):
-        self._send = send
-        self._pending: list[dict] = []
-        self._closed = False
-
-    def write(self, record: dict) -> None:
-        self._pending.append(record)
-
-    def flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            self._send([serialise(r) for r in batch])
-
-    async def run(self) -> None:
-        while not self._closed:
-            await asyncio.sleep(0.05)
-            self.flush()
-
-    async def close(self) -> None:
-        """Send what is left (before the drain is answered: the router closes its log after that answer)."""
-        self._closed = True
-        self.flush()
 
 
 async def _main() -> None:
