@@ -81,7 +81,10 @@ class RouterThread:
         from router.source import StaticSource
 
         self.host, self.port = host, port
+        # The worker at normal priority: here models, traffic and controller share the machine, and the
+        # decisions must not wait for records a busy machine never gives an idle worker the CPU to fold.
         self.settings = RouterSettings(replica_id="local", bucket_seconds=bucket, log_dir=log_dir,
+                                       worker_priority="normal",
                                        retention_seconds=max(900.0, 4 * bucket))
         self.source = StaticSource(rollouts)
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -388,6 +388,12 @@ class Router:
                                     "worker that died before reporting them done.")
             c.add_metric([], self.worker.lost)
             yield c
+        if self.worker is not None:
+            g = GaugeMetricFamily("modelrollout_router_worker_backlog_bytes", "Records and mirrors waiting for the "
+                                  "router's worker, bytes (it runs at idle CPU priority by default: this grows "
+                                  "while the CPU is saturated).")
+            g.add_metric([], max(0, self.worker.backlog()))
+            yield g
         g = GaugeMetricFamily("modelrollout_router_feedback_ids", "Issued request ids remembered for feedback.")
         g.add_metric([], len(self.issued))
         yield g

@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", action=argparse.BooleanOptionalAction, default=True,
                    help="fold outcomes, write the log and make shadow calls in a worker process, off the event "
                    "loop that answers requests (default on)")
+    p.add_argument("--worker-priority", choices=("idle", "normal"), default="idle",
+                   help="idle (default): the worker only uses CPU the request path leaves (best tail latency; "
+                   "under sustained full CPU records queue and summaries lag); normal: it competes equally")
     p.add_argument("--reservoir", type=_positive_int, default=2048,
                    help="uniform sample size per numeric summary and window (default 2048)")
     p.add_argument("--feedback-ttl", type=_duration, default=3600.0, help="feedback accepted this long (1h)")
@@ -84,7 +87,7 @@ def settings_from(args: argparse.Namespace):
     return RouterSettings(
         bucket_seconds=args.bucket, retention_seconds=args.retention, allow_override=args.allow_override,
         max_body_bytes=args.max_body, shadow_max_inflight=args.shadow_max_inflight,
-        worker=args.worker, upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
+        worker=args.worker, worker_priority=args.worker_priority, upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_max_bytes=args.log_max_bytes,
         log_inputs=args.log_inputs, redact=tuple(f for f in args.redact.split(",") if f.strip()),
         feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1, **extra)

@@ -42,6 +42,9 @@ class RouterSettings:
     worker: bool = True
     """Fold outcomes, write the prediction log and make shadow calls in a worker process (router.worker), off
     the event loop that answers requests."""
+    worker_priority: str = "idle"
+    """"idle": the worker runs only on CPU the request path does not want (Linux SCHED_IDLE; best tail
+    latency, but under sustained full CPU records queue and summaries lag); "normal": it competes equally."""
     drain_seconds: float = 15.0
     """On shutdown, how long to wait for in-flight shadow calls before flushing the log, seconds."""
 
@@ -52,6 +55,8 @@ class RouterSettings:
                   ("feedback_ttl_seconds", self.feedback_ttl_seconds > 0),
                   ("feedback_max_ids", self.feedback_max_ids > 0),
                   ("upstream_connections", self.upstream_connections > 0)]
+        if self.worker_priority not in ("idle", "normal"):
+            raise ValueError(f"worker_priority: expected idle or normal, got {self.worker_priority!r}")
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"{name}: expected a positive value, got {getattr(self, name)!r}")

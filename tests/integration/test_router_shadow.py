@@ -178,3 +178,20 @@ def test_memory_stays_bounded_with_a_hanging_shadow(procs, tmp_path):
         assert {s for s, _, _ in res} == {200}
     grown = _rss_kib(router.pid) - warm
     assert grown < 12 * 1024, f"RSS grew by {grown} KiB over 6000 requests"
+
+
+@pytest.mark.parametrize("priority", ["idle", "normal"])
+def test_the_worker_runs_at_the_chosen_cpu_priority(procs, tmp_path, priority):
+    """By default the worker only gets CPU the request path leaves (SCHED_IDLE); `--worker-priority normal`
+    makes it compete equally."""
+    v1 = procs.scorer("v1")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v1.url, weight=0, shadow=True)])
+    router = procs.router(cfg, "--worker-priority", priority)
+    (worker,) = wait_until(lambda: _children(router.pid) or None, what="worker started")
+    expected = os.SCHED_IDLE if priority == "idle" else os.SCHED_OTHER
+    wait_until(lambda: os.sched_getscheduler(worker) == expected, what=f"worker at {priority} priority")
+    assert os.sched_getscheduler(router.pid) == os.SCHED_OTHER
+    res = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(i=i), {}) for i in range(50)])
+    assert {s for s, _, _ in res} == {200}
+    wait_until(lambda: _merged(summaries(router.url, "fraud")["windows"], "candidate").requests == 50,
+               what="mirrors recorded")

@@ -18,9 +18,13 @@ def exported_metric_names() -> set[str]:
     """Sample names in the real /metrics text of a router and a controller that saw one rollout."""
     from controller.kube.metrics import ControllerMetrics
     from prometheus_client import generate_latest
-    from router.metrics import RouterMetrics
+    from pathlib import Path
 
-    router = RouterMetrics()
+    from router.core import Router
+    from router.settings import RouterSettings
+
+    # A router with a prediction log and its worker (not started: the gauges read its counters only).
+    router = Router(RouterSettings(log_dir=Path("unused-log-dir"), worker=True)).metrics
     router.observe("fraud", "ml", "v2", "primary", 500, "http_5xx", 0.1, 0.3)
     router.shadow_dropped[("fraud", "ml")] += 1
     ctl = ControllerMetrics("test")

@@ -23,6 +23,10 @@ SERIES = [
      "0+1000x30"),
     ('modelrollout_router_errors_total{namespace="ml",rollout="fraud",version="v1",role="primary",kind="timeout"}',
      "0+1x30"),
+    ('modelrollout_router_log_dropped_total{namespace="ml",pod="router-a"}', "0+5x30"),
+    ('modelrollout_router_worker_lost_total{namespace="ml",pod="router-a"}', "0x30"),
+    ('modelrollout_router_log_dropped_total{namespace="ml",pod="router-b"}', "0x30"),
+    ('modelrollout_router_worker_lost_total{namespace="ml",pod="router-b"}', "0x30"),
     ('modelrollout_rollout_phase{namespace="ml",rollout="churn",phase="RolledBack"}', "1x30"),
     ('modelrollout_rollout_phase{namespace="ml",rollout="fraud",phase="RolledBack"}', "0x30"),
     *[(f'modelrollout_router_request_duration_seconds_bucket{{namespace="ml",rollout="fraud",version="{v}",'
@@ -86,6 +90,7 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
                                                         "check": "why-changed"})],
         "ModelRolloutPausedTooLong": [],
         "ModelRolloutShadowDropped": [],
+        "ModelRolloutRouterLosingRecords": [alert("warning", {"namespace": "ml", "pod": "router-a"})],
     }
     slower = [{"eval_time": "25m", "alertname": "ModelRolloutCandidateSlower",
                "exp_alerts": [alert("info", fraud_v2)]},
