@@ -13,9 +13,9 @@ POSTs a JSON body. Prints rps, p50 and p99 per case and the ratios the router is
 * shadow rps >= 0.8 x no-shadow rps at 32 connections.
 
 The router folds outcomes, writes its log and makes shadow calls in its worker process (router/worker.py); a
-second router started with `--no-worker` does all of that on its own event loop, for comparison. "cpu us/req" is the user + system CPU
-of the router process and its children (the worker) per answered request: moving work to the worker does not
-hide it there.
+second router started with `--no-worker` does all of that on its own event loop, for comparison. "cpu us/req"
+is the user + system CPU of the router process and its children (the worker) per answered request: moving
+work to the worker does not hide it there. "mirrors dropped %" counts shadow calls shed by the in-flight bound.
 
     python -m bench.router [--quick] [--duration 8] [--save after.json] [--compare before.json]
 

@@ -87,7 +87,8 @@ def settings_from(args: argparse.Namespace):
     return RouterSettings(
         bucket_seconds=args.bucket, retention_seconds=args.retention, allow_override=args.allow_override,
         max_body_bytes=args.max_body, shadow_max_inflight=args.shadow_max_inflight,
-        worker=args.worker, worker_priority=args.worker_priority, upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
+        worker=args.worker, worker_priority=args.worker_priority,
+        upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_max_bytes=args.log_max_bytes,
         log_inputs=args.log_inputs, redact=tuple(f for f in args.redact.split(",") if f.strip()),
         feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1, **extra)

@@ -117,8 +117,8 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import router.worker as w, sys; sys.exit(w.main())", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env=env, limit=1 << 30)
+            sys.executable, "-c", "import router.worker as w, sys; sys.exit(w.main())",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, limit=1 << 30)
         self._proc, self._stdin, self.pid = proc, proc.stdin, proc.pid
         self._known = set()
         self._outbox.insert(0, ("settings", self.settings))
