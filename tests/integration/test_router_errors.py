@@ -106,3 +106,16 @@ def test_fuzzed_requests_never_get_a_server_error(procs, tmp_path):
     text = httpx.get(f"{router.url}/metrics").text
     assert metric_value(text, "modelrollout_router_requests_total", rollout="fraud") > 20   # models were reached
     assert metric_value(text, "modelrollout_router_feedback_total", rollout="fraud") > 5
+
+
+def test_an_unreadable_upstream_ca_stops_the_router_with_its_path(tmp_path):
+    """`--upstream-ca` naming a missing or non-PEM file exits 2 at startup and names the file."""
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", "https://127.0.0.1:1", "https://127.0.0.1:2")])
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    for ca in (tmp_path / "missing.pem", bogus):
+        run = subprocess.run([sys.executable, "-m", "router.server", "--config", str(cfg), "--port",
+                              str(free_port()), "--upstream-ca", str(ca)], capture_output=True, text=True,
+                             timeout=60, cwd=Path(__file__).resolve().parents[2])
+        assert run.returncode == 2, run.stderr
+        assert str(ca) in run.stderr and "CA" in run.stderr

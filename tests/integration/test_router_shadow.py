@@ -195,3 +195,32 @@ def test_the_worker_runs_at_the_chosen_cpu_priority(procs, tmp_path, priority):
     assert {s for s, _, _ in res} == {200}
     wait_until(lambda: _merged(summaries(router.url, "fraud")["windows"], "candidate").requests == 50,
                what="mirrors recorded")
+
+
+def test_a_stalled_worker_never_stalls_answers_and_loses_nothing_it_can_hold(procs, tmp_path):
+    """SIGSTOP the worker (a CPU that never frees up): answers keep coming, records and mirrors queue in the
+    router beyond the pipe's 64 KiB (the backlog gauge grows); after SIGCONT every record reaches the summaries and the log."""
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=0, shadow=True)])
+    logs = tmp_path / "log"
+    router = procs.router(cfg, "--shadow-max-inflight", "1000", "--log-dir", str(logs))
+    url = f"{router.url}/v1/rollouts/fraud/predict"
+    assert {s for s, _, _ in post_many([(url, body(i=i), {}) for i in range(50)])} == {200}
+    (worker,) = wait_until(lambda: _children(router.pid) or None, what="worker started")
+    wait_until(lambda: _merged(summaries(router.url, "fraud")["windows"], "candidate").requests == 50,
+               what="first mirrors recorded")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        answers = post_many([(url, body(i=i), {}) for i in range(1000)], concurrency=32)
+        assert [s for s, _, _ in answers] == [200] * 1000
+        text = httpx.get(f"{router.url}/metrics", timeout=30).text      # answers from its last known counters
+        assert metric_value(text, "modelrollout_router_worker_backlog_bytes") > 0
+        assert httpx.get(f"{router.url}/v1/rollouts/fraud/summaries", timeout=30).status_code == 503
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    windows = wait_until(lambda: (lambda w: w if _merged(w, "candidate").requests == 1050 else None)(
+        summaries(router.url, "fraud")["windows"]), what="queued mirrors recorded after SIGCONT")
+    assert _merged(windows, "baseline").requests == 1050
+    assert router.stop(signal.SIGTERM) == 0
+    records = list(read_records(logs))
+    assert sum(r["role"] == "primary" for r in records) == 1050 and sum(r["role"] == "shadow" for r in records) == 1050
