@@ -201,12 +201,18 @@ def record_from_log(path: Path, spec_path: Path | None = None) -> dict[str, Any]
     for r in records:
         if r.get("role") != "feedback":
             groups.setdefault((str(r.get("rollout")), str(r.get("namespace", "default"))), []).append(r)
+    from policies.summaries import VersionWindow
+
+    rebuilt = []
     for (name, ns), recs in sorted(groups.items()):
         spec = _guess_spec(name, ns, recs)
+        rebuilt.append((spec, rebuild_windows(recs, spec, 5.0)))
+    # Windows are stamped at their end, so a log alone ends when its last bucket does: otherwise that bucket
+    # would fall after the "outcome" and a short run would show none of its candidate's data.
+    recorder.finished = max([recorder.finished, *(w["end"] for _, ws in rebuilt for w in ws)])
+    for spec, windows in rebuilt:
         recorder.add_rollout(spec)
-        for w in rebuild_windows(recs, spec, 5.0):
-            from policies.summaries import VersionWindow
-
+        for w in windows:
             recorder.window(spec.key, start=w["start"], end=w["end"], now=w["end"], results=(),
                             status={"phase": None}, baseline=VersionWindow.from_dict(w["baseline"]),
                             candidate=VersionWindow.from_dict(w["candidate"]))

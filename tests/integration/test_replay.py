@@ -125,3 +125,26 @@ def test_malformed_log_line_is_named(tmp_path, recorded, capsys):
     bad.write_text('{"time": 1, "rollout": "same", "namespace": "ci"}\nnot json\n')
     assert replay_main([str(recorded.file), "--log", str(bad)]) == 2
     assert f"{bad}:2: not a JSON record" in capsys.readouterr().err
+
+
+def test_report_of_a_short_log_shows_the_candidate_of_its_last_bucket(tmp_path):
+    """A log whose candidate answered only in its last (unfinished) bucket still draws the candidate: the log
+    ends when that bucket does, and the drawn window is one with data from both versions."""
+    import random
+
+    rng = random.Random(3)
+    start = 1_800_000_000.0             # a bucket boundary (5 s)
+    lines = []
+    for i in range(400):
+        t = start + (i % 100) * 0.049 + (5.0 if i >= 100 else 0.0)    # bucket 0: 100 baseline; bucket 1: the rest
+        arm = "candidate" if i >= 100 and i % 2 else "baseline"
+        lines.append({"time": t, "request_id": f"{i:032x}", "rollout": "short", "namespace": "ci",
+                      "revision": "v2@x", "version": "v2" if arm == "candidate" else "v1", "arm": arm,
+                      "role": "shadow" if arm == "candidate" else "primary", "status": 200, "error": None,
+                      "latency_ms": 1.0, "output": rng.random(), "features": None, "segments": None})
+    log = tmp_path / "predictions-x-20270115T08-0000.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in sorted(lines, key=lambda r: r["time"])))
+    out = tmp_path / "short.html"
+    assert report_main([str(log), "-o", str(out)]) == 0
+    section = census(out.read_text()).sections["ci/short"]
+    assert section["candidate_bars"] > 0 and section["baseline_bars"] > 0
