@@ -218,12 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         for pr in procs:
             pr.stop()
         for nginx in nginxes:
-            if nginx.poll() is None:
-                nginx.send_signal(signal.SIGQUIT)
-                try:
-                    nginx.wait(10)
-                except subprocess.TimeoutExpired:
-                    nginx.kill()
+            _proc.stop_popen(nginx, signal.SIGQUIT, 10)
         shutil.rmtree(tmp, ignore_errors=True)
 
     if args.save:

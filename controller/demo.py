@@ -69,15 +69,11 @@ def start_traffic(router_url: str, names: list[str], rps: float, log_dir: Path) 
 
 
 def stop_all(procs) -> None:
+    from examples._proc import stop_popen
+
     for p in procs:
         if isinstance(p, subprocess.Popen):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            stop_popen(p, signal.SIGTERM, 5)
         else:
             p.stop()
 

@@ -55,20 +55,25 @@ class Proc:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send `sig`, wait up to `timeout` seconds, then SIGKILL; returns the exit code."""
-        if self.popen.poll() is None:
-            try:
-                self.popen.send_signal(sig)
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        return self.popen.returncode
+        return stop_popen(self.popen, sig, timeout)
 
     def __enter__(self) -> "Proc":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_popen(popen: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    """Send `sig` to a running process, wait up to `timeout` seconds, then SIGKILL; returns the exit code."""
+    if popen.poll() is None:
+        try:
+            popen.send_signal(sig)
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(5)
+    return popen.returncode
 
 
 def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
