@@ -22,12 +22,6 @@ log = logging.getLogger("modelrollout.router")
 
 _OPTION = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
-
-def serialise(record: dict) -> bytes:
-    """One log line (JSON and a newline), as the log writes it: for records made in another process and
-    queued here with `PredictionLog.write_lines`."""
-    return orjson.dumps(record, option=_OPTION, default=str)
-
 Segment = tuple[bool, bytes, int]
 """(start a new file first, the bytes of whole lines, how many records they hold)."""
 
@@ -56,7 +50,7 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         """Records lost: queued beyond `max_pending`, written after `close()`, or in a failed write."""
-        self._pending: list[dict | bytes] = []
+        self._pending: list[dict] = []
         self._file = None
         self._hour = ""
         self._size = 0
@@ -71,14 +65,6 @@ class PredictionLog:
             return
         self._pending.append(record)
 
-    def write_lines(self, lines: list[bytes]) -> None:
-        """Queue records already serialised (each a `serialise` line), in order, like `write` for each."""
-        room = 0 if self._closed else max(0, self.max_pending - len(self._pending))
-        if len(lines) > room:
-            self.dropped += len(lines) - room
-            lines = lines[:room]
-        self._pending += lines
-
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -88,7 +74,7 @@ class PredictionLog:
 
     # --- event loop: serialise and cut ---------------------------------------------------------------
 
-    async def _segments(self, batch: list[dict | bytes], hour: str) -> list[Segment]:
+    async def _segments(self, batch: list[dict], hour: str) -> list[Segment]:
         """The bytes to write for `batch`, cut where a file must rotate and at `piece_bytes`.
 
         Made on the event loop a chunk of records at a time (yielding in between): serialising and joining
@@ -102,8 +88,7 @@ class PredictionLog:
         cur_bytes = cur_records = 0
         rotate = False
         for i in range(0, len(batch), chunk):
-            lines = [r if r.__class__ is bytes else orjson.dumps(r, option=_OPTION, default=str)
-                     for r in batch[i:i + chunk]]
+            lines = [orjson.dumps(r, option=_OPTION, default=str) for r in batch[i:i + chunk]]
             total = sum(map(len, lines))
             if size + total <= max_bytes:
                 cur += lines
@@ -180,7 +165,7 @@ class PredictionLog:
 
     # --- flushing ------------------------------------------------------------------------------------
 
-    async def _write(self, batch: list[dict | bytes], sync: bool) -> None:
+    async def _write(self, batch: list[dict], sync: bool) -> None:
         hour = self.hour()
         segments = await self._segments(batch, hour)
         if not segments and not (sync and self._file is not None):

@@ -15,7 +15,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
 from cryptography import x509
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import example, given, settings, strategies as st
 
-from router.predlog import PredictionLog, read_records, serialise
+from router.predlog import PredictionLog, read_records
 from router.upstream import Upstreams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,26 +119,6 @@ def test_prediction_log_files_hold_exactly_what_line_by_line_rotation_gives(tmp_
     files = sorted(directory.glob("predictions-p-*.jsonl"))
     assert [_file_records(f) for f in files] == expected
     assert log.written == len(records) and log.dropped == 0
-
-
-def test_prediction_log_takes_lines_serialised_elsewhere_in_order(tmp_path):
-    """`write_lines` (records another process serialised with `serialise`) and `write` share one queue: the
-    file holds both in arrival order, lines beyond `max_pending` and after close() are dropped and counted."""
-    async def run():
-        log = PredictionLog(tmp_path, "r", max_pending=10, max_bytes=60)
-        log.write({"i": 0})
-        log.write_lines([serialise({"i": 1, "np": np.float32(0.5)}), serialise({"i": 2})])
-        log.write({"i": 3})
-        await log.flush()
-        log.write_lines([serialise({"i": i}) for i in range(4, 16)])     # 10 fit, 2 dropped
-        await log.close()
-        log.write_lines([serialise({"i": 99})])
-        return log
-    log = asyncio.run(run())
-    assert [r["i"] for r in read_records(tmp_path)] == list(range(14))
-    assert next(r["np"] for r in read_records(tmp_path) if r["i"] == 1) == 0.5
-    assert (log.written, log.dropped) == (14, 3)
-    assert all(f.stat().st_size <= 60 for f in tmp_path.glob("*.jsonl"))
 
 
 def test_prediction_log_counts_a_failed_write_and_leaves_only_whole_lines(tmp_path):
