@@ -388,7 +388,6 @@ class Router:
                                     "worker that died before reporting them done.")
             c.add_metric([], self.worker.lost)
             yield c
-        if self.worker is not None:
             g = GaugeMetricFamily("modelrollout_router_worker_backlog_bytes", "Records and mirrors waiting for the "
                                   "router's worker, bytes (it runs at idle CPU priority by default: this grows "
                                   "while the CPU is saturated).")

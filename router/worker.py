@@ -100,7 +100,8 @@ class Worker:
         self._snapshot: dict | None = None
         self.records_sent = self.records_done = 0
         self.worker_log = (0, 0)
-        self._retired: list[dict] = []
+        self._retired: dict | None = None
+        """Counters of the workers that died, summed into one snapshot."""
         self._closing = False
         self._supervisor: asyncio.Task | None = None
 
@@ -148,7 +149,8 @@ class Worker:
             self.log_dropped += self.worker_log[1]
             self.worker_log = (0, 0)
             if self._snapshot is not None:
-                self._retired.append(self._snapshot)
+                self._retired = RouterMetrics().combined(
+                    s for s in (self._retired, self._snapshot) if s is not None).snapshot()
                 self._snapshot = None
             self.sent = self.done = self.records_sent = self.records_done = 0
             log.error("router worker (pid %s) exited with code %s (%s); restarting in %gs", self.pid, code,
@@ -302,7 +304,7 @@ class Worker:
             self.done = answer["done"]
             self.records_done = answer["records"]
             self.worker_log = answer["log"]
-        return [*self._retired, *([self._snapshot] if self._snapshot is not None else [])]
+        return [s for s in (self._retired, self._snapshot) if s is not None]
 
 
 # --- the worker process ------------------------------------------------------------------------------
