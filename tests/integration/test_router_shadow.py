@@ -195,6 +195,10 @@ def test_the_worker_runs_at_the_chosen_cpu_priority(procs, tmp_path, priority):
     assert {s for s, _, _ in res} == {200}
     wait_until(lambda: _merged(summaries(router.url, "fraud")["windows"], "candidate").requests == 50,
                what="mirrors recorded")
+    # A policy belongs to a thread: every thread of the worker (its log writer, anything a library started
+    # at import) must be at the chosen policy, or that thread competes with the request path.
+    threads = {int(t): os.sched_getscheduler(int(t)) for t in os.listdir(f"/proc/{worker}/task")}
+    assert threads and set(threads.values()) == {expected}, threads
 
 
 def test_a_stalled_worker_never_stalls_answers_and_loses_nothing_it_can_hold(procs, tmp_path):
