@@ -6,6 +6,7 @@ then writes and fsyncs the prediction log: a clean shutdown loses no recorded ou
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import signal
@@ -118,6 +119,64 @@ def main(argv: list[str] | None = None) -> int:
     return serve(app, args.host, args.port, args.log_level)
 
 
+class CoalescingTransport:
+    """A transport whose writes made in one event-loop turn leave as one socket write.
+
+    uvicorn writes a response's status line and headers when the app sends `http.response.start` and the
+    body when it sends `http.response.body`: two writes, so two TCP segments and two wake-ups of the client
+    for every answer. Measured on the wire (tcpdump, one connection): every router answer was a 140-byte
+    header segment followed 20-40 us later by the body. Holding writes until the end of the loop turn
+    sends them together; nothing waits longer than the callback that made them."""
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def writelines(self, lines) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        pending = self._pending
+        if pending:
+            self._pending = []
+            if not self._transport.is_closing():
+                self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
+def _protocol_class():
+    """uvicorn's httptools protocol on a CoalescingTransport."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport) -> None:    # type: ignore[override]
+            super().connection_made(CoalescingTransport(transport, self.loop))
+
+    return CoalescingHttpToolsProtocol
+
+
 def serve(app, host: str, port: int, log_level: str = "info", loop: str | None = None) -> int:
     """Run a router app with uvicorn until SIGTERM/SIGINT; 0 after a clean drain, 1 if it never started.
 
@@ -132,7 +191,7 @@ def serve(app, host: str, port: int, log_level: str = "info", loop: str | None =
         except ImportError:
             loop = "asyncio"
     server = uvicorn.Server(uvicorn.Config(
-        app, host=host, port=port, loop=loop, http="httptools", lifespan="on", access_log=False,
+        app, host=host, port=port, loop=loop, http=_protocol_class(), lifespan="on", access_log=False,
         log_level=log_level if log_level != "info" else "warning", timeout_graceful_shutdown=30,
         backlog=2048, server_header=False, date_header=False, proxy_headers=False))
     # uvicorn re-raises the captured SIGTERM/SIGINT after its graceful shutdown; a no-op handler lets that
