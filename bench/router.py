@@ -12,6 +12,11 @@ POSTs a JSON body. Prints rps, p50 and p99 per case and the ratios the router is
   restates the throughput ratio); the split/no-shadow ratio (the same work twice) shows the noise floor;
 * shadow rps >= 0.8 x no-shadow rps at 32 connections.
 
+The p99 targets are judged on the paired runs at the end (`_paired`): a few seconds' p99 on a shared 2-core
+VM moves 2x between runs minutes apart, so each pair runs no-shadow, no-shadow again (A/A) and shadow back
+to back and the ratio is taken within the pair. The round-robin table keeps its p99 ratios for comparison
+with saved runs.
+
 The router folds outcomes, writes its log and makes shadow calls in its worker process (router/worker.py); a
 second router started with `--no-worker` does all of that on its own event loop, for comparison. "cpu us/req"
 is the user + system CPU of the router process and its children (the worker) per answered request: moving
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -127,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
     p.add_argument("--save", type=Path, help="write the results table to this JSON file")
     p.add_argument("--compare", type=Path, help="a file written by --save: print its ratios next to this run's")
+    p.add_argument("--pairs", type=int, default=12, help="paired tail-latency runs per load (default 12; see PAIRED)")
+    p.add_argument("--pair-seconds", type=float, default=2.0, help="seconds per case in a pair (default 2)")
     args = p.parse_args(argv)
     seconds = 2.0 if args.quick else args.duration
     rounds = 1 if args.quick else max(1, args.rounds)
+    pairs = 3 if args.quick else max(1, args.pairs)
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             print(f"bench.router: {tool} not found (apt-get install -y nginx wrk libnginx-mod-http-echo)",
@@ -162,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.write_text(yaml.safe_dump_all([
             rollout("split", up("v1"), up("v2"), {"candidateWeight": 50}),
             rollout("plain", up("v1"), up("v2"), {"candidateWeight": 0}),
+            rollout("plain-again", up("v1"), up("v2"), {"candidateWeight": 0}),
             rollout("shadow", up("v1"), up("slow"), {"candidateWeight": 0, "shadow": True}),
             rollout("interleave", up("r1"), up("r2"), {"interleave": True}, kind="ranking")]))
         router = _proc.start("router.server", ["--config", cfg, "--log-dir", tmp / "log", "--log-level", "warning"],
@@ -205,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    - dropped0) / max(1.0, res["rps"] * seconds)
                     res["cpu_us"] = 1e6 * used / max(1.0, res["rps"] * seconds) if pids[url] else float("nan")
                     runs.setdefault((label, PACED if pause else conns), []).append(res)
+        paired = _paired(router, pairs, args.pair_seconds, tmp)
         direct1["cpu_us"] = float("nan")
         runs[("direct (nginx upstream)", 1)].append(direct1)
         results = {k: {m: statistics.median(r.get(m, float("nan")) for r in v)
@@ -223,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.save:
         args.save.write_text(json.dumps({"cases": [[k[0], k[1], v] for k, v in results.items()],
-                                         "shadow_label": cases[4][0], "dropped": dropped}, indent=1))
+                                         "shadow_label": cases[4][0], "dropped": dropped,
+                                         "paired": paired}, indent=1))
     print(f"\nrouter benchmark: {seconds:g} s per case, median of {rounds} round(s), wrk -t1, one router process "
           f"(uvicorn+uvloop+httptools, raw-ASGI hot path, httptools keep-alive upstream client), log + summaries "
           f"+ metrics on\n")
@@ -242,9 +254,84 @@ def main(argv: list[str] | None = None) -> int:
     for i, (label, value) in enumerate(rows):
         prev = f"{before[i][1]:10.3f}  " if before else ""
         print(f"  {label:58} {prev}{value:10.3f}")
+    _paired_table(paired, pairs, args.pair_seconds)
+    if before is not None and saved.get("paired"):
+        print(f"\nbefore ({args.compare}):")
+        _paired_table(saved["paired"], None, None)
     if args.json:
         print(json.dumps({f"{k[0]} @{k[1]}": v for k, v in results.items()}, indent=1))
     return 0
+
+
+PAIRED_LOADS = (("1 connection", "wrk", 1, 0.0), ("1 connection", "closedloop", 1, 0.0),
+                (f"32 connections, {PAUSE_MS:g} ms pause", "wrk", 32, PAUSE_MS))
+
+
+def _paired(router, pairs: int, seconds: float, tmp: Path) -> list[dict]:
+    """PAIRED: the shadow's tail-latency targets, measured as pairs instead of rounds minutes apart.
+
+    A p99 over a few seconds on a shared 2-core VM moves by 2x from one run to the next (host noise comes in
+    bursts), which swamps a 10% target when cases run minutes apart. So each pair runs three cases on the
+    same router back to back in a shuffled order: no shadow, no shadow again (the A/A: what noise alone does
+    to the ratio) and shadow; the ratio is taken within the pair and the median over pairs is reported.
+    Each load is measured with wrk and, at one connection, with bench/closedloop.c too: a blocking
+    one-connection client, because wrk's own p99 at one connection moved with the shadow while the router's
+    answers on the wire (tcpdump: request in to answer out) and the blocking client's did not."""
+    tool = _closedloop_binary(tmp)
+    rng = random.Random(7)
+    out = []
+    for load, client, conns, pause in PAIRED_LOADS:
+        if client == "closedloop" and tool is None:
+            continue
+        runs: dict[str, list[dict]] = {"plain": [], "plain-again": [], "shadow": []}
+        for _ in range(pairs):
+            order = list(runs)
+            rng.shuffle(order)
+            for name in order:
+                if client == "wrk":
+                    res = wrk(f"{router.url}/v1/rollouts/{name}/predict", SCORE_BODY, conns, seconds, tmp, pause)
+                else:
+                    res = _closedloop(tool, router.port, f"/v1/rollouts/{name}/predict", seconds, SCORE_BODY)
+                runs[name].append(res)
+        ratio = lambda a, b: sorted(x["p99_ms"] / y["p99_ms"] for x, y in zip(runs[a], runs[b]))
+        out.append({"load": load, "client": client,
+                    "p99_ms": {n: statistics.median(r["p99_ms"] for r in v) for n, v in runs.items()},
+                    "rps": {n: statistics.median(r["rps"] for r in v) for n, v in runs.items()},
+                    "shadow": ratio("shadow", "plain"), "aa": ratio("plain-again", "plain")})
+    return out
+
+
+def _paired_table(paired: list[dict], pairs: int | None, seconds: float | None) -> None:
+    how = f"{pairs} pairs of {seconds:g} s per case" if pairs else "saved run"
+    print(f"\nshadow tail latency, paired ({how}, order shuffled in each pair; median [quartiles] of the\n"
+          f"per-pair p99 ratios; target: shadow / no-shadow <= 1.10; A/A = no shadow twice, the noise floor)\n")
+    print(f"{'load':28} {'client':11} {'p99 no-shadow':>13} {'p99 shadow':>10} {'shadow / no-shadow':>22} "
+          f"{'A/A':>22}")
+    q = lambda v: f"{statistics.median(v):.3f} [{v[len(v) // 4]:.2f}-{v[(3 * len(v)) // 4]:.2f}]"
+    for row in paired:
+        print(f"{row['load']:28} {row['client']:11} {row['p99_ms']['plain']:>10.3f} ms {row['p99_ms']['shadow']:>7.3f} ms"
+              f" {q(row['shadow']):>22} {q(row['aa']):>22}")
+
+
+CLOSEDLOOP_SOURCE = Path(__file__).with_name("closedloop.c")
+
+
+def _closedloop_binary(tmp: Path) -> Path | None:
+    """bench/closedloop.c built with the machine's C compiler (None, and a note, without one)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        print("bench.router: no C compiler; the blocking-client rows are left out", file=sys.stderr)
+        return None
+    binary = tmp / "closedloop"
+    subprocess.run([cc, "-O2", "-o", str(binary), str(CLOSEDLOOP_SOURCE)], check=True)
+    return binary
+
+
+def _closedloop(binary: Path, port: int, path: str, seconds: float, body: str) -> dict:
+    out = subprocess.run([str(binary), str(port), path, f"{seconds:g}", body], capture_output=True, text=True,
+                         timeout=seconds + 30, check=True).stdout.split()
+    fields = dict(zip(out[::2], out[1::2]))
+    return {"rps": float(fields["rps"]), "p50_ms": float(fields["p50"]), "p99_ms": float(fields["p99"])}
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -279,11 +366,11 @@ def _ratios(results: dict, shadow_label: str, dropped: float) -> list[tuple[str,
          g("router, split 50/50", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"]),
         ("nginx proxy p50 overhead over direct @1, ms",
          g("nginx proxy_pass", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"]),
-        ("shadow p99 / no-shadow p99 @1 (target <= 1.10)",
+        ("shadow p99 / no-shadow p99 @1 (rounds)",
          g(shadow_label, 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"]),
-        ("shadow p99 / no-shadow p99 @32 (target <= 1.10)",
+        ("shadow p99 / no-shadow p99 @32 (rounds)",
          g(shadow_label, 32)["p99_ms"] / g("router, baseline only", 32)["p99_ms"]),
-        ("shadow p99 / no-shadow p99 @32 paced (target <= 1.10)",
+        ("shadow p99 / no-shadow p99 @32 paced (rounds)",
          g(shadow_label, PACED)["p99_ms"] / g("router, baseline only", PACED)["p99_ms"]),
         ("  noise floor, split p99 / no-shadow p99 @1 (same work)",
          g("router, split 50/50", 1)["p99_ms"] / g("router, baseline only", 1)["p99_ms"]),
