@@ -91,6 +91,15 @@ http {{
 """
 
 
+def missing_tools(prog: str, tools: tuple[str, ...]) -> bool:
+    """Say which of `tools` is not installed (and the Debian packages to install), True if any."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        print(f"{prog}: {', '.join(missing)} not found (apt-get install -y nginx wrk libnginx-mod-http-echo"
+              f"{' tcpdump' if 'tcpdump' in tools else ''})", file=sys.stderr)
+    return bool(missing)
+
+
 def rollout(name: str, baseline: str, candidate: str, routing: dict, kind: str = "score") -> dict:
     spec = {"baseline": {"version": "v1", "url": baseline}, "candidate": {"version": "v2", "url": candidate},
             "predictPath": "/predict", "output": {"kind": kind, "path": "ranking" if kind == "ranking" else "prediction"},
@@ -139,11 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 2.0 if args.quick else args.duration
     rounds = 1 if args.quick else max(1, args.rounds)
     pairs = 3 if args.quick else max(1, args.pairs)
-    for tool in ("nginx", "wrk"):
-        if shutil.which(tool) is None:
-            print(f"bench.router: {tool} not found (apt-get install -y nginx wrk libnginx-mod-http-echo)",
-                  file=sys.stderr)
-            return 2
+    if missing_tools("bench.router", ("nginx", "wrk")):
+        return 2
     tmp = Path(tempfile.mkdtemp(prefix="bench-router-"))
     ports = {k: _proc.free_port() for k in ("v1", "v2", "slow", "r1", "r2", "proxy")}
     procs: list = []
