@@ -149,7 +149,8 @@ class CoalescingTransport:
         if pending:
             self._pending = []
             if not self._transport.is_closing():
-                self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+                # uvloop buffers the pieces and sends them with one writev: one segment, no copy of the body.
+                self._transport.writelines(pending)
 
     def close(self) -> None:
         self.flush()
