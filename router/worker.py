@@ -117,13 +117,8 @@ class Worker:
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        # numpy's BLAS would otherwise start a thread per core at import (see _set_priority): the worker is one
-        # thread of folding and I/O, and its vectorised adds are not BLAS.
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, "1")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys, router.worker as w; sys.exit(w.main(sys.argv[1]))",
-            self.settings.worker_priority,
+            sys.executable, "-c", "import router.worker as w, sys; sys.exit(w.main())",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, limit=1 << 30)
         self._proc, self._stdin, self.pid = proc, proc.stdin, proc.pid
         self._known = set()
@@ -321,6 +316,7 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     if not batch or batch[0][0] != "settings":
         raise SystemExit("router.worker: expected the router's settings first")
     settings = dataclasses.replace(batch[0][1], worker=False)
+    _set_priority(settings.worker_priority)
     logging.basicConfig(level=logging.getLogger("modelrollout").level or logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s[shadow]: %(message)s")
     router = Router(settings)
@@ -401,7 +397,7 @@ def _set_priority(priority: str) -> None:
     A Linux scheduling policy belongs to a thread, and threads inherit it when they start, so this sets every
     thread the worker has, once its imports are done (they run at normal priority: a worker restarted while
     the CPU is saturated still comes up). Before, only the main thread was set, and the two threads numpy's
-    BLAS starts at import stayed at normal priority; the worker's environment now asks BLAS for none."""
+    BLAS starts at import stayed at normal priority."""
     if priority != "idle":
         return
     try:
@@ -426,9 +422,7 @@ async def _main() -> None:
     await writer.drain()
 
 
-def main(priority: str = "idle") -> int:
-    """The worker process: `priority` is the router's --worker-priority (idle or normal)."""
-    _set_priority(priority)
+def main() -> int:
     import signal
     # The router owns the shutdown: it asks the worker to drain, then closes the pipe. Signals meant for the
     # router's process group must not cut the worker's drain short.
