@@ -91,13 +91,33 @@ http {{
 """
 
 
+PACKAGES = {"nginx": "nginx libnginx-mod-http-echo", "wrk": "wrk", "tcpdump": "tcpdump"}
+"""The Debian packages that bring each tool a benchmark runs."""
+
+
 def missing_tools(prog: str, tools: tuple[str, ...]) -> bool:
     """Say which of `tools` is not installed (and the Debian packages to install), True if any."""
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        print(f"{prog}: {', '.join(missing)} not found (apt-get install -y nginx wrk libnginx-mod-http-echo"
-              f"{' tcpdump' if 'tcpdump' in tools else ''})", file=sys.stderr)
+        print(f"{prog}: {', '.join(missing)} not found (apt-get install -y "
+              f"{' '.join(PACKAGES[t] for t in tools)})", file=sys.stderr)
     return bool(missing)
+
+
+def start_nginx(where: Path, conf_text: str, probe: str, idle: bool = False) -> subprocess.Popen:
+    """nginx with `conf_text` in `where`, once `probe` answers; `idle`: at Linux SCHED_IDLE (chrt), the slow
+    shadow candidate's priority, as if it ran on another machine."""
+    where.mkdir(exist_ok=True)
+    conf = where / "nginx.conf"
+    conf.write_text(conf_text)
+    prefix = ("chrt", "--idle", "0") if idle and shutil.which("chrt") else ()
+    proc = subprocess.Popen([*prefix, "nginx", "-c", str(conf), "-p", str(where)], stderr=subprocess.DEVNULL)
+    try:
+        _proc.wait_http(probe, 10, proc)
+    except Exception:
+        _proc.stop_popen(proc, signal.SIGQUIT, 10)
+        raise
+    return proc
 
 
 def rollout(name: str, baseline: str, candidate: str, routing: dict, kind: str = "score") -> dict:
@@ -155,23 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     procs: list = []
     nginxes: list[subprocess.Popen] = []
     try:
-        def start_nginx(where: Path, conf_text: str, probe: str, prefix: tuple[str, ...] = ()) -> None:
-            where.mkdir(exist_ok=True)
-            conf = where / "nginx.conf"
-            conf.write_text(conf_text)
-            proc = subprocess.Popen([*prefix, "nginx", "-c", str(conf), "-p", str(where)], stderr=subprocess.DEVNULL)
-            nginxes.append(proc)
-            _proc.wait_http(probe, 10, proc)
-
         up = lambda k: f"http://127.0.0.1:{ports[k]}"
-        start_nginx(tmp, nginx_conf(tmp, ports, 0.0), f"{up('proxy')}/")
+        nginxes.append(start_nginx(tmp, nginx_conf(tmp, ports, 0.0), f"{up('proxy')}/"))
         # The slow shadow is 10x the direct p50 (at least 1 ms: nginx timers are in ms). It runs as its own
         # nginx at idle CPU priority, as if on another machine: in production the candidate is another
         # deployment, and here a co-located candidate's CPU would be charged to the router's mirroring.
         direct1 = wrk(f"{up('v1')}/predict", SCORE_BODY, 1, seconds, tmp)
         slow = max(0.001, round(10 * direct1["p50_ms"] / 1000.0, 3))
-        start_nginx(tmp / "slow", nginx_conf(tmp / "slow", ports, slow, only_slow=True), f"{up('slow')}/",
-                    prefix=("chrt", "--idle", "0") if shutil.which("chrt") else ())
+        nginxes.append(start_nginx(tmp / "slow", nginx_conf(tmp / "slow", ports, slow, only_slow=True),
+                                   f"{up('slow')}/", idle=True))
 
         cfg = tmp / "rollouts.yaml"
         cfg.write_text(yaml.safe_dump_all([

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.router import SCORE_BODY, missing_tools, nginx_conf, rollout, wrk
+from bench.router import SCORE_BODY, missing_tools, nginx_conf, rollout, start_nginx, wrk
 from examples import _proc
 
 
@@ -84,14 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     router = None
     rows: dict[str, list[tuple[float, float, float]]] = {"no shadow": [], "shadow": []}
     try:
-        for where, conf, probe, prefix in ((tmp, nginx_conf(tmp, ports, 0.0), "proxy", ()),
-                                           (tmp / "slow", nginx_conf(tmp / "slow", ports, 0.001, only_slow=True),
-                                            "slow", ("chrt", "--idle", "0"))):
-            where.mkdir(exist_ok=True)
-            (where / "nginx.conf").write_text(conf)
-            nginxes.append(subprocess.Popen([*prefix, "nginx", "-c", str(where / "nginx.conf"), "-p", str(where)],
-                                            stderr=subprocess.DEVNULL))
-            _proc.wait_http(f"{up(probe)}/", 10, nginxes[-1])
+        nginxes.append(start_nginx(tmp, nginx_conf(tmp, ports, 0.0), f"{up('proxy')}/"))
+        nginxes.append(start_nginx(tmp / "slow", nginx_conf(tmp / "slow", ports, 0.001, only_slow=True),
+                                   f"{up('slow')}/", idle=True))
         cfg = tmp / "rollouts.yaml"
         cfg.write_text(yaml.safe_dump_all([
             rollout("plain", up("v1"), up("v2"), {"candidateWeight": 0}),
