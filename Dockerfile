@@ -11,9 +11,10 @@ COPY pyproject.toml README.md* ./
 COPY policies/ policies/
 COPY router/ router/
 COPY controller/ controller/
-COPY examples/ examples/
+COPY kubeio/ kubeio/
+COPY modelrollout/ modelrollout/
 RUN /opt/modelrollout/bin/pip install --no-compile . \
- && /opt/modelrollout/bin/python -c "import policies, router, controller"
+ && /opt/modelrollout/bin/python -c "import policies, router, controller, kubeio, modelrollout"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
 LABEL org.opencontainers.image.title="modelrollout" \

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import yaml
 
-from examples import _proc
+from modelrollout.models import proc as _proc
 
 PAUSE_MS = 8.0
 PACED = "32p"

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from bench.router import SCORE_BODY, missing_tools, nginx_conf, rollout, start_nginx, wrk
-from examples import _proc
+from modelrollout.models import proc as _proc
 
 
 def tcp_payload_packets(path: Path):

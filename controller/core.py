@@ -1,6 +1,6 @@
 """The cluster-independent reconcile step: gather observations, evaluate checks, decide.
 
-Both shells use it: the Kubernetes controller (controller.kube) and local mode (controller.local). It owns
+Both shells use it: the Kubernetes controller (controller.kube) and local mode (modelrollout.local). It owns
 the I/O of *reading* evidence (router summaries over HTTP, PromQL) but not of acting: it returns the
 `Decision` and the shell writes status, routing, Events and notifications once.
 

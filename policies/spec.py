@@ -10,8 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-API_VERSION = "modelrollout.io/v1alpha1"
-KIND = "ModelRollout"
+from policies.api import API_VERSION, KIND  # noqa: E402  (re-exported)
 
 OUTPUT_KINDS = ("score", "class", "ranking", "embedding")
 STEP_KINDS = ("shadow", "canary", "pause", "interleave")

@@ -13,48 +13,14 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Mapping
 
+from policies.api import Condition as ConditionType, Phase, Verdict
+
 HISTORY_LIMIT = 50
 """History entries kept in status (oldest dropped first)."""
 RECENT_LIMIT = 10
 """Per-check window values kept in status for `kubectl modelrollout status`."""
 CALIBRATION_LIMIT = 50
 """A/A values kept per calibrated check (the newest)."""
-
-
-class Phase(str, Enum):
-    PENDING = "Pending"
-    SHADOWING = "Shadowing"
-    PROGRESSING = "Progressing"
-    INTERLEAVING = "Interleaving"
-    PAUSED = "Paused"
-    PROMOTED = "Promoted"
-    ROLLED_BACK = "RolledBack"
-    FAILED = "Failed"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
-
-    @property
-    def is_active(self) -> bool:
-        """Running a step: traffic is shifting and analysis may advance it."""
-        return self in (Phase.SHADOWING, Phase.PROGRESSING, Phase.INTERLEAVING)
-
-
-class Verdict(str, Enum):
-    PASS = "Pass"
-    FAIL = "Fail"
-    INCONCLUSIVE = "Inconclusive"
-
-    @property
-    def severity(self) -> int:
-        return {"Pass": 0, "Inconclusive": 1, "Fail": 2}[self.value]
-
-    @staticmethod
-    def worst(verdicts) -> "Verdict":
-        """Fail beats Inconclusive beats Pass; no verdicts at all is Inconclusive (no data never passes)."""
-        vs = list(verdicts)
-        return max(vs, key=lambda v: v.severity) if vs else Verdict.INCONCLUSIVE
 
 
 @dataclass(frozen=True)
@@ -288,8 +254,7 @@ class RolloutStatus:
         )
 
 
-_COND_ORDER = {t: i for i, t in enumerate(
-    ("Progressing", "Analyzing", "Paused", "Completed", "Degraded", "InvalidSpec"))}
+_COND_ORDER = {t.value: i for i, t in enumerate(ConditionType)}
 
 
 # --- time and value helpers --------------------------------------------------------------------------

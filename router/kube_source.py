@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import AsyncIterator
 
-from controller.kube.watch import ListWatcher
+from kubeio.watch import ListWatcher
 from policies.spec import Rollout, SpecError, parse_rollout
 
 log = logging.getLogger("modelrollout.router.kube")
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"modelrollout router: {e}", file=sys.stderr)
         return 2
-    from controller.kube import load_client
+    from kubeio import load_client
 
     try:
         api = load_client(args.kubeconfig)

@@ -33,7 +33,7 @@ import logging
 import os
 import pickle
 import sys
-from pathlib import Path
+
 from typing import Any
 
 from router.metrics import RouterMetrics
@@ -114,12 +114,9 @@ class Worker:
         self._supervisor = asyncio.create_task(self._supervise(reader), name="modelrollout-worker")
 
     async def _spawn(self) -> asyncio.StreamReader:
-        root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import router.worker as w, sys; sys.exit(w.main())",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, limit=1 << 30)
+            sys.executable, "-m", "router.worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 30)
         self._proc, self._stdin, self.pid = proc, proc.stdin, proc.pid
         self._known = set()
         self._outbox.insert(0, ("settings", self.settings))
@@ -437,4 +434,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the copy imported as `router.worker`, so the classes sent over the pipe have the names the
+    # router process knows (not `__main__.…`).
+    from router.worker import main as _main_of_module
+
+    sys.exit(_main_of_module())

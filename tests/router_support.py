@@ -12,7 +12,7 @@ import aiohttp
 import httpx
 import yaml
 
-from examples import _proc
+from modelrollout.models import proc as _proc
 
 
 def rollout_doc(name: str, baseline: str, candidate: str, *, weight: float | None = None, shadow: bool = False,
@@ -63,10 +63,10 @@ class Procs:
         self.started: list[_proc.Proc] = []
 
     def scorer(self, version: str = "v1", *args: Any) -> _proc.Proc:
-        return self._start("examples.scorer", ["--version", version, *args])
+        return self._start("modelrollout.models.scorer", ["--version", version, *args])
 
     def ranker(self, version: str = "r1", *args: Any) -> _proc.Proc:
-        return self._start("examples.ranker", ["--version", version, *args])
+        return self._start("modelrollout.models.ranker", ["--version", version, *args])
 
     def router(self, config: Path, *args: Any) -> _proc.Proc:
         return self._start("router.server", ["--config", str(config), *args], ready="/readyz")

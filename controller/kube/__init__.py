@@ -12,18 +12,11 @@ import os
 import signal
 import sys
 
+from controller.kube.controller import Controller, ControllerSettings, default_identity
+from kubeio import load_client
 from policies.spec import SpecError, parse_duration
 
 __all__ = ["Controller", "ControllerSettings", "main", "parse_args"]
-
-
-def __getattr__(name: str):
-    # Lazy: router.kube_source imports controller.kube.watch without pulling in the whole controller.
-    if name in ("Controller", "ControllerSettings", "default_identity"):
-        from . import controller as _controller
-
-        return getattr(_controller, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _duration(text: str) -> float:
@@ -35,7 +28,6 @@ def _duration(text: str) -> float:
 
 def parse_args(argv: list[str]):
     """(argparse namespace, ControllerSettings) from the command line; bad values exit 2 with the flag named."""
-    from .controller import ControllerSettings, default_identity
 
     p = argparse.ArgumentParser(prog="modelrollout controller",
                                 description="Run the ModelRollout controller against a Kubernetes apiserver.")
@@ -85,20 +77,6 @@ def parse_args(argv: list[str]):
     return a, settings
 
 
-def load_client(kubeconfig: str | None):
-    from kubernetes import config
-
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    try:
-        config.load_incluster_config()
-        from kubernetes import client
-
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()
-
-
 def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -108,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001
         print(f"modelrollout controller: cannot load Kubernetes configuration: {e}", file=sys.stderr)
         return 2
-    from .controller import Controller
 
     ctl = Controller(api, settings)
     signal.signal(signal.SIGTERM, lambda *_: ctl.stop_event.set())

@@ -24,7 +24,7 @@ from .leader import LeaseElector
 from .metrics import ControllerMetrics
 from .reconciler import NotLeader, Reconciler
 from .routers import RouterDiscovery
-from .watch import ListWatcher
+from kubeio.watch import ListWatcher
 
 log = logging.getLogger("modelrollout.controller")
 

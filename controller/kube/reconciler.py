@@ -23,7 +23,7 @@ from policies.status import RolloutStatus, Verdict
 
 from .events import EventRecorder
 from .metrics import ControllerMetrics
-from .watch import GROUP, PLURAL, VERSION
+from policies.api import GROUP, PLURAL, VERSION
 
 log = logging.getLogger("modelrollout.reconciler")
 

@@ -16,8 +16,9 @@ from typing import Callable
 import pytest
 import yaml
 
-from examples._proc import REPO, Proc, free_port, start, wait_http
+from modelrollout.models.proc import Proc, free_port, start, wait_http
 
+REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "manifests" / "crd.yaml"
 RBAC = REPO / "manifests" / "rbac.yaml"
 
@@ -60,7 +61,7 @@ class Processes:
         args = ["--version", version]
         for k, v in knobs.items():
             args += [f"--{k.replace('_', '-')}", str(v)]
-        return self._keep(start("examples.scorer", args, log_dir=self.tmp / "logs"))
+        return self._keep(start("modelrollout.models.scorer", args, log_dir=self.tmp / "logs"))
 
     def router(self, kubeconfig: str, namespace: str, bucket: str = "1s") -> Proc:
         return self._keep(start("router.kube_source", ["--kube", "--kubeconfig", kubeconfig, "--namespace",
@@ -92,9 +93,9 @@ class Processes:
 
     def traffic(self, router: Proc, rollout: str, namespace: str, rps: float = 40, duration: float = 600,
                 **kw) -> Proc:
-        """examples.traffic against the router, in the background for `duration` seconds (the router serves
+        """modelrollout.models.traffic against the router, in the background for `duration` seconds (the router serves
         one namespace, so the rollout's name alone identifies it)."""
-        argv = [sys.executable, "-m", "examples.traffic", "--url",
+        argv = [sys.executable, "-m", "modelrollout.models.traffic", "--url",
                 f"{router.url}/v1/rollouts/{rollout}", "--rps", str(rps),
                 "--duration", str(duration), "--timeout", "5"]
         for k, v in kw.items():

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from examples._proc import free_port
+from modelrollout.models.proc import free_port
 from tests.e2e.conftest import (RBAC, apply, events, get_rollout, logs, metric_value, rollout_doc, wait_event,
                                 wait_for, wait_phase)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller._plugin_lint import lint_document
+from modelrollout.plugin.lint import lint_document
 from policies.spec import parse_rollout
 from policies.status import CheckState, Condition, HistoryEntry, Phase, RolloutStatus, Routing, Verdict, WindowValue
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller import plugin
+from modelrollout import plugin
 
 SUBCOMMANDS = ["list", "status", "history", "lint", *plugin.VERBS]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from examples import _proc
+from modelrollout.models import proc as _proc
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -46,7 +46,7 @@ def rollout(name: str, baseline: str, candidate: str, steps=None, **analysis) ->
 
 
 class LocalRunProcess:
-    """`python -m controller.cli run FILE --local ...` plus a traffic generator per rollout."""
+    """`python -m modelrollout.cli run FILE --local ...` plus a traffic generator per rollout."""
 
     def __init__(self, tmp: Path, docs: list[dict], extra: tuple[str, ...] = ()):
         self.tmp = tmp
@@ -58,7 +58,7 @@ class LocalRunProcess:
         self.traffic: list[subprocess.Popen] = []
         self.out = open(tmp / "run.out", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "run", str(self.file), "--local", "--port", str(self.port),
+            [sys.executable, "-m", "modelrollout.cli", "run", str(self.file), "--local", "--port", str(self.port),
              "--timeout", "60s", "--json", "--log-dir", str(self.log_dir), "--report", str(tmp / "report.html"),
              *extra],
             stdout=self.out, stderr=subprocess.STDOUT, env=ENV, cwd=str(REPO))
@@ -68,7 +68,7 @@ class LocalRunProcess:
         and are only counted by the generator; rollouts start with their first answered request)."""
         for i, name in enumerate(self.names):
             self.traffic.append(subprocess.Popen(
-                [sys.executable, "-m", "examples.traffic", "--url",
+                [sys.executable, "-m", "modelrollout.models.traffic", "--url",
                  f"http://127.0.0.1:{self.port}/v1/rollouts/{name}", "--rps", str(rps), "--duration", "120",
                  "--users", "2000", "--seed", str(i + 3), "--timeout", "5"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=str(REPO)))
@@ -111,7 +111,7 @@ def models(tmp_path_factory):
         for name, args in {"base": ["--seed", "0"], "same": ["--seed", "1"],
                            "shifted": ["--seed", "1", "--shift", "0.12"],
                            "nan": ["--seed", "1", "--nan-rate", "1.0"]}.items():
-            started[name] = _proc.start("examples.scorer", ["--version", name, *args], log_dir=logs)
+            started[name] = _proc.start("modelrollout.models.scorer", ["--version", name, *args], log_dir=logs)
         yield {k: p.url for k, p in started.items()}
     finally:
         for p in started.values():
@@ -266,7 +266,7 @@ def test_sigterm_stops_cleanly_and_keeps_the_log(models, local_run):
 def test_design_example_is_accepted_as_written(tmp_path):
     """DESIGN.md's fraud-scorer example runs unchanged; with no traffic it waits, then times out with exit 4."""
     port = _proc.free_port()
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "run", str(REPO / "examples/rollouts/fraud-scorer.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "modelrollout.cli", "run", str(REPO / "examples/rollouts/fraud-scorer.yaml"),
                            "--local", "--port", str(port), "--timeout", "1s", "--json"],
                           capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=60)
     assert proc.returncode == 4, proc.stdout + proc.stderr
@@ -283,8 +283,8 @@ def test_port_in_use_is_reported_not_a_crash(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "controller.cli", "run",
-                               str(REPO / "examples/demo/rollouts-fast.yaml"), "--local", "--port", str(port)],
+        proc = subprocess.run([sys.executable, "-m", "modelrollout.cli", "run",
+                               str(REPO / "modelrollout/demo_data/rollouts-fast.yaml"), "--local", "--port", str(port)],
                               capture_output=True, text=True, env=ENV, cwd=str(tmp_path), timeout=60)
     assert proc.returncode == 2
     assert f"router did not start on http://127.0.0.1:{port}" in proc.stderr

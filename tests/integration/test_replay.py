@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.replay import main as replay_main
-from controller.report import main as report_main
-from examples import _proc
+from modelrollout.replay import main as replay_main
+from modelrollout.report import main as report_main
+from modelrollout.models import proc as _proc
 from tests.integration.test_local import ENV, REPO, LocalRunProcess, rollout
 from tests.integration.test_report import census
 
@@ -25,7 +25,7 @@ def recorded(tmp_path_factory):
     try:
         for version, args in {"base": ["--seed", "0"], "same": ["--seed", "1"],
                               "shifted": ["--seed", "1", "--shift", "0.12"]}.items():
-            procs.append(_proc.start("examples.scorer", ["--version", version, *args], log_dir=tmp / "models"))
+            procs.append(_proc.start("modelrollout.models.scorer", ["--version", version, *args], log_dir=tmp / "models"))
         base, same, shifted = (p.url for p in procs)
         docs = [rollout("same", base, same), rollout("shifted", base, shifted)]
         run = LocalRunProcess(tmp, docs)
@@ -89,7 +89,7 @@ def test_a_looser_policy_would_not_have_rolled_back(recorded, tmp_path, capsys):
 
 def test_replay_through_the_cli_prints_what_would_have_happened(recorded):
     """`modelrollout replay` prints the decision in words, with the deciding check."""
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "replay", str(recorded.file), "--log",
+    proc = subprocess.run([sys.executable, "-m", "modelrollout.cli", "replay", str(recorded.file), "--log",
                            str(recorded.log_dir)], capture_output=True, text=True, env=ENV, cwd=str(REPO),
                           timeout=120)
     assert proc.returncode == 0, proc.stderr

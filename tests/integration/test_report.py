@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.report import FORMAT, RunRecorder, load_record, main as report_main, render_html
+from modelrollout.report import FORMAT, RunRecorder, load_record, main as report_main, render_html
 from policies.spec import parse_rollout
 from policies.status import CheckResult, Verdict
 from policies.summaries import VersionWindow

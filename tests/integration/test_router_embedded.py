@@ -11,7 +11,7 @@ import httpx
 import pytest
 import uvicorn
 
-from examples._proc import REPO, free_port
+from modelrollout.models.proc import REPO, free_port
 from policies.spec import parse_rollout
 from policies.summaries import PairedSummary
 from router import RouterSettings, StaticSource, create_app
@@ -79,11 +79,11 @@ def test_class_outputs_in_shadow_are_paired_by_agreement(procs, tmp_path):
 
 
 def test_traffic_generator_drives_predictions_and_feedback(procs, tmp_path):
-    """examples.traffic sends the requested number of sticky requests and posts accepted feedback for each."""
+    """modelrollout.models.traffic sends the requested number of sticky requests and posts accepted feedback for each."""
     r1, r2 = procs.ranker("r1", "--quality", "0.2"), procs.ranker("r2", "--quality", "0.8")
     router = procs.router(write_config(tmp_path / "r.yaml", [rollout_doc(
         "rank", r1.url, r2.url, kind="ranking", interleave=True, versions=("r1", "r2"))]))
-    run = subprocess.run([sys.executable, "-m", "examples.traffic", "--url", f"{router.url}/v1/rollouts/rank",
+    run = subprocess.run([sys.executable, "-m", "modelrollout.models.traffic", "--url", f"{router.url}/v1/rollouts/rank",
                           "--rps", "200", "--requests", "120", "--kind", "ranking", "--feedback", "--users", "20"],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert run.returncode == 0, run.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from examples._proc import free_port
+from modelrollout.models.proc import free_port
 from tests.router_support import body, metric_value, rollout_doc, write_config
 
 

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from examples.ranker import simulate_clicks
+from modelrollout.models.ranker import simulate_clicks
 from policies.summaries import InterleaveSummary, VersionWindow
 from tests.router_support import metric_value, post_many, rollout_doc, summaries, write_config
 

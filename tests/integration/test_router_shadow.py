@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from examples._proc import free_port
+from modelrollout.models.proc import free_port
 from policies.summaries import PairedSummary, VersionWindow
 from router.predlog import read_records
 from tests.router_support import body, metric_value, post_many, rollout_doc, summaries, wait_until, write_config

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import dashboard
+from modelrollout import grafana as dashboard
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "manifests" / "grafana-dashboard.json"
@@ -43,7 +43,7 @@ def dashboard_exprs() -> list[str]:
 
 
 def test_committed_dashboard_is_the_generated_one():
-    """manifests/grafana-dashboard.json equals `python -m controller.dashboard` (regenerate it after edits)."""
+    """manifests/grafana-dashboard.json equals `python -m modelrollout.grafana` (regenerate it after edits)."""
     assert COMMITTED.read_text() == dashboard.render()
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller import plugin
-from controller._plugin_crd import schema
-from controller._plugin_lint import lint_document, lint_text
-from controller._plugin_schema import validate
+from modelrollout import plugin
+from modelrollout.plugin.crd import schema
+from modelrollout.plugin.lint import lint_document, lint_text
+from modelrollout.plugin.schema import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "rollouts" / "fraud-scorer.yaml"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from controller import _plugin_crd as crd
-from controller._plugin_schema import CEL_RULES
+from modelrollout.plugin import crd
+from modelrollout.plugin.schema import CEL_RULES
 from policies import spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def spec_node(*keys):
 
 
 def test_committed_crd_is_the_generated_one():
-    """manifests/crd.yaml equals `python -m controller._plugin_crd` (regenerate it after edits)."""
+    """manifests/crd.yaml equals `python -m modelrollout.plugin.crd` (regenerate it after edits)."""
     assert COMMITTED.read_text() == crd.render()
     assert yaml.safe_load(COMMITTED.read_text()) == crd.crd()
 

@@ -2,9 +2,9 @@
 
 Every item has a hidden true relevance for a user (a hash, the same in every process); `--quality` mixes it
 with noise, so a ranker with a higher quality puts relevant items first more often and wins more clicks
-under `simulate_clicks` (used by examples.traffic), which is what an interleaving experiment must detect.
+under `simulate_clicks` (used by modelrollout.models.traffic), which is what an interleaving experiment must detect.
 
-    python -m examples.ranker --port 8082 --version r2 --quality 0.8
+    python -m modelrollout.models.ranker --port 8082 --version r2 --quality 0.8
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class Ranker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m examples.ranker", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m modelrollout.models.ranker", description=__doc__.split("\n")[0])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--version", default="r1")

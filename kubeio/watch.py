@@ -14,9 +14,8 @@ from typing import Callable
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-GROUP = "modelrollout.io"
-VERSION = "v1alpha1"
-PLURAL = "modelrollouts"
+from policies.api import GROUP, PLURAL, VERSION
+
 
 log = logging.getLogger("modelrollout.watch")
 

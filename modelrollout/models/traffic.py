@@ -2,10 +2,10 @@
 
 Each simulated user has a sticky id (sent as `x-user-id`), an age and a gender; score requests carry
 `{"features": {...}}`, ranking requests `{"user", "candidates"}`. With `--feedback` it posts ground-truth
-labels for scores and simulated clicks (examples.ranker.simulate_clicks) for rankings, the way a product
+labels for scores and simulated clicks (modelrollout.models.ranker.simulate_clicks) for rankings, the way a product
 would report outcomes back.
 
-    python -m examples.traffic --url http://127.0.0.1:8080/v1/rollouts/fraud-scorer --rps 50 --duration 10
+    python -m modelrollout.models.traffic --url http://127.0.0.1:8080/v1/rollouts/fraud-scorer --rps 50 --duration 10
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from examples.ranker import relevance, simulate_clicks
+from modelrollout.models.ranker import relevance, simulate_clicks
 
 
 @dataclass
@@ -120,7 +120,7 @@ async def run(args: argparse.Namespace) -> TrafficReport:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m examples.traffic", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m modelrollout.models.traffic", description=__doc__.split("\n")[0])
     p.add_argument("--url", required=True, help="the rollout's router URL: .../v1/rollouts/NAME")
     p.add_argument("--rps", type=float, default=50.0)
     p.add_argument("--duration", type=float, default=10.0, help="seconds")

@@ -10,8 +10,8 @@ name order, contributes `std * d / (k + 1)` with d a standard-normal draw fixed 
 the features' importance (mean |attribution|) falls in name order. `--attribution-shift` reverses that order:
 the model then predicts the same scores for other reasons, which only an attribution check can see.
 
-    python -m examples.scorer --port 8081 --version v2 --mean 0.3 --std 0.1 --shift 0.05
-    python -m examples.scorer --port 8082 --version v3 --attributions --attribution-shift
+    python -m modelrollout.models.scorer --port 8081 --version v2 --mean 0.3 --std 0.1 --shift 0.05
+    python -m modelrollout.models.scorer --port 8082 --version v3 --attributions --attribution-shift
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def build_app(args: argparse.Namespace) -> web.Application:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m examples.scorer", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m modelrollout.models.scorer", description=__doc__.split("\n")[0])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--version", default="v1")

@@ -39,7 +39,7 @@ class LiveView:
         self.live: Live | None = None
 
     def __call__(self, kind: str, t: Any, old: dict, new: dict, obs: Any) -> None:
-        from controller.local import transition_line
+        from modelrollout.local import transition_line
 
         with self.lock:
             self.rollouts[t.spec.key] = (t.spec, new)

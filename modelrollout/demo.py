@@ -1,10 +1,10 @@
 """`modelrollout demo`: two rollouts side by side on this machine — a healthy candidate promoted, a drifting one
 rolled back — with a live view, ending in an HTML report.
 
-It starts real example models (`examples.scorer`: the baseline, a retrained candidate with the same score
+It starts real example models (`modelrollout.models.scorer`: the baseline, a retrained candidate with the same score
 distribution, and one whose scores drift by one standard deviation) on free loopback ports, the local runtime
-(`controller.local`) and one traffic generator per rollout (`examples.traffic`), then runs the rollouts of
-`examples/demo/rollouts.yaml` (about two minutes; `--fast`: about 30 seconds). Exit 0 when the healthy
+(`modelrollout.local`) and one traffic generator per rollout (`modelrollout.models.traffic`), then runs the rollouts of
+`modelrollout/demo_data/rollouts.yaml` (about two minutes; `--fast`: about 30 seconds). Exit 0 when the healthy
 candidate was promoted and the drifting one rolled back.
 """
 from __future__ import annotations
@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from policies.spec import Rollout, load_documents, parse_rollout
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "examples" / "demo"
 EXPECTED = {"fraud-healthy": "Promoted", "fraud-drifting": "RolledBack"}
 # version -> scorer arguments (same mean and spread; v3 shifted by one standard deviation)
 MODELS = {"v1": ["--seed", "0"], "v2": ["--seed", "1"], "v3": ["--seed", "1", "--shift", "0.1"]}
@@ -30,8 +30,9 @@ RPS = {"fast": 200, "full": 120}
 
 def demo_rollouts(fast: bool, urls: dict[str, str]) -> list[Rollout]:
     """The demo YAML with every model URL pointed at the process serving that version."""
-    path = DEMO_DIR / ("rollouts-fast.yaml" if fast else "rollouts.yaml")
-    docs = load_documents(path.read_text(), str(path))
+    name = "rollouts-fast.yaml" if fast else "rollouts.yaml"
+    text = resources.files("modelrollout.demo_data").joinpath(name).read_text(encoding="utf-8")
+    docs = load_documents(text, f"modelrollout/demo_data/{name}")
     for doc in docs:
         for arm in ("baseline", "candidate"):
             ref = doc["spec"][arm]
@@ -40,12 +41,12 @@ def demo_rollouts(fast: bool, urls: dict[str, str]) -> list[Rollout]:
 
 
 def start_models(log_dir: Path) -> dict[str, Any]:
-    from examples._proc import start
+    from modelrollout.models.proc import start
 
     procs: dict[str, Any] = {}
     try:
         for version, extra in MODELS.items():
-            procs[version] = start("examples.scorer", ["--version", version, *extra], log_dir=log_dir)
+            procs[version] = start("modelrollout.models.scorer", ["--version", version, *extra], log_dir=log_dir)
     except Exception:
         stop_all(procs.values())
         raise
@@ -53,23 +54,20 @@ def start_models(log_dir: Path) -> dict[str, Any]:
 
 
 def start_traffic(router_url: str, names: list[str], rps: float, log_dir: Path) -> list[subprocess.Popen]:
-    from examples._proc import REPO
-
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = []
     for i, name in enumerate(names):
         log = open(log_dir / f"traffic-{name}.log", "wb")
         out.append(subprocess.Popen(
-            [sys.executable, "-m", "examples.traffic", "--url", f"{router_url}/v1/rollouts/{name}",
+            [sys.executable, "-m", "modelrollout.models.traffic", "--url", f"{router_url}/v1/rollouts/{name}",
              "--rps", str(rps), "--duration", "3600", "--users", "2000", "--seed", str(i + 1),
              "--concurrency", "32", "--timeout", "5"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO)))
+            stdout=log, stderr=subprocess.STDOUT))
         log.close()
     return out
 
 
 def stop_all(procs) -> None:
-    from examples._proc import stop_popen
+    from modelrollout.models.proc import stop_popen
 
     for p in procs:
         if isinstance(p, subprocess.Popen):
@@ -92,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
-    from controller.local import LocalRun, RunOptions
-    from examples._proc import free_port
+    from modelrollout.local import LocalRun, RunOptions
+    from modelrollout.models.proc import free_port
 
     tmp = None
     if args.log_dir is None:
@@ -115,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         view = None
         listeners = []
         if live:
-            from controller._view import LiveView
+            from modelrollout.view import LiveView
 
             view = LiveView(time.time(), "modelrollout demo")
             listeners.append(view)

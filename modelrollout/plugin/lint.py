@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from controller._plugin_crd import schema
-from controller._plugin_schema import validate
+from modelrollout.plugin.crd import schema
+from modelrollout.plugin.schema import validate
 from policies.spec import KIND, SpecError, parse_rollout
 
 

@@ -10,22 +10,22 @@ import sys
 
 # subcommand -> (module, one-line help, argv prefix passed before the user's arguments)
 COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "demo": ("controller.demo", "run two example rollouts locally (one promoted, one rolled back) and write a report", ()),
-    "run": ("controller.local", "run the rollouts of a YAML file with no cluster (`run FILE --local`)", ()),
-    "report": ("controller.report", "render the HTML report of a finished run or a prediction log", ()),
-    "replay": ("controller.replay", "backtest a rollout policy on a recorded prediction log", ()),
-    "analyze": ("policies.analyze", "compare two data files with the drift statistics", ()),
+    "demo": ("modelrollout.demo", "run two example rollouts locally (one promoted, one rolled back) and write a report", ()),
+    "run": ("modelrollout.local", "run the rollouts of a YAML file with no cluster (`run FILE --local`)", ()),
+    "report": ("modelrollout.report", "render the HTML report of a finished run or a prediction log", ()),
+    "replay": ("modelrollout.replay", "backtest a rollout policy on a recorded prediction log", ()),
+    "analyze": ("modelrollout.analyze", "compare two data files with the drift statistics", ()),
     "router": ("router.server", "serve the data plane (split, mirror, interleave, record)", ()),
     "controller": ("controller.kube", "run the Kubernetes controller for ModelRollout resources", ()),
-    "lint": ("controller.plugin", "validate a ModelRollout YAML offline", ("lint",)),
-    "status": ("controller.plugin", "show a rollout in the cluster (same as kubectl modelrollout status)", ("status",)),
-    "list": ("controller.plugin", "list rollouts in the cluster", ("list",)),
-    "promote": ("controller.plugin", "promote a rollout to its next step (--full: to the end)", ("promote",)),
-    "abort": ("controller.plugin", "roll a rollout back now", ("abort",)),
-    "pause": ("controller.plugin", "pause a rollout", ("pause",)),
-    "resume": ("controller.plugin", "resume a paused rollout", ("resume",)),
-    "retry": ("controller.plugin", "restart an aborted or rolled back rollout from step 0", ("retry",)),
-    "history": ("controller.plugin", "show a rollout's decisions", ("history",)),
+    "lint": ("modelrollout.plugin", "validate a ModelRollout YAML offline", ("lint",)),
+    "status": ("modelrollout.plugin", "show a rollout in the cluster (same as kubectl modelrollout status)", ("status",)),
+    "list": ("modelrollout.plugin", "list rollouts in the cluster", ("list",)),
+    "promote": ("modelrollout.plugin", "promote a rollout to its next step (--full: to the end)", ("promote",)),
+    "abort": ("modelrollout.plugin", "roll a rollout back now", ("abort",)),
+    "pause": ("modelrollout.plugin", "pause a rollout", ("pause",)),
+    "resume": ("modelrollout.plugin", "resume a paused rollout", ("resume",)),
+    "retry": ("modelrollout.plugin", "restart an aborted or rolled back rollout from step 0", ("retry",)),
+    "history": ("modelrollout.plugin", "show a rollout's decisions", ("history",)),
 }
 
 

@@ -1,6 +1,6 @@
 """The Grafana dashboard for rollouts, generated from code so panels and metric names stay in one place.
 
-`python -m controller.dashboard > manifests/grafana-dashboard.json` writes it; a test keeps the committed
+`python -m modelrollout.grafana > manifests/grafana-dashboard.json` writes it; a test keeps the committed
 file equal to this output and every queried metric equal to one the router or controller exports.
 Variables: datasource, namespace, rollout. Panels: checks over time against their thresholds, the
 candidate's weight and phase, per-version request rate, error ratio, latency and mean prediction,

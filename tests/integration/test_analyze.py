@@ -14,13 +14,13 @@ import pytest
 from scipy import stats as sps
 
 from policies import stats as S
-from policies.analyze import main
+from modelrollout.analyze import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "policies.analyze", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "modelrollout.analyze", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (the OS picks it)."""
@@ -108,8 +106,8 @@ def start(module: str, args: Sequence[str] = (), *, port: int | None = None, rea
         out = open(log_path, "wb")
     else:
         out = subprocess.DEVNULL
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    popen = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    full_env = {**os.environ, **(env or {})}
+    popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env)
     if log_dir is not None:
         out.close()
     proc = Proc(argv, port, popen, log_path, env or {})

@@ -622,7 +622,7 @@ def load_record(path: Path, spec_path: Path | None = None) -> dict[str, Any]:
         raise RecordError(f"{path}: cannot read: {e.strerror}") from e
     first = text.lstrip()[:1]
     if path.suffix == ".jsonl" or (first == "{" and "\n{" in text.strip() and '"format"' not in text[:200]):
-        from controller import replay
+        from modelrollout import replay
 
         return replay.record_from_log(path, spec_path)
     try:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller._plugin_kube import COMMAND_ANNOTATION, PluginError
+from modelrollout.plugin.kube import COMMAND_ANNOTATION, PluginError
 
 VERBS = {
     "promote": "advance to the next step (--full: promote to 100%% now)",
@@ -75,14 +75,14 @@ def _dump(obj: Any, fmt: str) -> None:
 
 
 def _connect(args):
-    from controller._plugin_kube import connect
+    from modelrollout.plugin.kube import connect
 
     return connect(args.kubeconfig, args.context, args.namespace)
 
 
 def cmd_list(args) -> int:
-    from controller._plugin_kube import list_rollouts
-    from controller._plugin_render import list_table
+    from modelrollout.plugin.kube import list_rollouts
+    from modelrollout.plugin.render import list_table
 
     conn = _connect(args)
     result = list_rollouts(conn, args.all_namespaces)
@@ -100,8 +100,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from controller._plugin_kube import get_rollout, watch_rollout
-    from controller._plugin_render import status_view
+    from modelrollout.plugin.kube import get_rollout, watch_rollout
+    from modelrollout.plugin.render import status_view
     from policies.status import RolloutStatus
 
     conn = _connect(args)
@@ -130,8 +130,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from controller._plugin_kube import get_rollout
-    from controller._plugin_render import history_table
+    from modelrollout.plugin.kube import get_rollout
+    from modelrollout.plugin.render import history_table
 
     obj = get_rollout(_connect(args), args.name)
     history = (obj.get("status") or {}).get("history") or []
@@ -163,8 +163,8 @@ def preview(obj: dict, verb: str, full: bool, now: float):
 
 
 def cmd_verb(args) -> int:
-    from controller._plugin_kube import get_rollout, send_command
-    from controller._plugin_render import weight_text
+    from modelrollout.plugin.kube import get_rollout, send_command
+    from modelrollout.plugin.render import weight_text
     from policies.status import RolloutStatus
 
     conn = _connect(args)
@@ -190,7 +190,7 @@ def cmd_verb(args) -> int:
 
 
 def cmd_lint(args) -> int:
-    from controller._plugin_lint import lint_text
+    from modelrollout.plugin.lint import lint_text
 
     problems, checked = [], 0
     for name in args.files:

@@ -31,8 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import stats
-from ._result import StatError
+from policies import stats
+from policies._result import StatError
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "psi": 0.2, "kl": 0.1, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1,

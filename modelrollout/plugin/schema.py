@@ -26,7 +26,7 @@ def _has(obj: Any, key: str) -> bool:
     return isinstance(obj, dict) and obj.get(key) is not None
 
 
-# Python twins of the CEL rules in controller/_plugin_crd.py, keyed by the exact rule text.
+# Python twins of the CEL rules in modelrollout/plugin/crd.py, keyed by the exact rule text.
 CEL_RULES: dict[str, Callable[[Any], bool]] = {
     "has(self.min) || has(self.max)":
         lambda s: _has(s, "min") or _has(s, "max"),

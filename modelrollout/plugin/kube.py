@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from controller._plugin_crd import CRD_NAME, GROUP, PLURAL, VERSION
+from modelrollout.plugin.crd import CRD_NAME, GROUP, PLURAL, VERSION
 
 COMMAND_ANNOTATION = "modelrollout.io/command"
 

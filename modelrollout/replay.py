@@ -103,7 +103,7 @@ class Replayed:
         return self.status.get("phase", "Pending")
 
     def outcome(self) -> dict[str, Any]:
-        from controller.local import deciding_check
+        from modelrollout.local import deciding_check
 
         check = deciding_check(self.spec, self.status) if self.phase in ("RolledBack", "Paused", "Failed") else None
         last = self.transitions[-1] if self.transitions else {}
@@ -119,7 +119,7 @@ def replay_rollout(spec: RolloutSpec, records: Iterable[dict], bucket: float | N
                    start: float | None = None, recorder=None) -> Replayed:
     """Run the controller's reconcile step over `spec`'s records on a bucket-boundary clock."""
     from controller.core import reconcile_step
-    from controller.local import bucket_seconds, deciding_check
+    from modelrollout.local import bucket_seconds, deciding_check
     from router.recorder import replay as rebuild_windows
 
     mine = [r for r in records if r.get("rollout") == spec.name and r.get("namespace", spec.namespace) == spec.namespace]
@@ -181,9 +181,9 @@ def _guess_spec(name: str, namespace: str, recs: list[dict]) -> RolloutSpec:
 
 
 def record_from_log(path: Path, spec_path: Path | None = None) -> dict[str, Any]:
-    """A run record (controller.report format) rebuilt from a prediction log; with a spec, by replaying."""
-    from controller.local import load_rollouts
-    from controller.report import RunRecorder
+    """A run record (modelrollout.report format) rebuilt from a prediction log; with a spec, by replaying."""
+    from modelrollout.local import load_rollouts
+    from modelrollout.report import RunRecorder
     from router.recorder import replay as rebuild_windows
 
     records = read_log([path])
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
-    from controller.local import load_rollouts
+    from modelrollout.local import load_rollouts
 
     if args.bucket is not None and not (args.bucket > 0 and math.isfinite(args.bucket)):
         print(f"modelrollout replay: --bucket: expected a positive number of seconds, got {args.bucket}",
