@@ -21,6 +21,9 @@ The router folds outcomes, writes its log and makes shadow calls in its worker p
 second router started with `--no-worker` does all of that on its own event loop, for comparison. "cpu us/req"
 is the user + system CPU of the router process and its children (the worker) per answered request: moving
 work to the worker does not hide it there. "mirrors dropped %" counts shadow calls shed by the in-flight bound.
+"shadow conns/s" is the connections the shadowed candidate accepted per second of the case (nginx's
+stub_status): the shadow should reach it over a few reused keep-alive connections, as the primary path
+reaches the baseline, not open a burst of new ones per batch of mirrors.
 
     python -m bench.router [--quick] [--duration 8] [--save after.json] [--compare before.json]
 
@@ -65,7 +68,9 @@ def nginx_conf(tmp: Path, ports: dict[str, int], slow_seconds: float, only_slow:
         body = (f"echo_sleep {delay:.3f}; echo '{payload}';" if delay else f"return 200 '{payload}';")
         return (f"server {{ listen 127.0.0.1:{port}; location / {{ default_type application/json; {body} }} }}")
     if only_slow:
-        servers = fixed(ports['slow'], '{"prediction": 0.43, "version": "v2"}', slow_seconds)
+        # stub_status counts the connections the slow candidate accepted: what the shadow costs it.
+        servers = fixed(ports['slow'], '{"prediction": 0.43, "version": "v2"}', slow_seconds).replace(
+            "location / {", "location = /nginx-status { stub_status; } location / {")
     else:
         servers = "\n  ".join([
             f"upstream v1 {{ server 127.0.0.1:{ports['v1']}; keepalive 128; }}",
@@ -225,19 +230,23 @@ def main(argv: list[str] | None = None) -> int:
                     base = url.rsplit("/v1/", 1)[0]
                     shadowing = url.endswith("/shadow/predict")
                     dropped0 = _scrape(base, "modelrollout_router_shadow_dropped_total") if shadowing else 0.0
+                    accepted0 = _accepted(up("slow")) if shadowing else 0
                     res = wrk(url, body, conns, seconds, tmp, pause)
                     used = _cpu_seconds(pids[url]) - before
                     if shadowing:       # mirrors dropped (bound 256 in flight), % of requests served
                         time.sleep(0.5)
                         res["drop_pct"] = 100.0 * (_scrape(base, "modelrollout_router_shadow_dropped_total")
                                                    - dropped0) / max(1.0, res["rps"] * seconds)
+                        # connections the shadowed candidate accepted per second of load (a burst of new
+                        # connections per batch of mirrors overflows a small listen backlog)
+                        res["conns_per_s"] = (_accepted(up("slow")) - accepted0 - 1) / seconds
                     res["cpu_us"] = 1e6 * used / max(1.0, res["rps"] * seconds) if pids[url] else float("nan")
                     runs.setdefault((label, PACED if pause else conns), []).append(res)
         paired = _paired(router, pairs, args.pair_seconds, tmp)
         direct1["cpu_us"] = float("nan")
         runs[("direct (nginx upstream)", 1)].append(direct1)
         results = {k: {m: statistics.median(r.get(m, float("nan")) for r in v)
-                       for m in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu_us", "drop_pct")}
+                       for m in ("rps", "p50_ms", "p99_ms", "non2xx", "cpu_us", "drop_pct", "conns_per_s")}
                    for k, v in runs.items()}
         dropped = _scrape(router.url, "modelrollout_router_shadow_dropped_total")
         dropped_inproc = _scrape(inproc.url, "modelrollout_router_shadow_dropped_total")
@@ -367,11 +376,13 @@ def _cpu_seconds(pid: int | None) -> float:
 
 def _table(results: dict) -> None:
     print(f"{'case':44} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'cpu us/req':>10} "
-          f"{'mirrors dropped %':>17}")
+          f"{'mirrors dropped %':>17} {'shadow conns/s':>14}")
     for (label, conns), v in results.items():
         drop = v.get("drop_pct", float("nan"))
+        opened = v.get("conns_per_s", float("nan"))
         print(f"{label:44} {conns:>5} {v['rps']:>9.0f} {v['p50_ms']:>8.3f} {v['p99_ms']:>8.3f} {v['non2xx']:>8.0f} "
-              f"{v.get('cpu_us', float('nan')):>10.1f} {'' if drop != drop else f'{drop:.1f}':>17}")
+              f"{v.get('cpu_us', float('nan')):>10.1f} {'' if drop != drop else f'{drop:.1f}':>17} "
+              f"{'' if opened != opened else f'{opened:.1f}':>14}")
 
 
 def _ratios(results: dict, shadow_label: str, dropped: float) -> list[tuple[str, float]]:
@@ -404,9 +415,18 @@ def _ratios(results: dict, shadow_label: str, dropped: float) -> list[tuple[str,
          g("router, shadow on the event loop", PACED)["p99_ms"] / g("router, baseline only", PACED)["p99_ms"]),
         ("  same, shadow on the event loop: rps ratio @32",
          g("router, shadow on the event loop", 32)["rps"] / g("router, baseline only", 32)["rps"]),
-        ("shadow calls dropped (bound 256 in flight)", dropped),
+        ("shadow calls dropped", dropped),
+        ("connections opened to the shadowed candidate per s @32", g(shadow_label, 32).get("conns_per_s", float("nan"))),
+        ("  same @32 paced", g(shadow_label, PACED).get("conns_per_s", float("nan"))),
         ("interleave rps / split rps @32", g("router, interleave", 32)["rps"] / g("router, split 50/50", 32)["rps"]),
     ]
+
+
+def _accepted(base: str) -> int:
+    """Connections an nginx has accepted so far (its stub_status page)."""
+    import urllib.request
+    text = urllib.request.urlopen(f"{base}/nginx-status", timeout=5).read().decode()
+    return int(text.splitlines()[2].split()[0])
 
 
 def _scrape(url: str, name: str, **labels: str) -> float:
