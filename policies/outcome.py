@@ -1,0 +1,194 @@
+"""The outcome record: what the router saw of one request, one mirrored call or one piece of feedback.
+
+An `Outcome` is the unit of everything downstream: the router's request path builds one per answer (and per
+feedback), its worker folds them into per-bucket summaries (`policies.bucket`) and writes them to the
+prediction log, and replay rebuilds the same buckets from that log. Its JSON form *is* the prediction-log
+line (`to_json` / `from_json`, `docs/contracts.md`, "Outcome record" and "Prediction log"):
+
+    {"v": 1, "time": 1767225600.0, "request_id": "…", "rollout": "fraud-scorer", "namespace": "ml",
+     "revision": "v2@http://…", "version": "v1", "arm": "baseline", "role": "primary", "status": 200,
+     "error": null, "latency_ms": 3.2, "output": 0.93, "features": {"amount": 12.5}, "segments": null}
+
+`v` is the line format's version (`LOG_VERSION`); lines written before it existed (no `v`) parse as
+version 1. Keys a reader does not know are kept in `extra` and written back, so a newer line survives a
+round trip through an older reader. Pure: parsing and serialising only, no files, no clocks.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import orjson
+
+LOG_VERSION = 1
+"""The prediction-log line format written by `Outcome.to_json`."""
+
+ROLES = ("primary", "shadow", "interleave", "feedback")
+"""primary: the answer the caller got; shadow: the candidate's answer to a mirrored request; interleave: one
+of the two rankings merged for the caller; feedback: a label or clicks the caller sent for a request id."""
+ARMS = ("baseline", "candidate")
+"""Which version of the rollout answered. Feedback on a merged (interleaved) ranking has arm "interleave"."""
+
+_ANSWER_KEYS = ("status", "error", "latency_ms", "output", "features", "segments")
+_FEEDBACK_KEYS = ("output", "segments", "prediction_time")
+
+
+class OutcomeError(ValueError):
+    """A prediction-log line or record that is not an outcome; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One outcome. Field names are the log line's keys; `None` means absent.
+
+    Answers (role primary/shadow/interleave) carry status (None when no HTTP answer), error (an error kind,
+    `policies.summaries.ERROR_KINDS`), latency_ms, output (the extracted prediction), features and segments
+    (the watched inputs), attributions (when the spec names them), input (the redacted request, when the
+    router logs inputs) and, on shadow answers, primary_output (what the baseline answered the same
+    request). Feedback carries the output it is about, the segments, prediction_time (when that output was
+    given) and either label, or clicks and outcome (the interleaving credit: win, loss or tie)."""
+    time: float
+    request_id: str
+    rollout: str
+    namespace: str
+    revision: str
+    version: str
+    arm: str
+    role: str
+    status: int | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+    output: Any = None
+    features: Mapping[str, Any] | None = None
+    segments: Mapping[str, Any] | None = None
+    primary_output: Any = None
+    attributions: Mapping[str, Any] | None = None
+    input: Any = None
+    label: Any = None
+    clicks: list | None = None
+    outcome: str | None = None
+    prediction_time: float | None = None
+    extra: Mapping[str, Any] | None = None
+    """Keys of the line this version does not know, written back unchanged."""
+
+    def __reduce__(self):
+        # Positional arguments pickle several times faster than the slots state of a frozen dataclass (the
+        # router hands every record to its worker process through pickle).
+        return (Outcome, (self.time, self.request_id, self.rollout, self.namespace, self.revision, self.version,
+                          self.arm, self.role, self.status, self.error, self.latency_ms, self.output, self.features,
+                          self.segments, self.primary_output, self.attributions, self.input, self.label,
+                          self.clicks, self.outcome, self.prediction_time, self.extra))
+
+    @property
+    def is_feedback(self) -> bool:
+        return self.role == "feedback"
+
+    @property
+    def key(self) -> str:
+        """The rollout's `namespace/name`, as `RolloutSpec.key`."""
+        return f"{self.namespace}/{self.rollout}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The log line as a JSON object: identity keys always; for answers status, error, latency_ms, output,
+        features, segments always (primary_output too on shadow answers); for feedback output, segments,
+        prediction_time and label, or clicks and outcome; every other field only when not None."""
+        d: dict[str, Any] = {"v": LOG_VERSION, "time": self.time, "request_id": self.request_id,
+                             "rollout": self.rollout, "namespace": self.namespace, "revision": self.revision,
+                             "version": self.version, "arm": self.arm, "role": self.role}
+        if self.role == "feedback":
+            d["output"] = self.output
+            d["segments"] = self.segments
+            d["prediction_time"] = self.prediction_time
+            if self.clicks is not None:
+                d["clicks"] = self.clicks
+                d["outcome"] = self.outcome
+            else:
+                d["label"] = self.label
+            for k in ("status", "error", "latency_ms", "features", "primary_output", "attributions", "input"):
+                v = getattr(self, k)
+                if v is not None:
+                    d[k] = v
+        else:
+            d["status"] = self.status
+            d["error"] = self.error
+            d["latency_ms"] = self.latency_ms
+            d["output"] = self.output
+            d["features"] = self.features
+            d["segments"] = self.segments
+            if self.role == "shadow" or self.primary_output is not None:
+                d["primary_output"] = self.primary_output
+            for k in ("attributions", "input", "label", "clicks", "outcome", "prediction_time"):
+                v = getattr(self, k)
+                if v is not None:
+                    d[k] = v
+        if self.extra:
+            for k, v in self.extra.items():
+                d.setdefault(k, v)
+        return d
+
+    def to_json(self) -> bytes:
+        """The prediction-log line, without its newline."""
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Outcome":
+        """The outcome of a parsed log line (any version so far). Only `time` is required (finite epoch
+        seconds); missing identity fields read as "" (hand-written logs), wrong types raise OutcomeError."""
+        if not isinstance(d, Mapping):
+            raise OutcomeError(f"expected a JSON object, got {type(d).__name__}")
+        v = d.get("v", 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise OutcomeError(f"v: expected a positive integer line version, got {v!r}")
+        t = d.get("time")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+            raise OutcomeError(f"time: expected epoch seconds, got {t!r}")
+        ident = []
+        for k in ("request_id", "rollout", "namespace", "revision", "version", "arm", "role"):
+            x = d.get(k)
+            if x is None:
+                x = ""
+            elif not isinstance(x, str):
+                raise OutcomeError(f"{k}: expected a string, got {x!r}"[:200])
+            ident.append(x)
+        status = d.get("status")
+        if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+            raise OutcomeError(f"status: expected an HTTP status code or null, got {status!r}"[:200])
+        error = d.get("error")
+        if error is not None and not isinstance(error, str):
+            raise OutcomeError(f"error: expected an error kind or null, got {error!r}"[:200])
+        for k in ("latency_ms", "prediction_time"):
+            x = d.get(k)
+            if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
+                raise OutcomeError(f"{k}: expected a number or null, got {x!r}"[:200])
+        for k in ("features", "segments", "attributions"):
+            x = d.get(k)
+            if x is not None and not isinstance(x, Mapping):
+                raise OutcomeError(f"{k}: expected an object or null, got {x!r}"[:200])
+        clicks = d.get("clicks")
+        if clicks is not None and not isinstance(clicks, list):
+            raise OutcomeError(f"clicks: expected a list or null, got {clicks!r}"[:200])
+        extra = {k: x for k, x in d.items() if k not in _KNOWN} or None
+        g = d.get
+        return cls(t, *ident, status, error, g("latency_ms"), g("output"), g("features"), g("segments"),
+                   g("primary_output"), g("attributions"), g("input"), g("label"), clicks, g("outcome"),
+                   g("prediction_time"), extra)
+
+    @classmethod
+    def from_json(cls, line: bytes | str) -> "Outcome":
+        """The outcome of one prediction-log line (with or without its newline)."""
+        return cls.from_dict(parse_line(line))
+
+
+def parse_line(line: bytes | str) -> dict[str, Any]:
+    """One prediction-log line as a JSON object; OutcomeError when it is not JSON or not an object."""
+    try:
+        d = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise OutcomeError(f"not a JSON record: {e}") from None
+    if not isinstance(d, dict):
+        raise OutcomeError(f"expected a JSON object, got {type(d).__name__}")
+    return d
+
+
+_KNOWN = frozenset(("v",) + Outcome.__match_args__) - {"extra"}
