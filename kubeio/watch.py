@@ -15,6 +15,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from policies.api import GROUP, PLURAL, VERSION
+from policies.errors import KubeError
 
 
 log = logging.getLogger("modelrollout.watch")
@@ -147,7 +148,7 @@ class ListWatcher:
         return rv
 
 
-class _Gone(Exception):
+class _Gone(KubeError):
     pass
 
 

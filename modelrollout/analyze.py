@@ -33,6 +33,7 @@ import numpy as np
 
 from policies import stats
 from policies._result import StatError
+from policies.errors import InvalidInput
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "psi": 0.2, "kl": 0.1, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1,
@@ -48,7 +49,7 @@ COMPATIBLE = {
 }
 
 
-class InputError(ValueError):
+class InputError(InvalidInput, ValueError):
     """Bad input file, column or option; the message names it."""
 
 

@@ -22,12 +22,13 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
 
+from policies.errors import InvalidInput
 from policies.spec import Rollout, RolloutSpec, SpecError
 
 TERMINAL = ("Promoted", "RolledBack", "Failed")
 
 
-class LogError(ValueError):
+class LogError(InvalidInput, ValueError):
     """A prediction log that cannot be read; the message names the file and line."""
 
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from policies.errors import InvalidInput
+
 FORMAT = "modelrollout.io/run/v1"
 HIST_BINS = 30
 
@@ -53,7 +55,7 @@ PHASE_COLORS = {
 OUTCOME_COLORS = {"Promoted": "#2e7d32", "RolledBack": "#c62828", "Failed": "#c62828", "Paused": "#b7791f"}
 
 
-class RecordError(ValueError):
+class RecordError(InvalidInput, ValueError):
     """A file that is not a run record or prediction log this version can read."""
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .errors import StatisticsError
+
 import numpy as np
 
 
-class StatError(ValueError):
+class StatError(StatisticsError, ValueError):
     """Input a statistic cannot be computed on (empty, NaN, wrong shape, ...).
 
     The message names the argument and the problem, e.g. ``"candidate has 3 NaN values"``.

@@ -15,8 +15,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import stats
+from . import fairness, stats
 from ._result import StatError, StatResult
+from .errors import EvidenceError
 from .spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, CheckSpec, RolloutSpec
 from .status import CheckResult, RolloutStatus, Verdict
 from .summaries import (
@@ -25,7 +26,7 @@ from .summaries import (
 )
 from .thresholds import (
     CALIBRATABLE, Judgement, aa_unit, applies, failure_limit, fmt, judge_calibrated, judge_max, judge_min,
-    judge_p_value, judge_ratio, planned_windows,
+    judge_p_value, judge_ratio, planned_windows, window_alpha,
 )
 
 __all__ = ["Observations", "SourceError", "CheckResult", "Verdict", "evaluate", "render_query", "applies",
@@ -40,7 +41,7 @@ MANN_WHITNEY_EFFECT = 0.56
 """…plus an effect-size floor: P(candidate slower than baseline) >= 0.56 (a "small" Vargha–Delaney A)."""
 
 
-class SourceError(Exception):
+class SourceError(EvidenceError):
     """An external evidence source (Prometheus) failed or returned no usable value: temporary, the check
     is Inconclusive with this message and the next window tries again."""
 
@@ -174,9 +175,10 @@ def _data(summary: Any) -> Any:
     raise StatError(f"unsupported summary type {type(summary).__name__}")
 
 
-def _compute(metric: str, b: Any, c: Any, bins: int) -> StatResult:
+def _compute(metric: str, b: Any, c: Any, bins: int, level: float | None = None) -> StatResult:
     if metric == "mmd":
-        return stats.compute("mmd", b, c, seed=0)
+        # The permutation count follows the level the p-value is judged at, so the gate can fail.
+        return stats.compute("mmd", b, c, seed=0, level=level)
     if metric in ("psi", "kl", "js", "hellinger", "chi2"):
         return stats.compute(metric, b, c, bins=bins)
     return stats.compute(metric, b, c)
@@ -193,7 +195,9 @@ def _drift(ctx: _Ctx) -> CheckResult:
     if short:
         return ctx.inconclusive(short, n_c)
     metric = c.metric
-    res = _compute(metric, _data(b_sum), _data(c_sum), c.bins)
+    level = (window_alpha(c.min_p_value, planned_windows(ctx.spec), failure_limit(ctx.spec, c.name))
+             if c.min_p_value is not None else None)
+    res = _compute(metric, _data(b_sum), _data(c_sum), c.bins, level)
     if res.value is None or not math.isfinite(res.value):
         return ctx.inconclusive(f"{metric} is {res.value}", n_c)
     judgements: list[Judgement] = []
@@ -386,8 +390,8 @@ def _interleave(ctx: _Ctx) -> CheckResult:
     return ctx.judged(js, delta, n, res)
 
 
-def _segment_rows(ctx: _Ctx, kind: str) -> dict[str, tuple[int, int]]:
-    seg = ctx.obs.candidate.segments
+def _segment_rows(ctx: _Ctx, kind: str, window: VersionWindow | None = None) -> dict[str, tuple[int, int]]:
+    seg = (window or ctx.obs.candidate).segments
     fld = ctx.check.segment
     if fld is None:
         fields = seg.fields()
@@ -414,19 +418,54 @@ def _accuracy(ctx: _Ctx) -> CheckResult:
 
 
 def _fairness(ctx: _Ctx) -> CheckResult:
+    """A fairness ratio acts only on evidence: Fail when its simultaneous upper bound is below `min`, or
+    below `minRatioToBaseline` x the baseline's lower bound; too few positives is Inconclusive with the
+    counts named (docs/statistics.md "Fairness")."""
     c = ctx.check
-    kind, fn = (("positives", stats.disparate_impact) if c.metric == "disparate-impact"
-                else ("tpr_counts", stats.equal_opportunity))
+    kind, fn, what = (("positives", stats.disparate_impact, "positive") if c.metric == "disparate-impact"
+                      else ("tpr_counts", stats.equal_opportunity, "true positive"))
     rows = _segment_rows(ctx, kind)
     n = sum(v[0] for v in rows.values())
     need = ctx.spec.analysis.min_samples
     if n < need:
-        what = "predictions" if kind == "positives" else "labelled positives"
-        return ctx.inconclusive(f"candidate has {n} {what} with segment {c.segment!r} < minSamples {need}", n)
+        unit = "predictions" if kind == "positives" else "labelled positives"
+        return ctx.inconclusive(f"candidate has {n} {unit} with segment {c.segment!r} < minSamples {need}", n)
+    evidence = fairness.describe_counts(rows, what)
+    if sum(v[1] for v in rows.values()) < fairness.MIN_POSITIVES:
+        return ctx.inconclusive(f"too few {what}s to compare segments ({evidence}; need "
+                                f"{fairness.MIN_POSITIVES} in all)", n)
     res = fn(rows)
-    r = ctx.judged(_bounds(ctx, res.value), res.value, n, res)
+    lower, upper = fairness.ratio_bounds(rows)
+    conf = f"{fairness.FAIRNESS_CONFIDENCE:.0%}"
+    js: list[Judgement] = []
+    if c.min is not None:
+        if upper < c.min:
+            js.append(Judgement(Verdict.FAIL, c.min, f"{c.name} {fmt(res.value)} < {fmt(c.min)}: its {conf} upper "
+                                                     f"bound {fmt(upper)} is below too ({evidence})"))
+        else:
+            js.append(Judgement(Verdict.PASS, c.min, f"{c.name} {fmt(res.value)} not shown below {fmt(c.min)} "
+                                                     f"({conf} upper bound {fmt(upper)}; {evidence})"))
+    if c.min_ratio_to_baseline is not None:
+        b_rows = _segment_rows(ctx, kind, ctx.obs.baseline)
+        if sum(v[0] for v in b_rows.values()) < need or sum(v[1] for v in b_rows.values()) < fairness.MIN_POSITIVES:
+            js.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: baseline has too few {what}s to compare "
+                                f"with ({fairness.describe_counts(b_rows, what)})"))
+        else:
+            b_value = fn(b_rows).value
+            b_lower, _ = fairness.ratio_bounds(b_rows)
+            limit = c.min_ratio_to_baseline * b_lower
+            if upper < limit:
+                js.append(Judgement(Verdict.FAIL, limit, f"{c.name} {fmt(res.value)} vs baseline {fmt(b_value)}: "
+                                    f"upper bound {fmt(upper)} < {fmt(c.min_ratio_to_baseline)} x baseline's lower "
+                                    f"bound {fmt(b_lower)} ({evidence})"))
+            else:
+                js.append(Judgement(Verdict.PASS, limit, f"{c.name} {fmt(res.value)} not shown below "
+                                    f"{fmt(c.min_ratio_to_baseline)} x baseline {fmt(b_value)} ({evidence})"))
+    if c.max is not None:
+        js.append(judge_max(c.name, c.metric, res.value, c.max))
+    r = ctx.judged(js, res.value, n, replace(res, ci_low=lower, ci_high=upper))
     lo, hi = res.detail.get("lowest"), res.detail.get("highest")
-    return replace(r, reason=f"{r.reason} ({c.segment}={lo} vs {hi})")
+    return replace(r, reason=f"{r.reason} [{c.segment}={lo} vs {hi}]")
 
 
 def _prometheus(ctx: _Ctx) -> CheckResult:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from policies.api import API_VERSION, KIND  # noqa: E402  (re-exported)
+from policies.errors import InvalidInput
 
 OUTPUT_KINDS = ("score", "class", "ranking", "embedding")
 STEP_KINDS = ("shadow", "canary", "pause", "interleave")
@@ -28,6 +29,7 @@ ATTRIBUTION_METRICS = ("attribution-tau",)
 METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS + ATTRIBUTION_METRICS
 P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave")
 RATIO_METRICS = OPERATIONAL_METRICS
+MIN_RATIO_METRICS = ("disparate-impact", "equal-opportunity")
 NOTIFY_PHASES = ("Shadowing", "Progressing", "Interleaving", "Paused", "Promoted", "RolledBack", "Failed")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -37,7 +39,7 @@ _CHECK_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class SpecError(ValueError):
+class SpecError(InvalidInput, ValueError):
     """A spec that can never work as written: permanent, reported as the `InvalidSpec` condition."""
 
     def __init__(self, path: str, message: str):
@@ -136,6 +138,7 @@ class CheckSpec:
     min: float | None = None
     min_p_value: float | None = None
     max_ratio_to_baseline: float | None = None
+    min_ratio_to_baseline: float | None = None   # fairness: candidate >= this x baseline
     action: str = "rollback"
     immediate: bool = False
     dynamic: DynamicThreshold | None = None
@@ -343,16 +346,21 @@ def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
         name=name, metric=metric, on=on,
         max=r.num("max"), min=r.num("min"), min_p_value=r.num("minPValue", lo=0.0, hi=1.0),
         max_ratio_to_baseline=r.num("maxRatioToBaseline", lo=0.0),
+        min_ratio_to_baseline=r.num("minRatioToBaseline", lo=0.0),
         action=r.str("action", "rollback", choices=ACTIONS), immediate=r.bool("immediate"),
         dynamic=dynamic, prometheus=prometheus, segment=r.str("segment"),
         bins=r.num("bins", 10, lo=2, hi=1000, integer=True),
         failure_limit=r.num("failureLimit", None, lo=1, integer=True),
     )
     if metric is not None:
-        bounds = [check.max, check.min, check.min_p_value, check.max_ratio_to_baseline, dynamic]
+        bounds = [check.max, check.min, check.min_p_value, check.max_ratio_to_baseline,
+                  check.min_ratio_to_baseline, dynamic]
         if all(b is None for b in bounds):
             raise SpecError(path, f"check {name!r} needs a threshold: max, min, minPValue, "
-                                  f"maxRatioToBaseline or dynamic")
+                                  f"maxRatioToBaseline, minRatioToBaseline or dynamic")
+        if check.min_ratio_to_baseline is not None and metric not in MIN_RATIO_METRICS:
+            raise SpecError(r.at("minRatioToBaseline"), f"applies to {', '.join(MIN_RATIO_METRICS)}; "
+                                                        f"got metric {metric}")
         if check.max_ratio_to_baseline is not None and metric not in RATIO_METRICS:
             raise SpecError(r.at("maxRatioToBaseline"), f"applies to {', '.join(RATIO_METRICS)}; "
                                                         f"{metric} compares the versions already: use max or dynamic")

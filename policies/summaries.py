@@ -48,13 +48,14 @@ import numpy as np
 
 from .interleaving import interleave_test
 from ._result import StatResult
+from .errors import StatisticsError
 
 OTHER = "__other__"
 ERROR_KINDS = ("http_5xx", "timeout", "unreachable", "invalid_output")
 OUTPUT_KINDS = ("score", "class", "embedding", "ranking")
 
 
-class SummaryError(ValueError):
+class SummaryError(StatisticsError, ValueError):
     """A summary cannot be built, merged or decoded; the message names the field."""
 
 

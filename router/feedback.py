@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from policies.errors import RouterError
+
 _USED = b""
 
 
@@ -42,7 +44,7 @@ class Issued:
                    {item: team for item, team in teams} if teams is not None else None, issued_at)
 
 
-class FeedbackRefused(Exception):
+class FeedbackRefused(RouterError):
     def __init__(self, status: int, error: str, detail: str):
         super().__init__(detail)
         self.status, self.error, self.detail = status, error, detail

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from policies.errors import RouterError
+
 ERROR_STATUS = {"timeout": 504, "unreachable": 502, "http_5xx": 502}
 
 
@@ -35,7 +37,7 @@ class Answer:
     detail: str = ""
 
 
-class _Closed(Exception):
+class _Closed(RouterError):
     """The connection closed or sent something unparseable before a complete answer."""
 
 

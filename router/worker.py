@@ -36,6 +36,7 @@ import sys
 
 from typing import Any
 
+from policies.errors import RouterError
 from router.metrics import RouterMetrics
 from router.settings import RouterSettings
 
@@ -51,7 +52,7 @@ BATCH_SECONDS = 0.002
 in flight that is 5-10 requests per write instead of one. Delays the mirrors' start, not their timing."""
 
 
-class WorkerUnavailable(Exception):
+class WorkerUnavailable(RouterError):
     """The router's worker is not running, did not answer in time, or failed to answer (temporary)."""
 
 
