@@ -21,8 +21,8 @@ from .errors import EvidenceError
 from .spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, CheckSpec, RolloutSpec
 from .status import CheckResult, RolloutStatus, Verdict
 from .summaries import (
-    LATENCY_BOUNDS, CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram, NumericSummary,
-    PairedSummary, SummaryError, VersionWindow,
+    LATENCY_BOUNDS, LATENCY_EXCLUSIONS, CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram,
+    NumericSummary, PairedSummary, SummaryError, VersionWindow,
 )
 from .thresholds import (
     CALIBRATABLE, Judgement, aa_unit, applies, failure_limit, fmt, judge_calibrated, judge_max, judge_min,
@@ -279,10 +279,34 @@ def _latency_value(h: LatencyHistogram, metric: str) -> float | None:
     return h.mean() if metric == "latency-mean" else h.quantile(_LATENCY_Q[metric])
 
 
+LATENCY_EXCLUDED_MAX = 0.01
+"""Share of a version's timed calls the router may have left out of its latency summary (`latency_excluded`:
+it could not time them fairly) before the window's latency is not comparable: beyond it even a p99 could
+hide in what was left out."""
+
+
+def _not_comparable(ctx: _Ctx) -> CheckResult | None:
+    """Inconclusive when either version's latency in this window is not comparable, saying why."""
+    parts = []
+    for side, w in (("candidate", ctx.obs.candidate), ("baseline", ctx.obs.baseline)):
+        excluded = getattr(w, "latency_excluded", None) or {}
+        left_out = sum(excluded.values())
+        if left_out and left_out > LATENCY_EXCLUDED_MAX * (left_out + w.latency.count):
+            why = "; ".join(f"{n} {k}: {LATENCY_EXCLUSIONS.get(k, k)}" for k, n in sorted(excluded.items()))
+            parts.append(f"{left_out} of {left_out + w.latency.count} {side} calls not timed fairly ({why})")
+    if not parts:
+        return None
+    return ctx.inconclusive(f"latency not comparable in this window: {'; '.join(parts)}",
+                            ctx.obs.candidate.latency.count)
+
+
 def _latency(ctx: _Ctx) -> CheckResult:
     c = ctx.check
     hb, hc = ctx.obs.baseline.latency, ctx.obs.candidate.latency
     need = ctx.spec.analysis.min_samples
+    unfair = _not_comparable(ctx)
+    if unfair is not None:
+        return unfair
     if hc.count < need:
         return ctx.inconclusive(f"candidate has {hc.count} latency samples < minSamples {need}", hc.count)
     v = _latency_value(hc, c.metric)
@@ -305,6 +329,9 @@ def _mann_whitney_latency(ctx: _Ctx) -> CheckResult:
     short = ctx.too_few(hb.count, hc.count, "latency samples")
     if short:
         return ctx.inconclusive(short, hc.count)
+    unfair = _not_comparable(ctx)
+    if unfair is not None:
+        return unfair
     res = stats.mann_whitney(_histogram_sample(hb), _histogram_sample(hc))
     slower = 1.0 - float(res.detail["effect_size"])       # P(candidate > baseline), ties half
     alpha = c.min_p_value if c.min_p_value is not None else MANN_WHITNEY_ALPHA

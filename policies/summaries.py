@@ -52,6 +52,11 @@ from .errors import StatisticsError
 
 OTHER = "__other__"
 ERROR_KINDS = ("http_5xx", "timeout", "unreachable", "invalid_output")
+LATENCY_EXCLUSIONS = {
+    "stalled": "the router's process timing the call was starved of CPU or busy while the answer waited",
+    "connect": "setting up the connection took so long the server's accept queue was overflowing",
+}
+"""Why a call's latency was left out of a window's latency summary (outcome record field `latency_excluded`)."""
 OUTPUT_KINDS = ("score", "class", "embedding", "ranking")
 
 
@@ -1359,6 +1364,9 @@ class VersionWindow:
         self.requests = 0
         self.errors: dict[str, int] = {k: 0 for k in ERROR_KINDS}
         self.latency = LatencyHistogram()
+        self.latency_excluded: dict[str, int] = {}
+        """Calls whose latency the router could not time fairly, by reason (`LATENCY_EXCLUSIONS`): left out
+        of `latency`, counted here so a latency check can say the window was not comparable."""
         self.prediction = prediction
         self.features: dict[str, NumericSummary | CategoricalSummary] = {}
         self.segments = SegmentCounts()
@@ -1455,6 +1463,9 @@ class VersionWindow:
             for k, v in src.items():
                 out.errors[k] = out.errors.get(k, 0) + v
         out.latency = self.latency.merge(other.latency)
+        for src in (self.latency_excluded, other.latency_excluded):
+            for k, v in src.items():
+                out.latency_excluded[k] = out.latency_excluded.get(k, 0) + v
         for name in sorted(set(self.features) | set(other.features)):
             a, b = self.features.get(name), other.features.get(name)
             if a is not None and b is not None and type(a) is not type(b):
@@ -1473,6 +1484,8 @@ class VersionWindow:
                 "segments": self.segments.to_dict()}
         if self.attributions is not None:          # absent when unused: older readers see no change
             d["attributions"] = self.attributions.to_dict()
+        if self.latency_excluded:                  # absent when every call was timed fairly
+            d["latency_excluded"] = dict(self.latency_excluded)
         return d
 
     @_decoder("version window")
@@ -1490,6 +1503,11 @@ class VersionWindow:
                 raise SummaryError(f"{where}.errors: unknown error kind {k!r}; expected {', '.join(ERROR_KINDS)}")
             w.errors[k] = _count(errors, k, f"{where}.errors")
         w.latency = _nested(f"{where}.latency", LatencyHistogram.from_dict, _get(d, "latency", dict, where))
+        excluded = d.get("latency_excluded") or {}
+        if not isinstance(excluded, Mapping):
+            raise SummaryError(f"{where}.latency_excluded: expected an object of counts per reason")
+        for k in excluded:
+            w.latency_excluded[str(k)] = _count(excluded, k, f"{where}.latency_excluded")
         for name, f in _get(d, "features", dict, where).items():
             s = _summary_from_dict(f, f"{where}.features.{name}")
             if isinstance(s, EmbeddingSummary):

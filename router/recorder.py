@@ -88,7 +88,10 @@ def fold(w: Windows, rec: dict, spec: RolloutSpec) -> None:
     error = rec.get("error")
     if error:
         vw.add_error(error)
-    if rec.get("status") is not None:
+    excluded = rec.get("latency_excluded")
+    if excluded:            # the router could not time this call fairly: counted, not in the latency
+        vw.latency_excluded[excluded] = vw.latency_excluded.get(excluded, 0) + 1
+    elif rec.get("status") is not None:
         vw.latency.add(rec.get("latency_ms", 0.0) / 1000.0)
     output = rec.get("output")
     if output is not None:
@@ -120,13 +123,14 @@ _WINNER = {"win": "candidate", "loss": "baseline", "tie": "tie"}
 
 class _ArmBatch:
     """The values of one arm's records in a batch, per summary, in record order."""
-    __slots__ = ("requests", "errors", "latencies", "outputs", "output_keys", "segment_ops", "features",
+    __slots__ = ("requests", "errors", "latencies", "excluded", "outputs", "output_keys", "segment_ops", "features",
                  "attributions")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors: list[str] = []
         self.latencies: list[float] = []
+        self.excluded: list[str] = []
         self.outputs: list[Any] = []
         self.output_keys: list[float] = []
         self.segment_ops: list[tuple] = []      # predictions and labels share per-field value caps: keep order
@@ -139,6 +143,8 @@ class _ArmBatch:
             vw.add_error(e)
         if self.latencies:
             vw.latency.add_many(self.latencies)
+        for reason in self.excluded:
+            vw.latency_excluded[reason] = vw.latency_excluded.get(reason, 0) + 1
         if self.outputs:
             vw.observe_predictions(self.outputs, self.output_keys)
         if self.segment_ops:
@@ -207,7 +213,10 @@ def fold_many(w: Windows, recs: Sequence[dict], spec: RolloutSpec) -> None:
         error = get("error")
         if error:
             b.errors.append(error)
-        if get("status") is not None:
+        excluded = get("latency_excluded")
+        if excluded:        # the router could not time this call fairly: counted, not in the latency
+            b.excluded.append(excluded)
+        elif get("status") is not None:
             b.latencies.append(get("latency_ms", 0.0) / 1000.0)
         output = get("output")
         features = get("features")
