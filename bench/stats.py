@@ -101,7 +101,7 @@ def ours_tabular(b: np.ndarray, c: np.ndarray) -> tuple[dict[str, list[float]], 
 
 
 def scipy_tabular(b: np.ndarray, c: np.ndarray) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """The DESIGN.md definitions written directly with numpy/scipy, each metric timed alone."""
+    """The docs/statistics.md definitions written directly with numpy/scipy, each metric timed alone."""
     out: dict[str, list[float]] = {}
     times: dict[str, float] = {}
 

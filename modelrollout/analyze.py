@@ -2,7 +2,7 @@
 
 Reads CSV, JSONL, Parquet or .npy, runs the requested statistics per column and says whether
 each one drifted. It is also the reference for the library's correctness: every number it
-prints is the `policies.stats` value of DESIGN.md's exact definitions.
+prints is the `policies.stats` value of the exact definitions in docs/statistics.md.
 
 Columns are numeric (all values parse as numbers), categorical (strings) or embeddings (lists of
 numbers, or a 2-D .npy). Default metrics: numeric → psi, ks; categorical → psi, chi2;

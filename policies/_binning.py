@@ -1,4 +1,4 @@
-"""Quantile bins frozen from the baseline, and counts over them (DESIGN.md "exact definitions").
+"""Quantile bins frozen from the baseline, and counts over them (docs/statistics.md "Binning").
 
 edges = unique(quantile(b, linspace(0, 1, bins + 1))), first/last edge → −∞/+∞, bin i = [eᵢ, eᵢ₊₁).
 The `*_sorted` variants take already-sorted arrays so one sort per column serves edges, counts,
@@ -29,7 +29,7 @@ def edges_from_sorted(b_sorted: np.ndarray, bins: int = 10) -> np.ndarray:
 
 
 def bin_edges(b: Any, bins: int = 10) -> np.ndarray:
-    """DESIGN.md quantile edges of baseline ``b``; first and last are −∞ and +∞.
+    """Quantile edges of baseline ``b`` (docs/statistics.md "Binning"); first and last are −∞ and +∞.
 
     A constant baseline gives ``[-inf, inf]``: one bin.
     """

@@ -1,6 +1,6 @@
 """Univariate drift statistics: binned divergences, KS and Wasserstein.
 
-Every statistic's ``value`` follows DESIGN.md exactly. For the divergences and Wasserstein,
+Every statistic's ``value`` follows docs/statistics.md exactly. For the divergences and Wasserstein,
 ``estimate`` and ``ci_low``/``ci_high`` add a small-sample bias correction, because plug-in
 values are biased upward (under no drift E[PSI] ≈ (bins − 1)(1/n + 1/m)):
 
@@ -27,7 +27,7 @@ from scipy.spatial.distance import jensenshannon
 from ._binning import aligned_counts, category_counts, check_edges, counts_from_sorted, edges_from_sorted
 from ._result import StatError, StatResult, as_sample, sorted_sample
 
-EPSILON = 1e-4                 # replaces zero proportions in PSI and KL (DESIGN.md)
+EPSILON = 1e-4                 # replaces zero proportions in PSI and KL (docs/statistics.md "Smoothing")
 BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_SEED = 0
 WASSERSTEIN_ATOMS = 1000

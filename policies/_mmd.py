@@ -1,6 +1,6 @@
 """Embedding drift: unbiased MMD² with an RBF kernel and a permutation p-value; centroid cosine.
 
-Two methods compute the same statistic (DESIGN.md "mmd"):
+Two methods compute the same statistic (docs/statistics.md "MMD"):
 
 * ``exact``: the kernel matrix, built in row blocks of ``BLOCK`` rows so memory stays
   O(BLOCK · N); all permutations are one product K @ A (A = label indicators, one column per

@@ -24,7 +24,7 @@ class StatError(StatisticsError, ValueError):
 class StatResult:
     """One statistic computed on a baseline and a candidate sample.
 
-    ``value`` follows DESIGN.md's exact definition; ``estimate``/``ci_low``/``ci_high``
+    ``value`` follows the exact definition in docs/statistics.md; ``estimate``/``ci_low``/``ci_high``
     (when not None) describe the population value after removing small-sample bias.
     """
 

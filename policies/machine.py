@@ -2,7 +2,7 @@
 
 `decide` has no clock and no I/O: the controller passes `now`, carries out the returned actions and writes
 the returned status once. Everything it needs to resume after a crash is in that status. The rules (and
-the peer failures they rule out) are in DESIGN.md "Verdicts and actions"; the non-obvious choices:
+the peer failures they rule out) are in README.md "Verdicts and actions"; the non-obvious choices:
 
 * Missing data never passes: a step advances only after at least one analysis window *in that step*
   in which every blocking (non-`warn`) check passed, and an absent result counts as Inconclusive.

@@ -1,7 +1,7 @@
 """Drift and comparison statistics of `policies`: one public facade over the private modules.
 
-Every function returns a `StatResult` whose ``value`` (and ``p_value``) follow DESIGN.md's
-"Statistics: exact definitions", so a user can reproduce each number with numpy/scipy.
+Every function returns a `StatResult` whose ``value`` (and ``p_value``) follow docs/statistics.md
+("Statistics: exact definitions"), so a user can reproduce each number with numpy/scipy.
 Degenerate input (empty, NaN/inf, wrong shape) raises `StatError` naming the argument and the
 problem; a defined-but-uninformative case (constant baseline, one category) returns a result
 with ``detail["reason"]``.
@@ -33,7 +33,7 @@ __all__ = [
 def psi(b: Any, c: Any, bins: int = 10, edges: Any = None) -> StatResult:
     """Population stability index Σ (c% − b%) ln(c% / b%) over quantile bins of b (zeros → 1e-4).
 
-    Numeric arrays are binned (DESIGN.md); a mapping of counts or a sequence of strings is
+    Numeric arrays are binned (docs/statistics.md "Binning"); a mapping of counts or a sequence of strings is
     categorical (each category of b ∪ c is a bin). ``estimate``/CI: see `policies._drift`.
     """
     return binned("psi", b, c, bins, edges)
@@ -153,7 +153,7 @@ METRICS: frozenset[str] = frozenset(_BINNED) | frozenset(_PLAIN) | {"mmd"}
 
 
 def compute(metric: str, b: Any, c: Any, **kw: Any) -> StatResult:
-    """Dispatch by DESIGN.md metric name (see `METRICS`).
+    """Dispatch by metric name, as in docs/statistics.md (see `METRICS`).
 
     ``bins``/``edges`` apply to psi, kl, js, hellinger and chi2 and are ignored by the others;
     mmd accepts ``sigma2``, ``permutations``, ``seed``, ``method``, ``features``.

@@ -8,7 +8,7 @@ Three decisions live here, each tuned by `bench/decisions.py`:
    verdict uses the bias-corrected `estimate` and its bootstrap CI from `StatResult`: Fail when a one-sided
    lower bound at `DRIFT_CONFIDENCE[metric]` exceeds `max`; Inconclusive when only the estimate does (the window is
    too small to tell — it blocks advancing but does not roll back); Pass otherwise. `value` in the result
-   keeps DESIGN.md's exact definition. Persistence (`failureLimit` consecutive Fail windows) does the rest.
+   keeps the exact definition of docs/statistics.md. Persistence (`failureLimit` consecutive Fail windows) does the rest.
 2. **p-value checks are corrected for testing every window.** The per-window level `a` is chosen so that,
    with no real difference, the chance of `L` (= failureLimit, 1 if immediate) consecutive rejections
    anywhere in the `N` analysis windows the rollout plans is at most `minPValue`:

@@ -55,7 +55,7 @@ def sample_status() -> dict:
 
 
 def test_design_example_applies_as_written_and_on_keys_survive(crd, kubectl, namespace):
-    """DESIGN.md's example applies unchanged, and its bare `on:` keys are stored, not pruned."""
+    """The README's example (examples/rollouts/fraud-scorer.yaml) applies unchanged, and its bare `on:` keys are stored, not pruned."""
     out = kubectl("apply", "-f", "-", input=example_text(namespace))
     assert "modelrollout.modelrollout.io/fraud-scorer created" in out.stdout
     obj = get(kubectl, namespace)

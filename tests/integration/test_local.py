@@ -264,7 +264,7 @@ def test_sigterm_stops_cleanly_and_keeps_the_log(models, local_run):
 
 
 def test_design_example_is_accepted_as_written(tmp_path):
-    """DESIGN.md's fraud-scorer example runs unchanged; with no traffic it waits, then times out with exit 4."""
+    """The README's fraud-scorer example (examples/rollouts/fraud-scorer.yaml) runs unchanged; with no traffic it waits, then times out with exit 4."""
     port = _proc.free_port()
     proc = subprocess.run([sys.executable, "-m", "modelrollout.cli", "run", str(REPO / "examples/rollouts/fraud-scorer.yaml"),
                            "--local", "--port", str(port), "--timeout", "1s", "--json"],

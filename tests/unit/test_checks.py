@@ -304,7 +304,7 @@ def test_render_query_substitutes_rollout_names():
 
 
 def test_design_example_evaluates_one_result_per_check_in_order():
-    """Every check of the DESIGN.md example yields a result with a reason, in spec order."""
+    """Every check of the README's example (examples/rollouts/fraud-scorer.yaml) yields a result with a reason, in spec order."""
     doc = load_documents((ROOT / "examples/rollouts/fraud-scorer.yaml").read_text())[0]
     spec = parse_rollout(doc).spec
     lat = RNG.lognormal(math.log(0.05), 0.3, 2000)

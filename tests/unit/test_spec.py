@@ -15,7 +15,7 @@ def doc():
 
 
 def test_design_example_parses_as_written(doc):
-    """DESIGN.md's example (status removed) is accepted and every field lands where users expect."""
+    """The README's example (examples/rollouts/fraud-scorer.yaml) is accepted and every field lands where users expect."""
     spec = parse_rollout(doc).spec
     assert (spec.name, spec.namespace) == ("fraud-scorer", "ml")
     assert spec.baseline.version == "v1" and spec.candidate.url == "http://fraud-v2.ml.svc:8080"

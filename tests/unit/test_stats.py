@@ -1,4 +1,4 @@
-"""Every statistic against an independent numpy/scipy computation of DESIGN.md's definition."""
+"""Every statistic against an independent numpy/scipy computation of the definitions in docs/statistics.md."""
 from __future__ import annotations
 
 import numpy as np
@@ -289,7 +289,7 @@ def test_compute_rejects_unknown_metric_and_kwargs(samples):
 
 
 def test_compute_covers_design_names():
-    """METRICS holds every DESIGN.md name compute dispatches."""
+    """METRICS holds every docs/statistics.md name compute dispatches."""
     assert {"psi", "kl", "js", "hellinger", "ks", "chi2", "wasserstein", "mmd", "centroid-cosine",
             "mann-whitney"} <= S.METRICS
 

@@ -266,7 +266,7 @@ def test_version_window_roundtrip_and_merge(kind):
 
 
 def test_version_window_prediction_kinds():
-    """Each output kind gets the summary DESIGN.md names (ranking → top item counts)."""
+    """Each output kind gets the summary docs/architecture.md "Summaries" names (ranking → top item counts)."""
     assert isinstance(_window(1, "score").prediction, NumericSummary)
     assert _window(1, "ranking").prediction.counts() == {"i3": 196}
     assert _window(1, "embedding").prediction.matrix().shape == (196, 3)
