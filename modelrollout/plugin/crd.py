@@ -30,7 +30,7 @@ HEADER = """\
 # edit that file, not this one (tests/unit/test_lint_crd.py checks they agree).
 #
 # YAML 1.1 quirk: kubectl reads a bare `on:` key as the boolean true and sends it as the key "true".
-# DESIGN.md's example writes `on: prediction` (checks) and `on: [RolledBack, Paused]` (notifications),
+# The README's example writes `on: prediction` (checks) and `on: [RolledBack, Paused]` (notifications),
 # so the schema declares both spellings ("on" and "true"); policies/spec.py reads either.
 """
 
