@@ -156,13 +156,13 @@ def compute(metric: str, b: Any, c: Any, **kw: Any) -> StatResult:
     """Dispatch by metric name, as in docs/statistics.md (see `METRICS`).
 
     ``bins``/``edges`` apply to psi, kl, js, hellinger and chi2 and are ignored by the others;
-    mmd accepts ``sigma2``, ``permutations``, ``seed``, ``method``, ``features``.
+    mmd accepts ``sigma2``, ``permutations``, ``seed``, ``method``, ``features``, ``level``.
     """
     if metric not in METRICS:
         raise StatError(f"unknown metric {metric!r}; expected one of {', '.join(sorted(METRICS))}")
     binning = {k: kw.pop(k) for k in ("bins", "edges") if k in kw}
     if metric == "mmd":
-        allowed = {"sigma2", "permutations", "seed", "method", "features"}
+        allowed = {"sigma2", "permutations", "seed", "method", "features", "level"}
         extra = sorted(set(kw) - allowed)
         if extra:
             raise StatError(f"mmd does not accept {extra}; expected any of {sorted(allowed)}")

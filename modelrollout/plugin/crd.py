@@ -95,6 +95,8 @@ def _check() -> dict:
         "min": _num("Fail when the value is below."),
         "minPValue": _num("Fail when the test's p-value is below.", minimum=0, maximum=1),
         "maxRatioToBaseline": _num("Fail when candidate/baseline is above.", minimum=0),
+        "minRatioToBaseline": _num("Fairness metrics: fail when the candidate is shown below this multiple of "
+                                   "the baseline's value.", minimum=0),
         "action": _str("What failureLimit failing windows do (default rollback).", enum=list(ACTIONS)),
         "immediate": {"description": "Act on the first failing window (NaN outputs, 5xx).", "type": "boolean"},
         "dynamic": _obj({
@@ -118,8 +120,9 @@ def _check() -> dict:
             {"rule": "has(self.metric) != has(self.prometheus)",
              "message": "expected either metric or prometheus, not both"},
             {"rule": "!has(self.metric) || has(self.max) || has(self.min) || has(self.minPValue)"
-                     " || has(self.maxRatioToBaseline) || has(self.dynamic)",
-             "message": "a metric check needs a threshold: max, min, minPValue, maxRatioToBaseline or dynamic"},
+                     " || has(self.maxRatioToBaseline) || has(self.minRatioToBaseline) || has(self.dynamic)",
+             "message": "a metric check needs a threshold: max, min, minPValue, maxRatioToBaseline, "
+                        "minRatioToBaseline or dynamic"},
             {"rule": "!has(self.metric) || !(self.metric in ['disparate-impact', 'equal-opportunity'])"
                      " || has(self.segment)",
              "message": "fairness metrics need the segment field to compare", "fieldPath": ".segment"},

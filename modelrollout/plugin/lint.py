@@ -12,6 +12,7 @@ import yaml
 
 from modelrollout.plugin.crd import schema
 from modelrollout.plugin.schema import validate
+from policies.reachability import unreachable
 from policies.spec import KIND, SpecError, parse_rollout
 
 
@@ -22,7 +23,7 @@ class Problem:
     name: str          # metadata.name, or "" when absent
     path: str          # field path, e.g. spec.strategy.steps[1].canary.weight
     message: str
-    layer: str         # "yaml" | "schema" | "spec"
+    layer: str         # "yaml" | "schema" | "spec" | "reachability"
 
     def __str__(self) -> str:
         where = f"{self.source}[{self.document}]" + (f" ({self.name})" if self.name else "")
@@ -45,11 +46,16 @@ def lint_document(doc: dict, source: str = "<input>", index: int = 0) -> list[Pr
     name = str(meta.get("name") or "")
     problems = [Problem(source, index, name, e.path, e.message, "schema") for e in validate(doc, schema())]
     try:
-        parse_rollout(doc)
+        rollout = parse_rollout(doc)
     except SpecError as e:
         flagged = {p.path for p in problems}
         if not any(e.path == f or e.path.startswith(f + ".") or e.path.startswith(f + "[") for f in flagged):
             problems.append(Problem(source, index, name, e.path, e.message, "spec"))
+        return problems
+    # Thresholds that cannot act at the planned windows (a gate that can never fail, or never pass).
+    for i, u in unreachable(rollout.spec):
+        problems.append(Problem(source, index, name, f"spec.analysis.checks[{i}].{u.field}", u.message,
+                                "reachability"))
     return problems
 
 

@@ -33,9 +33,9 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
     "has(self.metric) != has(self.prometheus)":
         lambda s: _has(s, "metric") != _has(s, "prometheus"),
     "!has(self.metric) || has(self.max) || has(self.min) || has(self.minPValue)"
-    " || has(self.maxRatioToBaseline) || has(self.dynamic)":
-        lambda s: not _has(s, "metric") or any(_has(s, k) for k in
-                                               ("max", "min", "minPValue", "maxRatioToBaseline", "dynamic")),
+    " || has(self.maxRatioToBaseline) || has(self.minRatioToBaseline) || has(self.dynamic)":
+        lambda s: not _has(s, "metric") or any(_has(s, k) for k in ("max", "min", "minPValue", "maxRatioToBaseline",
+                                                                      "minRatioToBaseline", "dynamic")),
     "!has(self.metric) || !(self.metric in ['disparate-impact', 'equal-opportunity']) || has(self.segment)":
         lambda s: not _has(s, "metric") or s["metric"] not in ("disparate-impact", "equal-opportunity")
         or _has(s, "segment"),

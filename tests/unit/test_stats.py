@@ -178,7 +178,39 @@ def test_mmd_exact_matches_definition():
     assert r.detail["method"] == "exact"
     assert r.detail["sigma2"] == pytest.approx(sigma2, rel=RTOL)
     assert r.value == pytest.approx(_ref_mmd2(B, C, sigma2), rel=1e-8)
-    assert r.p_value == pytest.approx(1 / 51)   # shifted enough that no permutation reaches it
+    # Shifted enough that no permutation reaches it: the permutation p-value is its floor 1/51, and the
+    # reported p comes from the Pearson III tail fit, far below that floor.
+    assert r.detail["p_permutation"] == pytest.approx(1 / 51)
+    assert r.p_value < 1e-4 and "Pearson III" in r.detail["p_method"]
+
+
+def test_mmd_reaches_any_level_the_check_is_judged_at():
+    """The gate can fail at minPValue 0.001 spread over hundreds of windows: with a level, the permutation
+    count grows and beyond its floor the tail fit gives p far below the level for a clear shift; an
+    identical pair stays far above it."""
+    from policies import _mmd
+
+    rng = np.random.default_rng(11)
+    B, C = rng.normal(size=(300, 32)), rng.normal(size=(300, 32))
+    C[:, :8] += 0.5
+    level = 0.001 / 200
+    shifted = S.mmd(B, C, level=level)
+    assert shifted.detail["permutations"] == _mmd.permutations_for(level, 300, 300)
+    assert shifted.detail["permutations"] > 100
+    assert shifted.p_value < level
+    same = S.mmd(B, rng.normal(size=(300, 32)), level=level)
+    assert same.p_value > 0.01
+
+
+def test_mmd_tail_fit_is_calibrated_under_the_null():
+    """With no difference, the tail-fitted p-values are not too small: over 300 A/A pairs the fraction
+    below 0.01 stays near 1% (well under 4%)."""
+    rng = np.random.default_rng(5)
+    small = 0
+    for i in range(300):
+        B, C = rng.normal(size=(60, 4)), rng.normal(size=(60, 4))
+        small += S.mmd(B, C, permutations=100, seed=i).p_value < 0.01
+    assert small / 300 < 0.04
 
 
 def test_mmd_permutation_p_value_matches_reference():
@@ -191,7 +223,16 @@ def test_mmd_permutation_p_value_matches_reference():
     perms = [_ref_mmd2(z[idx[:40]], z[idx[40:]], 2.0) for idx in (perm_rng.permutation(70) for _ in range(30))]
     observed = _ref_mmd2(B, C, 2.0)
     assert r.value == pytest.approx(observed, rel=1e-8)
-    assert r.p_value == pytest.approx((1 + sum(p >= observed for p in perms)) / 31)
+    exceed = sum(p >= observed for p in perms)
+    assert r.detail["p_permutation"] == pytest.approx((1 + exceed) / 31)
+    if exceed >= 10:     # enough permuted values reach it: the permutation p-value is reported as is
+        assert r.p_value == r.detail["p_permutation"]
+    else:                # else the Pearson III tail of the permuted values' moments
+        from scipy.stats import pearson3
+
+        mu, sd = np.mean(perms), np.std(perms, ddof=1)
+        skew = np.mean(((np.array(perms) - mu) / sd) ** 3)
+        assert r.p_value == pytest.approx(min(r.detail["p_permutation"], pearson3.sf(observed, skew, mu, sd)))
 
 
 def test_mmd_rff_approximates_exact():
