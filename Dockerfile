@@ -1,9 +1,11 @@
 # One image for both long-running parts:
 #   docker run IMAGE controller [ARGS...]     docker run IMAGE router --port 8080 [ARGS...]
 # Stage 1 builds a wheel-only virtualenv; stage 2 copies it onto a slim runtime, without compilers.
-ARG PYTHON_VERSION=3.11
+# The base of both stages is the public python:3.11-slim-bookworm unless the build argument PYTHON_IMAGE
+# names another (the test node builds one from Debian's packages: tests/cluster/build-images.sh).
+ARG PYTHON_IMAGE
 
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+FROM ${PYTHON_IMAGE:-python:3.11-slim-bookworm} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/modelrollout
@@ -16,7 +18,7 @@ COPY modelrollout/ modelrollout/
 RUN /opt/modelrollout/bin/pip install --no-compile . \
  && /opt/modelrollout/bin/python -c "import policies, router, controller, kubeio, modelrollout"
 
-FROM python:${PYTHON_VERSION}-slim-bookworm
+FROM ${PYTHON_IMAGE:-python:3.11-slim-bookworm}
 LABEL org.opencontainers.image.title="modelrollout" \
       org.opencontainers.image.description="Safe, statistics-driven rollouts of ML model versions on Kubernetes" \
       org.opencontainers.image.licenses="Apache-2.0"

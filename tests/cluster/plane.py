@@ -52,7 +52,13 @@ class ControlPlane:
     KUBECONFIG_E2E supplied the cluster and nothing was started).
     """
 
-    def __init__(self, bin_dir: str | os.PathLike | None = None, *, startup_timeout: float = 90.0):
+    def __init__(self, bin_dir: str | os.PathLike | None = None, *, startup_timeout: float = 90.0,
+                 extra_sans: tuple[str, ...] = (), extra_apiserver_args=None):
+        # extra_sans: more IP addresses in the apiserver's serving certificate; extra_apiserver_args: a
+        # function of the PKI dir returning flags appended to (so overriding) the defaults. The node
+        # (tests/cluster/node.py) uses both; the apiserver-only tests use neither.
+        self._extra_sans = tuple(extra_sans)
+        self._extra_apiserver_args = extra_apiserver_args
         self._bin_dir = Path(bin_dir) if bin_dir else None
         self.startup_timeout = startup_timeout
         self.workdir: Path | None = None
@@ -191,7 +197,7 @@ class ControlPlane:
         self._bins = bins
         pki = self.workdir / "pki"
         pki.mkdir()
-        _write_pki(pki)
+        _write_pki(pki, self._extra_sans)
         self._ssl = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         self._ssl.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
         _retry_port_races(self._launch_etcd)
@@ -236,7 +242,8 @@ class ControlPlane:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--endpoint-reconciler-type=none",  # 1.37 refuses a loopback advertise address otherwise
-                "--profiling=false"]
+                "--profiling=false",
+                *(self._extra_apiserver_args(pki) if self._extra_apiserver_args else [])]
 
     def _launch_apiserver(self) -> None:
         self._apiserver_starts += 1
@@ -384,7 +391,7 @@ def _write_kubeconfig(path: Path, cluster: dict, user: str, credentials: dict) -
 
 # ---- PKI ---------------------------------------------------------------------------------------------
 
-def _write_pki(d: Path) -> None:
+def _write_pki(d: Path, extra_ips: tuple[str, ...] = ()) -> None:
     """CA, apiserver serving cert (localhost/127.0.0.1), admin client cert, service-account key pair."""
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -417,7 +424,8 @@ def _write_pki(d: Path) -> None:
     serving, serving_key = leaf(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), ExtendedKeyUsageOID.SERVER_AUTH,
         [x509.DNSName("localhost"), x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default.svc"),
-         x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("10.0.0.1"))])
+         x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+         *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips)])
     _write_cert(d / "apiserver", serving, serving_key)
     admin, admin_key = leaf(
         x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
