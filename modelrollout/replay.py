@@ -1,7 +1,8 @@
 """`modelrollout replay FILE --log PREDICTIONS`: backtest a rollout policy on a recorded prediction log.
 
 The router's log holds every outcome, so the per-bucket summaries the controller saw can be rebuilt exactly
-(`router.recorder.replay`, which the live router uses too). Replay then runs the same reconcile step as the
+(`policies.outcome.rebuild`, the same fold the live router runs), straight from the log's records. Replay then
+runs the same reconcile step as the
 controller (`controller.core.reconcile_step`: evaluate + decide) on a clock that ticks at the router's bucket
 boundaries over the log's time span, and reports what the policy in FILE would have decided and when —
 tune thresholds on yesterday's traffic before they page anyone.
@@ -18,74 +19,36 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
-import orjson
-
-from policies.errors import InvalidInput
+from policies.outcome import Bucket, Outcome, bucket_start, merge, rebuild
 from policies.spec import Rollout, RolloutSpec, SpecError
+from router.predlog import LogError, read_log
 
 TERMINAL = ("Promoted", "RolledBack", "Failed")
 
-
-class LogError(InvalidInput, ValueError):
-    """A prediction log that cannot be read; the message names the file and line."""
-
-
-def read_log(paths: Sequence[str | Path]) -> list[dict]:
-    """Records of JSONL files or directories of `predictions-*.jsonl`, sorted by time."""
-    records: list[dict] = []
-    for p in map(Path, paths):
-        files = sorted(p.glob("predictions-*.jsonl")) or sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
-        if p.is_dir() and not files:
-            raise LogError(f"{p}: no predictions-*.jsonl files in this directory")
-        for f in files:
-            records.extend(_read_file(f))
-    records.sort(key=lambda r: r["time"])
-    return records
-
-
-def _read_file(path: Path) -> Iterator[dict]:
-    try:
-        fh = open(path, "rb")
-    except OSError as e:
-        raise LogError(f"{path}: cannot read: {e.strerror}") from e
-    with fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise LogError(f"{path}:{n}: not a JSON record: {e}") from e
-            if not isinstance(rec, dict):
-                raise LogError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
-            t = rec.get("time")
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-                raise LogError(f"{path}:{n}: time: expected epoch seconds, got {t!r}")
-            yield rec
+__all__ = ["LogError", "LogGatherer", "Replayed", "main", "read_log", "record_from_log", "replay_rollout"]
 
 
 class LogGatherer:
-    """`gatherer(spec, start, end)` for `reconcile_step` reading windows rebuilt from the log."""
+    """`gatherer(spec, start, end)` for `reconcile_step` reading buckets rebuilt from the log: those of the
+    revision under test from the bucket holding `start` (as the controller reads a router's) to `end`."""
 
-    def __init__(self, windows: Sequence[dict], bucket: float):
-        self.windows = list(windows)
+    def __init__(self, buckets: Sequence[Bucket], bucket: float):
+        self.buckets = list(buckets)
         self.bucket = bucket
         self.last = None
 
     def __call__(self, spec: RolloutSpec, start: float, end: float):
-        from controller.core import MAX_BUCKET_SECONDS, merge_windows, windows_in
         from policies.checks import Observations, SourceError
 
-        lo = start - MAX_BUCKET_SECONDS
-        body = {"bucket_seconds": self.bucket,
-                "windows": [w for w in self.windows if lo <= w["start"] and w["end"] <= end + 1e-6]}
-        baseline, candidate, paired, interleave = merge_windows(spec, windows_in(body, spec, start))
+        first = bucket_start(start, self.bucket)
+        m = merge((b for b in self.buckets if b.revision in (None, spec.revision)
+                   and b.start + 1e-6 >= first and b.end <= end + 1e-6), spec.output.kind)
         prom = {c.name: SourceError(f"check {c.name}: Prometheus is not queried in a replay")
                 for c in spec.analysis.checks if c.prometheus is not None}
-        self.last = Observations(window_start=start, window_end=end, baseline=baseline, candidate=candidate,
-                                 paired=paired, interleave=interleave, prometheus=prom)
+        self.last = Observations(window_start=start, window_end=end, baseline=m.baseline, candidate=m.candidate,
+                                 paired=m.paired, interleave=m.interleave, prometheus=prom)
         return self.last
 
 
@@ -116,22 +79,21 @@ class Replayed:
                 "records": self.records, "windows": self.windows, "transitions": self.transitions}
 
 
-def replay_rollout(spec: RolloutSpec, records: Iterable[dict], bucket: float | None = None,
+def replay_rollout(spec: RolloutSpec, records: Iterable[Outcome], bucket: float | None = None,
                    start: float | None = None, recorder=None) -> Replayed:
-    """Run the controller's reconcile step over `spec`'s records on a bucket-boundary clock."""
+    """Run the controller's reconcile step over `spec`'s records (in time order) on a bucket-boundary clock."""
     from controller.core import reconcile_step
     from modelrollout.local import bucket_seconds, deciding_check
-    from router.recorder import replay as rebuild_windows
 
-    mine = [r for r in records if r.get("rollout") == spec.name and r.get("namespace", spec.namespace) == spec.namespace]
+    mine = [r for r in records if r.rollout == spec.name and r.namespace in ("", spec.namespace)]
     if not mine:
         raise LogError(f"the log has no records of rollout {spec.key}")
     bucket = bucket or bucket_seconds([spec])
-    windows = rebuild_windows(mine, spec, bucket)
-    gatherer = LogGatherer(windows, bucket)
+    buckets = rebuild(mine, spec, bucket)
+    gatherer = LogGatherer(buckets, bucket)
     # as local mode: a rollout starts at the first bucket boundary after its first request
-    t = start if start is not None else (math.floor(mine[0]["time"] / bucket) + 1) * bucket
-    end = math.ceil(mine[-1]["time"] / bucket) * bucket
+    t = start if start is not None else (math.floor(mine[0].time / bucket) + 1) * bucket
+    end = math.ceil(mine[-1].time / bucket) * bucket
     out = Replayed(spec, t, records=len(mine))
     while True:
         old = out.status
@@ -162,15 +124,15 @@ def replay_rollout(spec: RolloutSpec, records: Iterable[dict], bucket: float | N
 
 # --- a run record from a log (for `modelrollout report PREDICTIONS.jsonl`) -----------------------------
 
-def _guess_spec(name: str, namespace: str, recs: list[dict]) -> RolloutSpec:
+def _guess_spec(name: str, namespace: str, recs: list[Outcome]) -> RolloutSpec:
     """A spec that only names the versions, for reporting a log's traffic without a policy."""
     from policies.spec import AnalysisSpec, OutputSpec, Step, VersionRef
 
-    versions = {r.get("arm"): r.get("version") for r in recs if r.get("arm") in ("baseline", "candidate")}
-    outputs = [r.get("output") for r in recs if r.get("output") is not None]
+    versions = {r.arm: r.version for r in recs if r.arm in ("baseline", "candidate")}
+    outputs = [r.output for r in recs if r.output is not None]
     first = outputs[0] if outputs else 0.0
     kind = "score" if isinstance(first, (int, float)) else "ranking" if isinstance(first, list) else "class"
-    revision = next((r.get("revision") for r in recs if r.get("arm") == "candidate"), None)
+    revision = next((r.revision for r in recs if r.arm == "candidate"), None)
     cand_version = versions.get("candidate") or "candidate"
     cand_url = "http://log"
     if revision and "@" in revision:
@@ -185,38 +147,34 @@ def record_from_log(path: Path, spec_path: Path | None = None) -> dict[str, Any]
     """A run record (modelrollout.report format) rebuilt from a prediction log; with a spec, by replaying."""
     from modelrollout.local import load_rollouts
     from modelrollout.report import RunRecorder
-    from router.recorder import replay as rebuild_windows
 
     records = read_log([path])
     if not records:
         raise LogError(f"{path}: the log is empty")
-    recorder = RunRecorder(str(path), records[0]["time"])
-    recorder.finished = records[-1]["time"]
+    recorder = RunRecorder(str(path), records[0].time)
+    recorder.finished = records[-1].time
     if spec_path is not None:
         for rollout in load_rollouts(spec_path):
             recorder.add_rollout(rollout.spec)
             result = replay_rollout(rollout.spec, records, recorder=recorder)
             recorder.finish(rollout.spec.key, result.status)
         return recorder.to_dict()
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str], list[Outcome]] = {}
     for r in records:
-        if r.get("role") != "feedback":
-            groups.setdefault((str(r.get("rollout")), str(r.get("namespace", "default"))), []).append(r)
-    from policies.summaries import VersionWindow
-
+        if r.role != "feedback":
+            groups.setdefault((r.rollout, r.namespace or "default"), []).append(r)
     rebuilt = []
     for (name, ns), recs in sorted(groups.items()):
         spec = _guess_spec(name, ns, recs)
-        rebuilt.append((spec, rebuild_windows(recs, spec, 5.0)))
+        rebuilt.append((spec, rebuild(recs, spec, 5.0)))
     # Windows are stamped at their end, so a log alone ends when its last bucket does: otherwise that bucket
     # would fall after the "outcome" and a short run would show none of its candidate's data.
-    recorder.finished = max([recorder.finished, *(w["end"] for _, ws in rebuilt for w in ws)])
-    for spec, windows in rebuilt:
+    recorder.finished = max([recorder.finished, *(b.end for _, bs in rebuilt for b in bs)])
+    for spec, buckets in rebuilt:
         recorder.add_rollout(spec)
-        for w in windows:
-            recorder.window(spec.key, start=w["start"], end=w["end"], now=w["end"], results=(),
-                            status={"phase": None}, baseline=VersionWindow.from_dict(w["baseline"]),
-                            candidate=VersionWindow.from_dict(w["candidate"]))
+        for b in buckets:
+            recorder.window(spec.key, start=b.start, end=b.end, now=b.end, results=(), status={"phase": None},
+                            baseline=b.baseline, candidate=b.candidate)
         recorder.finish(spec.key, {"phase": "Unknown", "message": "prediction log only (pass --spec to replay a policy)"})
     return recorder.to_dict()
 

@@ -5,10 +5,10 @@ Run it with `modelrollout router --config FILE --port P` (`router.server.main`),
 (`FileSource`, `StaticSource`, or `router.kube_source.KubeSource`).
 """
 from router.app import create_app
-from router.recorder import Recorder, replay
+from router.recorder import Recorder
 from router.routing import Routing, choose, pick, sticky_bucket
 from router.settings import RouterSettings
 from router.source import FileSource, RoutingSource, StaticSource
 
 __all__ = ["create_app", "RouterSettings", "RoutingSource", "FileSource", "StaticSource", "Routing",
-           "sticky_bucket", "choose", "pick", "Recorder", "replay"]
+           "sticky_bucket", "choose", "pick", "Recorder"]

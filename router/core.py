@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import orjson
 
 from policies.interleaving import credit, team_draft
+from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
 from router.extract import (
     attribution_values, get_path, is_missing, output_value, redact, scalar, set_path, split_path,
@@ -232,19 +233,14 @@ class Router:
         spec = target.spec
         self.metrics.observe(spec.name, spec.namespace, version, role, answer.status, error, answer.latency,
                              output if spec.output.kind == "score" else None)
-        record = {"time": now, "request_id": request_id, "rollout": spec.name, "namespace": spec.namespace,
-                  "revision": spec.revision, "version": version, "arm": arm, "role": role,
-                  "status": answer.status, "error": error, "latency_ms": round(answer.latency * 1000.0, 3),
-                  "output": output, "features": features, "segments": segments}
-        if paired:
-            record["primary_output"] = primary_output
-        if target.attributions_path is not None:
-            record["attributions"] = attributions
-        if self.settings.log_inputs and doc is not None:
-            record["input"] = redact(doc, self.redact_paths)
+        record = Outcome(now, request_id, spec.name, spec.namespace, spec.revision, version, arm, role,
+                         status=answer.status, error=error, latency_ms=round(answer.latency * 1000.0, 3),
+                         output=output, features=features, segments=segments,
+                         primary_output=primary_output if paired else None, attributions=attributions,
+                         input=redact(doc, self.redact_paths) if self.settings.log_inputs and doc is not None else None)
         self.keep(target, record)
 
-    def keep_here(self, target: Target, record: dict) -> None:
+    def keep_here(self, target: Target, record: Outcome) -> None:
         self.recorder.add(target.spec, record)
         if self.log is not None:
             self.log.write(record)
@@ -329,18 +325,15 @@ class Router:
         except FeedbackRefused as e:
             self.metrics.feedback[(spec.name, spec.namespace, kind, str(e.status))] += 1
             return error_reply(e.status, e.error, e.detail)
-        record = {"time": now, "request_id": doc["request_id"], "rollout": spec.name, "namespace": spec.namespace,
-                  "revision": entry.revision, "version": entry.version, "arm": entry.arm, "role": "feedback",
-                  "output": entry.output, "segments": entry.segments, "prediction_time": entry.issued_at}
         outcome = None
-        if kind == "clicks":
-            record["clicks"] = doc["clicks"]
-            if entry.teams is not None:
-                outcome = {"b": "win", "a": "loss", "tie": "tie"}[credit(entry.teams, doc["clicks"])]
-                self.metrics.interleave[(spec.name, spec.namespace, outcome)] += 1
-            record["outcome"] = outcome
-        else:
-            record["label"] = doc["label"]
+        if kind == "clicks" and entry.teams is not None:
+            outcome = {"b": "win", "a": "loss", "tie": "tie"}[credit(entry.teams, doc["clicks"])]
+            self.metrics.interleave[(spec.name, spec.namespace, outcome)] += 1
+        record = Outcome(now, doc["request_id"], spec.name, spec.namespace, entry.revision, entry.version,
+                         entry.arm, "feedback", output=entry.output, segments=entry.segments,
+                         label=doc["label"] if kind == "label" else None,
+                         clicks=doc["clicks"] if kind == "clicks" else None, outcome=outcome,
+                         prediction_time=entry.issued_at)
         self.keep(target, record)
         self.metrics.feedback[(spec.name, spec.namespace, kind, "200")] += 1
         return Reply(200, orjson.dumps({"accepted": True, "request_id": doc["request_id"], "kind": kind,

@@ -1,5 +1,8 @@
 """The append-only prediction log: one JSON line per outcome, the audit trail `modelrollout replay` reads.
 
+A line is `Outcome.to_json()` (`policies.outcome`, `docs/contracts.md`, "Prediction log"); `read_log` is the
+one reader of log files, and parses each line with `Outcome.from_json`.
+
 The request path only appends a dict to a list; a background task serialises batches on the event loop, a
 chunk at a time, into a few large byte strings already cut where files rotate (by size and by hour), and a
 worker thread only opens files and writes those strings, one write call each. The thread runs next to no
@@ -14,9 +17,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import orjson
+
+from policies.errors import InvalidInput
+from policies.outcome import Outcome, OutcomeError
 
 log = logging.getLogger("modelrollout.router")
 
@@ -50,7 +56,7 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         """Records lost: queued beyond `max_pending`, written after `close()`, or in a failed write."""
-        self._pending: list[dict] = []
+        self._pending: list[Outcome | dict] = []
         self._file = None
         self._hour = ""
         self._size = 0
@@ -58,8 +64,9 @@ class PredictionLog:
         self._closed = False
         self._flushing = asyncio.Lock()
 
-    def write(self, record: dict) -> None:
-        """Queue one record (never blocks; beyond `max_pending` queued records it drops and counts)."""
+    def write(self, record: Outcome | dict) -> None:
+        """Queue one outcome record (never blocks; beyond `max_pending` queued records it drops and counts). A
+        dict is written as it is (tests and benchmarks of the file mechanics)."""
         if len(self._pending) >= self.max_pending or self._closed:
             self.dropped += 1
             return
@@ -88,7 +95,8 @@ class PredictionLog:
         cur_bytes = cur_records = 0
         rotate = False
         for i in range(0, len(batch), chunk):
-            lines = [orjson.dumps(r, option=_OPTION, default=str) for r in batch[i:i + chunk]]
+            lines = [orjson.dumps(r.to_dict() if type(r) is Outcome else r, option=_OPTION, default=str)
+                     for r in batch[i:i + chunk]]
             total = sum(map(len, lines))
             if size + total <= max_bytes:
                 cur += lines
@@ -219,10 +227,49 @@ class PredictionLog:
                     self._file = None
 
 
-def read_records(directory: str | os.PathLike) -> Iterator[dict]:
+class LogError(InvalidInput, ValueError):
+    """A prediction log that cannot be read; the message names the file and line."""
+
+
+def log_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The files of `paths`: a file as it is; a directory's `predictions-*.jsonl` in name order (else its
+    `*.jsonl`). LogError for a directory without any."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(p.glob("predictions-*.jsonl")) or sorted(p.glob("*.jsonl"))
+            if not files:
+                raise LogError(f"{p}: no predictions-*.jsonl files in this directory")
+            out.extend(files)
+        else:
+            out.append(p)
+    return out
+
+
+def read_file(path: str | os.PathLike) -> Iterator[Outcome]:
+    """The outcome records of one log file in file order; LogError names the file and line of a bad one."""
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        raise LogError(f"{path}: cannot read: {e.strerror}") from e
+    with fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield Outcome.from_json(line)
+            except OutcomeError as e:
+                raise LogError(f"{path}:{n}: {e}") from None
+
+
+def read_log(paths: Sequence[str | os.PathLike]) -> list[Outcome]:
+    """Every record of the log files and directories in `paths` (see `log_files`), sorted by time."""
+    records = [r for f in log_files(paths) for r in read_file(f)]
+    records.sort(key=lambda r: r.time)
+    return records
+
+
+def read_records(directory: str | os.PathLike) -> Iterator[Outcome]:
     """Every record of a prediction log directory, file by file in name order (for replay and audits)."""
     for path in sorted(Path(directory).glob("predictions-*.jsonl")):
-        with open(path, "rb") as f:
-            for line in f:
-                if line.strip():
-                    yield orjson.loads(line)
+        yield from read_file(path)

@@ -1,7 +1,7 @@
 """The outcome record: what the router saw of one request, one mirrored call or one piece of feedback.
 
 An `Outcome` is the unit of everything downstream: the router's request path builds one per answer (and per
-feedback), its worker folds them into per-bucket summaries (`policies.bucket`) and writes them to the
+feedback), its worker folds them into per-bucket summaries (`policies.outcome.bucket`) and writes them to the
 prediction log, and replay rebuilds the same buckets from that log. Its JSON form *is* the prediction-log
 line (`to_json` / `from_json`, `docs/contracts.md`, "Outcome record" and "Prediction log"):
 
@@ -16,10 +16,13 @@ round trip through an older reader. Pure: parsing and serialising only, no files
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import orjson
+
+from policies.errors import InvalidInput
 
 LOG_VERSION = 1
 """The prediction-log line format written by `Outcome.to_json`."""
@@ -34,7 +37,7 @@ _ANSWER_KEYS = ("status", "error", "latency_ms", "output", "features", "segments
 _FEEDBACK_KEYS = ("output", "segments", "prediction_time")
 
 
-class OutcomeError(ValueError):
+class OutcomeError(InvalidInput, ValueError):
     """A prediction-log line or record that is not an outcome; the message names the field."""
 
 
@@ -59,6 +62,9 @@ class Outcome:
     status: int | None = None
     error: str | None = None
     latency_ms: float | None = None
+    latency_excluded: str | None = None
+    """Why the router could not time this call fairly (`policies.summaries.LATENCY_EXCLUSIONS`): its latency is
+    counted per reason instead of going into the latency summary."""
     output: Any = None
     features: Mapping[str, Any] | None = None
     segments: Mapping[str, Any] | None = None
@@ -75,10 +81,7 @@ class Outcome:
     def __reduce__(self):
         # Positional arguments pickle several times faster than the slots state of a frozen dataclass (the
         # router hands every record to its worker process through pickle).
-        return (Outcome, (self.time, self.request_id, self.rollout, self.namespace, self.revision, self.version,
-                          self.arm, self.role, self.status, self.error, self.latency_ms, self.output, self.features,
-                          self.segments, self.primary_output, self.attributions, self.input, self.label,
-                          self.clicks, self.outcome, self.prediction_time, self.extra))
+        return (Outcome, _values(self))
 
     @property
     def is_feedback(self) -> bool:
@@ -105,7 +108,8 @@ class Outcome:
                 d["outcome"] = self.outcome
             else:
                 d["label"] = self.label
-            for k in ("status", "error", "latency_ms", "features", "primary_output", "attributions", "input"):
+            for k in ("status", "error", "latency_ms", "latency_excluded", "features", "primary_output", "attributions",
+                      "input"):
                 v = getattr(self, k)
                 if v is not None:
                     d[k] = v
@@ -118,7 +122,7 @@ class Outcome:
             d["segments"] = self.segments
             if self.role == "shadow" or self.primary_output is not None:
                 d["primary_output"] = self.primary_output
-            for k in ("attributions", "input", "label", "clicks", "outcome", "prediction_time"):
+            for k in ("latency_excluded", "attributions", "input", "label", "clicks", "outcome", "prediction_time"):
                 v = getattr(self, k)
                 if v is not None:
                     d[k] = v
@@ -154,9 +158,10 @@ class Outcome:
         status = d.get("status")
         if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
             raise OutcomeError(f"status: expected an HTTP status code or null, got {status!r}"[:200])
-        error = d.get("error")
-        if error is not None and not isinstance(error, str):
-            raise OutcomeError(f"error: expected an error kind or null, got {error!r}"[:200])
+        for k in ("error", "latency_excluded"):
+            x = d.get(k)
+            if x is not None and not isinstance(x, str):
+                raise OutcomeError(f"{k}: expected a string or null, got {x!r}"[:200])
         for k in ("latency_ms", "prediction_time"):
             x = d.get(k)
             if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
@@ -170,9 +175,9 @@ class Outcome:
             raise OutcomeError(f"clicks: expected a list or null, got {clicks!r}"[:200])
         extra = {k: x for k, x in d.items() if k not in _KNOWN} or None
         g = d.get
-        return cls(t, *ident, status, error, g("latency_ms"), g("output"), g("features"), g("segments"),
-                   g("primary_output"), g("attributions"), g("input"), g("label"), clicks, g("outcome"),
-                   g("prediction_time"), extra)
+        return cls(t, *ident, status, g("error"), g("latency_ms"), g("latency_excluded"), g("output"),
+                   g("features"), g("segments"), g("primary_output"), g("attributions"), g("input"), g("label"),
+                   clicks, g("outcome"), g("prediction_time"), extra)
 
     @classmethod
     def from_json(cls, line: bytes | str) -> "Outcome":
@@ -191,4 +196,5 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
     return d
 
 
+_values = attrgetter(*Outcome.__match_args__)
 _KNOWN = frozenset(("v",) + Outcome.__match_args__) - {"extra"}

@@ -8,8 +8,8 @@ from policies.checks import Observations, evaluate
 from policies.spec import parse_rollout
 from policies.status import Routing, RolloutStatus, Verdict
 from policies.summaries import VersionWindow
+from policies.outcome import rebuild
 from router.predlog import read_records
-from router.recorder import replay
 from tests.router_support import post_many, rollout_doc, summaries, write_config
 
 CHECKS = [{"name": "score-psi", "metric": "psi", "on": "prediction", "max": 0.2},
@@ -75,6 +75,6 @@ def test_reordered_attributions_fail_the_tau_check_while_psi_passes(procs, tmp_p
     served = summaries(router.url, "reasons")["windows"]
     assert router.stop(signal.SIGTERM) == 0
     records = list(read_records(logs))
-    logged = [r for r in records if r["rollout"] == "reasons" and r["role"] == "primary"]
-    assert logged and all(set(r["attributions"]) == {"age", "amount", "gender", "hour"} for r in logged)
-    assert replay(records, parse_rollout(docs[1]).spec, bucket_seconds=5.0) == served
+    logged = [r for r in records if r.rollout == "reasons" and r.role == "primary"]
+    assert logged and all(set(r.attributions) == {"age", "amount", "gender", "hour"} for r in logged)
+    assert [b.to_wire() for b in rebuild(records, parse_rollout(docs[1]).spec, bucket_seconds=5.0)] == served

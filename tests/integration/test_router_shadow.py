@@ -131,7 +131,7 @@ def test_a_killed_worker_is_restarted_and_primaries_never_notice(procs, tmp_path
     scraped = metric_value(httpx.get(f"{router.url}/metrics").text, "modelrollout_router_requests_total",
                            role="shadow")
     assert scraped == 200
-    wait_until(lambda: len([r for r in read_records(logs) if r["role"] == "primary"]) == 200,
+    wait_until(lambda: len([r for r in read_records(logs) if r.role == "primary"]) == 200,
                what="first records written to the log")
     (worker,) = _children(router.pid)
     killer = threading.Timer(0.2, os.kill, (worker, signal.SIGKILL))
@@ -156,7 +156,7 @@ def test_a_killed_worker_is_restarted_and_primaries_never_notice(procs, tmp_path
     # Its counters as last scraped are kept: shadow requests never go backwards.
     assert metric_value(text, "modelrollout_router_requests_total", role="shadow") >= scraped + 100
     assert router.stop(signal.SIGTERM) == 0
-    logged = {r["request_id"] for r in read_records(logs) if r["role"] == "primary"}
+    logged = {r.request_id for r in read_records(logs) if r.role == "primary"}
     assert {h["x-request-id"] for _, h, _ in first + after} <= logged
 
 
@@ -227,4 +227,4 @@ def test_a_stalled_worker_never_stalls_answers_and_loses_nothing_it_can_hold(pro
     assert _merged(windows, "baseline").requests == 1050
     assert router.stop(signal.SIGTERM) == 0
     records = list(read_records(logs))
-    assert sum(r["role"] == "primary" for r in records) == 1050 and sum(r["role"] == "shadow" for r in records) == 1050
+    assert sum(r.role == "primary" for r in records) == 1050 and sum(r.role == "shadow" for r in records) == 1050

@@ -8,8 +8,8 @@ import httpx
 
 from policies.spec import parse_rollout
 from policies.summaries import PairedSummary, VersionWindow
+from policies.outcome import rebuild
 from router.predlog import read_records
-from router.recorder import replay
 from tests.router_support import body, metric_value, post_many, rollout_doc, summaries, wait_until, write_config
 
 
@@ -71,15 +71,15 @@ def test_log_rotates_survives_sigterm_and_replays_to_the_same_summaries(procs, t
     files = sorted(logs.glob("predictions-r1-*.jsonl"))
     assert len(files) > 1, "expected rotation at 40 kB"
     records = list(read_records(logs))
-    roles = [r["role"] for r in records]
+    roles = [r.role for r in records]
     assert roles.count("primary") == n and roles.count("shadow") == n and roles.count("feedback") == 100
-    primary = [r for r in records if r["role"] == "primary"]
-    assert {r["request_id"] for r in primary} == {h["x-request-id"] for _, h, _ in answers}
-    assert all(r["input"]["features"]["amount"] == "[redacted]" and r["input"]["features"]["age"] == 40.0
+    primary = [r for r in records if r.role == "primary"]
+    assert {r.request_id for r in primary} == {h["x-request-id"] for _, h, _ in answers}
+    assert all(r.input["features"]["amount"] == "[redacted]" and r.input["features"]["age"] == 40.0
                for r in primary)
-    assert all(set(r) >= {"time", "request_id", "rollout", "namespace", "revision", "version", "role", "status",
+    assert all(set(r.to_dict()) >= {"v", "time", "request_id", "rollout", "namespace", "revision", "version", "role", "status",
                           "error", "latency_ms", "output", "features", "segments"} for r in primary)
-    rebuilt = replay(records, parse_rollout(doc).spec, bucket_seconds=5.0)
+    rebuilt = [b.to_wire() for b in rebuild(records, parse_rollout(doc).spec, bucket_seconds=5.0)]
     assert rebuilt == served
     paired = PairedSummary()
     for w in rebuilt:
@@ -107,4 +107,4 @@ def test_sigterm_drains_in_flight_requests_into_the_log(procs, tmp_path):
     assert router.popen.wait(30) == 0
     assert [s for s, _, _ in results] == [200] * n
     records = list(read_records(logs))
-    assert sorted(r["request_id"] for r in records) == sorted(h["x-request-id"] for _, h, _ in results)
+    assert sorted(r.request_id for r in records) == sorted(h["x-request-id"] for _, h, _ in results)

@@ -1,12 +1,16 @@
-"""The recorder's batched fold builds exactly the windows that folding each outcome record in order builds."""
+"""The one fold (`policies.outcome.fold`, batched) builds exactly the buckets that the rules applied to each
+outcome record in order build, one value at a time (the router's fold before it was batched, kept here as the
+reference); the recorder and `rebuild` build the same buckets from the same records."""
 from __future__ import annotations
 
 import asyncio
 
 from hypothesis import given, settings, strategies as st
 
+from policies.outcome import Bucket, Outcome, label_positive, positive, rebuild
 from policies.spec import parse_rollout
-from router.recorder import Recorder, Windows, fold, replay
+from policies.summaries import InterleaveSummary, PairedSummary, key_from_request_id
+from router.recorder import Recorder
 
 
 def _spec(kind: str):
@@ -47,10 +51,71 @@ def records(draw, kind: str):
                features=draw(st.one_of(st.none(), st.fixed_dictionaries(
                    {"age": st.one_of(st.integers(18, 90), st.floats(-1, 1), st.none()),
                     "country": st.sampled_from(["de", "fr", None])}))),
-               segments=draw(st.sampled_from([None, {"g": "f"}, {"g": "m"}])))
+               segments=draw(st.sampled_from([None, {"g": "f"}, {"g": "m"}])),
+               latency_excluded=draw(st.sampled_from([None, None, None, "stalled", "connect"])))
     if role == "shadow":
         rec["primary_output"] = draw(out)
     return rec
+
+
+_WINNER = {"win": "candidate", "loss": "baseline", "tie": "tie"}
+
+
+def reference_fold(w: Bucket, rec: dict, spec) -> None:
+    """The fold of one record, one value at a time: the rules as the router applied them before the fold
+    was batched and moved to policies.outcome."""
+    role = rec.get("role")
+    arm = rec.get("arm")
+    if role == "feedback":
+        if "clicks" in rec:
+            outcome = rec.get("outcome")
+            if outcome is not None:
+                if w.interleave is None:
+                    w.interleave = InterleaveSummary()
+                w.interleave.add(_WINNER[outcome])
+        elif arm in ("baseline", "candidate"):
+            output, label = rec.get("output"), rec.get("label")
+            predicted, actual = positive(spec, output), label_positive(label, spec)
+            correct = predicted == actual if spec.output.kind == "score" else str(output) == str(label)
+            getattr(w, arm).segments.add_label(rec.get("segments") or {"all": "all"}, correct=correct,
+                                               label_positive=actual, predicted_positive=predicted)
+        return
+    if arm not in ("baseline", "candidate"):
+        return
+    vw = getattr(w, arm)
+    key = key_from_request_id(str(rec.get("request_id", "")))
+    vw.requests += 1
+    error = rec.get("error")
+    if error:
+        vw.add_error(error)
+    excluded = rec.get("latency_excluded")
+    if excluded:
+        vw.latency_excluded[excluded] = vw.latency_excluded.get(excluded, 0) + 1
+    elif rec.get("status") is not None:
+        vw.latency.add(rec.get("latency_ms", 0.0) / 1000.0)
+    output = rec.get("output")
+    if output is not None:
+        vw.observe_prediction(output, key)
+        segments = rec.get("segments")
+        if segments:
+            vw.segments.add(segments, positive=positive(spec, output))
+    for name, value in (rec.get("features") or {}).items():
+        if value is not None:
+            vw.observe_feature(name, value, key)
+    attributions = rec.get("attributions")
+    if attributions and output is not None:
+        vw.observe_attributions(attributions)
+    primary = rec.get("primary_output")
+    if role == "shadow" and output is not None and primary is not None:
+        if w.paired is None:
+            w.paired = PairedSummary()
+        kind = spec.output.kind
+        if kind == "score":
+            w.paired.add(primary, output)
+        elif kind == "ranking":
+            w.paired.add_categorical(str(primary[0]) if primary else "", str(output[0]) if output else "")
+        elif kind == "class":
+            w.paired.add_categorical(str(primary), str(output))
 
 
 def _one_at_a_time(recs, spec, bucket=5.0):
@@ -59,9 +124,9 @@ def _one_at_a_time(recs, spec, bucket=5.0):
         start = (rec["time"] // bucket) * bucket
         key = (start, rec.get("revision") or spec.revision)
         if key not in windows:
-            windows[key] = Windows(start, start + bucket, key[1], spec.output.kind, 8)
-        fold(windows[key], rec, spec)
-    return [w.to_dict() for _, w in sorted(windows.items())]
+            windows[key] = Bucket.new(start, start + bucket, key[1], spec.output.kind, 8)
+        reference_fold(windows[key], rec, spec)
+    return [w.to_wire() for _, w in sorted(windows.items())]
 
 
 @settings(max_examples=120, deadline=None)
@@ -73,21 +138,24 @@ def test_batched_fold_equals_folding_each_record(kind, data):
     chunk = data.draw(st.sampled_from([1, 3, 16, 256]))
     rec = Recorder(5.0, float("inf"), 8)
     for r in recs:
-        rec.add(spec, r)
+        rec.add(spec, Outcome.from_dict(r))
     asyncio.run(rec.fold_queued(chunk))
     assert rec.pending == 0
-    assert rec.windows(spec.key) == _one_at_a_time(recs, spec)
+    expected = _one_at_a_time(recs, spec)
+    assert rec.windows(spec.key) == expected
+    assert [b.to_wire() for b in rebuild([Outcome.from_dict(r) for r in recs], spec, 5.0, 8)] == expected
 
 
-def test_every_queued_outcome_is_folded_and_replay_matches():
-    """Each queued outcome counts once in its window after a flush, and replay() of the same records
-    rebuilds identical windows."""
+def test_every_queued_outcome_is_folded_and_rebuild_matches():
+    """Each queued outcome counts once in its bucket after a flush, and rebuild() of the same records
+    rebuilds identical buckets."""
     spec = _spec("score")
     recs = [{"time": 1000.0 + i * 0.01, "request_id": f"id{i}", "rollout": "r", "namespace": "ml",
              "revision": spec.revision, "arm": "candidate" if i % 3 == 0 else "baseline",
              "role": "shadow" if i % 3 == 0 else "primary", "status": 200, "error": None,
              "latency_ms": 1.0 + i % 7, "output": (i % 100) / 100.0, "primary_output": 0.5,
              "features": {"age": 20 + i % 50}, "segments": {"g": "fm"[i % 2]}} for i in range(3000)]
+    recs = [Outcome.from_dict(r) for r in recs]
     rec = Recorder(5.0, float("inf"), 64)
     for r in recs:
         rec.add(spec, r)
@@ -99,4 +167,4 @@ def test_every_queued_outcome_is_folded_and_replay_matches():
     assert sum(w["paired"]["n_numeric"] for w in windows) == 1000
     assert sum(w["candidate"]["latency"]["buckets"][b] for w in windows
                for b in w["candidate"]["latency"]["buckets"]) == 1000
-    assert replay(recs, spec, 5.0, 64) == windows
+    assert [b.to_wire() for b in rebuild(recs, spec, 5.0, 64)] == windows
