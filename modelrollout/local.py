@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from policies.api import Phase
+from policies.errors import ToolError, exit_code as error_exit_code
 from policies.spec import Rollout, RolloutSpec, SpecError, load_documents, parse_rollout
 
 log = logging.getLogger("modelrollout.local")
@@ -35,8 +37,10 @@ GRACE_SECONDS = 0.4
 MAX_BUCKET_SECONDS = 5.0
 
 
-class LocalError(Exception):
+class LocalError(ToolError):
     """A local run that cannot start (bad file, port in use); the message says what to fix."""
+
+    exit_code = EXIT_INVALID
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -160,7 +164,7 @@ class Tracked:
 
 def waiting_on_user(spec: RolloutSpec, status: Mapping[str, Any]) -> bool:
     """Paused in a way only a person can end (a pause step without duration, a check or user pause)."""
-    if status.get("phase") != "Paused":
+    if status.get("phase") != Phase.PAUSED:
         return False
     if status.get("pauseReason") != "step":
         return True
@@ -170,9 +174,9 @@ def waiting_on_user(spec: RolloutSpec, status: Mapping[str, Any]) -> bool:
 
 def exit_code(tracked: Sequence[Tracked]) -> int:
     phases = [t.status.get("phase") for t in tracked]
-    if any(p in ("RolledBack", "Failed") for p in phases):
+    if any(p in (Phase.ROLLED_BACK, Phase.FAILED) for p in phases):
         return EXIT_ROLLED_BACK
-    if all(p == "Promoted" for p in phases):
+    if all(p == Phase.PROMOTED for p in phases):
         return EXIT_PROMOTED
     return EXIT_STUCK
 
@@ -189,23 +193,17 @@ def deciding_check(spec: RolloutSpec, status: Mapping[str, Any]):
     return max(stuck, key=lambda c: c.inconclusive) if stuck and s.pause_reason == "inconclusive" else None
 
 
-class CapturingGatherer:
-    """Wraps the HTTP gatherer to keep each rollout's last observations (for the run record)."""
+class CapturingSource:
+    """An evidence source that keeps each rollout's last observations (for the run record)."""
 
-    def __init__(self, inner: Callable):
+    def __init__(self, inner):
         self.inner = inner
         self.last: dict[str, Any] = {}
 
-    def __call__(self, spec: RolloutSpec, start: float, end: float):
-        from controller.core import RouterUnavailable
-
-        try:
-            obs = self.inner(spec, start, end)
-        except RouterUnavailable as e:
-            self.last[spec.key] = e.observations
-            raise
-        self.last[spec.key] = obs
-        return obs
+    def gather(self, spec: RolloutSpec, start: float, end: float):
+        evidence = self.inner.gather(spec, start, end)
+        self.last[spec.key] = evidence.observations
+        return evidence
 
 
 Listener = Callable[[str, "Tracked", dict, dict, Any], None]
@@ -217,13 +215,19 @@ class LocalController:
 
     def __init__(self, tracked: Sequence[Tracked], router: RouterThread, bucket: float,
                  listeners: Sequence[Listener] = (), prometheus_url: str | None = None):
-        from controller.core import HttpGatherer
+        import httpx
+
+        from controller.evidence import RouterSummaries, http_sources
 
         self.tracked = list(tracked)
         self.router = router
         self.bucket = bucket
         self.listeners = list(listeners)
-        self.gatherer = CapturingGatherer(HttpGatherer(lambda spec: [router.url], prometheus_url))
+        self.http = httpx.Client(timeout=5.0)
+        self.prometheus_http = httpx.Client(timeout=5.0, verify=False)   # as the controller's
+        self.summaries = RouterSummaries(self.http, lambda spec: [router.url])
+        self.evidence = CapturingSource(http_sources(self.http, lambda spec: [router.url], prometheus_url,
+                                                     self.prometheus_http))
         self.stop = threading.Event()
         self.notifier = None
         self.wait_for_traffic = True
@@ -239,19 +243,19 @@ class LocalController:
 
         changed = False
         for t in self.tracked:
-            if t.status.get("phase") in ("Promoted", "RolledBack", "Failed"):
+            if _terminal(t.status):
                 continue
             if not t.status and self.wait_for_traffic and not self.traffic_seen(t.spec, now):
                 continue
             old = t.status
-            decision = reconcile_step(t.current(), now, self.gatherer)
+            decision = reconcile_step(t.current(), now, self.evidence)
             self.carry_out(t, decision.actions, now)
             new = decision.status.to_status()
             if t.started is None:
                 t.started = now
             t.status = new
             if new.get("lastAnalysisAt") != old.get("lastAnalysisAt") and new.get("revision") == old.get("revision"):
-                self._notify("window", t, old, new, self.gatherer.last.get(t.spec.key))
+                self._notify("window", t, old, new, self.evidence.last.get(t.spec.key))
             if _transitioned(old, new):
                 self._notify("transition", t, old, new, None)
             changed = changed or new.get("routing") != old.get("routing")
@@ -270,25 +274,23 @@ class LocalController:
 
     def traffic_seen(self, spec: RolloutSpec, now: float) -> bool:
         """Whether the router has answered a prediction for this rollout in a bucket that ended by `now`."""
-        import httpx
-
-        from controller.core import fetch_summaries
-
-        try:
-            with httpx.Client(timeout=5.0) as http:
-                body = fetch_summaries(http, self.router.url, spec, now - 60.0, now)
-        except ValueError:
-            return False
+        body = self.summaries.fetch(self.router.url, spec, now - 60.0, now)
+        if not isinstance(body, dict):
+            return False   # a Failure: no answer yet
         return any(((w.get(arm) or {}).get("requests") or 0) > 0
                    for w in body["windows"] if isinstance(w, dict) for arm in ("baseline", "candidate"))
+
+    def close(self) -> None:
+        self.http.close()
+        self.prometheus_http.close()
 
     def _notify(self, kind: str, t: Tracked, old: dict, new: dict, obs: Any) -> None:
         for listener in self.listeners:
             listener(kind, t, old, new, obs)
 
     def done(self) -> bool:
-        return bool(self.tracked) and all(t.status.get("phase") in ("Promoted", "RolledBack", "Failed")
-                   or waiting_on_user(t.spec, t.status) for t in self.tracked)
+        return bool(self.tracked) and all(_terminal(t.status) or waiting_on_user(t.spec, t.status)
+                                          for t in self.tracked)
 
     def run(self, timeout: float | None) -> bool:
         """Tick at every bucket boundary until every rollout is finished (True) or time is up (False)."""
@@ -307,6 +309,14 @@ class LocalController:
         return True
 
 
+_DECIDED_BY_A_CHECK = (Phase.ROLLED_BACK, Phase.PAUSED, Phase.FAILED)
+"""Phases a check may have caused (the run's output names the check)."""
+
+
+def _terminal(status: Mapping[str, Any]) -> bool:
+    return status.get("phase") in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+
+
 def _transitioned(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return (old.get("phase"), old.get("currentStep"), old.get("routing")) != \
         (new.get("phase"), new.get("currentStep"), new.get("routing"))
@@ -316,7 +326,7 @@ def _transitioned(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 def describe_route(status: Mapping[str, Any]) -> str:
     r = status.get("routing") or {}
-    if status.get("phase") == "Promoted":
+    if status.get("phase") == Phase.PROMOTED:
         return "candidate 100%"
     if r.get("shadow"):
         return "shadow (mirrored)"
@@ -332,7 +342,7 @@ def transition_line(t: Tracked, new: Mapping[str, Any], started: float, now: flo
     step_text = f"step {min(step + 1, n)}/{n}"
     line = (f"[{now - started:6.1f}s] {t.spec.key}  {new.get('phase')}  {step_text}  {describe_route(new)}"
             f"  — {new.get('message', '')}")
-    if new.get("phase") in ("RolledBack", "Paused", "Failed"):
+    if new.get("phase") in _DECIDED_BY_A_CHECK:
         check = deciding_check(t.spec, new)
         if check is not None:
             line += f" [check {check.name}: value {_num(check.value)}, threshold {_num(check.threshold)}]"
@@ -385,7 +395,7 @@ class Recording:
             self.recorder.window(t.spec.key, start=start, end=now, now=now, results=s.checks, status=new,
                                  baseline=getattr(obs, "baseline", None), candidate=getattr(obs, "candidate", None))
         else:
-            check = deciding_check(t.spec, new) if new.get("phase") in ("RolledBack", "Paused", "Failed") else None
+            check = deciding_check(t.spec, new) if new.get("phase") in _DECIDED_BY_A_CHECK else None
             self.recorder.transition(t.spec.key, now, new, new.get("message", ""), check)
 
 
@@ -454,6 +464,7 @@ class LocalRun:
             self.timed_out = not finished and not self.controller.stop.is_set()
         finally:
             self.router.stop()
+            self.controller.close()
             if self.controller.notifier is not None:
                 self.controller.notifier.close(drain=5.0)
         code = exit_code(self.tracked)
@@ -540,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run.run()
     except LocalError as e:
         print(f"modelrollout run: {e}", file=sys.stderr)
-        return EXIT_INVALID
+        return error_exit_code(e)
     for t in run.tracked:
         print(f"{t.spec.key}: {t.status.get('phase')} — {t.status.get('message', '')}", flush=True)
     if run.timed_out:

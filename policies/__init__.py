@@ -7,7 +7,8 @@ Nothing here does I/O or reads a clock: time is an argument. This module is the 
 """
 from policies.checks import Observations, SourceError, check_severity, check_target, evaluate, render_query
 from policies.interleaving import credit, interleave_test, team_draft
-from policies.machine import Command, Decision, Emit, Notify, SetRouting, decide, invalid_spec_status
+from policies.errors import ModelRolloutError
+from policies.machine import Command, Decision, Emit, Notify, decide, invalid_spec_status
 from policies.spec import (
     AnalysisSpec, CheckSpec, Rollout, RolloutSpec, SpecError, Step, load_documents, parse_duration,
     parse_rollout, parse_spec,
@@ -37,5 +38,6 @@ __all__ = [
     "PairedSummary", "SegmentCounts", "SummaryError", "VersionWindow", "key_from_request_id",
     # checks and decisions
     "CheckResult", "Observations", "Phase", "RolloutStatus", "SourceError", "Verdict", "check_severity", "check_target", "evaluate",
-    "render_query", "Command", "Decision", "Emit", "Notify", "SetRouting", "decide", "invalid_spec_status",
+    "render_query", "Command", "Decision", "Emit", "Notify", "decide", "invalid_spec_status",
+    "ModelRolloutError",
 ]

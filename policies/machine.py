@@ -1,8 +1,9 @@
 """The rollout state machine: one pure step from (spec, status, check results, now, command) to a new status.
 
 `decide` has no clock and no I/O: the controller passes `now`, carries out the returned actions and writes
-the returned status once. Everything it needs to resume after a crash is in that status. The rules (and
-the peer failures they rule out) are in README.md "Verdicts and actions"; the non-obvious choices:
+the returned status once (routing included: the routers follow `status.routing`). Everything it needs
+to resume after a crash is in that status. The rules (and the peer failures they rule out) are in
+README.md "Verdicts and actions" and docs/contracts.md; the non-obvious choices:
 
 * Missing data never passes: a step advances only after at least one analysis window *in that step*
   in which every blocking (non-`warn`) check passed, and an absent result counts as Inconclusive.
@@ -18,24 +19,33 @@ the peer failures they rule out) are in README.md "Verdicts and actions"; the no
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
+from .api import COMMAND_ANNOTATION, Condition as Cond
+from .checks import check_severity
+from .errors import InvalidInput
 from .spec import RolloutSpec, SpecError, Step
 from .thresholds import applies, failure_limit
 from .status import (
-    RECENT_LIMIT, CALIBRATION_LIMIT, CheckResult, CheckState, Phase, Routing, RolloutStatus, Verdict,
-    WindowValue,
+    CALIBRATION_LIMIT, RECENT_LIMIT, CheckResult, CheckState, Phase, Routing, RolloutStatus, Verdict,
+    WindowValue, worst_check,
 )
 
 VERBS = ("promote", "abort", "pause", "resume", "retry")
 _ACTION_RANK = {"warn": 0, "pause": 1, "rollback": 2}
 
 
+class CommandError(InvalidInput, ValueError):
+    """A command annotation that cannot be applied as written; the message names the field."""
+
+
 @dataclass(frozen=True)
 class Command:
-    """A manual verb from `kubectl modelrollout VERB`, applied at most once (by `id`)."""
+    """A manual verb from `kubectl modelrollout VERB`, applied at most once per `id` (by `decide`: the
+    status remembers the last id applied). An empty id applies on every `decide`."""
 
     verb: str
     full: bool = False
@@ -43,34 +53,30 @@ class Command:
 
     def __post_init__(self):
         if self.verb not in VERBS:
-            raise ValueError(f"command verb: expected one of {', '.join(VERBS)}, got {self.verb!r}")
+            raise CommandError(f"command verb: expected one of {', '.join(VERBS)}, got {self.verb!r}")
 
     @staticmethod
     def from_annotation(text: str) -> "Command":
-        """Parse the `modelrollout.io/command` annotation, e.g. `{"verb": "promote", "full": true, "id": "…"}`;
-        raises ValueError naming the field and what was expected."""
+        """Decode the `modelrollout.io/command` annotation, e.g. `{"verb": "promote", "full": true, "id": "…"}`;
+        raises CommandError (a ValueError) naming the field and what was expected.
+
+        An annotation without an id gets one from its text's hash, so it too is applied once."""
+        where = COMMAND_ANNOTATION
         try:
             d = json.loads(text)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"modelrollout.io/command: expected a JSON object, got {text!r}") from e
+            raise CommandError(f"{where}: expected a JSON object, got {text!r}") from e
         if not isinstance(d, dict):
-            raise ValueError(f"modelrollout.io/command: expected a JSON object, got {text!r}")
+            raise CommandError(f"{where}: expected a JSON object, got {text!r}")
         full, cid = d.get("full", False), d.get("id", "")
         if not isinstance(full, bool):
-            raise ValueError(f"modelrollout.io/command.full: expected true or false, got {full!r}")
+            raise CommandError(f"{where}.full: expected true or false, got {full!r}")
         if not isinstance(cid, str):
-            raise ValueError(f"modelrollout.io/command.id: expected a string, got {cid!r}")
+            raise CommandError(f"{where}.id: expected a string, got {cid!r}")
         verb = d.get("verb")
         if not isinstance(verb, str):
-            raise ValueError(f"modelrollout.io/command.verb: expected one of {', '.join(VERBS)}, got {verb!r}")
-        return Command(verb, full, cid)
-
-
-@dataclass(frozen=True)
-class SetRouting:
-    candidate_weight: int
-    shadow: bool
-    interleave: bool
+            raise CommandError(f"{where}.verb: expected one of {', '.join(VERBS)}, got {verb!r}")
+        return Command(verb, full, cid or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class Emit:
 class Notify:
     """A notification for the phase just entered; the shell sends it to the spec's matching sinks."""
     phase: str
-    severity: str  # critical | error | warning | info
+    severity: str  # critical | error | warning | info (see `_severity` and `_Machine.rollback`)
     message: str
 
 
@@ -101,7 +107,7 @@ def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
     before = RolloutStatus.from_status(status)
     m = _Machine(spec, now)
     s = replace(before, observed_generation=spec.generation)
-    invalid = s.condition("InvalidSpec")
+    invalid = s.condition(Cond.INVALID_SPEC)
     if s.revision != spec.revision or (s.phase is Phase.FAILED and invalid is not None and invalid.status == "True"):
         s = m.start(s, fresh_calibration=True)
     elif not s.phase.is_terminal and s.current_step >= len(spec.steps):
@@ -115,29 +121,28 @@ def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
     s = m.advance(s)
     s = m.describe(s)
     s = _conditions(spec, s, now)
+    s = replace(s, drift=worst_check(s.checks))
     actions = list(m.actions)
-    if s.routing != before.routing:
-        actions.insert(0, SetRouting(s.routing.candidate_weight, s.routing.shadow, s.routing.interleave))
     if s.phase is not before.phase:
-        actions.append(Notify(s.phase.value, _severity(s), s.message))
+        actions.append(Notify(s.phase.value, m.severity or _severity(s), s.message))
     return Decision(s, tuple(actions))
 
 
 def invalid_spec_status(status: RolloutStatus | Mapping[str, Any] | None, error: SpecError,
-                        now: float) -> dict[str, Any]:
+                        now: float) -> RolloutStatus:
     """Status for a spec that can never work: phase Failed, condition InvalidSpec naming the field.
 
     Routing goes back to the baseline (the candidate is not known to be valid). A later valid spec
     restarts the rollout from step 0 (see `decide`)."""
     s = RolloutStatus.from_status(status)
     msg = f"invalid spec: {error}"
-    s = replace(s, phase=Phase.FAILED, routing=Routing(), message=msg, pause_reason=None)
+    s = replace(s, phase=Phase.FAILED, routing=Routing(), message=msg, pause_reason=None, drift=None)
     if not s.history or s.history[-1].reason != msg:
         s = s.with_history(now, "InvalidSpec", msg)
-    s = s.with_condition("InvalidSpec", "True", "InvalidSpec", str(error), now)
-    s = s.with_condition("Progressing", "False", "InvalidSpec", msg, now)
-    s = s.with_condition("Degraded", "True", "InvalidSpec", msg, now)
-    return s.to_status()
+    s = s.with_condition(Cond.INVALID_SPEC, "True", "InvalidSpec", str(error), now)
+    s = s.with_condition(Cond.PROGRESSING, "False", "InvalidSpec", msg, now)
+    s = s.with_condition(Cond.DEGRADED, "True", "InvalidSpec", msg, now)
+    return s
 
 
 def step_routing(steps: tuple[Step, ...], i: int) -> Routing:
@@ -162,6 +167,8 @@ class _Machine:
     def __init__(self, spec: RolloutSpec, now: float):
         self.spec, self.now = spec, now
         self.actions: list[Any] = []
+        self.severity: str | None = None
+        """The notification severity a rollback set (who or what acted); else the phase's default."""
 
     def emit(self, type_: str, reason: str, message: str) -> None:
         self.actions.append(Emit(type_, reason, message))
@@ -190,7 +197,7 @@ class _Machine:
         s = s.with_history(self.now, event, why)
         self.emit("Normal", event, why)
         if s.conditions:
-            s = s.with_condition("InvalidSpec", "False", "SpecValid", "spec is valid", self.now)
+            s = s.with_condition(Cond.INVALID_SPEC, "False", "SpecValid", "spec is valid", self.now)
         return self.enter_step(s, 0)
 
     def enter_step(self, s: RolloutStatus, i: int, why: str = "") -> RolloutStatus:
@@ -212,8 +219,9 @@ class _Machine:
         self.emit("Normal", "Promoted", text)
         return s.with_history(self.now, "Promoted", text)
 
-    def rollback(self, s: RolloutStatus, why: str, by_user: bool = False) -> RolloutStatus:
+    def rollback(self, s: RolloutStatus, why: str, severity: str, by_user: bool = False) -> RolloutStatus:
         text = f"rolled back at {self.step_label(s.current_step)}: {why}"
+        self.severity = severity
         s = replace(s, phase=Phase.ROLLED_BACK, routing=Routing(), pause_reason=None, message=text)
         self.emit("Warning", "Aborted" if by_user else "RolledBack", text)
         return s.with_history(self.now, "RolledBack", text)
@@ -282,8 +290,10 @@ class _Machine:
                 self.emit("Warning", "CheckWarning", f"{_for_windows(st)} (action warn)")
         worst = max((c.action for c, _, _ in triggered), key=_ACTION_RANK.get, default=None)
         if worst == "rollback":
-            why = "; ".join(_for_windows(st) for c, st, _ in triggered if c.action == "rollback")
-            return self.rollback(s, why)
+            acting = [(c, st) for c, st, _ in triggered if c.action == "rollback"]
+            # critical when a check that alerts as critical (NaN outputs, 5xx, immediate) acted, else error
+            severity = "critical" if any(check_severity(c) == "critical" for c, _ in acting) else "error"
+            return self.rollback(s, "; ".join(_for_windows(st) for _, st in acting), severity)
         if worst == "pause" and s.phase is not Phase.PAUSED:
             why = "; ".join(_for_windows(st) for c, st, _ in triggered if c.action == "pause")
             return self.pause(s, "check", why)
@@ -307,7 +317,7 @@ class _Machine:
         if s.phase.is_terminal:
             return self.reject(s, cmd, f"rollout is {s.phase.value}")
         if verb == "abort":
-            return self.rollback(s, "aborted by user", by_user=True)
+            return self.rollback(s, "aborted by user", "warning", by_user=True)
         if verb == "promote":
             if cmd.full:
                 return self.promote(s, "promoted by user (--full)")
@@ -385,8 +395,9 @@ def _fmt_left(seconds: float) -> str:
 
 
 def _severity(s: RolloutStatus) -> str:
+    """The default severity of entering `s.phase` (a rollback sets its own, from who or what acted)."""
     if s.phase is Phase.ROLLED_BACK:
-        return "warning" if "aborted by user" in s.message else "critical"
+        return "critical"
     if s.phase is Phase.FAILED:
         return "error"
     if s.phase is Phase.PAUSED:
@@ -394,6 +405,7 @@ def _severity(s: RolloutStatus) -> str:
     return "info"
 
 
+_ANALYZING_REASONS = {Verdict.PASS: "Passing", Verdict.FAIL: "Failing", Verdict.INCONCLUSIVE: "Inconclusive"}
 _PAUSE_REASONS = {"step": "PauseStep", "user": "PausedByUser", "inconclusive": "InconclusiveAnalysis",
                   "check": "CheckFailed"}
 
@@ -401,31 +413,30 @@ _PAUSE_REASONS = {"step": "PauseStep", "user": "PausedByUser", "inconclusive": "
 def _conditions(spec: RolloutSpec, s: RolloutStatus, now: float) -> RolloutStatus:
     ph = s.phase
     if ph.is_terminal:
-        s = s.with_condition("Progressing", "False", ph.value, s.message, now)
+        s = s.with_condition(Cond.PROGRESSING, "False", ph.value, s.message, now)
     else:
-        s = s.with_condition("Progressing", "True", ph.value, s.message, now)
+        s = s.with_condition(Cond.PROGRESSING, "True", ph.value, s.message, now)
     if spec.analysis.checks and not ph.is_terminal:
         live = {c.name for c in spec.analysis.checks if applies(c, s.routing)}
         verdicts = [c.verdict for c in s.checks if c.verdict is not None and c.name in live]
         if len(verdicts) < len(live):
-            s = s.with_condition("Analyzing", "True", "WaitingForData", "no analysis window yet", now)
+            s = s.with_condition(Cond.ANALYZING, "True", "WaitingForData", "no analysis window yet", now)
         else:
             worst = Verdict.worst(verdicts)
             bad = [c.reason for c in s.checks if c.verdict is worst and worst is not Verdict.PASS and c.name in live]
             msg = "; ".join(bad) if bad else "all checks passed their last window"
-            s = s.with_condition("Analyzing", "True", {"Pass": "Passing", "Fail": "Failing",
-                                                       "Inconclusive": "Inconclusive"}[worst.value], msg, now)
+            s = s.with_condition(Cond.ANALYZING, "True", _ANALYZING_REASONS[worst], msg, now)
     else:
-        s = s.with_condition("Analyzing", "False", ph.value if ph.is_terminal else "NoChecks", "", now)
+        s = s.with_condition(Cond.ANALYZING, "False", ph.value if ph.is_terminal else "NoChecks", "", now)
     if ph is Phase.PAUSED:
-        s = s.with_condition("Paused", "True", _PAUSE_REASONS.get(s.pause_reason or "", "Paused"), s.message, now)
+        s = s.with_condition(Cond.PAUSED, "True", _PAUSE_REASONS.get(s.pause_reason or "", "Paused"), s.message, now)
     else:
-        s = s.with_condition("Paused", "False", "NotPaused", "", now)
-    s = s.with_condition("Completed", "True" if ph is Phase.PROMOTED else "False",
-                         "Promoted" if ph is Phase.PROMOTED else "NotPromoted", "", now)
+        s = s.with_condition(Cond.PAUSED, "False", "NotPaused", "", now)
+    s = s.with_condition(Cond.COMPLETED, "True" if ph is Phase.PROMOTED else "False",
+                         Phase.PROMOTED.value if ph is Phase.PROMOTED else "NotPromoted", "", now)
     degraded = ph in (Phase.ROLLED_BACK, Phase.FAILED)
-    s = s.with_condition("Degraded", "True" if degraded else "False", ph.value if degraded else "Healthy",
+    s = s.with_condition(Cond.DEGRADED, "True" if degraded else "False", ph.value if degraded else "Healthy",
                          s.message if degraded else "", now)
-    if s.condition("InvalidSpec") is None:
-        s = s.with_condition("InvalidSpec", "False", "SpecValid", "spec is valid", now)
+    if s.condition(Cond.INVALID_SPEC) is None:
+        s = s.with_condition(Cond.INVALID_SPEC, "False", "SpecValid", "spec is valid", now)
     return s

@@ -3,7 +3,9 @@
 The `status` of a ModelRollout is the single source of truth: the controller may die between any two
 reconciles and the next one rebuilds everything from `RolloutStatus.from_status(cr["status"])`. So every
 counter a decision depends on (consecutive failures, calibration values, the step clock) lives here, and
-`from_status` accepts whatever an older or hand-edited status holds without crashing.
+`from_status` accepts whatever an older or hand-edited status holds without crashing. `RolloutStatus` owns
+every field the controller writes (`drift`, the column `kubectl get mro` shows, included); no shell adds
+fields to the dict. The fields are listed in docs/contracts.md ("ModelRollout resource").
 """
 from __future__ import annotations
 
@@ -187,19 +189,23 @@ class RolloutStatus:
     last_command_id: str | None = None
     pause_reason: str | None = None
     """Why the phase is Paused: "step" (a pause step), "user", "inconclusive" or "check"."""
+    drift: str | None = None
+    """`NAME VALUE/THRESHOLD` of the worst check (see `worst_check`), for `kubectl get mro`."""
 
     def check(self, name: str) -> CheckState | None:
         return next((c for c in self.checks if c.name == name), None)
 
-    def condition(self, type_: str) -> Condition | None:
+    def condition(self, type_: str | ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
 
     def with_history(self, now: float, action: str, reason: str) -> "RolloutStatus":
         entry = HistoryEntry(now, self.current_step, action, reason)
         return replace(self, history=(self.history + (entry,))[-HISTORY_LIMIT:])
 
-    def with_condition(self, type_: str, status: str, reason: str, message: str, now: float) -> "RolloutStatus":
+    def with_condition(self, type_: str | ConditionType, status: str, reason: str, message: str,
+                       now: float) -> "RolloutStatus":
         """Set one condition; its lastTransitionTime moves only when its status flips."""
+        type_ = type_.value if isinstance(type_, ConditionType) else str(type_)
         old = self.condition(type_)
         since = old.last_transition_time if old is not None and old.status == status else now
         new = Condition(type_, status, reason, message, since)
@@ -222,6 +228,7 @@ class RolloutStatus:
             "message": self.message,
             "lastCommandId": self.last_command_id,
             "pauseReason": self.pause_reason,
+            "drift": self.drift,
         }
 
     @staticmethod
@@ -242,6 +249,7 @@ class RolloutStatus:
         rev = d.get("revision")
         cmd = d.get("lastCommandId")
         pause = d.get("pauseReason")
+        drift = d.get("drift")
         return RolloutStatus(
             phase=phase, observed_generation=_int(d.get("observedGeneration"), 0, 0),
             current_step=_int(d.get("currentStep"), 0, 0), routing=Routing.from_status(d.get("routing")),
@@ -251,10 +259,29 @@ class RolloutStatus:
             last_analysis_at=parse_time(d.get("lastAnalysisAt")), message=str(d.get("message") or ""),
             last_command_id=cmd if isinstance(cmd, str) else None,
             pause_reason=pause if isinstance(pause, str) else None,
+            drift=drift if isinstance(drift, str) else None,
         )
 
 
 _COND_ORDER = {t.value: i for i, t in enumerate(ConditionType)}
+
+
+def worst_check(checks: tuple[CheckState, ...]) -> str | None:
+    """`NAME VALUE/THRESHOLD` of the worst check: Fail > Inconclusive > Pass, then the value closest to (or
+    furthest past) its bound; None before any verdict. Non-finite numbers show as `-`."""
+    best, best_key = None, None
+    for c in checks:
+        if c.verdict is None:
+            continue
+        value, threshold = _num_out(c.value), _num_out(c.threshold)
+        ratio = abs(value / threshold) if value is not None and threshold else 0.0
+        key = (c.verdict.severity, ratio)
+        if best_key is None or key > best_key:
+            best_key, best = key, c
+    if best is None:
+        return None
+    fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    return f"{best.name} {fmt(_num_out(best.value))}/{fmt(_num_out(best.threshold))}"
 
 
 # --- time and value helpers --------------------------------------------------------------------------

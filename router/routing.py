@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from policies.api import Phase
 from policies.spec import SpecError
 
 BUCKETS = 10_000
@@ -43,7 +44,7 @@ class Routing:
             if not isinstance(v, bool):
                 raise SpecError(f"status.routing.{key}", f"expected true or false, got {v!r}")
             flags[key] = v
-        if status.get("phase") == "Promoted":
+        if status.get("phase") == Phase.PROMOTED:
             return cls(100.0, False, False)
         return cls(float(weight), flags["shadow"], flags["interleave"])
 

@@ -14,9 +14,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import httpx
 from kubernetes import client
 
-from controller import core
+from controller.evidence import http_sources
 from controller.notify import Notifier
 
 from .events import EventRecorder
@@ -71,7 +72,11 @@ class Controller:
         self.events = EventRecorder(api_client, self.identity)
         self.notifier = Notifier()
         self.discovery = RouterDiscovery(api_client, settings.router_service, settings.router_urls)
-        self.gatherer = core.HttpGatherer(self.discovery.urls, settings.prometheus_url, settings.http_timeout)
+        # One client per kind of peer for the controller's life (keep-alive across windows). Prometheus
+        # certificates are not verified, as with the PromQL client this controller used before.
+        self.http = httpx.Client(timeout=settings.http_timeout)
+        self.prometheus_http = httpx.Client(timeout=settings.http_timeout, verify=False)
+        self.evidence = http_sources(self.http, self.discovery.urls, settings.prometheus_url, self.prometheus_http)
         from .workqueue import WorkQueue
 
         self.queue = WorkQueue()
@@ -83,7 +88,7 @@ class Controller:
                                         retry_period=settings.retry_period,
                                         on_started=self._started_leading, on_stopped=self._stopped_leading)
         write_timeout = min(settings.http_timeout, self.elector.write_budget) if self.elector else settings.http_timeout
-        self.reconciler = Reconciler(api_client, gatherer=self.gatherer, events=self.events, metrics=self.metrics,
+        self.reconciler = Reconciler(api_client, evidence=self.evidence, events=self.events, metrics=self.metrics,
                                      notifier=self.notifier, identity=self.identity, may_write=self.is_leader,
                                      write_timeout=write_timeout)
         self.watcher = ListWatcher(api_client, settings.namespace, on_change=self._changed, resync=settings.resync)
@@ -139,6 +144,8 @@ class Controller:
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
         self.notifier.close()
+        self.http.close()
+        self.prometheus_http.close()
         if self._metrics_server is not None:
             server = self._metrics_server[0] if isinstance(self._metrics_server, tuple) else self._metrics_server
             server.shutdown()

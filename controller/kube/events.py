@@ -11,6 +11,8 @@ import secrets
 
 from kubernetes import client
 
+from policies.api import API_VERSION, KIND
+
 log = logging.getLogger("modelrollout.events")
 
 COMPONENT = "modelrollout-controller"
@@ -29,9 +31,9 @@ class EventRecorder:
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "metadata": {"name": f"{name}.{secrets.token_hex(8)}", "namespace": ns},
-            "involvedObject": {"apiVersion": obj.get("apiVersion", "modelrollout.io/v1alpha1"),
-                               "kind": obj.get("kind", "ModelRollout"), "name": name, "namespace": ns,
-                               "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
+            "involvedObject": {"apiVersion": obj.get("apiVersion", API_VERSION), "kind": obj.get("kind", KIND),
+                               "name": name, "namespace": ns, "uid": meta.get("uid"),
+                               "resourceVersion": meta.get("resourceVersion")},
             "type": type_ if type_ in ("Normal", "Warning") else "Normal",
             "reason": reason[:128],
             "message": message[:1024],

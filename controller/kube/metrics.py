@@ -12,11 +12,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from policies.api import Phase, Verdict
 from policies.checks import CheckSpec, check_severity, check_target
 from policies.spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, RolloutSpec
 
-VERDICTS = ("Pass", "Fail", "Inconclusive")
-PHASES = ("Pending", "Shadowing", "Progressing", "Interleaving", "Paused", "Promoted", "RolledBack", "Failed")
+VERDICTS = tuple(v.value for v in Verdict)
+PHASES = tuple(p.value for p in Phase)
 
 
 class ControllerMetrics:
@@ -75,7 +76,7 @@ class ControllerMetrics:
             self._drop(ns, name, lambda labels: labels[2] == check and labels[3:5] != (severity, target),
                        (self.check_failing, self.check_verdict))
             verdict = c.get("verdict")
-            self.check_failing.labels(ns, name, check, severity, target).set(1 if verdict == "Fail" else 0)
+            self.check_failing.labels(ns, name, check, severity, target).set(1 if verdict == Verdict.FAIL else 0)
             for v in VERDICTS:
                 self.check_verdict.labels(ns, name, check, severity, target, v).set(1 if v == verdict else 0)
 

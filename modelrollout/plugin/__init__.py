@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelrollout.plugin.kube import COMMAND_ANNOTATION, PluginError
+from modelrollout.plugin.kube import PluginError
+from policies.api import API_VERSION, COMMAND_ANNOTATION, KIND
+from policies.errors import exit_code
 
 VERBS = {
     "promote": "advance to the next step (--full: promote to 100%% now)",
@@ -34,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("-o", "--output", choices=("json", "yaml"), help="print the raw object instead of tables")
 
     p = argparse.ArgumentParser(prog="kubectl modelrollout",
-                                description="Inspect and steer ModelRollouts (modelrollout.io/v1alpha1).")
+                                description=f"Inspect and steer {KIND}s ({API_VERSION}).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     s = sub.add_parser("list", parents=[conn, out], help="list rollouts")
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except PluginError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_code(e)
     except BrokenPipeError:
         return 0
 

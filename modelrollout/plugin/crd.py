@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
-from policies.api import API_VERSION, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, Phase, Verdict
+from policies.api import (
+    API_VERSION, COMMAND_ANNOTATION, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, Phase, Verdict,
+)
 from policies.spec import ACTIONS, METRICS, NOTIFY_PHASES, OUTPUT_KINDS
 
 PHASES = tuple(p.value for p in Phase)
@@ -220,7 +222,7 @@ def status_schema() -> dict:
         "message": _str(**null),
         "drift": _str("The worst check for `kubectl get mro`, written by the controller as "
                       "`NAME VALUE/THRESHOLD` (e.g. `score-psi 0.04/0.2`); empty before the first analysis.", **null),
-        "lastCommandId": _str("Id of the last modelrollout.io/command annotation applied (each runs once).", **null),
+        "lastCommandId": _str(f"Id of the last {COMMAND_ANNOTATION} annotation applied (each runs once).", **null),
         "stepStartedAt": _str("RFC 3339 time the current step began.", **null),
         "lastAnalysisAt": _str("RFC 3339 time of the last analysed window.", **null),
         "routing": _obj({

@@ -13,12 +13,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from modelrollout.plugin.crd import CRD_NAME, GROUP, PLURAL, VERSION
+from policies.api import COMMAND_ANNOTATION, CRD_NAME, GROUP, PLURAL, VERSION
+from policies.errors import ToolError
 
-COMMAND_ANNOTATION = "modelrollout.io/command"
 
-
-class PluginError(Exception):
+class PluginError(ToolError):
     """A failure to report to the user as `error: <message>` with exit code 1."""
 
 

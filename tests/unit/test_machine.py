@@ -6,10 +6,10 @@ import json
 import pytest
 
 from policies.machine import (
-    Command, Decision, Emit, Notify, SetRouting, decide, invalid_spec_status, step_routing,
+    Command, Decision, Emit, Notify, decide, invalid_spec_status, step_routing,
 )
 from policies.spec import SpecError, parse_spec
-from policies.status import CheckResult, Phase, RolloutStatus, Verdict
+from policies.status import CheckResult, Phase, RolloutStatus, Routing, Verdict
 
 T0 = 1_800_000_000.0
 
@@ -81,7 +81,7 @@ def test_first_decision_enters_the_shadow_step_mirroring_all_traffic():
     assert s.phase is Phase.SHADOWING and s.current_step == 0
     assert s.routing.shadow is True and s.routing.candidate_weight == 0
     assert s.revision == spec.revision
-    assert SetRouting(0, True, False) in d.actions
+    assert s.routing == Routing(0, shadow=True)
     assert any(isinstance(a, Notify) and a.phase == "Shadowing" for a in d.actions)
 
 
@@ -99,7 +99,7 @@ def test_step_advances_when_duration_passed_and_all_checks_passed():
     d, now = run_windows(spec, start(spec).status, T0, 10, all_pass)
     assert d.status.current_step == 1 and d.status.phase is Phase.PROGRESSING
     assert d.status.routing.candidate_weight == 10 and d.status.routing.shadow is False
-    assert SetRouting(10, False, False) in d.actions
+    assert d.status.routing == Routing(10)
 
 
 def test_missing_analysis_never_advances_a_step():
@@ -191,7 +191,7 @@ def test_last_step_done_promotes_to_full_traffic():
     s = d.status
     assert s.phase is Phase.PROMOTED and s.phase.is_terminal
     assert s.routing.candidate_weight == 100 and not s.routing.shadow
-    assert SetRouting(100, False, False) in d.actions
+    assert s.routing == Routing(100)
     assert s.condition("Completed").status == "True"
     n = [a for a in d.actions if isinstance(a, Notify)]
     assert n and n[0].phase == "Promoted" and n[0].severity == "info"
@@ -226,7 +226,7 @@ def test_step_routing_of_a_leading_pause_is_all_baseline():
 
 def test_rollback_after_failure_limit_consecutive_fails_with_reason():
     """failureLimit consecutive Fail windows → RolledBack, weight 0, shadow off, reason with value,
-    threshold and windows in message, history, a Warning event and a critical notification."""
+    threshold and windows in message, history, a Warning event and an error notification (a drift check)."""
     spec = make_spec()
     s = start(spec).status
     d = decide(spec, s, with_verdict(spec, "score-psi", "Fail", value=0.31), T0 + 60)
@@ -238,8 +238,22 @@ def test_rollback_after_failure_limit_consecutive_fails_with_reason():
     assert "score-psi 0.31 > 0.2 for 2 windows" in s.message
     assert "score-psi 0.31 > 0.2 for 2 windows" in s.history[-1].reason
     assert any(isinstance(a, Emit) and a.type == "Warning" and "0.31 > 0.2" in a.message for a in d.actions)
-    assert any(isinstance(a, Notify) and a.phase == "RolledBack" and a.severity == "critical" for a in d.actions)
+    assert any(isinstance(a, Notify) and a.phase == "RolledBack" and a.severity == "error" for a in d.actions)
     assert s.condition("Degraded").status == "True"
+    assert s.drift == "score-psi 0.31/0.2" and s.to_status()["drift"] == "score-psi 0.31/0.2"
+
+
+def test_notification_severity_says_who_or_what_rolled_back():
+    """A NaN/5xx (immediate) check's rollback is critical, a drift check's error, a user's abort a warning;
+    the severity comes from the acting check and verb, never from the message text."""
+    spec = make_spec()
+    d = decide(spec, start(spec).status, with_verdict(spec, "errors", "Fail", value=0.2, threshold=0.01), T0 + 60)
+    assert d.status.phase is Phase.ROLLED_BACK
+    assert [a.severity for a in kinds(d.actions, Notify)] == ["critical"]
+    d = decide(spec, start(spec).status, None, T0 + 1, Command("abort", id="a"))
+    assert [a.severity for a in kinds(d.actions, Notify)] == ["warning"]
+    d = decide(spec, start(spec).status, None, T0 + 1, Command("abort", id="a"))
+    assert [(a.phase, a.severity) for a in kinds(d.actions, Notify)] == [("RolledBack", "warning")]
 
 
 def test_a_pass_breaks_the_failure_streak():
@@ -292,7 +306,7 @@ def test_pause_action_pauses_and_holds_weight():
     assert s.phase is Phase.PAUSED and s.pause_reason == "check"
     assert s.routing.candidate_weight == 10
     assert s.condition("Paused").reason == "CheckFailed"
-    assert not kinds(d.actions, SetRouting)
+    assert s.routing == Routing(10)
 
 
 def test_failed_analysis_while_paused_still_rolls_back():
@@ -497,6 +511,18 @@ def test_command_annotation_parsing_names_the_bad_field():
         Command.from_annotation("promote")
 
 
+def test_command_without_id_gets_one_from_its_text_and_applies_once():
+    """An annotation without an id is decoded with an id derived from its text; decide applies it once."""
+    text = '{"verb": "pause"}'
+    c = Command.from_annotation(text)
+    assert c.id.startswith("sha256:") and c == Command.from_annotation(text)
+    spec = make_spec()
+    s = decide(spec, start(spec).status, None, T0 + 1, c).status
+    assert s.phase is Phase.PAUSED and s.last_command_id == c.id
+    again = decide(spec, s, None, T0 + 2, c)
+    assert again.status.phase is Phase.PAUSED and not kinds(again.actions, Emit)   # not even "already paused"
+
+
 # --- revisions, restarts, invalid specs -------------------------------------------------------
 
 def test_new_candidate_revision_restarts_from_step_zero_with_fresh_state():
@@ -560,8 +586,8 @@ def test_invalid_spec_status_reports_failed_with_condition():
     spec = make_spec()
     s = start(spec).status
     err = SpecError("spec.analysis.checks[2].max", "expected a number, got 'high'")
-    out = invalid_spec_status(s, err, T0 + 5)
-    assert out["phase"] == "Failed" and out["routing"]["candidateWeight"] == 0
+    out = invalid_spec_status(s, err, T0 + 5).to_status()
+    assert out["phase"] == "Failed" and out["routing"]["candidateWeight"] == 0 and out["drift"] is None
     cond = {c["type"]: c for c in out["conditions"]}["InvalidSpec"]
     assert cond["status"] == "True" and "checks[2].max" in cond["message"]
     assert json.loads(json.dumps(out)) == out

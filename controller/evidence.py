@@ -1,0 +1,322 @@
+"""Evidence for one analysis window: what the checks judge, where it is read from, and what failed.
+
+An `EvidenceSource` answers `gather(spec, window_start, window_end)` with `Evidence`: the `Observations`
+the checks judge and the `Failure`s met while reading them, both as data. Expected failures (a replica that
+times out, answers 503 or garbage, a Prometheus query with no series) never raise: the reconcile step turns
+each into an Inconclusive verdict of the checks it leaves without evidence (`Failure.checks`), with the
+failure's detail as the reason. Sources:
+
+* `RouterSummaries`: every router replica's `/v1/rollouts/{name}/summaries`, merged; any failing replica
+  (or none known) drops the router data of the window, since a subset of replicas would bias the comparison;
+* `Prometheus`: one instant query per PromQL check;
+* `Sources`: several sources gathered concurrently, their evidence combined.
+
+Each takes its `httpx.Client` from the caller, which owns its lifetime and settings (timeouts, TLS), so
+unit tests hand them an `httpx.MockTransport`. `docs/contracts.md` describes the summaries answer.
+"""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import httpx
+
+from policies.checks import Observations, render_query
+from policies.errors import ModelRolloutError
+from policies.spec import RolloutSpec
+from policies.summaries import InterleaveSummary, PairedSummary, VersionWindow
+
+MAX_BUCKET_SECONDS = 60.0
+"""Largest router summary bucket the controller expects; windows are fetched with this much slack."""
+
+ROUTER, PROMETHEUS = "router", "prometheus"
+"""`Failure.source` values."""
+
+
+class FailureKind(str, Enum):
+    NO_SOURCE = "NoSource"          # nothing to ask: no router replica known, no Prometheus address
+    TIMEOUT = "Timeout"
+    UNREACHABLE = "Unreachable"
+    HTTP_STATUS = "HTTPStatus"      # answered, with a non-200 status
+    BAD_ANSWER = "BadAnswer"        # answered 200 with something that is not the expected shape
+    NO_DATA = "NoData"              # a valid answer without a value (a PromQL query with no series)
+    ERROR = "Error"                 # an unexpected error in the source itself (a bug): logged with its trace
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One thing that could not be read for this window."""
+
+    source: str
+    """`ROUTER` or `PROMETHEUS`."""
+    target: str
+    """The replica URL, the Prometheus address, or `(none)`."""
+    kind: FailureKind
+    detail: str
+    """A sentence a person can act on, e.g. `timed out after 5.0s`."""
+    checks: tuple[str, ...] | None = None
+    """The checks it leaves without evidence; None: every check the source feeds."""
+
+    def __str__(self) -> str:
+        return self.detail if self.target == "(none)" else f"{self.target}: {self.detail}"
+
+    def affects(self, check: Any) -> bool:
+        """Whether `check` (a `CheckSpec`) lost its evidence to this failure."""
+        if self.checks is not None:
+            return check.name in self.checks
+        return (check.prometheus is not None) == (self.source == PROMETHEUS)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one analysis window saw, and what it could not see."""
+
+    observations: Observations
+    failures: tuple[Failure, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.failures
+
+
+def describe(failures: Sequence[Failure]) -> str:
+    """One reason for the checks `failures` left without evidence (router replicas counted together)."""
+    router = [f for f in failures if f.source == ROUTER]
+    listed = sorted((f for f in router if f.kind is not FailureKind.NO_SOURCE), key=lambda f: f.target)
+    parts = [f"{len(listed)} router replica(s) failed: " + "; ".join(map(str, listed))] if listed else []
+    parts += [f.detail for f in router if f.kind is FailureKind.NO_SOURCE]
+    parts += [f.detail if f.source == PROMETHEUS else str(f) for f in failures if f.source != ROUTER]
+    return "; ".join(parts)
+
+
+class EvidenceSource(Protocol):
+    """Where a window's evidence comes from. `gather` returns failures as data and raises only on bugs."""
+
+    def gather(self, spec: RolloutSpec, window_start: float, window_end: float) -> Evidence: ...
+
+
+def empty_observations(spec: RolloutSpec, window_start: float, window_end: float) -> Observations:
+    kind = spec.output.kind
+    return Observations(window_start=window_start, window_end=window_end, baseline=VersionWindow.new(kind),
+                        candidate=VersionWindow.new(kind))
+
+
+# ---- router summaries -------------------------------------------------------------------------------
+
+def windows_in(body: dict, spec: RolloutSpec, window_start: float) -> list[dict]:
+    """The answer's windows that belong to this analysis window and to the candidate under test.
+
+    Buckets are aligned to the epoch, so the window starts at the bucket holding `window_start`: the
+    previous analysis saw only the buckets that had ended by then, never that one.
+    """
+    bucket = float(body.get("bucket_seconds") or 5.0)
+    first = math.floor(window_start / bucket) * bucket
+    out = []
+    for w in body["windows"]:
+        if not isinstance(w, dict) or w.get("revision") not in (None, spec.revision):
+            continue  # an older candidate's data must not judge the new one (flagger#30)
+        try:
+            if float(w["start"]) + 1e-6 >= first:
+                out.append(w)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _merge(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    merged = a.merge(b)
+    return a if merged is None else merged   # merge may be in place or return a new value
+
+
+def merge_windows(spec: RolloutSpec, windows: Iterable[dict]):
+    """Merge bucket summaries (from every replica) into (baseline, candidate, paired, interleave);
+    raises `policies.summaries.SummaryError` on a bucket that does not decode."""
+    kind = spec.output.kind
+    baseline, candidate = VersionWindow.new(kind), VersionWindow.new(kind)
+    paired = interleave = None
+    for w in windows:
+        if w.get("baseline"):
+            baseline = _merge(baseline, VersionWindow.from_dict(w["baseline"]))
+        if w.get("candidate"):
+            candidate = _merge(candidate, VersionWindow.from_dict(w["candidate"]))
+        if w.get("paired"):
+            paired = _merge(paired, PairedSummary.from_dict(w["paired"]))
+        if w.get("interleave"):
+            interleave = _merge(interleave, InterleaveSummary.from_dict(w["interleave"]))
+    return baseline, candidate, paired, interleave
+
+
+def _timeout(http: httpx.Client) -> str:
+    t = http.timeout.read
+    return f"{t}s" if t is not None else "its timeout"
+
+
+class RouterSummaries:
+    """Summaries of every router replica `replicas(spec)` names, over the injected `http` client."""
+
+    def __init__(self, http: httpx.Client, replicas: Callable[[RolloutSpec], Sequence[str]], *,
+                 max_parallel: int = 8):
+        self.http, self.replicas, self.max_parallel = http, replicas, max_parallel
+
+    def fetch(self, url: str, spec: RolloutSpec, start: float, end: float) -> dict | Failure:
+        """One replica's `/v1/rollouts/{name}/summaries` answer for buckets in [start, end], or why not."""
+        def failed(kind: FailureKind, detail: str) -> Failure:
+            return Failure(ROUTER, url, kind, detail)
+
+        try:
+            r = self.http.get(f"{url.rstrip('/')}/v1/rollouts/{spec.name}/summaries",
+                              params={"namespace": spec.namespace, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+        except httpx.TimeoutException:
+            return failed(FailureKind.TIMEOUT, f"timed out after {_timeout(self.http)}")
+        except httpx.HTTPError as e:
+            return failed(FailureKind.UNREACHABLE, f"unreachable ({type(e).__name__}: {e})")
+        if r.status_code != 200:
+            return failed(FailureKind.HTTP_STATUS, f"HTTP {r.status_code}: {r.text[:200]}")
+        try:
+            body = r.json()
+        except ValueError:
+            return failed(FailureKind.BAD_ANSWER, "answer is not JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("windows"), list):
+            return failed(FailureKind.BAD_ANSWER, "answer lacks a windows list")
+        return body
+
+    def gather(self, spec: RolloutSpec, window_start: float, window_end: float) -> Evidence:
+        urls = list(self.replicas(spec))
+        if not urls:
+            return Evidence(empty_observations(spec, window_start, window_end), (Failure(
+                ROUTER, "(none)", FailureKind.NO_SOURCE,
+                "no router replica known (no ready endpoints and no --router-url)"),))
+        start = window_start - MAX_BUCKET_SECONDS
+        with futures.ThreadPoolExecutor(max_workers=min(self.max_parallel, len(urls))) as pool:
+            answers = list(pool.map(lambda url: self.fetch(url, spec, start, window_end), urls))
+        failures: list[Failure] = []
+        windows: list[dict] = []
+        for url, answer in zip(urls, answers):
+            if isinstance(answer, Failure):
+                failures.append(answer)
+            else:
+                windows.extend(windows_in(answer, spec, window_start))
+        if failures:
+            return Evidence(empty_observations(spec, window_start, window_end), tuple(failures))
+        try:
+            baseline, candidate, paired, interleave = merge_windows(spec, windows)
+        except ModelRolloutError as e:
+            return Evidence(empty_observations(spec, window_start, window_end), (Failure(
+                ROUTER, ", ".join(urls), FailureKind.BAD_ANSWER, f"summaries do not decode: {e}"),))
+        return Evidence(Observations(window_start=window_start, window_end=window_end, baseline=baseline,
+                                     candidate=candidate, paired=paired, interleave=interleave))
+
+
+# ---- Prometheus ---------------------------------------------------------------------------------------
+
+class Prometheus:
+    """One PromQL instant query per `prometheus:` check, at the window's end, over the injected `http`.
+
+    A check's own `prometheus.address` wins over `default_url`. The query must yield exactly one number
+    (one series, or a scalar); anything else is a `Failure` of that check."""
+
+    def __init__(self, http: httpx.Client, default_url: str | None = None):
+        self.http, self.default_url = http, default_url
+
+    def query(self, address: str, query: str, at: float, check: str) -> float | Failure:
+        def failed(kind: FailureKind, detail: str) -> Failure:
+            return Failure(PROMETHEUS, address, kind, f"prometheus {address}: {detail}", (check,))
+
+        try:
+            r = self.http.get(f"{address.rstrip('/')}/api/v1/query", params={"query": query, "time": f"{at:.3f}"})
+        except httpx.TimeoutException:
+            return failed(FailureKind.TIMEOUT, f"query {query!r} timed out after {_timeout(self.http)}")
+        except httpx.HTTPError as e:
+            return failed(FailureKind.UNREACHABLE, f"failed for {query!r}: {type(e).__name__}: {str(e)[:200]}")
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        if r.status_code != 200:
+            why = body.get("error") if isinstance(body, dict) and body.get("error") else r.text[:200]
+            return failed(FailureKind.HTTP_STATUS, f"query {query!r} answered HTTP {r.status_code}: {why}")
+        data = body.get("data") if isinstance(body, dict) and body.get("status") == "success" else None
+        if not isinstance(data, dict):
+            return failed(FailureKind.BAD_ANSWER, f"query {query!r}: the answer is not a Prometheus result")
+        result, rtype = data.get("result"), data.get("resultType")
+        if rtype == "scalar":
+            sample = result
+        elif rtype == "vector" and isinstance(result, list):
+            if not result:
+                return failed(FailureKind.NO_DATA, f"query {query!r} returned no data")
+            if len(result) > 1:
+                return failed(FailureKind.BAD_ANSWER, f"query {query!r} returned {len(result)} series; "
+                                                      f"expected one (aggregate it, e.g. with sum())")
+            sample = result[0].get("value") if isinstance(result[0], dict) else None
+        else:
+            return failed(FailureKind.BAD_ANSWER, f"query {query!r} returned a {rtype}; expected one number")
+        try:
+            return float(sample[1])
+        except (IndexError, TypeError, ValueError):
+            return failed(FailureKind.BAD_ANSWER, f"query {query!r} returned a non-numeric value")
+
+    def gather(self, spec: RolloutSpec, window_start: float, window_end: float) -> Evidence:
+        values: dict[str, float] = {}
+        failures: list[Failure] = []
+        for check in spec.analysis.checks:
+            if check.prometheus is None:
+                continue
+            address = check.prometheus.address or self.default_url
+            if not address:
+                failures.append(Failure(PROMETHEUS, "(none)", FailureKind.NO_SOURCE,
+                                        f"check {check.name}: no Prometheus address (set prometheus.address "
+                                        f"or --prometheus-url)", (check.name,)))
+                continue
+            v = self.query(address, render_query(check, spec), window_end, check.name)
+            if isinstance(v, Failure):
+                failures.append(v)
+            else:
+                values[check.name] = v
+        obs = empty_observations(spec, window_start, window_end)
+        return Evidence(Observations(window_start=window_start, window_end=window_end, baseline=obs.baseline,
+                                     candidate=obs.candidate, prometheus=values), tuple(failures))
+
+
+# ---- several sources ----------------------------------------------------------------------------------
+
+class Sources:
+    """Several sources gathered concurrently; router data from the first that has it, values merged."""
+
+    def __init__(self, *sources: EvidenceSource):
+        self.sources = sources
+
+    def gather(self, spec: RolloutSpec, window_start: float, window_end: float) -> Evidence:
+        if len(self.sources) == 1:
+            return self.sources[0].gather(spec, window_start, window_end)
+        with futures.ThreadPoolExecutor(max_workers=len(self.sources)) as pool:
+            parts = list(pool.map(lambda s: s.gather(spec, window_start, window_end), self.sources))
+        return combine(spec, window_start, window_end, parts)
+
+
+def combine(spec: RolloutSpec, window_start: float, window_end: float, parts: Sequence[Evidence]) -> Evidence:
+    """One `Evidence` of several: summaries merged, Prometheus values united, failures kept in order."""
+    kind = spec.output.kind
+    baseline, candidate = VersionWindow.new(kind), VersionWindow.new(kind)
+    paired = interleave = None
+    prometheus: dict[str, Any] = {}
+    for p in parts:
+        o = p.observations
+        baseline, candidate = _merge(baseline, o.baseline), _merge(candidate, o.candidate)
+        paired, interleave = _merge(paired, o.paired), _merge(interleave, o.interleave)
+        prometheus.update(o.prometheus)
+    obs = Observations(window_start=window_start, window_end=window_end, baseline=baseline, candidate=candidate,
+                       paired=paired, interleave=interleave, prometheus=prometheus)
+    return Evidence(obs, tuple(f for p in parts for f in p.failures))
+
+
+def http_sources(http: httpx.Client, replicas: Callable[[RolloutSpec], Sequence[str]],
+                 prometheus_url: str | None = None, prometheus_http: httpx.Client | None = None) -> Sources:
+    """The controller's evidence: router summaries and Prometheus, over the given clients."""
+    return Sources(RouterSummaries(http, replicas), Prometheus(prometheus_http or http, prometheus_url))
