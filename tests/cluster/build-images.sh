@@ -60,6 +60,9 @@ if [[ $want_product == 1 ]]; then
             kill "$pid"
             for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         fi
+        # dockerd leaves its netns bind mount (exec-root/netns/default) and, after a crash, overlay mounts
+        awk -v r="$exec_root" -v d="$docker_root" '$5 ~ "^(" r "|" d ")/" {print $5}' /proc/self/mountinfo |
+            sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
         rm -rf "$exec_root"
     }
     trap stop_docker EXIT

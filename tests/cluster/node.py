@@ -361,12 +361,51 @@ def _pids_mentioning(text: str) -> list[int]:
     return out
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _with_descendants(pids: set[int]) -> set[int]:
+    """`pids` and all their descendants (containers are children of their containerd shim)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), list(pids)
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.add(p)
+            todo.extend(children.get(p, []))
+    return out
+
+
+def _in_kubepods() -> set[int]:
+    """Processes in the cgroups kubelet made for pods (orphaned containers after a crash)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if "/kubepods" in (d / "cgroup").read_text():
+                    out.add(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
 def sweep(bin_dir: Path | None) -> None:
     """Remove what a crashed or stopped cluster may have left: processes of ours, mounts, netns, iptables
     rules, cgroups, the bridge, sysctls. Idempotent; does nothing that is not ours."""
     # processes started by us: their command line names our workdir or our binaries' dir (shims included)
     marks = [str(WORKDIR)] + ([str(bin_dir)] if bin_dir else [])
-    pids = sorted({p for m in marks for p in _pids_mentioning(m)})
+    pids = sorted(_with_descendants({p for m in marks for p in _pids_mentioning(m)}) | _in_kubepods())
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -375,8 +414,7 @@ def sweep(bin_dir: Path | None) -> None:
                 pass
         deadline = time.monotonic() + 10
         while pids and time.monotonic() < deadline:
-            pids = [p for p in pids if Path(f"/proc/{p}").exists() and
-                    "Z" not in (Path(f"/proc/{p}/stat").read_text().split()[2:3] or ["Z"])]
+            pids = [p for p in pids if _alive(p)]
             time.sleep(0.2)
     # mounts under the workdir (pod volumes, rootfs, shm, netns bind mounts), deepest first
     plane_dir = (WORKDIR / "plane.workdir").read_text().strip() if (WORKDIR / "plane.workdir").exists() else None
@@ -459,8 +497,9 @@ def _remove_cni_chains() -> None:
 def leftovers() -> list[str]:
     """What `down` should have removed but is still there (empty when clean)."""
     out = []
-    if _pids_mentioning(str(WORKDIR)):
-        out.append(f"processes: {_pids_mentioning(str(WORKDIR))}")
+    procs = _with_descendants(set(_pids_mentioning(str(WORKDIR)))) | _in_kubepods()
+    if procs:
+        out.append(f"processes: {sorted(procs)}")
     mounts = [l.split()[4] for l in Path("/proc/self/mountinfo").read_text().splitlines()
               if l.split()[4].startswith(str(WORKDIR))]
     if mounts:

@@ -1,0 +1,82 @@
+"""What only real pods show: a router replica dying mid-rollout, the leader controller pod being deleted, and
+every pod running non-root under the manifests' own RBAC."""
+from __future__ import annotations
+
+import json
+
+from tests.node.conftest import SYSTEM_NS, model_server, rollout_doc, traffic_pod, wait_for
+
+NS = "ml-resilience"
+
+
+def _models(c):
+    c.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    c.apply(*model_server(NS, "scorer-v1", "v1", "--seed", "7"), *model_server(NS, "scorer-v2", "v2", "--seed", "7"))
+    for name in ("scorer-v1", "scorer-v2"):
+        proc = c.kubectl("rollout", "status", f"deployment/{name}", "-n", NS, "--timeout=300s", check=False,
+                         timeout=320)
+        assert proc.returncode == 0, f"{name}: {proc.stderr}\n{c.diagnose(NS)}"
+
+
+def _leader(c) -> str:
+    lease = c.get("lease", "modelrollout-controller", "-n", SYSTEM_NS)
+    return lease["spec"].get("holderIdentity") or ""
+
+
+def _pod_names(c, component: str) -> list[str]:
+    pods = c.get("pods", "-n", SYSTEM_NS, "-l", f"app.kubernetes.io/component={component}")["items"]
+    return [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_router_pod_killed_and_leader_deleted_mid_rollout(installed):
+    """Mid-canary, one router pod is killed and then the controller pod holding the Lease is deleted: the other
+    controller replica takes the Lease over and the rollout still ends Promoted, never RolledBack."""
+    c = installed
+    _models(c)
+    steps = [{"shadow": {"duration": "30s"}}, {"canary": {"weight": 50, "duration": "60s"}}]
+    c.apply(rollout_doc(NS, "steady", "scorer-v1", "scorer-v2", steps=steps), traffic_pod(NS, "steady"))
+    c.wait_phase(NS, "steady", {"Progressing"}, 240, forbid={"RolledBack", "Failed"})
+
+    victim = _pod_names(c, "router")[0]
+    c.kubectl("delete", "pod", victim, "-n", SYSTEM_NS, "--grace-period=0", "--force", "--wait=false")
+    wait_for(lambda: len(_pod_names(c, "router")) == 2 and victim not in _pod_names(c, "router"), 180,
+             "a replacement router pod", diagnose=lambda: c.diagnose(NS))
+
+    leader = wait_for(lambda: _leader(c), 60, "a controller Lease holder")
+    leader_pod = next((p for p in _pod_names(c, "controller") if leader.startswith(p) or p in leader), None)
+    assert leader_pod, f"Lease holder {leader!r} is none of {_pod_names(c, 'controller')}"
+    c.kubectl("delete", "pod", leader_pod, "-n", SYSTEM_NS, "--wait=false")
+    new_leader = wait_for(lambda: (lambda h: h if h and leader_pod not in h else None)(_leader(c)), 120,
+                          "the Lease to move to another controller pod", diagnose=lambda: c.diagnose(NS))
+    assert leader_pod not in new_leader
+
+    obj = c.wait_phase(NS, "steady", {"Promoted"}, 400, forbid={"RolledBack", "Failed"})
+    assert obj["status"]["routing"]["candidateWeight"] == 100
+    c.kubectl("delete", "pod", "traffic-steady", "-n", NS, "--wait=false")
+
+
+def test_pods_run_non_root_under_the_manifests_rbac(installed):
+    """Every modelrollout pod runs as uid 10001 with its own ServiceAccount; neither account is bound to
+    cluster-admin, and each can do what it needs and no more."""
+    c = installed
+    pods = c.get("pods", "-n", SYSTEM_NS)["items"]
+    assert {p["spec"]["serviceAccountName"] for p in pods} == {"modelrollout-controller", "modelrollout-router"}
+    for p in pods:
+        assert p["status"]["phase"] == "Running", p["status"]
+        uid = c.kubectl("exec", "-n", SYSTEM_NS, p["metadata"]["name"], "--", "id", "-u").stdout.strip()
+        assert uid == "10001", (p["metadata"]["name"], uid)
+    bindings = c.get("clusterrolebindings")["items"] + c.get("rolebindings", "-A")["items"]
+    for b in bindings:
+        subjects = {(s.get("namespace"), s.get("name")) for s in b.get("subjects") or []}
+        if subjects & {(SYSTEM_NS, "modelrollout-controller"), (SYSTEM_NS, "modelrollout-router")}:
+            assert b["roleRef"]["name"] not in ("cluster-admin", "admin", "edit"), json.dumps(b)
+
+    def can(sa: str, *what: str) -> bool:
+        proc = c.kubectl("auth", "can-i", *what, f"--as=system:serviceaccount:{SYSTEM_NS}:{sa}", check=False)
+        return proc.stdout.strip() == "yes"
+
+    assert can("modelrollout-router", "watch", "modelrollouts.modelrollout.io", "-A")
+    assert not can("modelrollout-router", "update", "modelrollouts.modelrollout.io/status", "-n", NS)
+    assert can("modelrollout-controller", "update", "modelrollouts.modelrollout.io/status", "-n", NS)
+    assert not can("modelrollout-controller", "create", "pods", "-n", NS)
+    assert not can("modelrollout-controller", "get", "secrets", "-n", SYSTEM_NS)
