@@ -429,7 +429,7 @@ class LocalRun:
 
     def __init__(self, rollouts: Sequence[Rollout], options: RunOptions, source_name: str = "<rollouts>",
                  listeners: Sequence[Listener] = ()):
-        from modelrollout.report import RunRecorder
+        from modelrollout.report.run import RunRecorder
 
         self.options = options
         self.started = time.time()
@@ -476,7 +476,7 @@ class LocalRun:
         return code
 
     def _write_outputs(self) -> None:
-        from modelrollout.report import write_report
+        from modelrollout.report.page import write_report
 
         o = self.options
         record = o.record or (o.log_dir / "run.json" if o.log_dir else None)

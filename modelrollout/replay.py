@@ -146,7 +146,7 @@ def _guess_spec(name: str, namespace: str, recs: list[Outcome]) -> RolloutSpec:
 def record_from_log(path: Path, spec_path: Path | None = None) -> dict[str, Any]:
     """A run record (modelrollout.report format) rebuilt from a prediction log; with a spec, by replaying."""
     from modelrollout.local import load_rollouts
-    from modelrollout.report import RunRecorder
+    from modelrollout.report.run import RunRecorder
 
     records = read_log([path])
     if not records:
