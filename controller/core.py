@@ -15,8 +15,7 @@ from dataclasses import replace
 from typing import Callable
 
 from controller.evidence import (
-    MAX_BUCKET_SECONDS, Evidence, EvidenceSource, Failure, FailureKind, describe, empty_observations,
-    merge_windows, windows_in,
+    Evidence, EvidenceSource, Failure, FailureKind, describe, empty_observations,
 )
 from policies.checks import Observations, evaluate
 from policies.errors import verdict_for
@@ -26,8 +25,8 @@ from policies.status import CheckResult, RolloutStatus, Verdict
 
 log = logging.getLogger("modelrollout.core")
 
-__all__ = ["MAX_BUCKET_SECONDS", "analysis_window", "next_wakeup", "gather", "judge", "evaluate_window", "step",
-           "reconcile_step", "merge_windows", "windows_in"]
+__all__ = ["analysis_window", "next_wakeup", "gather", "judge", "evaluate_window", "step",
+           "reconcile_step"]
 
 
 def analysis_window(spec: RolloutSpec, status: RolloutStatus, now: float) -> tuple[float, float] | None:

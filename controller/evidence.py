@@ -26,8 +26,9 @@ import httpx
 
 from policies.checks import Observations, render_query
 from policies.errors import ModelRolloutError
+from policies.outcome import in_analysis_window, merge
 from policies.spec import RolloutSpec
-from policies.summaries import InterleaveSummary, PairedSummary, VersionWindow
+from policies.summaries import VersionWindow
 
 MAX_BUCKET_SECONDS = 60.0
 """Largest router summary bucket the controller expects; windows are fetched with this much slack."""
@@ -106,26 +107,6 @@ def empty_observations(spec: RolloutSpec, window_start: float, window_end: float
 
 # ---- router summaries -------------------------------------------------------------------------------
 
-def windows_in(body: dict, spec: RolloutSpec, window_start: float) -> list[dict]:
-    """The answer's windows that belong to this analysis window and to the candidate under test.
-
-    Buckets are aligned to the epoch, so the window starts at the bucket holding `window_start`: the
-    previous analysis saw only the buckets that had ended by then, never that one.
-    """
-    bucket = float(body.get("bucket_seconds") or 5.0)
-    first = math.floor(window_start / bucket) * bucket
-    out = []
-    for w in body["windows"]:
-        if not isinstance(w, dict) or w.get("revision") not in (None, spec.revision):
-            continue  # an older candidate's data must not judge the new one (flagger#30)
-        try:
-            if float(w["start"]) + 1e-6 >= first:
-                out.append(w)
-        except (KeyError, TypeError, ValueError):
-            continue
-    return out
-
-
 def _merge(a, b):
     if a is None:
         return b
@@ -133,24 +114,6 @@ def _merge(a, b):
         return a
     merged = a.merge(b)
     return a if merged is None else merged   # merge may be in place or return a new value
-
-
-def merge_windows(spec: RolloutSpec, windows: Iterable[dict]):
-    """Merge bucket summaries (from every replica) into (baseline, candidate, paired, interleave);
-    raises `policies.summaries.SummaryError` on a bucket that does not decode."""
-    kind = spec.output.kind
-    baseline, candidate = VersionWindow.new(kind), VersionWindow.new(kind)
-    paired = interleave = None
-    for w in windows:
-        if w.get("baseline"):
-            baseline = _merge(baseline, VersionWindow.from_dict(w["baseline"]))
-        if w.get("candidate"):
-            candidate = _merge(candidate, VersionWindow.from_dict(w["candidate"]))
-        if w.get("paired"):
-            paired = _merge(paired, PairedSummary.from_dict(w["paired"]))
-        if w.get("interleave"):
-            interleave = _merge(interleave, InterleaveSummary.from_dict(w["interleave"]))
-    return baseline, candidate, paired, interleave
 
 
 def _timeout(http: httpx.Client) -> str:
@@ -166,7 +129,8 @@ class RouterSummaries:
         self.http, self.replicas, self.max_parallel = http, replicas, max_parallel
 
     def fetch(self, url: str, spec: RolloutSpec, start: float, end: float) -> dict | Failure:
-        """One replica's `/v1/rollouts/{name}/summaries` answer for buckets in [start, end], or why not."""
+        """One replica's `/v1/rollouts/{name}/summaries` answer for buckets in [start, end] (buckets in
+        their wire form, `policies.outcome.Bucket.to_wire`), or why not."""
         def failed(kind: FailureKind, detail: str) -> Failure:
             return Failure(ROUTER, url, kind, detail)
 
@@ -197,21 +161,21 @@ class RouterSummaries:
         with futures.ThreadPoolExecutor(max_workers=min(self.max_parallel, len(urls))) as pool:
             answers = list(pool.map(lambda url: self.fetch(url, spec, start, window_end), urls))
         failures: list[Failure] = []
-        windows: list[dict] = []
+        buckets = []
         for url, answer in zip(urls, answers):
             if isinstance(answer, Failure):
                 failures.append(answer)
-            else:
-                windows.extend(windows_in(answer, spec, window_start))
+                continue
+            try:
+                buckets += in_analysis_window(answer["windows"], spec, window_start,
+                                              float(answer.get("bucket_seconds") or 5.0))
+            except (ModelRolloutError, TypeError, ValueError) as e:
+                failures.append(Failure(ROUTER, url, FailureKind.BAD_ANSWER, f"summaries do not decode: {e}"))
         if failures:
             return Evidence(empty_observations(spec, window_start, window_end), tuple(failures))
-        try:
-            baseline, candidate, paired, interleave = merge_windows(spec, windows)
-        except ModelRolloutError as e:
-            return Evidence(empty_observations(spec, window_start, window_end), (Failure(
-                ROUTER, ", ".join(urls), FailureKind.BAD_ANSWER, f"summaries do not decode: {e}"),))
-        return Evidence(Observations(window_start=window_start, window_end=window_end, baseline=baseline,
-                                     candidate=candidate, paired=paired, interleave=interleave))
+        m = merge(buckets, spec.output.kind)
+        return Evidence(Observations(window_start=window_start, window_end=window_end, baseline=m.baseline,
+                                     candidate=m.candidate, paired=m.paired, interleave=m.interleave))
 
 
 # ---- Prometheus ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from policies.api import API_VERSION, KIND  # noqa: E402  (re-exported)
+from policies.api import API_VERSION, KIND, Phase  # noqa: E402  (re-exported)
 from policies.errors import InvalidInput
 
 OUTPUT_KINDS = ("score", "class", "ranking", "embedding")
@@ -30,7 +30,8 @@ METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS + ATTRIBUTION_ME
 P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave")
 RATIO_METRICS = OPERATIONAL_METRICS
 MIN_RATIO_METRICS = ("disparate-impact", "equal-opportunity")
-NOTIFY_PHASES = ("Shadowing", "Progressing", "Interleaving", "Paused", "Promoted", "RolledBack", "Failed")
+NOTIFY_PHASES = tuple(p.value for p in Phase if p is not Phase.PENDING)
+NOTIFY_ON_DEFAULT = (Phase.ROLLED_BACK.value, Phase.PAUSED.value, Phase.FAILED.value)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -165,7 +166,7 @@ class AnalysisSpec:
 class Notification:
     kind: str                      # webhook | slack | pagerduty
     url: str
-    on: tuple[str, ...] = ("RolledBack", "Paused", "Failed")
+    on: tuple[str, ...] = NOTIFY_ON_DEFAULT
     routing_key: str | None = None  # pagerduty
 
 
@@ -395,7 +396,7 @@ def _notification(raw: Any, path: str) -> Notification:
     if len(kinds) != 1 or unknown:
         raise SpecError(path, "expected exactly one of webhook, slack, pagerduty")
     body = r.sub(kinds[0], required=True)
-    on = r.list("on") or ["RolledBack", "Paused", "Failed"]
+    on = r.list("on") or list(NOTIFY_ON_DEFAULT)
     for i, phase in enumerate(on):
         if phase not in NOTIFY_PHASES:
             raise SpecError(f"{r.at('on')}[{i}]", f"expected one of {', '.join(NOTIFY_PHASES)}, got {phase!r}")

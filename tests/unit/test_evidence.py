@@ -14,6 +14,7 @@ from controller.evidence import (
     http_sources,
 )
 from policies.machine import decide
+from policies.outcome import Bucket
 from policies.spec import parse_spec
 from policies.status import Phase, RolloutStatus, Verdict
 from policies.summaries import VersionWindow
@@ -43,15 +44,15 @@ def version_window(values, seed=0):
     for v in values:
         w.observe_prediction(float(v), float(rng.random()))
     w.requests = len(values)
-    return w.to_dict()
+    return w
 
 
 def summaries_answer(spec, start, n=100, revision=None, seed=0):
+    """A router's `/summaries` answer: one bucket (its wire form) of `n` predictions per arm."""
     rng = np.random.default_rng(seed)
-    return {"rollout": spec.name, "namespace": spec.namespace, "bucket_seconds": 5.0, "windows": [
-        {"start": start, "end": start + 5.0, "revision": revision or spec.revision,
-         "baseline": version_window(rng.normal(0, 1, n), seed), "candidate": version_window(rng.normal(0, 1, n), seed + 1)}
-    ]}
+    bucket = Bucket(start, start + 5.0, revision or spec.revision, version_window(rng.normal(0, 1, n), seed),
+                    version_window(rng.normal(0, 1, n), seed + 1))
+    return {"rollout": spec.name, "namespace": spec.namespace, "bucket_seconds": 5.0, "windows": [bucket.to_wire()]}
 
 
 def client(handler) -> httpx.Client:
