@@ -106,17 +106,17 @@ def _merged(a, b):
 
 
 def merge(buckets: Iterable[Bucket], output_kind: str) -> Bucket:
-    """Every bucket merged into one (exact, any order gives the same summaries). Both arms are present even
-    when no bucket had data (empty VersionWindows of `output_kind`); with no bucket, start = end = 0."""
-    start, end, revisions = math.inf, -math.inf, set()
-    out = Bucket(0.0, 0.0, None, VersionWindow.new(output_kind), VersionWindow.new(output_kind))
+    """Every bucket merged into one (exact: any order and grouping gives the same summaries). Both arms are
+    present even when no bucket had data (empty VersionWindows of `output_kind`); with no bucket at all,
+    start = end = 0. A single bucket is returned as it is (buckets are not changed by merging or reading)."""
+    out: Bucket | None = None
     for b in buckets:
-        out = out.merge(b)
-        start, end = min(start, b.start), max(end, b.end)
-        revisions.add(b.revision)
-    if math.isfinite(start):
-        out.start, out.end = start, end
-        out.revision = revisions.pop() if len(revisions) == 1 else None
+        out = b if out is None else out.merge(b)
+    if out is None:
+        return Bucket.new(0.0, 0.0, None, output_kind)
+    if out.baseline is None or out.candidate is None:
+        out = Bucket(out.start, out.end, out.revision, out.baseline or VersionWindow.new(output_kind),
+                     out.candidate or VersionWindow.new(output_kind), out.paired, out.interleave)
     return out
 
 
