@@ -17,10 +17,9 @@ unit tests hand them an `httpx.MockTransport`. `docs/contracts.md` describes the
 from __future__ import annotations
 
 import concurrent.futures as futures
-import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import httpx
 
@@ -106,15 +105,6 @@ def empty_observations(spec: RolloutSpec, window_start: float, window_end: float
 
 
 # ---- router summaries -------------------------------------------------------------------------------
-
-def _merge(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    merged = a.merge(b)
-    return a if merged is None else merged   # merge may be in place or return a new value
-
 
 def _timeout(http: httpx.Client) -> str:
     t = http.timeout.read
@@ -251,7 +241,7 @@ class Prometheus:
 # ---- several sources ----------------------------------------------------------------------------------
 
 class Sources:
-    """Several sources gathered concurrently; router data from the first that has it, values merged."""
+    """Several sources gathered concurrently, their evidence combined (`combine`)."""
 
     def __init__(self, *sources: EvidenceSource):
         self.sources = sources
@@ -262,6 +252,15 @@ class Sources:
         with futures.ThreadPoolExecutor(max_workers=len(self.sources)) as pool:
             parts = list(pool.map(lambda s: s.gather(spec, window_start, window_end), self.sources))
         return combine(spec, window_start, window_end, parts)
+
+
+def _merge(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    merged = a.merge(b)
+    return a if merged is None else merged   # merge may be in place or return a new value
 
 
 def combine(spec: RolloutSpec, window_start: float, window_end: float, parts: Sequence[Evidence]) -> Evidence:

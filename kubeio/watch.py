@@ -14,7 +14,7 @@ from typing import Callable
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from policies.api import GROUP, PLURAL, VERSION
+from policies.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from policies.errors import KubeError
 
 
@@ -93,8 +93,8 @@ class ListWatcher:
         listed = self._list(_request_timeout=30)
         items = {object_key(o): o for o in listed.get("items", [])}
         for o in items.values():  # LIST items lack apiVersion/kind; put them back so they parse as documents
-            o.setdefault("apiVersion", f"{GROUP}/{VERSION}")
-            o.setdefault("kind", "ModelRollout")
+            o.setdefault("apiVersion", API_VERSION)
+            o.setdefault("kind", KIND)
         with self._lock:
             gone = [k for k in self.cache if k not in items]
             self.cache = items

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any, Mapping
 
 from policies.api import Condition as ConditionType, Phase, Verdict
