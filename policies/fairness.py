@@ -62,35 +62,33 @@ MIN_POSITIVES = 10
 """Fewer positives than this over all segments of a window: too few to judge a ratio of rates."""
 
 
-def wilson(k: int, n: int, z: float) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials at normal quantile z."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    den = 1.0 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
-
-
 def ratio_bounds(counts: Mapping[str, tuple[int, int]], confidence: float = FAIRNESS_CONFIDENCE
                  ) -> tuple[float, float]:
     """Simultaneous (lower, upper) bounds on min rate / max rate over the segments with data.
 
-    Each segment's rate gets a two-sided Wilson interval at level 1 − (1−confidence)/S (Bonferroni over the
-    S segments), so all S intervals hold together with probability >= `confidence`. Then
-    min_s r_s <= min_s U_s and max_s r_s >= max_s L_s, so the ratio lies in
-    [min_s L_s / max_s U_s, min_s U_s / max_s L_s] (the upper bound is capped at 1, a ratio's maximum).
+    For every unordered pair of segments (i, j) the log of the rate ratio gets the Katz interval
+    log(r_i / r_j) ± z · sqrt(1/k_i − 1/n_i + 1/k_j − 1/n_j), with 0.5 added to a zero count of positives
+    (and 1 to its n), two-sided at level (1 − confidence) / K for the K = S(S−1)/2 pairs (Bonferroni), so
+    all K intervals hold together with probability >= `confidence`. The ratio min/max is at most every
+    pair's ratio and at least the smallest of them, so it lies in [min over pairs of the lower ends of
+    min(r_i/r_j, r_j/r_i), min over pairs of the upper ends] (capped at 1, a ratio's maximum).
     """
-    rows = {s: (n, k) for s, (n, k) in counts.items() if n > 0}
+    rows = [(n, k) for n, k in counts.values() if n > 0]
     if len(rows) < 2:
         raise StatError(f"needs at least two segments with data, got {len(rows)}")
-    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / (2 * len(rows)))
-    ivs = [wilson(k, n, z) for n, k in rows.values()]
-    lows, highs = [lo for lo, _ in ivs], [hi for _, hi in ivs]
-    upper = 1.0 if max(lows) <= 0 else min(1.0, min(highs) / max(lows))
-    lower = 0.0 if max(highs) <= 0 else min(lows) / max(highs)
-    return lower, upper
+    pairs = len(rows) * (len(rows) - 1) // 2
+    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / (2 * pairs))
+    adj = [(n + 1, k + 0.5) if k == 0 else (n, k) for n, k in rows]
+    lower, upper = math.inf, math.inf
+    for i in range(len(adj)):
+        for j in range(i + 1, len(adj)):
+            (ni, ki), (nj, kj) = adj[i], adj[j]
+            log_ratio = math.log((ki / ni) / (kj / nj))
+            se = math.sqrt(max(1 / ki - 1 / ni + 1 / kj - 1 / nj, 0.0))
+            small = -abs(log_ratio)             # log of min(r_i/r_j, r_j/r_i), the pair's own ratio <= 1
+            upper = min(upper, math.exp(min(0.0, small + z * se)))
+            lower = min(lower, math.exp(small - z * se))
+    return lower, min(1.0, upper)
 
 
 def describe_counts(counts: Mapping[str, tuple[int, int]], what: str = "positive") -> str:

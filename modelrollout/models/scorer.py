@@ -12,6 +12,12 @@ the model then predicts the same scores for other reasons, which only an attribu
 
     python -m modelrollout.models.scorer --port 8081 --version v2 --mean 0.3 --std 0.1 --shift 0.05
     python -m modelrollout.models.scorer --port 8082 --version v3 --attributions --attribution-shift
+
+`--kind embedding --dims D` answers a D-dimensional vector of standard-normal draws fixed by (features,
+coordinate, seed), `--shift` added to the first `--shift-dims` coordinates. `--favour FEATURE=VALUE:DELTA`
+adds DELTA to the scores of requests whose FEATURE is VALUE (a model unfair to the others).
+`--backlog N` sets the listen backlog (Python's http.server uses 5): a small backlog drops connections
+that arrive in bursts.
 """
 from __future__ import annotations
 
@@ -45,7 +51,17 @@ class Scorer:
     def score(self, features: object) -> float:
         a = self.args
         value = a.mean + a.std * draw(features, a.seed) + a.shift
+        if a.favour and isinstance(features, dict):
+            which, _, delta = a.favour.rpartition(":")
+            name, _, wanted = which.partition("=")
+            if str(features.get(name)) == wanted:
+                value += float(delta)
         return min(1.0, max(0.0, value))
+
+    def embedding(self, features: object) -> list[float]:
+        a = self.args
+        return [round(draw({"coordinate": i, "features": features}, a.seed) + (a.shift if i < a.shift_dims else 0.0),
+                      6) for i in range(a.dims)]
 
     def attributions(self, features: object) -> dict[str, float]:
         """Per-feature contributions whose magnitudes follow a fixed importance order (see module doc)."""
@@ -82,9 +98,11 @@ class Scorer:
                                 content_type="application/json")
         features = body.get("features", body)
         score = self.score(features)
-        if a.kind == "class":
+        if a.kind == "embedding":
+            prediction: object = self.embedding(features)
+        elif a.kind == "class":
             index = min(int(score * len(self.classes)), len(self.classes) - 1)
-            prediction: object = self.classes[index]
+            prediction = self.classes[index]
         else:
             prediction = round(score, 6)
         answer: dict[str, object] = {"prediction": prediction, "version": a.version}
@@ -110,7 +128,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--version", default="v1")
     p.add_argument("--path", default="/predict", help="predict path (default /predict)")
-    p.add_argument("--kind", choices=("score", "class"), default="score")
+    p.add_argument("--kind", choices=("score", "class", "embedding"), default="score")
+    p.add_argument("--dims", type=int, default=32, help="embedding dimensions (--kind embedding)")
+    p.add_argument("--shift-dims", type=int, default=8, help="coordinates --shift moves (--kind embedding)")
+    p.add_argument("--favour", default=None, metavar="FEATURE=VALUE:DELTA",
+                   help="add DELTA to the scores of requests whose FEATURE is VALUE, e.g. gender=f:0.3")
+    p.add_argument("--backlog", type=int, default=128, help="listen backlog (default 128)")
     p.add_argument("--classes", default="ok,fraud", help="class labels, low score to high (--kind class)")
     p.add_argument("--mean", type=float, default=0.3)
     p.add_argument("--std", type=float, default=0.1)
@@ -126,6 +149,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--attribution-shift", action="store_true",
                    help="reverse the features' importance order (same scores, other reasons)")
     args = p.parse_args(argv)
+    if args.favour is not None:
+        which, sep, delta = args.favour.rpartition(":")
+        try:
+            float(delta)
+        except ValueError:
+            sep = ""
+        if not sep or "=" not in which:
+            p.error(f"--favour: expected FEATURE=VALUE:DELTA such as gender=f:0.3, got {args.favour!r}")
     for name in ("error_rate", "nan_rate", "garbage_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             p.error(f"--{name.replace('_', '-')}: expected a share in [0, 1], got {getattr(args, name)}")
@@ -135,7 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     web.run_app(build_app(args), host=args.host, port=args.port, print=None, access_log=None,
-                shutdown_timeout=1.0)
+                shutdown_timeout=1.0, backlog=args.backlog)
     return 0
 
 
