@@ -17,12 +17,12 @@ import numpy as np
 
 from . import fairness, stats
 from ._result import StatError, StatResult
-from .errors import EvidenceError
+from .errors import EvidenceError, ModelRolloutError, verdict_for
 from .spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, CheckSpec, RolloutSpec
 from .status import CheckResult, RolloutStatus, Verdict
 from .summaries import (
     LATENCY_BOUNDS, LATENCY_EXCLUSIONS, CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram,
-    NumericSummary, PairedSummary, SummaryError, VersionWindow,
+    NumericSummary, PairedSummary, VersionWindow,
 )
 from .thresholds import (
     CALIBRATABLE, Judgement, aa_unit, applies, failure_limit, fmt, judge_calibrated, judge_max, judge_min,
@@ -145,7 +145,9 @@ def _evaluate_one(ctx: _Ctx) -> CheckResult:
             r = _prometheus(ctx)
         else:
             r = _EVALUATORS[c.metric](ctx)
-    except (StatError, SummaryError) as e:
+    except ModelRolloutError as e:   # a statistic or summary that cannot be computed: its family's verdict
+        if verdict_for(e) is not Verdict.INCONCLUSIVE:
+            raise
         return ctx.inconclusive(str(e))
     if r.verdict is not Verdict.INCONCLUSIVE and (r.value is None or not math.isfinite(r.value)):
         return ctx.inconclusive(f"value is {r.value}", r.samples)
