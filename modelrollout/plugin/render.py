@@ -101,9 +101,8 @@ def summary(obj: Mapping[str, Any], now: float) -> Table:
         step += f"  (started {age(st.step_started_at, now)} ago)"
     grid.add_row("Step", step)
     grid.add_row("Routing", weight_text(st))
-    drift = (obj.get("status") or {}).get("drift")
-    if drift:
-        grid.add_row("Drift", str(drift))
+    if st.drift:
+        grid.add_row("Drift", st.drift)
     if st.last_analysis_at is not None:
         grid.add_row("Analysed", f"{age(st.last_analysis_at, now)} ago")
     return grid
@@ -217,7 +216,7 @@ def list_table(items: list[Mapping[str, Any]], now: float, all_namespaces: bool 
             Text(st.phase.value if has_status else "-", style=PHASE_STYLE[st.phase] if has_status else ""),
             f"{st.current_step}" if has_status else "-",
             f"{st.routing.candidate_weight}%" + (" +shadow" if st.routing.shadow else ""),
-            str((obj.get("status") or {}).get("drift") or "-"),
+            st.drift or "-",
             str((spec.get("baseline") or {}).get("version", "")),
             str((spec.get("candidate") or {}).get("version", "")),
             age(parse_time(meta.get("creationTimestamp")), now),
