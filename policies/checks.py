@@ -302,18 +302,86 @@ def _not_comparable(ctx: _Ctx) -> CheckResult | None:
                             ctx.obs.candidate.latency.count)
 
 
+def _excluded(w: VersionWindow) -> int:
+    return sum((getattr(w, "latency_excluded", None) or {}).values())
+
+
+def _latency_range(h: LatencyHistogram, metric: str, excluded: int) -> tuple[float, float]:
+    """Where the version's value lies whatever latencies its `excluded` untimed calls had: the q-quantile of
+    all calls is at least the timed calls' quantile at (q·total − e)/n (all left out were faster) and at most
+    the one at q·total/n (all slower; unbounded past the largest); the mean at least (n/total) · mean."""
+    v = _latency_value(h, metric)
+    n = h.count
+    if not excluded or v is None:
+        return (v, v) if v is not None else (0.0, math.inf)
+    total = n + excluded
+    if metric == "latency-mean":
+        return v * n / total, math.inf
+    q = _LATENCY_Q[metric]
+    lo_q, hi_q = (q * total - excluded) / n, q * total / n
+    lo = h.quantile(lo_q) if lo_q > 0 else 0.0
+    hi = h.quantile(hi_q) if hi_q <= 1 else math.inf
+    return (lo if lo is not None else 0.0), (hi if hi is not None else math.inf)
+
+
 def _latency(ctx: _Ctx) -> CheckResult:
     c = ctx.check
     hb, hc = ctx.obs.baseline.latency, ctx.obs.candidate.latency
     need = ctx.spec.analysis.min_samples
-    unfair = _not_comparable(ctx)
-    if unfair is not None:
-        return unfair
     if hc.count < need:
         return ctx.inconclusive(f"candidate has {hc.count} latency samples < minSamples {need}", hc.count)
     v = _latency_value(hc, c.metric)
-    js = _bounds(ctx, v, (hb.count, "latency samples", lambda: _latency_value(hb, c.metric)))
-    return ctx.judged(js, v, hc.count)
+    e_b, e_c = _excluded(ctx.obs.baseline), _excluded(ctx.obs.candidate)
+    if not (e_b or e_c):
+        js = _bounds(ctx, v, (hb.count, "latency samples", lambda: _latency_value(hb, c.metric)))
+        return ctx.judged(js, v, hc.count)
+    # Calls the router could not time fairly are out of the summaries; judge only what holds whatever
+    # their latencies were (docs/statistics.md "Latency exclusions").
+    lo_c, hi_c = _latency_range(hc, c.metric, e_c)
+    js: list[Judgement] = []
+    if c.max is not None:
+        js.append(_decide_range(c.name, lo_c, hi_c, c.max, f"{fmt(c.max)}"))
+    if c.max_ratio_to_baseline is not None:
+        if hb.count < need:
+            js.append(Judgement(Verdict.INCONCLUSIVE, None,
+                                f"{c.name}: baseline has {hb.count} latency samples < minSamples {need}"))
+        else:
+            lo_b, hi_b = _latency_range(hb, c.metric, e_b)
+            r = c.max_ratio_to_baseline
+            if lo_c > r * hi_b:
+                js.append(Judgement(Verdict.FAIL, r * hi_b, f"{c.name} {fmt(v)} > {fmt(r)} x baseline: at least "
+                                    f"{fmt(lo_c)} > {fmt(r)} x at most {fmt(hi_b)}"))
+            elif hi_c <= r * lo_b:
+                js.append(Judgement(Verdict.PASS, r * lo_b, f"{c.name} {fmt(v)} <= {fmt(r)} x baseline: at most "
+                                    f"{fmt(hi_c)} <= {fmt(r)} x at least {fmt(lo_b)}"))
+            else:
+                js.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name} {fmt(v)}: not comparable with "
+                                    f"{fmt(r)} x baseline in this window"))
+    if c.min is not None:
+        js.append(judge_min(c.name, v, c.min))
+    for fld, label in ((c.dynamic, "dynamic"), (c.min_p_value, "minPValue")):
+        if fld is not None:
+            js.append(Judgement(Verdict.INCONCLUSIVE, None, f"{c.name}: {label} does not apply to {c.metric}"))
+    r = ctx.judged(js, v, hc.count)
+    parts = [f"{e} of {e + w.latency.count} {side} calls not timed fairly ({_why(w)})"
+             for side, w, e in (("candidate", ctx.obs.candidate, e_c), ("baseline", ctx.obs.baseline, e_b)) if e]
+    note = "; ".join(parts)
+    if r.verdict is Verdict.INCONCLUSIVE:
+        return replace(r, reason=f"{c.name}: latency not comparable in this window: {note}")
+    return replace(r, reason=f"{r.reason} (whatever the untimed calls took: {note})")
+
+
+def _why(w: VersionWindow) -> str:
+    excluded = getattr(w, "latency_excluded", None) or {}
+    return "; ".join(f"{n} {k}: {LATENCY_EXCLUSIONS.get(k, k)}" for k, n in sorted(excluded.items()))
+
+
+def _decide_range(name: str, lo: float, hi: float, limit: float, shown: str) -> Judgement:
+    if lo > limit:
+        return Judgement(Verdict.FAIL, limit, f"{name} at least {fmt(lo)} > {shown}")
+    if hi <= limit:
+        return Judgement(Verdict.PASS, limit, f"{name} at most {fmt(hi)} <= {shown}")
+    return Judgement(Verdict.INCONCLUSIVE, None, f"{name} between {fmt(lo)} and {fmt(hi)}, {shown} inside")
 
 
 def _histogram_sample(h: LatencyHistogram) -> np.ndarray:
