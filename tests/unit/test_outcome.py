@@ -257,3 +257,19 @@ def test_fold_adds_each_record_once_per_arm():
     assert sum(b.candidate.latency_excluded.values()) + sum(b.baseline.latency_excluded.values()) == sum(
         r.latency_excluded is not None for r in recs)
     assert b.paired.n == sum(r.role == "shadow" and r.output is not None for r in recs)
+
+
+def test_the_request_path_constructor_builds_the_same_record():
+    """`Outcome.answer` (the router's fast constructor) and the dataclass constructor give equal records, the
+    same line and the same pickle round trip; unknown fields are refused."""
+    args = (1.5, "id", "fraud", "ml", "v2@x", "v2", "candidate", "shadow", 200, None, 2.5, 0.4, {"age": 3}, None)
+    fast = Outcome.answer(*args, primary_output=0.3, latency_excluded="stalled")
+    full = Outcome(*args[:8], status=200, error=None, latency_ms=2.5, output=0.4, features={"age": 3},
+                   segments=None, primary_output=0.3, latency_excluded="stalled")
+    assert fast == full and fast.to_json() == full.to_json()
+    assert fast.label is None and fast.extra is None
+    assert pickle.loads(pickle.dumps(fast, protocol=5)) == full
+    with pytest.raises(TypeError, match="colour"):
+        Outcome.answer(*args, colour="red")
+    with pytest.raises(Exception, match="cannot assign"):
+        fast.output = 1.0
