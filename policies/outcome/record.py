@@ -128,18 +128,19 @@ class Outcome:
         """The log line as a JSON object: identity keys always; for answers status, error, latency_ms, output,
         features, segments always (primary_output too on shadow answers); for feedback output, segments,
         prediction_time and label, or clicks and outcome; every other field only when not None."""
-        d = {"v": LOG_VERSION, **self.__dict__}
-        extra = d.pop("extra", None)
-        role = d["role"]
+        src = self.__dict__
+        role = src["role"]
         if role == "feedback":
-            keep = _KEEP_FEEDBACK_LABEL if d.get("clicks") is None else _KEEP_FEEDBACK_CLICKS
+            keep = _KEEP_FEEDBACK_LABEL if src.get("clicks") is None else _KEEP_FEEDBACK_CLICKS
         else:
             keep = _KEEP_SHADOW if role == "shadow" else _KEEP_ANSWER
-        for k in keep:
-            if k not in d:
-                d[k] = None
-        for k in [k for k, v in d.items() if v is None and k not in keep]:
-            del d[k]
+        d: dict[str, Any] = {"v": LOG_VERSION}
+        get = src.get
+        for k in _LINE_FIELDS:                  # in field order, whatever order the record was built in
+            v = get(k)
+            if v is not None or k in keep:
+                d[k] = v
+        extra = get("extra")
         if extra:
             for k, v in extra.items():
                 d.setdefault(k, v)
@@ -214,6 +215,7 @@ _set_dict = object.__setattr__
 _new = object.__new__
 _FIELDS = tuple(f.name for f in fields(Outcome))
 _FIELD_SET = frozenset(_FIELDS)
+_LINE_FIELDS = tuple(k for k in _FIELDS if k != "extra")
 _IDENTITY = ("v", "time", "request_id", "rollout", "namespace", "revision", "version", "arm", "role")
 _KEEP_ANSWER = frozenset(_IDENTITY + ("status", "error", "latency_ms", "output", "features", "segments"))
 """Keys an answer's line always has (null or not); the others only when not null."""
