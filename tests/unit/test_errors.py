@@ -16,19 +16,21 @@ def _types():
     from modelrollout.analyze import InputError
     from modelrollout.local import LocalError
     from modelrollout.plugin.kube import PluginError
-    from modelrollout.replay import LogError
     from modelrollout.report import RecordError
     from policies.checks import SourceError
     from policies.machine import CommandError
+    from policies.outcome import OutcomeError
     from policies.spec import SpecError
     from policies.stats import StatError
     from policies.summaries import SummaryError
     from router.feedback import FeedbackRefused
+    from router.predlog import LogError
     from router.upstream import _Closed
     from router.worker import WorkerUnavailable
 
     return [
         (SpecError, InvalidInput, ValueError), (CommandError, InvalidInput, ValueError),
+        (OutcomeError, InvalidInput, ValueError),
         (LogError, InvalidInput, ValueError), (InputError, InvalidInput, ValueError),
         (RecordError, InvalidInput, ValueError), (StatError, StatisticsError, ValueError),
         (SummaryError, StatisticsError, ValueError), (SourceError, EvidenceError, None),
