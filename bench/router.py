@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         dropped_inproc = _scrape(inproc.url, "modelrollout_router_shadow_dropped_total")
         mirrored = {u: _scrape(u, "modelrollout_router_requests_total", rollout="shadow", role="shadow")
                     for u in (router.url, inproc.url)}
+        # every connection the shadowed candidate accepted in the whole run, warm-up and both routers included
+        candidate_conns = _accepted(up("slow")) - 1
     finally:
         for pr in procs:
             pr.stop()
@@ -262,14 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         args.save.write_text(json.dumps({"cases": [[k[0], k[1], v] for k, v in results.items()],
                                          "shadow_label": cases[4][0], "dropped": dropped,
+                                         "candidate_conns": candidate_conns,
                                          "paired": paired}, indent=1))
     print(f"\nrouter benchmark: {seconds:g} s per case, median of {rounds} round(s), wrk -t1, one router process "
           f"(uvicorn+uvloop+httptools, raw-ASGI hot path, httptools keep-alive upstream client), log + summaries "
           f"+ metrics on\n")
     _table(results)
     rows = _ratios(results, cases[4][0], dropped)
-    print(f"\nshadow calls made / dropped (bound 256 in flight): worker {mirrored[router.url]:.0f} / {dropped:.0f}, "
-          f"event loop {mirrored[inproc.url]:.0f} / {dropped_inproc:.0f}")
+    print(f"\nshadow calls made / dropped: worker {mirrored[router.url]:.0f} / {dropped:.0f}, "
+          f"event loop {mirrored[inproc.url]:.0f} / {dropped_inproc:.0f}; connections the shadowed candidate "
+          f"accepted in the whole run (two routers, warm-up included): {candidate_conns}")
     before = None
     if args.compare:
         saved = json.loads(args.compare.read_text())

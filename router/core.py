@@ -7,7 +7,6 @@ raw-ASGI hot path and the FastAPI routes call them, so every entry point behaves
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import random
@@ -20,17 +19,16 @@ import orjson
 from policies.interleaving import credit, team_draft
 from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
-from router.extract import (
-    attribution_values, get_path, is_missing, output_value, redact, scalar, set_path, split_path,
-)
+from router.extract import get_path, redact, scalar, set_path, split_path
 from router.feedback import FeedbackRefused, Issued, IssuedIds
-from router.metrics import RouterMetrics, finite_float
+from router.metrics import RouterMetrics
 from router.predlog import PredictionLog
 from router.recorder import Recorder
 from router.routing import BASELINE, CANDIDATE, Routing, pick
 from router.settings import RouterSettings
-from router.worker import Worker, WorkerUnavailable
+from router.shadow import Mirror, ShadowCaller, ShadowTarget, read_output, record_call
 from router.upstream import ERROR_STATUS, Answer, Upstreams
+from router.worker import Worker, WorkerUnavailable
 
 log = logging.getLogger("modelrollout.router")
 
@@ -51,9 +49,6 @@ def error_reply(status: int, error: str, detail: str, headers: list | None = Non
     return Reply(status, orjson.dumps({"error": error, "detail": detail}), headers or [])
 
 
-_TARGET_IDS = itertools.count(1)
-
-
 @dataclass
 class Target:
     """One served rollout, pre-digested for the request path."""
@@ -68,8 +63,8 @@ class Target:
     segments: tuple[str, ...]
     sticky_header: str | None
     headers: dict[str, dict]
-    wid: int = field(default_factory=lambda: next(_TARGET_IDS))
-    """Names this target to the shadow worker (unique in this process)."""
+    calls: ShadowTarget
+    """What recording its calls needs; the worker knows the target by this (`calls.wid`)."""
 
     @classmethod
     def of(cls, rollout: Rollout) -> "Target":
@@ -77,13 +72,14 @@ class Target:
         arms = {BASELINE: s.baseline, CANDIDATE: s.candidate}
         by_version = {s.baseline.version: BASELINE}
         by_version.setdefault(s.candidate.version, CANDIDATE)
+        output_path = split_path(s.output.path)
+        attributions_path = split_path(s.output.attributions) if s.output.attributions else None
         return cls(spec=s, routing=Routing.from_status(rollout.status), arms=arms, by_version=by_version,
-                   output_path=split_path(s.output.path),
-                   attributions_path=split_path(s.output.attributions) if s.output.attributions else None,
+                   output_path=output_path, attributions_path=attributions_path,
                    features_path=split_path(s.features_path) if s.features_path else None,
                    features=s.watched_features(), segments=s.segments(),
                    sticky_header=s.stickiness_header.lower() if s.stickiness_header else None,
-                   headers={})
+                   headers={}, calls=ShadowTarget(s, output_path, attributions_path))
 
 
 class Router:
@@ -100,11 +96,11 @@ class Router:
         self.targets: dict[str, Target] = {}
         self.by_name: dict[str, list[Target]] = {}
         self.ready = False
-        self.shadow_inflight = 0
-        self._shadow_tasks: set[asyncio.Task] = set()
         self.worker = Worker(s, self.metrics) if s.worker else None
         self.keep = self.worker.record if self.worker is not None else self.keep_here
-        """keep(target, record): fold an outcome record into the windows and write it to the log."""
+        """keep(target.calls, record): fold an outcome record into the windows and write it to the log."""
+        self.shadows = ShadowCaller(s, self.metrics, self.keep_here) if self.worker is None else None
+        """The shadow calls, when this process makes them (--no-worker); else the worker does."""
         self._rng = random.Random()
         self.metrics.gauges.append(self._gauges)
 
@@ -121,7 +117,7 @@ class Router:
         for t in targets.values():
             by_name.setdefault(t.spec.name, []).append(t)
         if self.worker is not None:
-            self.worker.forget(t.wid for k, t in self.targets.items() if targets.get(k) is not t)
+            self.worker.forget(t.calls.wid for k, t in self.targets.items() if targets.get(k) is not t)
         self.targets, self.by_name = targets, by_name
         self.ready = True
         log.info("serving %d rollout(s): %s", len(targets), ", ".join(
@@ -180,11 +176,11 @@ class Router:
         if routing.shadow and arm == BASELINE and override is None:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
+            mirror = Mirror(target.calls.wid, request_id, body, now, features, segments, output)
             if self.worker is not None:
-                self.worker.submit(target, request_id, body, now, features, segments, output)
+                self.worker.submit(target.calls, mirror)
             else:
-                asyncio.get_running_loop().call_soon(self._start_shadow, target, request_id, body, now, features,
-                                                     segments, output)
+                asyncio.get_running_loop().call_soon(self.shadows.submit, target.calls, mirror)
         return self._reply(answer, version.version, request_id)
 
     def _inputs(self, target: Target, doc: Any) -> tuple[dict | None, dict | None]:
@@ -200,23 +196,9 @@ class Router:
                 segments[seg] = scalar(v)
         return features, segments
 
-    def _output(self, target: Target, answer: Answer) -> tuple[Any, str | None, dict | None]:
-        """(prediction, error kind, attributions): attributions only with a valid prediction and a path."""
-        if answer.error is not None:
-            return None, answer.error, None
-        if answer.status != 200:
-            return None, None, None      # the model refused the input (4xx): the client's error
-        try:
-            doc = orjson.loads(answer.body)
-        except orjson.JSONDecodeError:
-            return None, "invalid_output", None
-        raw = get_path(doc, target.output_path)
-        value, ok = output_value(target.spec.output.kind, None if is_missing(raw) else raw)
-        if not ok:
-            return None, "invalid_output", None
-        if target.attributions_path is None:
-            return value, None, None
-        return value, None, attribution_values(get_path(doc, target.attributions_path))
+    @staticmethod
+    def _output(target: Target, answer: Answer) -> tuple[Any, str | None, dict | None]:
+        return read_output(target.calls, answer)
 
     def _reply(self, answer: Answer, version: str, request_id: str) -> Reply:
         headers = [("x-model-version", version), ("x-request-id", request_id)]
@@ -228,50 +210,22 @@ class Router:
 
     def _record(self, target: Target, now: float, request_id: str, arm: str, version: str, role: str,
                 answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
-                doc: Any = None, primary_output: Any = None, paired: bool = False,
-                attributions: dict | None = None) -> None:
-        spec = target.spec
-        self.metrics.observe(spec.name, spec.namespace, version, role, answer.status, error, answer.latency,
-                             output if spec.output.kind == "score" else None)
-        record = Outcome(now, request_id, spec.name, spec.namespace, spec.revision, version, arm, role,
-                         status=answer.status, error=error, latency_ms=round(answer.latency * 1000.0, 3),
-                         output=output, features=features, segments=segments,
-                         primary_output=primary_output if paired else None, attributions=attributions,
-                         input=redact(doc, self.redact_paths) if self.settings.log_inputs and doc is not None else None)
-        self.keep(target, record)
+                doc: Any = None, attributions: dict | None = None) -> None:
+        logged = redact(doc, self.redact_paths) if self.settings.log_inputs and doc is not None else None
+        self.keep(target.calls, record_call(self.metrics, target.calls, now, request_id, arm, version, role, answer,
+                                            output, error, features, segments, attributions=attributions,
+                                            input_doc=logged))
 
-    def keep_here(self, target: Target, record: Outcome) -> None:
+    def keep_here(self, target: ShadowTarget, record: Outcome) -> None:
         self.recorder.add(target.spec, record)
         if self.log is not None:
             self.log.write(record)
 
-    # --- shadow ----------------------------------------------------------------------------------
-
-    def _start_shadow(self, target: Target, request_id: str, body: bytes, now: float, features: dict | None,
-                      segments: dict | None, primary_output: Any) -> None:
-        if self.shadow_inflight >= self.settings.shadow_max_inflight:
-            self.metrics.shadow_dropped[(target.spec.name, target.spec.namespace)] += 1
-            return
-        self.shadow_inflight += 1
-        task = asyncio.create_task(self._shadow(target, request_id, body, now, features, segments, primary_output))
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_done)
-
-    def _shadow_done(self, task: asyncio.Task) -> None:
-        self._shadow_tasks.discard(task)
-        self.shadow_inflight -= 1
-        if not task.cancelled() and task.exception() is not None:
-            log.error("shadow call failed unexpectedly: %r", task.exception())
-
-    async def _shadow(self, target: Target, request_id: str, body: bytes, now: float, features, segments,
-                      primary_output: Any) -> None:
-        version = target.arms[CANDIDATE]
-        answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
-                                           {"Content-Type": JSON, "x-request-id": request_id,
-                                            "x-modelrollout-shadow": "true"}, target.spec.shadow_timeout)
-        output, error, attributions = self._output(target, answer)
-        self._record(target, now, request_id, CANDIDATE, version.version, "shadow", answer, output, error,
-                     features, segments, primary_output=primary_output, paired=True, attributions=attributions)
+    @property
+    def shadow_inflight(self) -> int:
+        """Mirrors waiting for the candidate or in flight (in this process and its worker)."""
+        return (self.shadows.held if self.shadows is not None else 0) + (
+            self.worker.inflight if self.worker is not None else 0)
 
     # --- interleave ------------------------------------------------------------------------------
 
@@ -334,7 +288,7 @@ class Router:
                          label=doc["label"] if kind == "label" else None,
                          clicks=doc["clicks"] if kind == "clicks" else None, outcome=outcome,
                          prediction_time=entry.issued_at)
-        self.keep(target, record)
+        self.keep(target.calls, record)
         self.metrics.feedback[(spec.name, spec.namespace, kind, "200")] += 1
         return Reply(200, orjson.dumps({"accepted": True, "request_id": doc["request_id"], "kind": kind,
                                         "version": entry.version, "outcome": outcome}))
@@ -363,7 +317,7 @@ class Router:
     def _gauges(self):
         from prometheus_client.core import GaugeMetricFamily
         g = GaugeMetricFamily("modelrollout_router_shadow_inflight", "Shadow calls in flight.")
-        g.add_metric([], self.shadow_inflight + (self.worker.inflight if self.worker else 0))
+        g.add_metric([], self.shadow_inflight)
         yield g
         g = GaugeMetricFamily("modelrollout_router_candidate_weight", "Candidate share of live traffic, percent.",
                               labels=["rollout", "namespace", "shadow", "interleave"])
@@ -431,8 +385,8 @@ class Router:
         """Wait (bounded) for in-flight shadow calls, then write and fsync the prediction log."""
         if self.worker is not None:
             await self.worker.close()
-        if self._shadow_tasks:
-            await asyncio.wait(list(self._shadow_tasks), timeout=self.settings.drain_seconds)
+        if self.shadows is not None:
+            await self.shadows.drain(self.settings.drain_seconds)
         self.recorder.flush(time.time())
         if self.log is not None:
             await self.log.close()

@@ -48,21 +48,26 @@ class RouterMetrics:
         self.durations: dict[tuple, _Histogram] = {}              # rollout, namespace, version, role
         self.predictions: dict[tuple, _Histogram] = {}            # rollout, namespace, version
         self.shadow_dropped: dict[tuple, int] = defaultdict(int)  # rollout, namespace
+        self.shadow_queued: dict[tuple, int] = defaultdict(int)   # rollout, namespace
+        self.latency_excluded: dict[tuple, int] = defaultdict(int)  # rollout, namespace, version, role, reason
         self.interleave: dict[tuple, int] = defaultdict(int)      # rollout, namespace, outcome
         self.feedback: dict[tuple, int] = defaultdict(int)        # rollout, namespace, kind, code
         self.client_errors: dict[int, int] = defaultdict(int)     # code (before a rollout is known)
         self.gauges: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
 
     def observe(self, rollout: str, namespace: str, version: str, role: str, code: int | None,
-                error: str | None, latency: float, prediction: float | None) -> None:
+                error: str | None, latency: float, prediction: float | None, excluded: str | None = None) -> None:
         self.requests[(rollout, namespace, version, role, str(code or 0))] += 1
         if error is not None:
             self.errors[(rollout, namespace, version, role, error)] += 1
-        key = (rollout, namespace, version, role)
-        h = self.durations.get(key)
-        if h is None:
-            h = self.durations[key] = _Histogram(DURATION_BUCKETS)
-        h.observe(latency)
+        if excluded is not None:        # not the model's latency: counted instead of observed
+            self.latency_excluded[(rollout, namespace, version, role, excluded)] += 1
+        else:
+            key = (rollout, namespace, version, role)
+            h = self.durations.get(key)
+            if h is None:
+                h = self.durations[key] = _Histogram(DURATION_BUCKETS)
+            h.observe(latency)
         if prediction is not None:
             pkey = (rollout, namespace, version)
             p = self.predictions.get(pkey)
@@ -92,9 +97,23 @@ class RouterMetrics:
         for k, hist in list(self.predictions.items()):
             h.add_metric(list(k), hist.buckets(), hist.sum)
         yield h
-        c = CounterMetricFamily("modelrollout_router_shadow_dropped", "Shadow calls dropped because too many "
-                                "were in flight.", labels=["rollout", "namespace"])
+        c = CounterMetricFamily("modelrollout_router_shadow_dropped", "Mirrors dropped: too many waiting for the "
+                                "candidate or in flight, or no worker to take them.", labels=["rollout", "namespace"])
         for k, v in list(self.shadow_dropped.items()):
+            c.add_metric(list(k), v)
+        yield c
+        c = CounterMetricFamily("modelrollout_router_shadow_queued", "Mirrors that waited for a free connection "
+                                "to the candidate (the shadow concurrency was in use); the wait is not latency.",
+                                labels=["rollout", "namespace"])
+        for k, v in list(self.shadow_queued.items()):
+            c.add_metric(list(k), v)
+        yield c
+        c = CounterMetricFamily("modelrollout_router_latency_excluded", "Model calls whose latency the router "
+                                "could not time fairly (stalled: the timing process was starved or busy; connect: "
+                                "connection set-up overflowed the server's accept queue), left out of the "
+                                "duration histogram and the summaries' latency.",
+                                labels=["rollout", "namespace", "version", "role", "reason"])
+        for k, v in list(self.latency_excluded.items()):
             c.add_metric(list(k), v)
         yield c
         c = CounterMetricFamily("modelrollout_router_interleave_outcomes", "Interleaved impressions credited "
@@ -116,7 +135,8 @@ class RouterMetrics:
         for gauge in self.gauges:
             yield from gauge()
 
-    _COUNTERS = ("requests", "errors", "shadow_dropped", "interleave", "feedback", "client_errors")
+    _COUNTERS = ("requests", "errors", "shadow_dropped", "shadow_queued", "latency_excluded", "interleave", "feedback",
+                 "client_errors")
     _HISTOGRAMS = ("durations", "predictions")
 
     def snapshot(self) -> dict:

@@ -64,7 +64,11 @@ def parser() -> argparse.ArgumentParser:
                    help="honour the x-modelrollout-version header (default on)")
     p.add_argument("--max-body", type=_size, default=1024 * 1024, help="largest request body (default 1MiB)")
     p.add_argument("--shadow-max-inflight", type=_positive_int, default=256,
-                   help="shadow calls in flight before mirrors are dropped and counted (default 256)")
+                   help="mirrors held (waiting for a connection to the candidate or in flight) before further "
+                   "ones are dropped and counted (default 256)")
+    p.add_argument("--shadow-concurrency", type=_positive_int, default=32,
+                   help="shadow calls in flight at once per candidate, i.e. at most this many keep-alive "
+                   "connections to it (default 32)")
     p.add_argument("--worker", action=argparse.BooleanOptionalAction, default=True,
                    help="fold outcomes, write the log and make shadow calls in a worker process, off the event "
                    "loop that answers requests (default on)")
@@ -88,6 +92,7 @@ def settings_from(args: argparse.Namespace):
     return RouterSettings(
         bucket_seconds=args.bucket, retention_seconds=args.retention, allow_override=args.allow_override,
         max_body_bytes=args.max_body, shadow_max_inflight=args.shadow_max_inflight,
+        shadow_concurrency=args.shadow_concurrency,
         worker=args.worker, worker_priority=args.worker_priority,
         upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_max_bytes=args.log_max_bytes,

@@ -20,7 +20,12 @@ class RouterSettings:
     max_body_bytes: int = 1024 * 1024
     """Largest accepted request body, bytes; larger → 413."""
     shadow_max_inflight: int = 256
-    """Shadow calls in flight at once; beyond this a mirror is dropped and counted."""
+    """Mirrors held at once, waiting for a connection to the candidate or in flight; beyond this a mirror is
+    dropped and counted."""
+    shadow_concurrency: int = 32
+    """Shadow calls in flight at once per candidate, so at most this many keep-alive connections to it, reused
+    the way the primary path reuses its connections to the baseline; further mirrors wait (see
+    shadow_max_inflight). New connections are opened a few at a time (router.shadow.CONNECTS_AT_ONCE)."""
     reservoir: int = 2048
     """Uniform sample size kept per numeric summary (prediction, each watched feature) per window."""
     log_dir: Path | None = None
@@ -54,7 +59,8 @@ class RouterSettings:
                   ("reservoir", self.reservoir > 0), ("log_max_bytes", self.log_max_bytes > 0),
                   ("feedback_ttl_seconds", self.feedback_ttl_seconds > 0),
                   ("feedback_max_ids", self.feedback_max_ids > 0),
-                  ("upstream_connections", self.upstream_connections > 0)]
+                  ("upstream_connections", self.upstream_connections > 0),
+                  ("shadow_concurrency", self.shadow_concurrency > 0)]
         if self.worker_priority not in ("idle", "normal"):
             raise ValueError(f"worker_priority: expected idle or normal, got {self.worker_priority!r}")
         for name, ok in checks:

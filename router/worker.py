@@ -6,24 +6,24 @@ costs about what the primary call costs (a write, a read, a parse, a record). On
 that work stalls live requests: with it there, the p99 at one connection was 4-6x the p50, and a shadow
 took 30-50% of the throughput (`python -m bench.router`). So the router hands all of it to one worker
 process: the request path appends each outcome record, and each mirror to make, to a list; every
-`BATCH_SECONDS` one pickled batch goes down a pipe. The worker folds the records into the windows
-(`Recorder`), writes the prediction log (`PredictionLog`), makes the shadow calls with the router's own
-code (`Router._start_shadow`) and records them the same way, and answers the router's questions: the
-windows for `/summaries` and its counters for `/metrics`.
+`BATCH_SECONDS` one pickled batch goes down a pipe. The worker folds the records into the buckets
+(`Recorder`), writes the prediction log (`PredictionLog`), makes the shadow calls (`router.shadow.
+ShadowCaller`: bounded, reused connections per candidate, capped concurrency, mirrors queued, calls it could
+not time fairly marked) and records them the same way, and answers the router's questions: the windows for
+`/summaries` and its counters for `/metrics`. It never builds a `Router`: this module does not import
+router.core (router.core imports it).
 
-Bounds: the worker keeps at most `shadow_max_inflight` shadow calls in flight and drops and counts beyond
-that; the router drops and counts a mirror when no worker runs or more than MAX_BACKLOG / 2 bytes wait for
-its pipe, and a record (counted as a log drop) beyond MAX_BACKLOG. A worker that dies is restarted after a
-second; what it had not yet written is lost (like a replica's memory) and counted, and its counters as last
-scraped are kept. `--no-worker` keeps all of it on the router's event loop.
+Bounds: the worker holds at most `shadow_max_inflight` mirrors (waiting for a connection or in flight) and
+drops and counts beyond that; the router drops and counts a mirror when no worker runs or more than
+MAX_BACKLOG / 2 bytes wait for its pipe, and a record (counted as a log drop) beyond MAX_BACKLOG. A worker
+that dies is restarted after a second; what it had not yet written is lost (like a replica's memory) and
+counted, and its counters as last scraped are kept. `--no-worker` keeps all of it on the router's event loop.
 
-Wire format, both ways: 4-byte big-endian length, then a pickle (protocol 5). Both ends are this module, on
-a private pipe between a router and the child it started. To the worker: a list of messages, in the order
-they were made: outcome records to fold and log, `(target_id, record)`; mirrors to make,
-`(target_id, request_id, body, time, features, segments, primary_output)`; and commands (a tuple whose
-first item is a str): `("settings", RouterSettings)`, `("target", id, Target)`, `("forget", [ids])`,
-`("windows", qid, key, start, end)`, `("metrics", qid)`, `("drain", qid)`. The worker answers commands that
-carry a qid with `(qid, value)`.
+Wire format, both ways: 4-byte big-endian length, then a pickle (protocol 5) of a list of messages, in the
+order they were made. Both ends are this module, on a private pipe between a router and the child it
+started. To the worker: `Configure` (first, once), `AddTarget`, `Forget`, `Record`, `Mirror`
+(router.shadow), and the questions `WindowsQuery`, `MetricsQuery`, `Drain`, each with a query id that the
+worker's `Reply` carries back.
 """
 from __future__ import annotations
 
@@ -33,12 +33,16 @@ import logging
 import os
 import pickle
 import sys
-
+import time
 from typing import Any
 
 from policies.errors import RouterError
+from policies.outcome import Outcome
 from router.metrics import RouterMetrics
+from router.predlog import PredictionLog
+from router.recorder import Recorder
 from router.settings import RouterSettings
+from router.shadow import Mirror, ShadowCaller, ShadowTarget
 
 log = logging.getLogger("modelrollout.router")
 
@@ -60,6 +64,76 @@ class WorkerUnavailable(RouterError):
 class Failed:
     """The worker's answer to a command it could not carry out (a bug, not the client's fault)."""
     detail: str
+
+
+# --- messages -------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(slots=True)
+class Configure:
+    """The router's settings: the first message a worker receives."""
+    settings: RouterSettings
+
+
+@dataclasses.dataclass(slots=True)
+class AddTarget:
+    """A rollout the records and mirrors that follow may name by `wid`."""
+    wid: int
+    target: ShadowTarget
+
+
+@dataclasses.dataclass(slots=True)
+class Forget:
+    """Rollouts no longer served: their ids may be dropped once the messages sent before are handled."""
+    wids: list[int]
+
+
+@dataclasses.dataclass(slots=True)
+class Record:
+    """An outcome record to fold and log."""
+    wid: int
+    record: Outcome
+
+    def __reduce__(self):       # positional: pickles faster than a slots dataclass's state
+        return (Record, (self.wid, self.record))
+
+
+@dataclasses.dataclass(slots=True)
+class WindowsQuery:
+    qid: int
+    key: str
+    start: float | None
+    end: float | None
+
+
+@dataclasses.dataclass(slots=True)
+class MetricsQuery:
+    qid: int
+
+
+@dataclasses.dataclass(slots=True)
+class Drain:
+    """Finish the shadow calls (bounded), fold and write every record, fsync the log; then answer True."""
+    qid: int
+
+
+@dataclasses.dataclass(slots=True)
+class Reply:
+    """The worker's answer to the question with this query id."""
+    qid: int
+    value: Any
+
+
+@dataclasses.dataclass(slots=True)
+class WorkerCounters:
+    """The worker's answer to `MetricsQuery`."""
+    metrics: dict
+    """Its `RouterMetrics.snapshot()`."""
+    done: int
+    """Mirrors finished (recorded or dropped) of those received."""
+    records: int
+    """Records received."""
+    log: tuple[int, int]
+    """(records written to the prediction log, records dropped before it)."""
 
 
 def _frame(payload: Any) -> bytes:
@@ -120,7 +194,7 @@ class Worker:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 30)
         self._proc, self._stdin, self.pid = proc, proc.stdin, proc.pid
         self._known = set()
-        self._outbox.insert(0, ("settings", self.settings))
+        self._outbox.insert(0, Configure(self.settings))
         self._schedule()
         return proc.stdout
 
@@ -128,10 +202,10 @@ class Worker:
         while True:
             try:
                 while True:
-                    qid, value = await _read_frame(reader)
-                    fut = self._queries.get(qid)
+                    reply = await _read_frame(reader)
+                    fut = self._queries.get(reply.qid)
                     if fut is not None and not fut.done():
-                        fut.set_result(value)
+                        fut.set_result(reply.value)
             except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError, ValueError) as e:
                 problem = e
             proc = self._proc
@@ -169,7 +243,7 @@ class Worker:
         if self._supervisor is None:
             return
         try:
-            await self.query("drain", timeout=self.settings.drain_seconds + QUERY_TIMEOUT)
+            await self.query(Drain, timeout=self.settings.drain_seconds + QUERY_TIMEOUT)
         except WorkerUnavailable as e:
             log.error("router worker did not drain: %s", e)
         self._closing = True
@@ -195,34 +269,34 @@ class Worker:
             return -1
         return stdin.transport.get_write_buffer_size()
 
-    def _target(self, target) -> int:
+    def _target(self, target: ShadowTarget) -> int:
         wid = target.wid
         if wid not in self._known:
             self._known.add(wid)
-            self._outbox.append(("target", wid, target))
+            self._outbox.append(AddTarget(wid, target))
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_later(BATCH_SECONDS, self._flush)
         return wid
 
-    def record(self, target, record: dict) -> None:
+    def record(self, target: ShadowTarget, record: Outcome) -> None:
         """Hand one outcome record to the worker, to fold and log (never blocks; counted as a log drop when
         the worker cannot take it)."""
         backlog = self.backlog()
         if backlog < 0 or backlog > MAX_BACKLOG:
             self.records_dropped += 1
             return
-        self._outbox.append((self._target(target), record))
+        self._outbox.append(Record(self._target(target), record))
         self.records_sent += 1
 
-    def submit(self, target, request_id: str, body: bytes, now: float, features: dict | None,
-               segments: dict | None, primary_output: Any) -> None:
+    def submit(self, target: ShadowTarget, mirror: Mirror) -> None:
         """Hand one mirror to the worker (never blocks; dropped and counted when the worker cannot take it)."""
         backlog = self.backlog()
         if backlog < 0 or backlog > MAX_BACKLOG // 2:
             self.metrics.shadow_dropped[(target.spec.name, target.spec.namespace)] += 1
             return
-        self._outbox.append((self._target(target), request_id, body, now, features, segments, primary_output))
+        self._target(target)
+        self._outbox.append(mirror)
         self.sent += 1
 
     def forget(self, wids) -> None:
@@ -230,7 +304,7 @@ class Worker:
         gone = [w for w in wids if w in self._known]
         if gone:
             self._known.difference_update(gone)
-            self._outbox.append(("forget", gone))
+            self._outbox.append(Forget(gone))
             self._schedule()
 
     def _schedule(self) -> None:
@@ -251,7 +325,7 @@ class Worker:
                 return
             except (RuntimeError, ConnectionError) as e:    # the worker just died: its supervisor restarts it
                 log.warning("router worker pipe closed: %s", e)
-        self.lost += sum(type(m[0]) is int for m in batch)      # died since these were handed over
+        self.lost += sum(type(m) is Record or type(m) is Mirror for m in batch)    # died since handed over
 
     @property
     def inflight(self) -> int:
@@ -266,15 +340,17 @@ class Worker:
 
     # --- questions -------------------------------------------------------------------------------
 
-    async def query(self, kind: str, *args, timeout: float = QUERY_TIMEOUT) -> Any:
+    async def query(self, kind: type, *args, timeout: float = QUERY_TIMEOUT) -> Any:
+        """Ask the worker `kind(qid, *args)` (WindowsQuery, MetricsQuery, Drain) and return its answer."""
         if self._stdin is None:
             raise WorkerUnavailable("the router's worker is not running (restarting)")
         self._qid += 1
         qid = self._qid
         fut = asyncio.get_running_loop().create_future()
         self._queries[qid] = fut
-        self._outbox.append((kind, qid, *args))
+        self._outbox.append(kind(qid, *args))
         self._schedule()
+        kind = kind.__name__
         try:
             value = await asyncio.wait_for(fut, timeout)
             if isinstance(value, Failed):
@@ -287,101 +363,144 @@ class Worker:
 
     async def windows(self, key: str, start: float | None, end: float | None) -> list[dict]:
         """The windows of rollout `key` (every record handed over before this call is in them)."""
-        return await self.query("windows", key, start, end)
+        return await self.query(WindowsQuery, key, start, end)
 
     async def metric_snapshots(self) -> list[dict]:
         """The worker's counters (and those of workers that died) for `RouterMetrics.render`.
 
         A worker that does not answer in time contributes its last answer: counters never go backwards."""
         try:
-            answer = await self.query("metrics", timeout=2.0)
+            answer: WorkerCounters = await self.query(MetricsQuery, timeout=2.0)
         except WorkerUnavailable as e:
             (log.debug if self._stdin is None else log.warning)("metrics without a fresh worker answer: %s", e)
         else:
-            self._snapshot = answer["metrics"]
-            self.done = answer["done"]
-            self.records_done = answer["records"]
-            self.worker_log = answer["log"]
+            self._snapshot = answer.metrics
+            self.done = answer.done
+            self.records_done = answer.records
+            self.worker_log = answer.log
         return [s for s in (self._retired, self._snapshot) if s is not None]
 
 
 # --- the worker process ------------------------------------------------------------------------------
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    from router.core import Router
+class _WorkerProcess:
+    """The worker's side: folds records, writes the log, makes shadow calls, answers questions."""
 
-    batch = await _read_frame(reader)
-    if not batch or batch[0][0] != "settings":
-        raise SystemExit("router.worker: expected the router's settings first")
-    settings = dataclasses.replace(batch[0][1], worker=False)
+    def __init__(self, settings: RouterSettings, writer: asyncio.StreamWriter):
+        self.settings = settings
+        self.writer = writer
+        self.metrics = RouterMetrics()
+        self.recorder = Recorder(settings.bucket_seconds, settings.retention_seconds, settings.reservoir)
+        self.log = (PredictionLog(settings.log_dir, settings.replica_id, settings.log_max_bytes)
+                    if settings.log_dir else None)
+        self.shadows = ShadowCaller(settings, self.metrics, self.keep, watch_stalls=True)
+        self.targets: dict[int, ShadowTarget] = {}
+        self.records = 0
+        self.drained = False
+        self.tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
+        if self.log is not None:
+            self.tasks.append(asyncio.create_task(self.log.run(), name="log"))    # ends when the log closes
+
+    def keep(self, target: ShadowTarget, record: Outcome) -> None:
+        self.recorder.add(target.spec, record)
+        if self.log is not None:
+            self.log.write(record)
+
+    async def _housekeeping(self, every: float = 0.1) -> None:
+        """Fold queued records into buckets (in small chunks) and drop old buckets."""
+        ticks = 0
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.recorder.fold_queued()
+            except Exception:       # a bug: the records of that chunk are lost; keep folding the rest
+                log.exception("folding outcome records failed")
+            ticks += 1
+            if ticks % 10 == 0:
+                self.recorder.prune(time.time())
+
+    def answer(self, qid: int, value: Any) -> None:
+        self.writer.write(_frame(Reply(qid, value)))
+
+    async def handle(self, batch: list) -> None:
+        targets, keep, shadows = self.targets, self.keep, self.shadows
+        for m in batch:
+            match m:
+                case Record(wid, record):
+                    self.records += 1
+                    target = targets.get(wid)
+                    if target is not None:
+                        keep(target, record)
+                case Mirror(wid):
+                    target = targets.get(wid)
+                    if target is not None and not self.drained:
+                        shadows.submit(target, m)
+                    else:
+                        shadows.received += 1       # nothing to call: done at once
+                case AddTarget(wid, target):
+                    targets[wid] = target
+                case Forget(wids):
+                    for wid in wids:
+                        targets.pop(wid, None)
+                case Drain(qid):
+                    await self.drain()
+                    self.answer(qid, True)
+                    await self.writer.drain()
+                case WindowsQuery(qid) | MetricsQuery(qid):
+                    try:
+                        self.answer(qid, self._ask(m))
+                    except Exception as e:          # a bug: answer it, keep recording
+                        log.exception("router worker: %s failed", type(m).__name__)
+                        self.answer(qid, Failed(f"{type(e).__name__}: {e}"))
+                case _:
+                    log.error("router worker: unknown message %s", type(m).__name__)
+
+    def _ask(self, m: WindowsQuery | MetricsQuery) -> Any:
+        match m:
+            case WindowsQuery(_, key, start, end):
+                return self.recorder.windows(key, start, end)
+            case MetricsQuery():
+                lg = self.log
+                return WorkerCounters(self.metrics.snapshot(), self.shadows.done, self.records,
+                                      (lg.written, lg.dropped) if lg is not None else (0, 0))
+
+    async def drain(self) -> None:
+        """Finish the shadow calls (bounded by drain_seconds), fold and write every record, fsync the log."""
+        if self.drained:
+            return
+        self.drained = True
+        for t in self.tasks:
+            if t.get_name() != "log":
+                t.cancel()
+        await self.shadows.drain(self.settings.drain_seconds)
+        self.recorder.flush(time.time())
+        if self.log is not None:
+            await self.log.close()
+
+    async def close(self) -> None:
+        await self.drain()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    match await _read_frame(reader):
+        case [Configure(settings), *batch]:
+            pass
+        case _:
+            raise SystemExit("router.worker: expected the router's settings first")
     _set_priority(settings.worker_priority)
     logging.basicConfig(level=logging.getLogger("modelrollout").level or logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s[shadow]: %(message)s")
-    router = Router(settings)
-    tasks = [asyncio.create_task(router.housekeeping(), name="housekeeping")]
-    if router.log is not None:
-        tasks.append(asyncio.create_task(router.log.run(), name="log"))    # ends when router.drain closes the log
-    targets: dict[int, Any] = {}
-    drained = False
-    received = records_received = 0
-
-    def answer(qid: int, value: Any) -> None:
-        writer.write(_frame((qid, value)))
-
-    async def drain(qid: int | None) -> None:
-        nonlocal drained
-        if not drained:
-            drained = True
-            for t in tasks:
-                if t.get_name() != "log":
-                    t.cancel()
-            await router.drain()
-        if qid is not None:
-            answer(qid, True)
-            await writer.drain()
-
-    batch = batch[1:]
-    keep = router.keep
+                        format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    worker = _WorkerProcess(settings, writer)
     while True:
-        for m in batch:
-            head = m[0]
-            if type(head) is int:
-                target = targets.get(head)
-                if len(m) == 2:                          # an outcome record
-                    records_received += 1
-                    if target is not None:
-                        keep(target, m[1])
-                    continue
-                received += 1                            # a mirror to make
-                if target is not None and not drained:
-                    router._start_shadow(target, *m[1:])
-            elif head == "target":
-                targets[m[1]] = m[2]
-            elif head == "forget":
-                for wid in m[1]:
-                    targets.pop(wid, None)
-            elif head == "drain":
-                await drain(m[1])
-            else:
-                try:
-                    if head == "windows":
-                        answer(m[1], router.recorder.windows(m[2], m[3], m[4]))
-                    elif head == "metrics":
-                        lg = router.log
-                        answer(m[1], {"metrics": router.metrics.snapshot(),
-                                      "done": received - router.shadow_inflight, "records": records_received,
-                                      "log": (lg.written, lg.dropped) if lg is not None else (0, 0)})
-                except Exception as e:          # a bug: answer it, keep recording
-                    log.exception("router worker: %s failed", head)
-                    answer(m[1], Failed(f"{type(e).__name__}: {e}"))
+        await worker.handle(batch)
         try:
             batch = await _read_frame(reader)
         except asyncio.IncompleteReadError:
             break                                    # the router closed the pipe
-    await drain(None)
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await worker.close()
 
 
 def _set_priority(priority: str) -> None:
