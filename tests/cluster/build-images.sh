@@ -69,7 +69,7 @@ if [[ $want_product == 1 ]]; then
     # Debian's dockerd with its own containerd 1.6 from /usr/bin: keep the node's binaries off its PATH.
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin setsid dockerd \
         --data-root "$docker_root" --exec-root "$exec_root" --pidfile "$exec_root/dockerd.pid" -H "$DOCKER_HOST" \
-        --iptables=false --ip6tables=false --ip-masq=false --bridge=none --storage-driver=overlay2 \
+        --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false --bridge=none --storage-driver=overlay2 \
         >"$cache/dockerd.log" 2>&1 </dev/null &
     for _ in $(seq 150); do $docker version >/dev/null 2>&1 && break; sleep 0.2; done
     $docker version >/dev/null 2>&1 || { log "error: dockerd did not start; $cache/dockerd.log:"; tail -20 "$cache/dockerd.log" >&2; exit 1; }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -440,7 +441,7 @@ def sweep(bin_dir: Path | None) -> None:
                        timeout=60)
     while subprocess.run(["iptables", "-D", *FORWARD_RULE], capture_output=True).returncode == 0:
         pass
-    _remove_cni_chains()
+    _remove_chains()
     # the bridge and the host routes through it
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
     # cgroups kubelet created (cgroupfs driver): kubepods.* under every v1 hierarchy, leaves first
@@ -480,18 +481,31 @@ def sweep(bin_dir: Path | None) -> None:
     shutil.rmtree(WORKDIR, ignore_errors=True)
 
 
-def _remove_cni_chains() -> None:
-    """Chains the CNI bridge plugin makes (CNI-*) with the rules that jump to them; there are none with
-    ipMasq off, this is for a crash in between."""
-    for table in ("nat", "filter"):
-        dump = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
-        chains = [l[1:].split()[0] for l in dump.splitlines() if l.startswith(":CNI-")]
-        for line in dump.splitlines():
-            if line.startswith("-A ") and any(f"-j {c}" in line for c in chains):
-                subprocess.run(["iptables", "-t", table, "-D", *line[3:].split()], capture_output=True)
-        for c in chains:
-            subprocess.run(["iptables", "-t", table, "-F", c], capture_output=True)
-            subprocess.run(["iptables", "-t", table, "-X", c], capture_output=True)
+def _remove_chains() -> None:
+    """Every KUBE-* chain (kubelet's KUBE-FIREWALL/-CANARY/-IPTABLES-HINT, whatever kube-proxy --cleanup
+    left) and CNI-* chain (none with ipMasq off; this is for a crash in between), with the rules jumping to
+    them, in every table, IPv4 and IPv6. `serve` refuses to start when such chains exist before it, so
+    these are ours."""
+    for save, tool in (("iptables-save", "iptables"), ("ip6tables-save", "ip6tables")):
+        for table in ("filter", "nat", "mangle", "raw"):
+            dump = subprocess.run([save, "-t", table], capture_output=True, text=True).stdout
+            chains = [l[1:].split()[0] for l in dump.splitlines() if l.startswith((":KUBE-", ":CNI-"))]
+            if not chains:
+                continue
+            for line in dump.splitlines():
+                if line.startswith("-A ") and any(f"-j {c}" in line for c in chains) \
+                        and line.split()[1] not in chains:
+                    subprocess.run([tool, "-t", table, "-D", *shlex.split(line[3:])], capture_output=True)
+            for c in chains:
+                subprocess.run([tool, "-t", table, "-F", c], capture_output=True)
+            for c in chains:
+                subprocess.run([tool, "-t", table, "-X", c], capture_output=True)
+
+
+def _foreign_chains() -> list[str]:
+    dump = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    dump += subprocess.run(["ip6tables-save"], capture_output=True, text=True).stdout
+    return [l for l in dump.splitlines() if "KUBE-" in l or "CNI-" in l or "modelrollout-node" in l]
 
 
 def leftovers() -> list[str]:
@@ -506,8 +520,7 @@ def leftovers() -> list[str]:
         out.append(f"mounts: {mounts[:5]}")
     if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
         out.append(f"link {BRIDGE}")
-    dump = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    ours = [l for l in dump.splitlines() if "KUBE-" in l or "CNI-" in l or "modelrollout-node" in l]
+    ours = _foreign_chains()
     if ours:
         out.append(f"iptables: {ours[:5]}")
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
@@ -527,7 +540,12 @@ def serve() -> int:
         if Path(f"/proc/{pid}").exists():
             log(f"a cluster is already running (pid {pid}); run tests/cluster/down.sh first")
             return 1
-    sweep(node_bin)  # leftovers of a crashed run
+    if WORKDIR.exists():
+        sweep(node_bin)  # leftovers of a crashed run
+    elif _foreign_chains():
+        log("iptables has KUBE-/CNI- rules that are not this cluster's (another Kubernetes node on this "
+            f"machine?); refusing to start: {_foreign_chains()[:5]}")
+        return 1
     os.environ["PATH"] = f"{node_bin}:{k8s_bin}:{os.environ.get('PATH', '')}"  # containerd finds its shim
     WORKDIR.mkdir(parents=True)
     (WORKDIR / "serve.pid").write_text(str(os.getpid()))
@@ -556,6 +574,9 @@ def serve() -> int:
 
 
 def down() -> int:
+    if not WORKDIR.exists():
+        log(f"nothing to stop ({WORKDIR} does not exist)")
+        return 0
     pid_file = WORKDIR / "serve.pid"
     if pid_file.exists():
         pid = int(pid_file.read_text())

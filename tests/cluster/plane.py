@@ -55,7 +55,7 @@ class ControlPlane:
     def __init__(self, bin_dir: str | os.PathLike | None = None, *, startup_timeout: float = 90.0,
                  extra_sans: tuple[str, ...] = (), extra_apiserver_args=None):
         # extra_sans: more IP addresses in the apiserver's serving certificate; extra_apiserver_args: a
-        # function of the PKI dir returning flags appended to (so overriding) the defaults. The node
+        # function of the PKI dir returning `--flag=value`s that replace the defaults of the same name. The node
         # (tests/cluster/node.py) uses both; the apiserver-only tests use neither.
         self._extra_sans = tuple(extra_sans)
         self._extra_apiserver_args = extra_apiserver_args
@@ -231,6 +231,13 @@ class ControlPlane:
         self._wait(self._etcd, log, f"{self._etcd_url}/health", lambda body: b'"health":"true"' in body, "etcd")
 
     def _apiserver_command(self, pki: Path) -> list[str]:
+        args = self._default_apiserver_args(pki)
+        extra = self._extra_apiserver_args(pki) if self._extra_apiserver_args else []
+        # an extra --flag=value replaces the default --flag=... (list flags would append otherwise)
+        names = {a.split("=", 1)[0] for a in extra}
+        return [a for a in args if a.split("=", 1)[0] not in names] + extra
+
+    def _default_apiserver_args(self, pki: Path) -> list[str]:
         return [str(self._bins / "kube-apiserver"),
                 f"--etcd-servers={self._etcd_url}", f"--cert-dir={pki}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -242,8 +249,7 @@ class ControlPlane:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--endpoint-reconciler-type=none",  # 1.37 refuses a loopback advertise address otherwise
-                "--profiling=false",
-                *(self._extra_apiserver_args(pki) if self._extra_apiserver_args else [])]
+                "--profiling=false"]
 
     def _launch_apiserver(self) -> None:
         self._apiserver_starts += 1

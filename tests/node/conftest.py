@@ -74,6 +74,11 @@ class Cluster:
             out.append(self.kubectl("get", "mro", "-n", ns, "-o", "yaml", check=False).stdout[-6000:])
         return "\n".join(out)
 
+    def wait_available(self, component: str, timeout: int = 400) -> None:
+        proc = self.kubectl("rollout", "status", f"deployment/modelrollout-{component}", "-n", SYSTEM_NS,
+                            f"--timeout={timeout}s", check=False, timeout=timeout + 20)
+        assert proc.returncode == 0, f"{component} not available: {proc.stderr}\n{self.diagnose()}"
+
     def wait_phase(self, namespace: str, name: str, phases: set[str], timeout: float,
                    forbid: set[str] = frozenset()) -> dict:
         def check():
@@ -136,13 +141,18 @@ def node_cluster():
 
 @pytest.fixture(scope="session")
 def installed(node_cluster):
-    """`kubectl apply -k manifests/` exactly as manifests/README.md says, then both Deployments available."""
+    """`kubectl apply -k manifests/` exactly as manifests/README.md says; the controller Deployment available
+    and both router pods running (the router only turns Ready once a ModelRollout exists: see
+    test_install.py)."""
     c = node_cluster
     c.kubectl("apply", "-k", "manifests/")
-    for comp in ("controller", "router"):
-        proc = c.kubectl("rollout", "status", f"deployment/modelrollout-{comp}", "-n", SYSTEM_NS, "--timeout=400s",
-                         check=False, timeout=420)
-        assert proc.returncode == 0, f"{comp} not available: {proc.stderr}\n{c.diagnose()}"
+    c.wait_available("controller")
+
+    def routers_running():
+        pods = c.get("pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=router")["items"]
+        return len(pods) == 2 and all(
+            (cs.get("state") or {}).get("running") for p in pods for cs in p["status"].get("containerStatuses", []))
+    wait_for(routers_running, 300, "two running router pods", diagnose=c.diagnose)
     return c
 
 

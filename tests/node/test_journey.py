@@ -12,6 +12,9 @@ import pytest
 
 from tests.node.conftest import (SYSTEM_NS, http, model_server, rollout_doc, traffic_pod, wait_for)
 
+# the first test also waits for the session's cluster (up.sh --image): minutes on a cold machine
+pytestmark = pytest.mark.timeout(3000)
+
 NS = "ml-node"
 
 
@@ -79,7 +82,9 @@ def test_drifting_candidate_is_rolled_back_and_status_says_why(models):
     """Traffic from a Pod through the router Service; the candidate's scores are shifted, so score-psi fails
     and the controller pod rolls back; the host's requests then all go to the baseline."""
     c = models
-    c.apply(rollout_doc(NS, "drifty", "scorer-v1", "scorer-drift"), traffic_pod(NS, "drifty"))
+    c.apply(rollout_doc(NS, "drifty", "scorer-v1", "scorer-drift"))
+    c.wait_available("router")  # Ready once it has a rollout to serve
+    c.apply(traffic_pod(NS, "drifty"))
     assert sum(host_predictions(c, "drifty", 10).values()) == 10
     obj = c.wait_phase(NS, "drifty", {"RolledBack"}, 300, forbid={"Promoted", "Failed"})
     st = obj["status"]
@@ -99,7 +104,9 @@ def test_healthy_candidate_is_promoted_with_both_routers_serving(models):
     """A candidate like the baseline goes shadow → canary 50% → Promoted. Both router replicas serve the
     Service's traffic, and the controller reads both (their /metrics count requests for the rollout)."""
     c = models
-    c.apply(rollout_doc(NS, "healthy", "scorer-v1", "scorer-v2"), traffic_pod(NS, "healthy"))
+    c.apply(rollout_doc(NS, "healthy", "scorer-v1", "scorer-v2"))
+    c.wait_available("router")
+    c.apply(traffic_pod(NS, "healthy"))
     c.wait_phase(NS, "healthy", {"Progressing"}, 240, forbid={"RolledBack", "Failed"})
     routers = c.get("pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=router")["items"]
     assert len(routers) == 2, [p["metadata"]["name"] for p in routers]

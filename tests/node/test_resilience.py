@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.node.conftest import SYSTEM_NS, model_server, rollout_doc, traffic_pod, wait_for
+
+# the first test also waits for the session's cluster (up.sh --image): minutes on a cold machine
+pytestmark = pytest.mark.timeout(3000)
 
 NS = "ml-resilience"
 
@@ -34,7 +39,9 @@ def test_router_pod_killed_and_leader_deleted_mid_rollout(installed):
     c = installed
     _models(c)
     steps = [{"shadow": {"duration": "30s"}}, {"canary": {"weight": 50, "duration": "60s"}}]
-    c.apply(rollout_doc(NS, "steady", "scorer-v1", "scorer-v2", steps=steps), traffic_pod(NS, "steady"))
+    c.apply(rollout_doc(NS, "steady", "scorer-v1", "scorer-v2", steps=steps))
+    c.wait_available("router")
+    c.apply(traffic_pod(NS, "steady"))
     c.wait_phase(NS, "steady", {"Progressing"}, 240, forbid={"RolledBack", "Failed"})
 
     victim = _pod_names(c, "router")[0]
