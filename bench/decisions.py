@@ -12,6 +12,14 @@ rollout, log-spaced), baseline windows 2,000.
 Targets: rollback <= 1% for A/A and <= 5% at half the threshold, >= 95% at 1.5x, and within 2 windows at 3x;
 ks minPValue 0.01 over 20 A/A windows: false pause rate <= 1%.
 
+`--gates` adds the checks that judge the model beyond one-dimensional drift, each with the same targets
+(A/A <= 1% rollback, a tolerable change <= 5%, a harmful one >= 95%, a gross one within 2 windows):
+  - mmd minPValue 0.001 on 32-dimensional embeddings, the candidate shifted on 8 coordinates by 0, half,
+    1.5x and 3x of a stated effect (0.2 sd), windows of 100-400 embeddings per version;
+  - latency-p99 maxRatioToBaseline 2 on lognormal latencies, candidate identical, 1.5x and 3x slower;
+  - disparate-impact min 0.8 (the four-fifths rule) over segments x, y, z with 11% positives, the
+    candidate identical or favouring x by +0.1 or +0.3 on scores of sd 0.25.
+
     python bench/decisions.py [--quick] [--rollouts N] [--windows W] [--seed S]
 """
 from __future__ import annotations
@@ -187,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--metrics", default="psi,js,wasserstein")
     ap.add_argument("--confidence", type=float, default=None, help="override thresholds.DRIFT_CONFIDENCE")
+    ap.add_argument("--gates", action="store_true", help="only the mmd, latency and fairness gate cases")
     ap.add_argument("--population", type=int, default=1_000_000, help="samples for the true metric values")
     args = ap.parse_args(argv)
     if args.confidence is not None:
@@ -195,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     per_size = args.evaluated or (60 if args.quick else 200)
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
+    if args.gates:
+        return gates(rollouts, max(20, per_size // 2), args.windows, rng, started)
     baselines = [window(rng.normal(0, 1, BASELINE_N), rng) for _ in range(POOL)]
 
     print(f"decision quality: {rollouts} rollouts per case, {args.windows} windows of 1m, failureLimit 2, "
@@ -245,6 +256,107 @@ def main(argv: list[str] | None = None) -> int:
     promoted = sum(o.promoted for o in outs) / len(outs)
     print(f"{'ks minPValue 0.01 @ A/A':<26}{0.0:>8.3f}{0.0:>10.1%}{'':>10}{'':>9}{paused:>8.1%}{promoted:>10.1%}  {v}"
           f"   ({time.perf_counter() - t:.0f}s, {ks_windows} windows)")
+    print(f"targets missed: {misses}; total {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+# --- the gates beyond one-dimensional drift ---------------------------------------------------------
+
+MMD_EFFECT = 0.2          # sd shift on 8 of 32 coordinates: the stated effect
+GATE_SIZES = (100, 200, 400)
+"""Embeddings per version and window (the exact MMD with up to 2,000 permutations costs ~N² each)."""
+SIZES_1MIN = (300, 600, 1200)
+"""Requests per version in a 1-minute window at 5, 10 and 20 requests per second (latency, fairness)."""
+
+
+def _gate_spec(check: dict, windows: int, kind: str = "score"):
+    half = max(1, windows // 2)
+    return parse_spec({
+        "baseline": {"version": "v1", "url": "http://b:1"}, "candidate": {"version": "v2", "url": "http://c:1"},
+        "output": {"kind": kind},
+        "strategy": {"steps": [{"canary": {"weight": 10, "duration": f"{half}m"}},
+                               {"canary": {"weight": 50, "duration": f"{windows - half}m"}}]},
+        "analysis": {"interval": "1m", "minSamples": 100, "failureLimit": 2, "inconclusiveLimit": 5,
+                     "checks": [check]},
+    }, "bench", "bench")
+
+
+def _emb_window(n: int, shift: float, rng: np.random.Generator) -> VersionWindow:
+    w = VersionWindow.new("embedding")
+    x = rng.normal(0, 1, (n, 32))
+    x[:, :8] += shift
+    for v in x:
+        w.observe_prediction(v.tolist(), float(rng.random()))
+    w.requests = n
+    return w
+
+
+def _latency_window(n: int, slower: float, rng: np.random.Generator) -> VersionWindow:
+    w = VersionWindow.new("score")
+    for v in rng.normal(0, 1, 50):
+        w.observe_prediction(float(v), float(rng.random()))
+    for s in rng.lognormal(np.log(0.02), 0.4, n) * slower:
+        w.latency.add(float(s))
+    w.requests = n
+    return w
+
+
+def _segment_window(n: int, favour: float, rng: np.random.Generator) -> VersionWindow:
+    """Scores N(0.3, 0.25); positive above the 89th percentile (11% positives); segment x's scores + favour."""
+    w = VersionWindow.new("score")
+    threshold = 0.3 + 1.2265 * 0.25
+    for i in range(n):
+        seg = "xyz"[i % 3]
+        score = rng.normal(0.3, 0.25) + (favour if seg == "x" else 0.0)
+        w.segments.add({"segment": seg}, positive=bool(score > threshold))
+    w.requests = n
+    return w
+
+
+def _gate_case(spec, make, cand_arg, rollouts, per_size, windows, rng):
+    evaluated = {}
+    status = decide(spec, None, None, T0).status
+    sizes = GATE_SIZES if make is _emb_window else SIZES_1MIN
+    for n in sizes:
+        evaluated[n] = [evaluate(spec, Observations(T0, T0 + 60.0, make(n, 0.0 if make is not _latency_window
+                                                                            else 1.0, rng),
+                                                    make(n, cand_arg, rng)), status)
+                        for _ in range(per_size)]
+    outs = []
+    for i in range(rollouts):
+        pool = evaluated[sizes[i % len(sizes)]]
+        outs.append(simulate(spec, windows, lambda status, now: pool[rng.integers(len(pool))]))
+    return outs
+
+
+def gates(rollouts: int, per_size: int, windows: int, rng: np.random.Generator, started: float) -> int:
+    print(f"gates: {rollouts} rollouts per case, {windows} windows of 1m, failureLimit 2, window sizes per version "
+          f"{GATE_SIZES} (mmd) and {SIZES_1MIN} (latency, fairness), {per_size} windows evaluated per size")
+    header = f"{'case':<40}{'rollback':>10}{'mean win':>10}{'<=2 win':>9}{'paused':>8}{'promoted':>10}  target"
+    print(header)
+    print("-" * len(header))
+    cases = [
+        (_gate_spec({"name": "emb", "metric": "mmd", "minPValue": 0.001}, windows, "embedding"), _emb_window,
+         [(f"mmd p<0.001 @ {lab}", m, m * MMD_EFFECT) for lab, m in
+          (("A/A", 0.0), ("half", 0.5), ("1.5x", 1.5), ("3x", 3.0))]),
+        (_gate_spec({"name": "lat", "metric": "latency-p99", "maxRatioToBaseline": 2}, windows), _latency_window,
+         [("latency-p99 ratio 2 @ identical", 0.0, 1.0), ("latency-p99 ratio 2 @ 1.5x slower", 0.5, 1.5),
+          ("latency-p99 ratio 2 @ 3x slower", 3.0, 3.0)]),
+        (_gate_spec({"name": "fair", "metric": "disparate-impact", "segment": "segment", "min": 0.8}, windows),
+         _segment_window,
+         [("four-fifths @ identical", 0.0, 0.0), ("four-fifths @ x favoured +0.1", 1.5, 0.1),
+          ("four-fifths @ x favoured +0.3", 3.0, 0.3)]),
+    ]
+    misses = 0
+    for spec, make, rows in cases:
+        for name, multiple, arg in rows:
+            t = time.perf_counter()
+            outs = _gate_case(spec, make, arg, rollouts, per_size, windows, rng)
+            rate, mean_w, within2, paused, promoted = summarize(outs)
+            v = verdict(multiple, rate, within2)
+            misses += v != "ok"
+            print(f"{name:<40}{rate:>10.1%}{mean_w:>10.2f}{within2:>9.1%}{paused:>8.1%}{promoted:>10.1%}  {v}"
+                  f"   ({time.perf_counter() - t:.0f}s)", flush=True)
     print(f"targets missed: {misses}; total {time.perf_counter() - started:.0f}s")
     return 0
 
