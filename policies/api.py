@@ -1,8 +1,10 @@
 """The ModelRollout API's names, in one place: group, version, plural, kind, short name, the annotations
 the controller reads, condition types, phases and verdicts.
 
-The CRD generator (`modelrollout.plugin.crd`), the controller, the router's Kubernetes source, the kubectl
-plugin and the local runtime all take these from here; `docs/contracts.md` describes the resource.
+The CRD generator (`modelrollout.plugin.crd`), the spec parser, the state machine, the controller, the
+Kubernetes list/watch (`kubeio`), the router's routing, the kubectl plugin and the local runtime all take
+these from here rather than spelling them; `docs/contracts.md` ("ModelRollout resource") describes the
+resource.
 """
 from __future__ import annotations
 
