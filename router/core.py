@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 import orjson
 
+from policies.errors import http_status
 from policies.interleaving import credit, team_draft
 from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
@@ -306,7 +307,7 @@ class Router:
             try:
                 windows = await self.worker.windows(spec.key, start, end)
             except WorkerUnavailable as e:
-                return error_reply(503, "summaries unavailable", f"rollout {spec.key}: {e}; try again")
+                return error_reply(http_status(e), "summaries unavailable", f"rollout {spec.key}: {e}; try again")
         return Reply(200, orjson.dumps({"rollout": spec.name, "namespace": spec.namespace,
                                         "replica": self.settings.replica_id,
                                         "bucket_seconds": self.settings.bucket_seconds, "windows": windows},
