@@ -118,14 +118,14 @@ def test_the_checks_find_what_they_look_for():
     """The patterns catch the citation forms the repository uses (and a path outside it)."""
     text = ('see docs/statistics.md "Binning"; `docs/architecture.md` ("Controller"); '
             '`docs/contracts.md`, "Outcome record" and "Prediction log"; [x](contracts.md#router-http-api); '
-            'not ../shared/DESIGN.md nor /etc/notes.md; https://example.com/a/README.md is a web address')
+            'not ../elsewhere/NOTES.md nor /etc/notes.md; https://example.com/a/README.md is a web address')
     text = _URL.sub(lambda m: " " * len(m.group(0)), text)
     refs = [(m.group(1), _SECTION.match(text, m.end())) for m in _MD_PATH.finditer(text)]
     found = {ref: [g for g in (s.groups() if s else ()) if g] for ref, s in refs}
     assert found == {"docs/statistics.md": ["Binning"], "docs/architecture.md": ["Controller"],
                      "docs/contracts.md": ["Outcome record", "Prediction log"], "contracts.md": [],
-                     "../shared/DESIGN.md": [], "/etc/notes.md": []}
-    assert resolve("../shared/DESIGN.md", ROOT / "docs" / "x.md") is None
+                     "../elsewhere/NOTES.md": [], "/etc/notes.md": []}
+    assert resolve("../elsewhere/NOTES.md", ROOT / "docs" / "x.md") is None
     assert resolve("/etc/notes.md", ROOT / "README.md") is None
     assert resolve("contracts.md", ROOT / "docs" / "architecture.md") == ROOT / "docs" / "contracts.md"
     assert slug("Router HTTP API") == "router-http-api" and slug("MMD (embeddings)") == "mmd-embeddings"
