@@ -145,7 +145,7 @@ def aa_unit(metric: str, value: float, n1: int, n2: int) -> float:
 def effective_sigmas(sigmas: float, windows: int) -> float:
     """k sigmas as a prediction bound from `windows` A/A values: the multiple of their sd that a new null
     value exceeds as rarely as a normal exceeds k sigmas, t_{m−1}⁻¹(Φ(k))·sqrt(1 + 1/m). With 5 windows,
-    3 sigmas becomes ~6.5; with 50, ~3.3 (mean and sd are themselves estimates)."""
+    3 sigmas becomes ~7.25; with 50, ~3.19 (mean and sd are themselves estimates)."""
     if windows < 2:
         return sigmas
     from scipy.stats import t as student_t
