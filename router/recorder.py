@@ -17,7 +17,7 @@ import asyncio
 import math
 from collections import deque
 
-from policies.outcome import Buckets, Outcome
+from policies.outcome import Buckets, Outcome, fold
 from policies.spec import RolloutSpec
 
 
@@ -79,15 +79,20 @@ class Recorder:
         return [pending.popleft() for _ in range(min(n, len(pending)))]
 
     def _fold_batch(self, batch: list[tuple[RolloutSpec, Outcome]]) -> None:
-        groups: dict[int, tuple[RolloutSpec, list[Outcome]]] = {}
+        # one pass: group by rollout spec, bucket and revision, then fold each group (`Buckets.add`, by spec)
+        groups: dict[tuple[int, float, str], tuple[RolloutSpec, list[Outcome]]] = {}
+        size, floor = self.bucket, math.floor
         for spec, rec in batch:
-            entry = groups.get(id(spec))
+            g = (id(spec), floor(rec.time / size) * size, rec.revision or spec.revision)
+            entry = groups.get(g)
             if entry is None:
-                groups[id(spec)] = (spec, [rec])
+                groups[g] = (spec, [rec])
             else:
                 entry[1].append(rec)
-        for spec, recs in groups.values():
-            self._rollout(spec).add(recs, spec)
+        for (_, start, revision), (spec, recs) in groups.items():
+            buckets = self._rollout(spec)
+            buckets.spec = spec
+            fold(buckets.bucket(start, revision), recs, spec)
 
     def prune(self, now: float) -> None:
         limit = now - self.retention
