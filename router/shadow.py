@@ -232,14 +232,16 @@ class ShadowCaller:
         if lane.active >= self.concurrency or lane.active >= self.upstreams.pool(lane.base).live + CONNECTS_AT_ONCE:
             return False
         lane.active += 1
-        if self.watch is not None:
+        # Only calls timed by this process's clock need the loop watched (https; no kernel timestamps).
+        watched = self.watch is not None and not self.upstreams.pool(lane.base).timed
+        if watched:
             self.watch.hold()
-        task = asyncio.get_running_loop().create_task(self._run(lane))
+        task = asyncio.get_running_loop().create_task(self._run(lane, watched))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _run(self, lane: _Lane) -> None:
+    async def _run(self, lane: _Lane, watched: bool) -> None:
         try:
             while lane.queue:
                 target, mirror, _ = lane.queue.popleft()
@@ -253,7 +255,7 @@ class ShadowCaller:
                     pass
         finally:
             lane.active -= 1
-            if self.watch is not None:
+            if watched:
                 self.watch.release()
 
     async def _call(self, t: ShadowTarget, m: Mirror) -> None:

@@ -6,16 +6,19 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from modelrollout.models.proc import REPO, free_port
+from modelrollout.models.proc import free_port
 from policies.spec import parse_rollout
 from policies.summaries import PairedSummary
 from router import RouterSettings, StaticSource, create_app
 from tests.router_support import body, rollout_doc, wait_until, write_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Served:
