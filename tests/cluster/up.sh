@@ -40,12 +40,16 @@ images="$img_dir/pause.tar"
 log "binaries and images ready in $((SECONDS - t0)) s"
 
 serve_log="$workdir-serve.log"
-(cd "$repo" && MODELROLLOUT_K8S_BIN="$k8s_bin" MODELROLLOUT_NODE_BIN="$node_bin" MODELROLLOUT_NODE_IMAGES="$images" \
-    setsid "$py" -m tests.cluster.node serve >"$serve_log" 2>&1 </dev/null &)
+cd "$repo"
+# In its own session, holding none of this script's file descriptors (a caller reading our output gets EOF).
+MODELROLLOUT_K8S_BIN="$k8s_bin" MODELROLLOUT_NODE_BIN="$node_bin" MODELROLLOUT_NODE_IMAGES="$images" \
+    setsid "$py" -m tests.cluster.node serve >"$serve_log" 2>&1 </dev/null &
+serve_pid=$!
+disown
 t1=$SECONDS
 for _ in $(seq 1200); do
     [[ -f "$workdir/ready" ]] && break
-    if [[ -f "$workdir/failed" ]] || ! pgrep -f -- "-m tests.cluster.node serve" >/dev/null; then
+    if [[ -f "$workdir/failed" ]] || ! kill -0 "$serve_pid" 2>/dev/null; then
         sleep 1
         [[ -f "$workdir/ready" ]] && break
         log "error: the cluster did not start; tail of $serve_log (component logs: $workdir-logs/):"
