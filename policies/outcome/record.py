@@ -32,9 +32,6 @@ of the two rankings merged for the caller; feedback: a label or clicks the calle
 ARMS = ("baseline", "candidate")
 """Which version of the rollout answered. Feedback on a merged (interleaved) ranking has arm "interleave"."""
 
-_ANSWER_KEYS = ("status", "error", "latency_ms", "output", "features", "segments")
-_FEEDBACK_KEYS = ("output", "segments", "prediction_time")
-
 
 class OutcomeError(InvalidInput, ValueError):
     """A prediction-log line or record that is not an outcome; the message names the field."""
