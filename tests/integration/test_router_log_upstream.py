@@ -522,3 +522,30 @@ def _logged_i(directory) -> list:
 
     return [orjson.loads(line)["i"] for f in sorted(Path(directory).glob("predictions-*.jsonl"))
             for line in f.read_bytes().splitlines() if line.strip()]
+
+
+def test_read_log_parses_every_file_sorts_by_time_and_names_a_bad_line(tmp_path):
+    """`read_log` (the one reader of prediction logs): a directory's files, lines of before the `v` field and
+    of now, sorted by time; a bad line stops it naming the file and line; a directory without logs is an
+    error."""
+    import pytest
+
+    from policies.outcome import Outcome
+    from router.predlog import LogError, read_log
+
+    new = Outcome.answer(3.0, "b", "r", "ns", "rev", "v1", "baseline", "primary", 200, None, 1.0, 0.4, None, None)
+    old = b'{"time": 1.0, "request_id": "a", "rollout": "r", "namespace": "ns", "revision": "rev", "version": "v1",' \
+          b' "arm": "baseline", "role": "primary", "status": 200, "error": null, "latency_ms": 1.0, "output": 0.1,' \
+          b' "features": null, "segments": null}\n'
+    (tmp_path / "predictions-r-20240301T10-0000.jsonl").write_bytes(new.to_json() + b"\n\n")
+    (tmp_path / "predictions-r-20240301T10-0001.jsonl").write_bytes(old)
+    records = read_log([tmp_path])
+    assert [r.request_id for r in records] == ["a", "b"] and records[1] == new
+    bad = tmp_path / "predictions-r-20240301T10-0002.jsonl"
+    bad.write_bytes(old + b'{"time": "noon"}\n')
+    with pytest.raises(LogError, match=f"{bad}:2: time: expected epoch seconds"):
+        read_log([tmp_path])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LogError, match="no predictions-"):
+        read_log([empty])

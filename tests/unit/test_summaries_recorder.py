@@ -52,7 +52,9 @@ def records(draw, kind: str):
                    {"age": st.one_of(st.integers(18, 90), st.floats(-1, 1), st.none()),
                     "country": st.sampled_from(["de", "fr", None])}))),
                segments=draw(st.sampled_from([None, {"g": "f"}, {"g": "m"}])),
-               latency_excluded=draw(st.sampled_from([None, None, None, "stalled", "connect"])))
+               latency_excluded=draw(st.sampled_from([None, None, None, "stalled", "connect"])),
+               attributions=draw(st.one_of(st.none(), st.fixed_dictionaries(
+                   {"age": st.floats(-1, 1), "amount": st.floats(-5, 5)}))))
     if role == "shadow":
         rec["primary_output"] = draw(out)
     return rec
