@@ -82,8 +82,11 @@ def test_pods_run_non_root_under_the_manifests_rbac(installed):
         proc = c.kubectl("auth", "can-i", *what, f"--as=system:serviceaccount:{SYSTEM_NS}:{sa}", check=False)
         return proc.stdout.strip() == "yes"
 
+    status = ("modelrollouts.modelrollout.io", "--subresource=status", "-n", NS)
     assert can("modelrollout-router", "watch", "modelrollouts.modelrollout.io", "-A")
-    assert not can("modelrollout-router", "update", "modelrollouts.modelrollout.io/status", "-n", NS)
-    assert can("modelrollout-controller", "update", "modelrollouts.modelrollout.io/status", "-n", NS)
+    assert not can("modelrollout-router", "update", *status)
+    assert can("modelrollout-controller", "update", *status)
+    assert not can("modelrollout-controller", "update", "modelrollouts.modelrollout.io", "-n", NS)
+    assert can("modelrollout-controller", "list", "endpointslices.discovery.k8s.io", "-n", SYSTEM_NS)
     assert not can("modelrollout-controller", "create", "pods", "-n", NS)
     assert not can("modelrollout-controller", "get", "secrets", "-n", SYSTEM_NS)
