@@ -102,12 +102,16 @@ def test_drifting_candidate_is_rolled_back_and_status_says_why(models):
 
 def test_healthy_candidate_is_promoted_with_both_routers_serving(models):
     """A candidate like the baseline goes shadow → canary 50% → Promoted. Both router replicas serve the
-    Service's traffic, and the controller reads both (their /metrics count requests for the rollout)."""
+    Service's traffic (each one's /metrics counts requests for the rollout) and the controller reads them
+    through the Service's EndpointSlices."""
     c = models
     c.apply(rollout_doc(NS, "healthy", "scorer-v1", "scorer-v2"))
     c.wait_available("router")
     c.apply(traffic_pod(NS, "healthy"))
     c.wait_phase(NS, "healthy", {"Progressing"}, 240, forbid={"RolledBack", "Failed"})
+    # The traffic pod keeps its connections alive, so it may stick to one replica; each host request is a new
+    # connection, which kube-proxy sends to either replica at random (all 30 to one: p = 2^-29).
+    assert set(host_predictions(c, "healthy", 30)) <= {"v1", "v2"}
     routers = c.get("pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=router")["items"]
     assert len(routers) == 2, [p["metadata"]["name"] for p in routers]
     for pod in routers:
