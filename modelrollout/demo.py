@@ -20,9 +20,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from policies.api import Phase
 from policies.spec import Rollout, load_documents, parse_rollout
 
-EXPECTED = {"fraud-healthy": "Promoted", "fraud-drifting": "RolledBack"}
+EXPECTED = {"fraud-healthy": Phase.PROMOTED, "fraud-drifting": Phase.ROLLED_BACK}
 # version -> scorer arguments (same mean and spread; v3 shifted by one standard deviation)
 MODELS = {"v1": ["--seed", "0"], "v2": ["--seed", "1"], "v3": ["--seed", "1", "--shift", "0.1"]}
 RPS = {"fast": 200, "full": 120}

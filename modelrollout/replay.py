@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from policies.api import Phase
 from policies.outcome import Bucket, Outcome, bucket_start, merge, rebuild
 from policies.spec import Rollout, RolloutSpec, SpecError
 from router.predlog import LogError, read_log
 
-TERMINAL = ("Promoted", "RolledBack", "Failed")
+TERMINAL = (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
 
 __all__ = ["LogError", "LogGatherer", "Replayed", "main", "read_log", "record_from_log", "replay_rollout"]
 
@@ -64,12 +65,12 @@ class Replayed:
 
     @property
     def phase(self) -> str:
-        return self.status.get("phase", "Pending")
+        return self.status.get("phase", Phase.PENDING)
 
     def outcome(self) -> dict[str, Any]:
         from modelrollout.local import deciding_check
 
-        check = deciding_check(self.spec, self.status) if self.phase in ("RolledBack", "Paused", "Failed") else None
+        check = deciding_check(self.spec, self.status) if self.phase in (Phase.ROLLED_BACK, Phase.PAUSED, Phase.FAILED) else None
         last = self.transitions[-1] if self.transitions else {}
         return {"rollout": self.spec.key, "phase": self.phase, "time": last.get("time"),
                 "after_seconds": (last["time"] - self.started) if last else None,
@@ -110,7 +111,7 @@ def replay_rollout(spec: RolloutSpec, records: Iterable[Outcome], bucket: float 
                                 baseline=gatherer.last.baseline, candidate=gatherer.last.candidate)
         if (old.get("phase"), old.get("currentStep"), old.get("routing")) != \
                 (new.get("phase"), new.get("currentStep"), new.get("routing")):
-            check = deciding_check(spec, new) if new.get("phase") in ("RolledBack", "Paused", "Failed") else None
+            check = deciding_check(spec, new) if new.get("phase") in (Phase.ROLLED_BACK, Phase.PAUSED, Phase.FAILED) else None
             out.transitions.append({"time": t, "phase": new.get("phase"), "step": new.get("currentStep"),
                                     "routing": new.get("routing"), "message": new.get("message", ""),
                                     "check": check.name if check else None})
@@ -221,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         for tr in r.transitions:
             print(_line(r, tr))
         o = r.outcome()
-        verdict = {"Promoted": "would have promoted", "RolledBack": "would have rolled back",
-                   "Paused": "would have paused", "Failed": "would have failed"}.get(
+        verdict = {Phase.PROMOTED: "would have promoted", Phase.ROLLED_BACK: "would have rolled back",
+                   Phase.PAUSED: "would have paused", Phase.FAILED: "would have failed"}.get(
             r.phase, f"would still be {r.phase} at the end of the log")
-        when = f" after {o['after_seconds']:.0f}s" if r.phase in TERMINAL + ("Paused",) and o["after_seconds"] is not None else ""
+        when = f" after {o['after_seconds']:.0f}s" if r.phase in TERMINAL + (Phase.PAUSED,) and o["after_seconds"] is not None else ""
         why = f" — check {o['check']}: value {o['value']}, threshold {o['threshold']}" if o["check"] else ""
         print(f"{r.spec.key}: {verdict}{when} ({r.windows} windows, {r.records} records){why}")
     if args.json:

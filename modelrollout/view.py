@@ -16,8 +16,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-PHASE_STYLES = {"Shadowing": "cyan", "Progressing": "yellow", "Interleaving": "magenta", "Paused": "bold yellow",
-                "Promoted": "bold green", "RolledBack": "bold red", "Failed": "bold red", "Pending": "dim"}
+from policies.api import Phase
+
+PHASE_STYLES = {Phase.SHADOWING: "cyan", Phase.PROGRESSING: "yellow", Phase.INTERLEAVING: "magenta", Phase.PAUSED: "bold yellow",
+                Phase.PROMOTED: "bold green", Phase.ROLLED_BACK: "bold red", Phase.FAILED: "bold red", Phase.PENDING: "dim"}
 VERDICT_STYLES = {"Pass": "green", "Fail": "bold red", "Inconclusive": "dim"}
 
 
@@ -48,11 +50,11 @@ class LiveView:
                 self.events = self.events[-8:]
 
     def panel(self, spec: Any, status: Mapping[str, Any]) -> Panel:
-        phase = status.get("phase", "Pending")
+        phase = status.get("phase", Phase.PENDING)
         steps = spec.steps
         step = int(status.get("currentStep") or 0)
         routing = status.get("routing") or {}
-        weight = 100 if phase == "Promoted" else int(routing.get("candidateWeight") or 0)
+        weight = 100 if phase == Phase.PROMOTED else int(routing.get("candidateWeight") or 0)
         head = Table.grid(padding=(0, 2))
         head.add_row(Text(phase, style=PHASE_STYLES.get(phase, "")),
                      Text(f"step {min(step + 1, len(steps))}/{len(steps)}: "
@@ -61,7 +63,7 @@ class LiveView:
         bar = Table.grid(padding=(0, 1))
         bar.add_row(Text("candidate traffic", style="dim"),
                     ProgressBar(total=100, completed=weight, width=40,
-                                complete_style="green" if phase != "RolledBack" else "red"),
+                                complete_style="green" if phase != Phase.ROLLED_BACK else "red"),
                     Text(f"{weight}%"))
         checks = Table(box=None, pad_edge=False, show_edge=False)
         for col in ("check", "value", "threshold", "verdict", "samples", "fails"):

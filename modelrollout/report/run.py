@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from policies.api import Phase
 from policies.errors import InvalidInput
 
 
@@ -189,7 +190,7 @@ class RunRecorder:
             entry.update(check=result.name, value=_finite(result.value), threshold=_finite(result.threshold))
         rec = self.rollouts[key]
         rec["transitions"].append(entry)
-        if status.get("phase") in ("Promoted", "RolledBack", "Failed"):
+        if status.get("phase") in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED):
             rec["outcome"] = {k: entry[k] for k in ("phase", "time", "reason", "check", "value", "threshold")}
 
     def finish(self, key: str, status: Mapping[str, Any]) -> None:

@@ -6,15 +6,17 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from policies.api import Phase
+
 
 BASELINE_COLOR = "#4c78a8"
 CANDIDATE_COLOR = "#f58518"
 VERDICT_COLORS = {"Pass": "#54a24b", "Fail": "#e45756", "Inconclusive": "#9d9d9d"}
 PHASE_COLORS = {
-    "Pending": "#e6e6e6", "Shadowing": "#d8e6f3", "Progressing": "#fde3c8", "Interleaving": "#e5d8f0",
-    "Paused": "#fff1a8", "Promoted": "#cfe8c9", "RolledBack": "#f7c6c6", "Failed": "#f7c6c6",
+    Phase.PENDING: "#e6e6e6", Phase.SHADOWING: "#d8e6f3", Phase.PROGRESSING: "#fde3c8", Phase.INTERLEAVING: "#e5d8f0",
+    Phase.PAUSED: "#fff1a8", Phase.PROMOTED: "#cfe8c9", Phase.ROLLED_BACK: "#f7c6c6", Phase.FAILED: "#f7c6c6",
 }
-OUTCOME_COLORS = {"Promoted": "#2e7d32", "RolledBack": "#c62828", "Failed": "#c62828", "Paused": "#b7791f"}
+OUTCOME_COLORS = {Phase.PROMOTED: "#2e7d32", Phase.ROLLED_BACK: "#c62828", Phase.FAILED: "#c62828", Phase.PAUSED: "#b7791f"}
 
 
 def _esc(v: Any) -> str:
@@ -144,7 +146,7 @@ def timeline_svg(rec: Mapping[str, Any], t0: float, t1: float, width: int = 1100
     points: list[tuple[float, float | None]] = []
     for e in trans:
         x = e["time"] - t0
-        w = 100.0 if e.get("phase") == "Promoted" else float(e.get("weight") or 0)
+        w = 100.0 if e.get("phase") == Phase.PROMOTED else float(e.get("weight") or 0)
         if points:
             points.append((x, points[-1][1]))
         points.append((x, w))
