@@ -113,7 +113,7 @@ def http(url: str, body: dict | None = None, headers: dict | None = None, timeou
         return r.status, dict(r.headers), r.read()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_cluster():
     """tests/cluster/up.sh --image, then the environment it prints; tests/cluster/down.sh at the end, which
     must leave nothing behind."""
@@ -139,7 +139,7 @@ def node_cluster():
     assert down.returncode == 0, f"down.sh left something behind:\n{down.stderr}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def installed(node_cluster):
     """`kubectl apply -k manifests/` exactly as manifests/README.md says; the controller Deployment available
     and both router pods running (the router only turns Ready once a ModelRollout exists: see

@@ -2,7 +2,10 @@
 every pod running non-root under the manifests' own RBAC."""
 from __future__ import annotations
 
+import datetime as dt
 import json
+import threading
+import time
 
 import pytest
 
@@ -21,6 +24,32 @@ def _models(c):
         proc = c.kubectl("rollout", "status", f"deployment/{name}", "-n", NS, "--timeout=300s", check=False,
                          timeout=320)
         assert proc.returncode == 0, f"{name}: {proc.stderr}\n{c.diagnose(NS)}"
+
+
+class WindowLog(threading.Thread):
+    """Polls the rollout's status and keeps every analysis window it shows: {(check, epoch): verdict}."""
+
+    def __init__(self, c, namespace: str, name: str):
+        super().__init__(daemon=True)
+        self.c, self.namespace, self.name = c, namespace, name
+        self.seen: dict[tuple[str, float], str] = {}
+        self._done = threading.Event()
+
+    def run(self):
+        while not self._done.is_set():
+            try:
+                st = self.c.rollout(self.namespace, self.name).get("status") or {}
+            except Exception:  # noqa: BLE001 - a failed poll is retried
+                st = {}
+            for check in st.get("checks") or []:
+                for w in check.get("recent") or []:
+                    t = dt.datetime.fromisoformat(w["time"].replace("Z", "+00:00")).timestamp()
+                    self.seen[(check["name"], t)] = w["verdict"]
+            self._done.wait(1)
+
+    def stop(self):
+        self._done.set()
+        self.join(10)
 
 
 def _leader(c) -> str:
@@ -60,6 +89,36 @@ def test_router_pod_killed_and_leader_deleted_mid_rollout(installed):
     obj = c.wait_phase(NS, "steady", {"Promoted"}, 400, forbid={"RolledBack", "Failed"})
     assert obj["status"]["routing"]["candidateWeight"] == 100
     c.kubectl("delete", "pod", "traffic-steady", "-n", NS, "--wait=false")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known gap: the window a router replica dies in is judged (Pass) on the "
+                                       "surviving replica's data alone; measured here: the first windows after "
+                                       "the kill were Pass/Pass, none Inconclusive")
+def test_window_a_router_replica_dies_in_is_inconclusive(installed):
+    """While the candidate is shadowed, one router pod is killed: the analysis window it died in is
+    Inconclusive, not judged on the half of the traffic the other replica saw."""
+    c = installed
+    _models(c)
+    c.apply(rollout_doc(NS, "halfdata", "scorer-v1", "scorer-v2", steps=[{"shadow": {"duration": "5m"}}]))
+    c.wait_available("router")
+    c.apply(traffic_pod(NS, "halfdata"))
+    windows = WindowLog(c, NS, "halfdata")
+    windows.start()
+    try:
+        wait_for(lambda: sum(1 for v in windows.seen.values() if v == "Pass") >= 2, 120,
+                 "a window judged on both replicas", diagnose=lambda: c.diagnose(NS))
+        victim = _pod_names(c, "router")[0]
+        killed_at = time.time()
+        c.kubectl("delete", "pod", victim, "-n", SYSTEM_NS, "--grace-period=0", "--force", "--wait=false")
+        wait_for(lambda: len([t for (_, t) in windows.seen if t > killed_at]) >= 4, 90,
+                 "two windows after the kill", diagnose=lambda: c.diagnose(NS))
+    finally:
+        windows.stop()
+        c.kubectl("delete", "pod", "traffic-halfdata", "-n", NS, "--wait=false")
+        c.kubectl("delete", "modelrollout", "halfdata", "-n", NS, "--wait=false")
+    after = sorted((t, name, v) for (name, t), v in windows.seen.items() if t > killed_at)
+    assert any(v == "Inconclusive" for _, _, v in after[:4]), \
+        f"no Inconclusive window right after the router pod was killed at {killed_at:.0f}: {after}"
 
 
 def test_pods_run_non_root_under_the_manifests_rbac(installed):
