@@ -24,7 +24,7 @@ from router.extract import get_path, redact, scalar, set_path, split_path
 from router.feedback import FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics
 from router.predlog import PredictionLog
-from router.recorder import Recorder
+from router.recorder import Recorder, keep_folding
 from router.routing import BASELINE, CANDIDATE, Routing, pick
 from router.settings import RouterSettings
 from router.shadow import Mirror, ShadowCaller, ShadowTarget, read_output, record_call
@@ -358,18 +358,7 @@ class Router:
 
     async def housekeeping(self, every: float = 0.1) -> None:
         """Fold recorded outcomes into windows (in small chunks), drop old windows and expired ids."""
-        ticks = 0
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.recorder.fold_queued()
-            except Exception:       # a bug: the records of that chunk are lost; keep folding the rest
-                log.exception("folding outcome records failed")
-            ticks += 1
-            if ticks % 10 == 0:
-                now = time.time()
-                self.recorder.prune(now)
-                self.issued.expire(now)
+        await keep_folding(self.recorder, every, self.issued.expire)
 
     async def start(self) -> None:
         """Start what runs beside the request path (the worker)."""

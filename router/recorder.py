@@ -14,11 +14,16 @@ that against sample size and history.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import time
 from collections import deque
+from typing import Callable
 
 from policies.outcome import Buckets, Outcome, fold
 from policies.spec import RolloutSpec
+
+log = logging.getLogger("modelrollout.router")
 
 
 class Recorder:
@@ -105,3 +110,21 @@ class Recorder:
         self.flush()
         buckets = self._buckets.get(key)
         return [b.to_wire() for b in buckets.select(start, end)] if buckets is not None else []
+
+
+async def keep_folding(recorder: Recorder, every: float = 0.1, prune: Callable[[float], None] | None = None) -> None:
+    """Fold queued records every `every` seconds (in small chunks) and, every ten rounds, drop old buckets
+    and call `prune(now)` for whatever else expires. A failed fold loses that chunk (a bug) and goes on."""
+    ticks = 0
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await recorder.fold_queued()
+        except Exception:
+            log.exception("folding outcome records failed")
+        ticks += 1
+        if ticks % 10 == 0:
+            now = time.time()
+            recorder.prune(now)
+            if prune is not None:
+                prune(now)

@@ -40,7 +40,7 @@ from policies.errors import RouterError
 from policies.outcome import Outcome
 from router.metrics import RouterMetrics
 from router.predlog import PredictionLog
-from router.recorder import Recorder
+from router.recorder import Recorder, keep_folding
 from router.settings import RouterSettings
 from router.shadow import Mirror, ShadowCaller, ShadowTarget
 
@@ -397,7 +397,7 @@ class _WorkerProcess:
         self.targets: dict[int, ShadowTarget] = {}
         self.records = 0
         self.drained = False
-        self.tasks = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
+        self.tasks = [asyncio.create_task(keep_folding(self.recorder), name="housekeeping")]
         if self.log is not None:
             self.tasks.append(asyncio.create_task(self.log.run(), name="log"))    # ends when the log closes
 
@@ -405,19 +405,6 @@ class _WorkerProcess:
         self.recorder.add(target.spec, record)
         if self.log is not None:
             self.log.write(record)
-
-    async def _housekeeping(self, every: float = 0.1) -> None:
-        """Fold queued records into buckets (in small chunks) and drop old buckets."""
-        ticks = 0
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.recorder.fold_queued()
-            except Exception:       # a bug: the records of that chunk are lost; keep folding the rest
-                log.exception("folding outcome records failed")
-            ticks += 1
-            if ticks % 10 == 0:
-                self.recorder.prune(time.time())
 
     def answer(self, qid: int, value: Any) -> None:
         self.writer.write(_frame(Reply(qid, value)))
