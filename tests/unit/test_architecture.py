@@ -154,3 +154,18 @@ def test_product_modules_stay_readable():
     big = [f"{p.relative_to(ROOT)}: {n} lines" for p in modules().values()
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 650]
     assert not big, "modules over 650 lines (split them by concept):\n" + "\n".join(big)
+
+
+def test_the_readme_layout_table_matches_the_tree():
+    """Every top-level folder in the repository has a row in the README's layout table, and every row is a
+    folder that exists."""
+    import re
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([^`/]+)/` \|", table, flags=re.M))
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    folders = {line.split("/", 1)[0] for line in tracked.splitlines() if "/" in line}
+    folders = {f for f in folders if not f.startswith(".")}
+    assert rows == folders, f"README layout rows {sorted(rows)} vs folders {sorted(folders)}"
