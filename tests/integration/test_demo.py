@@ -66,3 +66,12 @@ def test_demo_runs_from_a_fresh_venv_and_writes_the_report(wheelhouse, tmp_path)
         assert s["points"] > 0 and s["threshold_lines"] >= 1
         assert s["baseline_bars"] > 5 and s["candidate_bars"] > 5
     assert "RolledBack" in sections["demo/fraud-drifting"]["phases"]
+    # What pip put into site-packages: the product's packages and nothing generic besides them.
+    probe = subprocess.run([venv / "bin" / "python", "-c", (
+        "import importlib.metadata as m, importlib.util as u\n"
+        "files = m.distribution('modelrollout').files\n"
+        "print(sorted({f.parts[0] for f in files if f.suffix == '.py' and len(f.parts) > 1}))\n"
+        "print(u.find_spec('examples') is None)")], cwd=work, env=env, capture_output=True, text=True)
+    tops, no_examples = probe.stdout.splitlines()
+    assert tops == str(["controller", "kubeio", "modelrollout", "policies", "router"]), probe.stdout + probe.stderr
+    assert no_examples == "True"
