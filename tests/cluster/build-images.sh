@@ -97,6 +97,7 @@ if [[ $want_product == 1 ]]; then
         log "imported $base"
     fi
 
+    old_id="$($docker image inspect -f '{{.Id}}' "$product" 2>/dev/null || true)"
     log "docker build $product (FROM $base)"
     $docker build --network host --build-arg "PYTHON_IMAGE=$base" -t "$product" "$repo" >"$cache/docker-build.log" 2>&1 ||
         { log "error: docker build failed; tail of $cache/docker-build.log:"; tail -30 "$cache/docker-build.log" >&2; exit 1; }
@@ -112,6 +113,7 @@ if [[ $want_product == 1 ]]; then
     size="$($docker image inspect -f '{{.Size}}' "$product")"
     echo "$product" >"$cache/modelrollout.name"
     log "image $product: $((size / 1000000)) MB, runs as uid $user, \`modelrollout --help\` ok"
-    $docker image prune -f >/dev/null 2>&1 || true
+    # drop the previous build's image but keep the build stage's layers: they are the next build's cache
+    if [[ -n "$old_id" && "$old_id" != "$id" ]]; then $docker rmi --no-prune "$old_id" >/dev/null 2>&1 || true; fi
 fi
 echo "$cache"
