@@ -11,7 +11,7 @@ import pytest
 
 from tests.node.conftest import SYSTEM_NS, model_server, rollout_doc, traffic_pod, wait_for
 
-# the first test also waits for the session's cluster (up.sh --image): minutes on a cold machine
+# the first test also waits for the package's cluster (up.sh --image): minutes on a cold machine
 pytestmark = pytest.mark.timeout(3000)
 
 NS = "ml-resilience"
