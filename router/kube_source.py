@@ -47,7 +47,9 @@ class KubeSource:
         def poke(*_):
             loop.call_soon_threadsafe(changed.set)
 
-        watcher = ListWatcher(self.api_client, self.namespace, on_change=poke, resync=self.resync)
+        # on_resync too: a LIST with no items reports no key, and the router must still learn that the
+        # (empty) set is loaded, or /readyz stays 503 until the first rollout is applied
+        watcher = ListWatcher(self.api_client, self.namespace, on_change=poke, on_resync=poke, resync=self.resync)
         thread = threading.Thread(target=watcher.run, args=(stop,), name="kube-source", daemon=True)
         thread.start()
         try:

@@ -154,3 +154,20 @@ def test_rollout_without_checks_advances_on_step_durations(procs, kubeconfig, ku
     kubectl("annotate", "mro", "timed", "-n", namespace, "--overwrite",
             'modelrollout.io/command={"verb": "promote", "id": "p-1"}')
     wait_phase(k8s_api, namespace, "timed", {"Promoted"}, 30, diagnose=lambda: logs(ctl))
+
+
+def test_router_is_ready_with_no_rollout_and_serves_the_first_one_applied(procs, kubeconfig, kubectl, namespace):
+    """In a namespace with no ModelRollout yet the router turns Ready (an empty set is a loaded set: the
+    Deployment must become available right after the install), and a rollout applied later is served."""
+    import httpx
+
+    router = procs.router(kubeconfig, namespace)
+    wait_for(lambda: httpx.get(f"{router.url}/readyz", timeout=2).status_code == 200, 20,
+             "/readyz 200 with no rollout in the namespace", diagnose=lambda: logs(router))
+    missing = httpx.post(f"{router.url}/v1/rollouts/later/predict", json={"features": {"x": 1}}, timeout=5)
+    assert missing.status_code == 404, missing.text
+    v1, v2 = procs.scorer("v1", seed=7), procs.scorer("v2", seed=7)
+    apply(kubectl, rollout_doc("later", namespace, v1, v2))
+    wait_for(lambda: httpx.post(f"{router.url}/v1/rollouts/later/predict", json={"features": {"x": 1}},
+                                timeout=5).status_code == 200, 20, "the applied rollout served",
+             diagnose=lambda: logs(router))

@@ -18,10 +18,6 @@ def test_install_succeeds_on_a_cluster_without_the_prometheus_operator(installed
     assert deploy["status"].get("availableReplicas") == 2, deploy["status"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known bug: with no ModelRollout in the cluster the router's Kubernetes "
-                                       "source never yields its (empty) first list, so /readyz answers 503 "
-                                       "'no routing configuration loaded yet' and the router Deployment stays "
-                                       "unavailable until the first rollout is applied")
 def test_router_is_ready_before_the_first_rollout(installed):
     """Right after the install, before any ModelRollout exists, both router replicas turn Ready."""
     c = installed
