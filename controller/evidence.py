@@ -7,7 +7,11 @@ each into an Inconclusive verdict of the checks it leaves without evidence (`Fai
 failure's detail as the reason. Sources:
 
 * `RouterSummaries`: every router replica's `/v1/rollouts/{name}/summaries`, merged; any failing replica
-  (or none known) drops the router data of the window, since a subset of replicas would bias the comparison;
+  (or none known) drops the router data of the window, since a subset of replicas would bias the comparison.
+  So does a lost one: summaries live in a router's memory, and each answer names the router instance
+  (process and worker generation) that kept them; an instance that answered for the rollout's previous
+  window and is missing now (its pod was deleted, the process or its worker restarted) took its part of
+  this window with it;
 * `Prometheus`: one instant query per PromQL check;
 * `Sources`: several sources gathered concurrently, their evidence combined.
 
@@ -43,6 +47,7 @@ class FailureKind(str, Enum):
     HTTP_STATUS = "HTTPStatus"      # answered, with a non-200 status
     BAD_ANSWER = "BadAnswer"        # answered 200 with something that is not the expected shape
     NO_DATA = "NoData"              # a valid answer without a value (a PromQL query with no series)
+    REPLICA_LOST = "ReplicaLost"    # a router instance that answered for the previous window is gone
     ERROR = "Error"                 # an unexpected error in the source itself (a bug): logged with its trace
 
 
@@ -117,6 +122,8 @@ class RouterSummaries:
     def __init__(self, http: httpx.Client, replicas: Callable[[RolloutSpec], Sequence[str]], *,
                  max_parallel: int = 8):
         self.http, self.replicas, self.max_parallel = http, replicas, max_parallel
+        self._instances: dict[str, dict[str, str]] = {}
+        """Per rollout (`spec.key`), the router instances that answered its last gather, with their URL."""
 
     def fetch(self, url: str, spec: RolloutSpec, start: float, end: float) -> dict | Failure:
         """One replica's `/v1/rollouts/{name}/summaries` answer for buckets in [start, end] (buckets in
@@ -152,6 +159,14 @@ class RouterSummaries:
             answers = list(pool.map(lambda url: self.fetch(url, spec, start, window_end), urls))
         failures: list[Failure] = []
         buckets = []
+        seen = {answer["instance"]: url for url, answer in zip(urls, answers)
+                if not isinstance(answer, Failure) and isinstance(answer.get("instance"), str)}
+        for instance, url in sorted(self._instances.get(spec.key, {}).items(), key=lambda kv: kv[1]):
+            if instance not in seen:
+                failures.append(Failure(ROUTER, url, FailureKind.REPLICA_LOST, (
+                    f"router instance {instance} answered for the previous window and is gone (pod deleted, "
+                    "process or worker restarted): its part of this window is lost")))
+        self._instances[spec.key] = seen
         for url, answer in zip(urls, answers):
             if isinstance(answer, Failure):
                 failures.append(answer)

@@ -98,6 +98,9 @@ class Router:
         self.by_name: dict[str, list[Target]] = {}
         self.ready = False
         self.worker = Worker(s, self.metrics) if s.worker else None
+        self.instance = os.urandom(8).hex()
+        """This process's identity in `/summaries` (with the worker's restart count): summaries live in memory,
+        so a new identity tells the controller that an earlier one's unsent windows are lost."""
         self.keep = self.worker.record if self.worker is not None else self.keep_here
         """keep(target.calls, record): fold an outcome record into the windows and write it to the log."""
         self.shadows = ShadowCaller(s, self.metrics, self.keep_here) if self.worker is None else None
@@ -310,6 +313,7 @@ class Router:
                 return error_reply(http_status(e), "summaries unavailable", f"rollout {spec.key}: {e}; try again")
         return Reply(200, orjson.dumps({"rollout": spec.name, "namespace": spec.namespace,
                                         "replica": self.settings.replica_id,
+                                        "instance": f"{self.instance}.{self.worker.restarts if self.worker else 0}",
                                         "bucket_seconds": self.settings.bucket_seconds, "windows": windows},
                                        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS))
 

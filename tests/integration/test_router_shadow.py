@@ -131,6 +131,7 @@ def test_a_killed_worker_is_restarted_and_primaries_never_notice(procs, tmp_path
     scraped = metric_value(httpx.get(f"{router.url}/metrics").text, "modelrollout_router_requests_total",
                            role="shadow")
     assert scraped == 200
+    instance = summaries(router.url, "fraud")["instance"]
     wait_until(lambda: len([r for r in read_records(logs) if r.role == "primary"]) == 200,
                what="first records written to the log")
     (worker,) = _children(router.pid)
@@ -150,8 +151,10 @@ def test_a_killed_worker_is_restarted_and_primaries_never_notice(procs, tmp_path
     windows = wait_until(lambda: (lambda w: w if _merged(w, "candidate").requests >= 100 else None)(
         summaries(router.url, "fraud")["windows"]), what="outcomes recorded by the new worker")
     text = httpx.get(f"{router.url}/metrics").text
-    # The dead worker's windows are gone with it, like a restarted replica's; the new one's are served.
+    # The dead worker's windows are gone with it, like a restarted replica's; the new one's are served, under
+    # a new instance name, which tells the controller that the window the worker died in is incomplete.
     assert _merged(windows, "baseline").requests >= 100
+    assert summaries(router.url, "fraud")["instance"] not in (instance, None)
     assert metric_value(text, "modelrollout_router_worker_lost_total") > 0
     # Its counters as last scraped are kept: shadow requests never go backwards.
     assert metric_value(text, "modelrollout_router_requests_total", role="shadow") >= scraped + 100

@@ -144,6 +144,29 @@ def test_no_replica_known_is_a_failure_without_any_request():
     assert f.kind is FailureKind.NO_SOURCE and "no router replica known" in f.detail and not seen
 
 
+def test_a_router_instance_that_vanished_since_the_previous_window_makes_the_window_incomplete():
+    """Summaries live in a router's memory: when a replica that answered for the previous window is gone
+    (pod deleted: its URL left the endpoints), or answers as a new instance (process or worker restarted),
+    its part of the window is lost, and the survivors' data alone would judge the window on a subset."""
+    spec = make_spec()
+    answers = {B: {**summaries_answer(spec, T0), "instance": "a.0"}, C: {**summaries_answer(spec, T0), "instance": "b.0"}}
+    replicas = [B, C]
+    source = RouterSummaries(client(routers(answers)), lambda s: list(replicas))
+    assert source.gather(spec, T0, T0 + 60).complete
+    replicas.remove(C)                                   # router-b's pod is deleted during the next window
+    ev = source.gather(spec, T0 + 60, T0 + 120)
+    (lost,) = ev.failures
+    assert lost.kind is FailureKind.REPLICA_LOST and lost.target == C and "b.0" in lost.detail
+    assert ev.observations.candidate.requests == 0       # the survivor's half is not judged
+    replicas.append(C)
+    answers[C] = {**summaries_answer(spec, T0), "instance": "c.0"}   # its replacement: a new instance
+    assert source.gather(spec, T0 + 120, T0 + 180).complete          # a whole window on both replicas
+    answers[B] = {**summaries_answer(spec, T0), "instance": "a.1"}   # router-a's worker restarted
+    (lost,) = source.gather(spec, T0 + 180, T0 + 240).failures
+    assert lost.kind is FailureKind.REPLICA_LOST and lost.target == B and "a.0" in lost.detail
+    assert RouterSummaries(client(routers(answers)), lambda s: [B, C]).gather(spec, T0, T0 + 60).complete
+
+
 # --- Prometheus ----------------------------------------------------------------------------------
 
 def test_prometheus_value_at_the_window_end_with_the_query_rendered():
