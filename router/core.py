@@ -23,7 +23,7 @@ from policies.spec import Rollout, RolloutSpec, VersionRef
 from router.extract import get_path, redact, scalar, set_path, split_path
 from router.feedback import FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics
-from router.predlog import PredictionLog
+from router.predlog import log_metrics, open_log
 from router.recorder import Recorder, keep_folding
 from router.routing import BASELINE, CANDIDATE, Routing, pick
 from router.settings import RouterSettings
@@ -92,7 +92,7 @@ class Router:
         self.issued = IssuedIds(s.feedback_ttl_seconds, s.feedback_max_ids)
         self.recorder = Recorder(s.bucket_seconds, s.retention_seconds, s.reservoir)
         # With a worker, the worker folds the records and writes the log; this process only answers.
-        self.log = PredictionLog(s.log_dir, s.replica_id, s.log_max_bytes) if s.log_dir and not s.worker else None
+        self.log = open_log(s) if not s.worker else None
         self.redact_paths = tuple(split_path(p) for p in s.redact)
         self.targets: dict[str, Target] = {}
         self.by_name: dict[str, list[Target]] = {}
@@ -349,16 +349,7 @@ class Router:
         g.add_metric([], len(self.issued))
         yield g
         if self.settings.log_dir is not None:
-            from prometheus_client.core import CounterMetricFamily
-            written, dropped = ((self.log.written, self.log.dropped) if self.log is not None
-                                else self.worker.log_counts)
-            c = CounterMetricFamily("modelrollout_router_log_records", "Prediction log records written.")
-            c.add_metric([], written)
-            yield c
-            c = CounterMetricFamily("modelrollout_router_log_dropped", "Prediction log records dropped "
-                                    "(writer too far behind).")
-            c.add_metric([], dropped)
-            yield c
+            yield from log_metrics(self.log.counters() if self.log is not None else self.worker.log_counts)
 
     async def housekeeping(self, every: float = 0.1) -> None:
         """Fold recorded outcomes into windows (in small chunks), drop old windows and expired ids."""

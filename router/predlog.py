@@ -9,13 +9,21 @@ worker thread only opens files and writes those strings, one write call each. Th
 Python, so it hardly holds the GIL the event loop needs (a thread looping over lines in Python would keep
 the loop waiting up to the 5 ms switch interval at a time). `close()` writes everything left, fsyncs and
 closes, so a clean shutdown loses no record.
+
+Retention: the replica's own closed files are deleted, oldest (last written) first, once older than
+`max_age` seconds or while all its files together hold more than `max_total` bytes; the file being written
+is never deleted. The check runs in the writer thread when a file is opened, when the total passes the
+limit, after a failed write (a full disk) and every `sweep_seconds`; deletions are counted by reason
+(`LogCounters`, the `modelrollout_router_log_deleted_*` metrics).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -31,21 +39,86 @@ _OPTION = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 Segment = tuple[bool, bytes, int]
 """(start a new file first, the bytes of whole lines, how many records they hold)."""
 
+_FILE_TAIL = re.compile(r"\d{8}T\d{2}-\d{4,}\.jsonl")
+"""What follows `predictions-<replica>-` in the name of one of that replica's files."""
+DELETE_REASONS = ("age", "size")
+
+
+@dataclass
+class LogCounters:
+    """A prediction log's counters, as `/metrics` shows them (summed over a router and its workers)."""
+    written: int = 0
+    dropped: int = 0
+    deleted_files: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DELETE_REASONS, 0))
+    """Files deleted by retention, by reason (`age`, `size`)."""
+    deleted_bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DELETE_REASONS, 0))
+    bytes: int = 0
+    """Bytes in this replica's log files at the last check (the file being written included)."""
+
+    def plus(self, other: "LogCounters") -> "LogCounters":
+        """The sum of two counters (`bytes` is a level, not a count: `other`'s, the newer one)."""
+        return LogCounters(self.written + other.written, self.dropped + other.dropped,
+                           {k: self.deleted_files.get(k, 0) + other.deleted_files.get(k, 0) for k in DELETE_REASONS},
+                           {k: self.deleted_bytes.get(k, 0) + other.deleted_bytes.get(k, 0) for k in DELETE_REASONS},
+                           other.bytes)
+
+
+def log_metrics(c: LogCounters):
+    """The prediction log's metric families for `RouterMetrics`' collector."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    m = CounterMetricFamily("modelrollout_router_log_records", "Prediction log records written.")
+    m.add_metric([], c.written)
+    yield m
+    m = CounterMetricFamily("modelrollout_router_log_dropped", "Prediction log records dropped (writer too far "
+                            "behind, or a failed write).")
+    m.add_metric([], c.dropped)
+    yield m
+    m = CounterMetricFamily("modelrollout_router_log_deleted_files", "Prediction log files deleted by retention "
+                            "(--log-max-age, --log-max-total), by reason.", labels=["reason"])
+    for k in DELETE_REASONS:
+        m.add_metric([k], c.deleted_files.get(k, 0))
+    yield m
+    m = CounterMetricFamily("modelrollout_router_log_deleted_bytes", "Bytes of prediction log files deleted by "
+                            "retention, by reason.", labels=["reason"])
+    for k in DELETE_REASONS:
+        m.add_metric([k], c.deleted_bytes.get(k, 0))
+    yield m
+    g = GaugeMetricFamily("modelrollout_router_log_bytes", "Bytes in this replica's prediction log files at the "
+                          "last retention check.")
+    g.add_metric([], c.bytes)
+    yield g
+
 
 class PredictionLog:
     """JSONL files `predictions-<replica>-<YYYYmmddTHH>-<seq>.jsonl` in `directory`.
 
     A file holds at most `max_bytes` (only a single longer line makes it larger) and lines of one UTC hour
-    (`clock()`, seconds since the epoch, read once per flush, decides the hour).
+    (`clock()`, seconds since the epoch, read once per flush, decides the hour). Retention (see the module):
+    `max_total` bytes over all of this replica's files, `max_age` seconds since a closed file's last write
+    (None: no limit), checked at least every `sweep_seconds`.
     """
 
     def __init__(self, directory: str | os.PathLike, replica_id: str, max_bytes: int = 64 * 1024 * 1024,
                  flush_seconds: float = 0.2, max_pending: int = 1_000_000,
-                 clock: Callable[[], float] = time.time, chunk: int = 128, piece_bytes: int = 1024 * 1024):
+                 clock: Callable[[], float] = time.time, chunk: int = 128, piece_bytes: int = 1024 * 1024,
+                 max_total: int | None = None, max_age: float | None = None, sweep_seconds: float | None = None):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.replica_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in replica_id)
         self.max_bytes = max_bytes
+        self.max_total = max_total or None
+        self.max_age = max_age or None
+        self.sweep_seconds = sweep_seconds if sweep_seconds is not None else (
+            min(60.0, max(0.5, self.max_age / 4)) if self.max_age else 60.0)
+        """Longest time between two retention checks (a quarter of max_age, at most a minute)."""
+        self.deleted_files = dict.fromkeys(DELETE_REASONS, 0)
+        self.deleted_bytes = dict.fromkeys(DELETE_REASONS, 0)
+        self._total = 0
+        """Bytes in this replica's files: counted at each check, plus what was written since."""
+        self._next_sweep = 0.0
+        self._opened = False
+        self._path: Path | None = None
         self.flush_seconds = flush_seconds
         self.max_pending = max_pending
         self.clock = clock
@@ -143,8 +216,10 @@ class PredictionLog:
                 break
             self._seq += 1
         self._file = open(path, "ab", buffering=0)
+        self._path = path
         self._hour, self._size = hour, 0
         self._seq += 1
+        self._opened = True
 
     def _write_segments(self, hour: str, segments: list[Segment], sync: bool, progress: list[int]) -> None:
         """Write each segment with one call (rotating first when asked, or when the hour changed); count the
@@ -158,6 +233,7 @@ class PredictionLog:
                 while view:                    # an unbuffered write may be short (e.g. near a size limit)
                     view = view[self._file.write(view):]
                 self._size += len(data)
+                self._total += len(data)
                 progress[0] += records
             if sync and self._file is not None:
                 os.fsync(self._file.fileno())
@@ -176,23 +252,99 @@ class PredictionLog:
     async def _write(self, batch: list[dict], sync: bool) -> None:
         hour = self.hour()
         segments = await self._segments(batch, hour)
-        if not segments and not (sync and self._file is not None):
-            return
-        progress = [0]
+        failed = False
+        if segments or (sync and self._file is not None):
+            progress = [0]
+            try:
+                await asyncio.to_thread(self._write_segments, hour, segments, sync, progress)
+            except OSError as e:
+                failed = True
+                lost = len(batch) - progress[0]
+                self.dropped += lost
+                log.error("prediction log %s: write failed, %d of %d records of this flush dropped, the next "
+                          "flush starts a new file: %s", self.directory, lost, len(batch), e)
+                raise
+            finally:
+                self.written += progress[0]
+                if self._sweep_due(failed):
+                    await asyncio.to_thread(self.sweep)
+        elif self._sweep_due(False):
+            await asyncio.to_thread(self.sweep)
+
+    # --- retention -----------------------------------------------------------------------------------
+
+    def _sweep_due(self, failed: bool) -> bool:
+        if self.max_total is None and self.max_age is None:
+            return False
+        return (failed or self._opened or time.monotonic() >= self._next_sweep
+                or (self.max_total is not None and self._total > self.max_total))
+
+    def own_files(self) -> list[tuple[float, str, int]]:
+        """(last write time, name, size) of each of this replica's log files."""
+        prefix = f"predictions-{self.replica_id}-"
+        out = []
+        with os.scandir(self.directory) as entries:
+            for e in entries:
+                name = e.name
+                if name.startswith(prefix) and _FILE_TAIL.fullmatch(name, len(prefix)):
+                    try:
+                        st = e.stat()
+                    except FileNotFoundError:
+                        continue
+                    out.append((st.st_mtime, name, st.st_size))
+        return out
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Delete this replica's closed files past the age limit, then the oldest until its files hold at most
+        `max_total` bytes; returns the names deleted (oldest first). Runs in the writer thread (or with no
+        flush in progress). `now`: seconds since the epoch (default: the wall clock, as file times are)."""
+        self._opened = False
+        self._next_sweep = time.monotonic() + self.sweep_seconds
+        now = time.time() if now is None else now
         try:
-            await asyncio.to_thread(self._write_segments, hour, segments, sync, progress)
+            files = sorted(self.own_files())
         except OSError as e:
-            lost = len(batch) - progress[0]
-            self.dropped += lost
-            log.error("prediction log %s: write failed, %d of %d records of this flush dropped, the next flush "
-                      "starts a new file: %s", self.directory, lost, len(batch), e)
-            raise
-        finally:
-            self.written += progress[0]
+            log.error("prediction log %s: cannot list files for retention: %s", self.directory, e)
+            return []
+        current = self._path.name if self._file is not None and self._path is not None else None
+        total = sum(size for _, _, size in files)
+        if current is not None:
+            total += max(0, self._size - next((size for _, n, size in files if n == current), 0))
+        deleted: list[str] = []
+        for mtime, name, size in files:
+            if name == current:
+                continue
+            if self.max_age is not None and mtime < now - self.max_age:
+                reason = "age"
+            elif self.max_total is not None and total > self.max_total:
+                reason = "size"
+            else:
+                continue
+            try:
+                os.unlink(self.directory / name)
+            except FileNotFoundError:
+                total -= size                   # gone already (an operator, or erase's rename raced us)
+                continue
+            except OSError as e:
+                log.error("prediction log %s: cannot delete %s: %s", self.directory, name, e)
+                break
+            total -= size
+            deleted.append(name)
+            self.deleted_files[reason] += 1
+            self.deleted_bytes[reason] += size
+            log.info("prediction log: deleted %s (%d bytes; %s)", name, size,
+                     f"last written more than {self.max_age:g}s ago" if reason == "age"
+                     else f"this replica's files held more than {self.max_total} bytes")
+        self._total = total
+        return deleted
+
+    def counters(self) -> LogCounters:
+        return LogCounters(self.written, self.dropped, dict(self.deleted_files), dict(self.deleted_bytes),
+                           self._total)
 
     async def flush(self, sync: bool = False) -> None:
-        """Write every queued record (fsync too when `sync`). Raises OSError when a write failed; the records
-        not written are counted in `dropped`."""
+        """Write every queued record (fsync too when `sync`), then apply retention when due. Raises OSError
+        when a write failed; the records not written are counted in `dropped`."""
         async with self._flushing:
             if self._closed:
                 return
@@ -225,6 +377,14 @@ class PredictionLog:
                 if self._file is not None:
                     self._file.close()
                     self._file = None
+
+
+def open_log(settings) -> "PredictionLog | None":
+    """The prediction log `RouterSettings` ask for (None without a `log_dir`)."""
+    if settings.log_dir is None:
+        return None
+    return PredictionLog(settings.log_dir, settings.replica_id, settings.log_max_bytes,
+                         max_total=settings.log_max_total, max_age=settings.log_max_age)
 
 
 class LogError(InvalidInput, ValueError):

@@ -37,6 +37,19 @@ def _size(text: str) -> int:
     return value
 
 
+def _size_or_off(text: str) -> int | None:
+    return None if text.strip().lower() in ("0", "off", "none") else _size(text)
+
+
+def _duration_or_off(text: str) -> float | None:
+    if text.strip().lower() in ("0", "off", "none"):
+        return None
+    value = _duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration or 0 (no limit), got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -56,6 +69,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--replica-id", default=None, help="name of this replica in summaries and log files")
     p.add_argument("--log-dir", default=None, help="write the append-only prediction log (JSONL) here")
     p.add_argument("--log-max-bytes", type=_size, default=64 * 1024 * 1024, help="rotate log files at this size")
+    p.add_argument("--log-max-total", type=_size_or_off, default=1024**3, metavar="SIZE",
+                   help="delete this replica's oldest closed log files while its files hold more than this "
+                   "(default 1GiB; 0 = no limit)")
+    p.add_argument("--log-max-age", type=_duration_or_off, default=None, metavar="DURATION",
+                   help="delete this replica's closed log files last written longer ago than this, e.g. 72h "
+                   "(default 0 = no limit)")
     p.add_argument("--log-inputs", action="store_true", help="also log request bodies (see --redact)")
     p.add_argument("--redact", default="", help="comma-separated dotted body fields blanked in logged inputs")
     p.add_argument("--bucket", type=_duration, default=5.0, help="summary window width (default 5s)")
@@ -96,6 +115,7 @@ def settings_from(args: argparse.Namespace):
         worker=args.worker, worker_priority=args.worker_priority,
         upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_max_bytes=args.log_max_bytes,
+        log_max_total=args.log_max_total, log_max_age=args.log_max_age,
         log_inputs=args.log_inputs, redact=tuple(f for f in args.redact.split(",") if f.strip()),
         feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1, **extra)
 

@@ -32,6 +32,11 @@ class RouterSettings:
     """Directory of the append-only prediction log (JSONL); None = no log."""
     log_max_bytes: int = 64 * 1024 * 1024
     """A log file is rotated when it reaches this size, bytes (and at every hour)."""
+    log_max_total: int | None = 1024 * 1024 * 1024
+    """This replica's log files hold at most about this many bytes: beyond it the oldest closed files are
+    deleted (the file being written is never deleted); None = no limit."""
+    log_max_age: float | None = None
+    """Closed log files last written longer ago than this, seconds, are deleted; None = no limit."""
     log_inputs: bool = False
     """Also log the request body (after `redact`)."""
     redact: tuple[str, ...] = ()
@@ -57,6 +62,8 @@ class RouterSettings:
         checks = [("bucket_seconds", self.bucket_seconds > 0), ("retention_seconds", self.retention_seconds > 0),
                   ("max_body_bytes", self.max_body_bytes > 0), ("shadow_max_inflight", self.shadow_max_inflight >= 0),
                   ("reservoir", self.reservoir > 0), ("log_max_bytes", self.log_max_bytes > 0),
+                  ("log_max_total", self.log_max_total is None or self.log_max_total > 0),
+                  ("log_max_age", self.log_max_age is None or self.log_max_age > 0),
                   ("feedback_ttl_seconds", self.feedback_ttl_seconds > 0),
                   ("feedback_max_ids", self.feedback_max_ids > 0),
                   ("upstream_connections", self.upstream_connections > 0),

@@ -39,7 +39,7 @@ from typing import Any
 from policies.errors import RouterError
 from policies.outcome import Outcome
 from router.metrics import RouterMetrics
-from router.predlog import PredictionLog
+from router.predlog import LogCounters, PredictionLog, open_log
 from router.recorder import Recorder, keep_folding
 from router.settings import RouterSettings
 from router.shadow import Mirror, ShadowCaller, ShadowTarget
@@ -132,8 +132,8 @@ class WorkerCounters:
     """Mirrors finished (recorded or dropped) of those received."""
     records: int
     """Records received."""
-    log: tuple[int, int]
-    """(records written to the prediction log, records dropped before it)."""
+    log: LogCounters
+    """The prediction log's counters (records written and dropped, files deleted by retention)."""
 
 
 def _frame(payload: Any) -> bytes:
@@ -158,7 +158,7 @@ class Worker:
         """Mirrors and records handed to workers that died before reporting them done."""
         self.records_dropped = 0
         """Records not handed over: no worker running, or its pipe backlog beyond MAX_BACKLOG."""
-        self.log_written = self.log_dropped = 0
+        self.log_retired = LogCounters()
         """Prediction log counters of workers that died."""
         self.sent = 0
         """Mirrors handed to the current worker."""
@@ -174,7 +174,7 @@ class Worker:
         self._qid = 0
         self._snapshot: dict | None = None
         self.records_sent = self.records_done = 0
-        self.worker_log = (0, 0)
+        self.worker_log = LogCounters()
         self._retired: dict | None = None
         """Counters of the workers that died, summed into one snapshot."""
         self._closing = False
@@ -217,9 +217,8 @@ class Worker:
             if self._closing:
                 return
             self.lost += self.inflight + self.records_sent - self.records_done
-            self.log_written += self.worker_log[0]
-            self.log_dropped += self.worker_log[1]
-            self.worker_log = (0, 0)
+            self.log_retired = self.log_retired.plus(self.worker_log)
+            self.worker_log = LogCounters()
             if self._snapshot is not None:
                 self._retired = RouterMetrics().combined(
                     s for s in (self._retired, self._snapshot) if s is not None).snapshot()
@@ -333,10 +332,11 @@ class Worker:
         return self.sent - self.done
 
     @property
-    def log_counts(self) -> tuple[int, int]:
-        """(records written to the prediction log, records lost before it) by every worker so far."""
-        return (self.log_written + self.worker_log[0],
-                self.log_dropped + self.worker_log[1] + self.records_dropped)
+    def log_counts(self) -> LogCounters:
+        """The prediction log's counters of every worker so far, with the records lost before reaching one."""
+        total = self.log_retired.plus(self.worker_log)
+        total.dropped += self.records_dropped
+        return total
 
     # --- questions -------------------------------------------------------------------------------
 
@@ -391,8 +391,7 @@ class _WorkerProcess:
         self.writer = writer
         self.metrics = RouterMetrics()
         self.recorder = Recorder(settings.bucket_seconds, settings.retention_seconds, settings.reservoir)
-        self.log = (PredictionLog(settings.log_dir, settings.replica_id, settings.log_max_bytes)
-                    if settings.log_dir else None)
+        self.log = open_log(settings)
         self.shadows = ShadowCaller(settings, self.metrics, self.keep, watch_stalls=True)
         self.targets: dict[int, ShadowTarget] = {}
         self.records = 0
@@ -449,7 +448,7 @@ class _WorkerProcess:
             case MetricsQuery():
                 lg = self.log
                 return WorkerCounters(self.metrics.snapshot(), self.shadows.done, self.records,
-                                      (lg.written, lg.dropped) if lg is not None else (0, 0))
+                                      lg.counters() if lg is not None else LogCounters())
 
     async def drain(self) -> None:
         """Finish the shadow calls (bounded by drain_seconds), fold and write every record, fsync the log."""
