@@ -46,6 +46,10 @@ class RouterApp:
         self.api = api
         self.max_body = router.settings.max_body_bytes
         self._tasks: list[asyncio.Task] = []
+        self.server_info = {"event_loop": "", "http": "uvicorn"}
+        """What serves this app, for /metrics (`modelrollout_router_server_info`): the event loop found running at
+        startup and the HTTP protocol (router.server.serve sets its own)."""
+        router.metrics.gauges.append(self._server_gauge)
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
@@ -116,7 +120,15 @@ class RouterApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _server_gauge(self):
+        from prometheus_client.core import GaugeMetricFamily
+        g = GaugeMetricFamily("modelrollout_router_server_info", "What serves the router: its event loop (uvloop "
+                              "or asyncio) and HTTP protocol; always 1.", labels=["event_loop", "http"])
+        g.add_metric([self.server_info["event_loop"], self.server_info["http"]], 1)
+        yield g
+
     async def startup(self) -> None:
+        self.server_info["event_loop"] = type(asyncio.get_running_loop()).__module__.split(".")[0]
         await self.router.start()
         self._tasks = [asyncio.create_task(self._watch(), name="modelrollout-source"),
                        asyncio.create_task(self.router.housekeeping(), name="modelrollout-housekeeping")]

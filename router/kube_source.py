@@ -108,17 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001
         print(f"modelrollout router: cannot load Kubernetes configuration: {e}", file=sys.stderr)
         return 2
-    from router.app import create_app
-    from router.server import serve
+    from router.server import run
 
     namespace = None if args.namespace in ("all", "", "*") else args.namespace
-    try:
-        app = create_app(KubeSource(api, namespace), settings)
-    except ValueError as e:         # e.g. an unreadable --upstream-ca
-        print(f"modelrollout router: {e}", file=sys.stderr)
-        return 2
-    # Same server tuning and graceful SIGTERM drain as the file-configured router.
-    return serve(app, args.host, args.port, args.log_level, loop="asyncio")
+    # The same main as --config: uvloop + httptools, coalesced writes, graceful SIGTERM drain.
+    return run(KubeSource(api, namespace), settings, args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from policies.spec import SpecError, parse_duration
 
+log = logging.getLogger("modelrollout.router")
+
 
 def _duration(text: str) -> float:
     try:
@@ -79,8 +81,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--redact", default="", help="comma-separated dotted body fields blanked in logged inputs")
     p.add_argument("--bucket", type=_duration, default=5.0, help="summary window width (default 5s)")
     p.add_argument("--retention", type=_duration, default=900.0, help="how long windows are kept (default 15m)")
-    p.add_argument("--allow-override", action=argparse.BooleanOptionalAction, default=True,
-                   help="honour the x-modelrollout-version header (default on)")
+    p.add_argument("--allow-override", action=argparse.BooleanOptionalAction, default=False,
+                   help="honour the x-modelrollout-version header, so a caller picks the version that answers "
+                   "(default off); such answers are logged with override: true and never enter the analysis")
     p.add_argument("--max-body", type=_size, default=1024 * 1024, help="largest request body (default 1MiB)")
     p.add_argument("--shadow-max-inflight", type=_positive_int, default=256,
                    help="mirrors held (waiting for a connection to the candidate or in flight) before further "
@@ -133,11 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelrollout router: {e}", file=sys.stderr)
         return 2
 
-    from router.app import create_app
     from router.source import FileSource
 
+    return run(FileSource(config), settings, args)
+
+
+def run(source, settings, args: argparse.Namespace) -> int:
+    """The one main of every routing source (`--config` here, `--kube` in router.kube_source): the app for
+    `source` served by `serve`, with the same server, tuning and drain. 2 on a bad setting."""
+    from router.app import create_app
+
     try:
-        app = create_app(FileSource(config), settings)
+        app = create_app(source, settings)
     except ValueError as e:         # e.g. an unreadable --upstream-ca
         print(f"modelrollout router: {e}", file=sys.stderr)
         return 2
@@ -203,19 +213,21 @@ def _protocol_class():
     return CoalescingHttpToolsProtocol
 
 
-def serve(app, host: str, port: int, log_level: str = "info", loop: str | None = None) -> int:
+def serve(app, host: str, port: int, log_level: str = "info") -> int:
     """Run a router app with uvicorn until SIGTERM/SIGINT; 0 after a clean drain, 1 if it never started.
 
     uvloop + httptools when available; the same tuning for every routing source (file, Kubernetes).
     """
     import uvicorn
 
-    if loop is None:
-        try:
-            import uvloop  # noqa: F401
-            loop = "uvloop"
-        except ImportError:
-            loop = "asyncio"
+    try:
+        import uvloop  # noqa: F401
+        loop = "uvloop"
+    except ImportError:
+        log.warning("uvloop is not installed: serving on the slower asyncio event loop")
+        loop = "asyncio"
+    if hasattr(app, "server_info"):
+        app.server_info["http"] = "httptools-coalesced"
     server = uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, loop=loop, http=_protocol_class(), lifespan="on", access_log=False,
         log_level=log_level if log_level != "info" else "warning", timeout_graceful_shutdown=30,
@@ -228,6 +240,8 @@ def serve(app, host: str, port: int, log_level: str = "info", loop: str | None =
     # it out of the collector's generations keeps full collections, and the tail latency they cause, short.
     gc.collect()
     gc.freeze()
+    log.info("serving on http://%s:%d (uvicorn, %s event loop, httptools HTTP/1.1, coalesced writes)", host, port,
+             loop)
     server.run()
     return 0 if server.started else 1
 

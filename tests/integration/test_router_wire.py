@@ -59,3 +59,15 @@ def test_each_answer_leaves_the_router_as_one_segment(procs, tmp_path):
             head, segments = _exchange(sock, request)
             assert head.split(b" ")[1] == status, head
             assert segments == 1, (request[:60], head[:60], segments)
+
+
+def test_config_router_reports_its_server(procs, tmp_path):
+    """`/metrics` names what serves the router: uvloop and the httptools protocol with coalesced writes (the
+    same line `router --kube` shows, tests/e2e/test_router_kube.py)."""
+    import httpx
+
+    v1 = procs.scorer("v1")
+    router = procs.router(write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v1.url)]))
+    text = httpx.get(f"{router.url}/metrics", timeout=5).text
+    info = [line for line in text.splitlines() if line.startswith("modelrollout_router_server_info{")]
+    assert info == ['modelrollout_router_server_info{event_loop="uvloop",http="httptools-coalesced"} 1.0'], info
