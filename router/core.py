@@ -174,10 +174,13 @@ class Router:
                                            {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
         output, error, attributions = self._output(target, answer)
         self._record(target, now, request_id, arm, version.version, "primary", answer, output, error,
-                     features, segments, doc, attributions=attributions)
+                     features, segments, doc, attributions=attributions, override=override is not None)
+        if override is not None:
+            # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
+            return self._reply(answer, version.version, request_id)
         self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version.version,
                                              output, segments, None, now))
-        if routing.shadow and arm == BASELINE and override is None:
+        if routing.shadow and arm == BASELINE:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
             mirror = Mirror(target.calls.wid, request_id, body, now, features, segments, output)
@@ -214,11 +217,11 @@ class Router:
 
     def _record(self, target: Target, now: float, request_id: str, arm: str, version: str, role: str,
                 answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
-                doc: Any = None, attributions: dict | None = None) -> None:
+                doc: Any = None, attributions: dict | None = None, override: bool = False) -> None:
         logged = redact(doc, self.redact_paths) if self.settings.log_inputs and doc is not None else None
         self.keep(target.calls, record_call(self.metrics, target.calls, now, request_id, arm, version, role, answer,
                                             output, error, features, segments, attributions=attributions,
-                                            input_doc=logged))
+                                            input_doc=logged, override=override))
 
     def keep_here(self, target: ShadowTarget, record: Outcome) -> None:
         self.recorder.add(target.spec, record)

@@ -53,6 +53,8 @@ class RouterMetrics:
         self.interleave: dict[tuple, int] = defaultdict(int)      # rollout, namespace, outcome
         self.feedback: dict[tuple, int] = defaultdict(int)        # rollout, namespace, kind, code
         self.client_errors: dict[int, int] = defaultdict(int)     # code (before a rollout is known)
+        self.overrides: dict[tuple, int] = defaultdict(int)       # rollout, namespace, version, code
+        self.passthrough: dict[tuple, int] = defaultdict(int)     # rollout, namespace, version, code
         self.gauges: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
 
     def observe(self, rollout: str, namespace: str, version: str, role: str, code: int | None,
@@ -132,11 +134,25 @@ class RouterMetrics:
         for k, v in list(self.client_errors.items()):
             c.add_metric([str(k)], v)
         yield c
+        c = CounterMetricFamily("modelrollout_router_override_requests", "Answers to requests whose caller picked the "
+                                "version (x-modelrollout-version, with --allow-override): counted here only, never "
+                                "in the requests, errors and latency above nor in the analysis.",
+                                labels=["rollout", "namespace", "version", "code"])
+        for k, v in list(self.overrides.items()):
+            c.add_metric(list(k), v)
+        yield c
+        c = CounterMetricFamily("modelrollout_router_passthrough_requests", "Requests a rollout's Service "
+                                "(transparent mode) passed to a version that are not analysed: another path than "
+                                "predictPath, or an answer that is not JSON (code 0 = no answer).",
+                                labels=["rollout", "namespace", "version", "code"])
+        for k, v in list(self.passthrough.items()):
+            c.add_metric(list(k), v)
+        yield c
         for gauge in self.gauges:
             yield from gauge()
 
     _COUNTERS = ("requests", "errors", "shadow_dropped", "shadow_queued", "latency_excluded", "interleave", "feedback",
-                 "client_errors")
+                 "client_errors", "overrides", "passthrough")
     _HISTOGRAMS = ("durations", "predictions")
 
     def snapshot(self) -> dict:

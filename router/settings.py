@@ -15,8 +15,9 @@ class RouterSettings:
     """Width of a summary window, seconds; windows are aligned to the epoch."""
     retention_seconds: float = 900.0
     """Closed windows older than this many seconds are dropped (bounds memory)."""
-    allow_override: bool = True
-    """Honour the `x-modelrollout-version` header (testing a version directly)."""
+    allow_override: bool = False
+    """Honour the `x-modelrollout-version` header (testing a version directly). Off by default: any client could
+    otherwise route itself, e.g. to a rolled-back candidate. Overridden answers never enter the analysis."""
     max_body_bytes: int = 1024 * 1024
     """Largest accepted request body, bytes; larger → 413."""
     shadow_max_inflight: int = 256

@@ -106,13 +106,18 @@ def read_output(t: ShadowTarget, answer: Answer) -> tuple[Any, str | None, dict 
 def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id: str, arm: str, version: str,
                 role: str, answer: Answer, output: Any, error: str | None, features: dict | None,
                 segments: dict | None, primary_output: Any = None, attributions: dict | None = None,
-                input_doc: Any = None) -> Outcome:
-    """Count one model call in `metrics` and return its outcome record."""
+                input_doc: Any = None, override: bool = False) -> Outcome:
+    """Count one model call in `metrics` and return its outcome record. An `override` (the caller picked the
+    version) is counted apart and its record flagged, so it never enters the analysis."""
     spec = t.spec
     excluded = answer.excluded
-    metrics.observe(spec.name, spec.namespace, version, role, answer.status, error, answer.latency,
-                    output if spec.output.kind == "score" else None, excluded)
     more = {}
+    if override:
+        metrics.overrides[(spec.name, spec.namespace, version, str(answer.status or 0))] += 1
+        more["override"] = True
+    else:
+        metrics.observe(spec.name, spec.namespace, version, role, answer.status, error, answer.latency,
+                        output if spec.output.kind == "score" else None, excluded)
     if primary_output is not None:
         more["primary_output"] = primary_output
     if attributions is not None:

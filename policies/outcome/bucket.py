@@ -232,7 +232,8 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
     """Add outcome records, in order, to their bucket (every record belongs to `b`: same rollout, revision and
     bucket).
 
-    Answers count a request for their arm and add its error kind, its latency (when there was an HTTP
+    Records of overridden requests (`override`: the caller picked the version) are skipped. Answers count a
+    request for their arm and add its error kind, its latency (when there was an HTTP
     answer), its prediction and features (sampled by `key_from_request_id`, so every version samples the same
     requests), its segments and attributions; a shadow answer with both outputs adds a shadow pair. Feedback
     adds a label (correct or not, per segment) to its arm, or an interleaving outcome.
@@ -246,6 +247,8 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
     primaries: list[Any] = []
     shadows: list[Any] = []
     for rec in records:
+        if rec.override:                # the caller picked the version: logged, never analysed
+            continue
         arm = rec.arm
         if arm == "baseline":
             a = base

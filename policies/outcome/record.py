@@ -76,6 +76,8 @@ class Outcome:
     clicks: list | None = None
     outcome: str | None = None
     prediction_time: float | None = None
+    override: bool | None = None
+    """True when the caller picked the version (`x-modelrollout-version`): logged, never folded into summaries."""
     extra: Mapping[str, Any] | None = None
     """Keys of the line this version does not know, written back unchanged."""
 
@@ -85,14 +87,15 @@ class Outcome:
                  features: Mapping[str, Any] | None = None, segments: Mapping[str, Any] | None = None,
                  primary_output: Any = None, attributions: Mapping[str, Any] | None = None, input: Any = None,
                  label: Any = None, clicks: list | None = None, outcome: str | None = None,
-                 prediction_time: float | None = None, extra: Mapping[str, Any] | None = None) -> None:
+                 prediction_time: float | None = None, override: bool | None = None,
+                 extra: Mapping[str, Any] | None = None) -> None:
         _set_dict(self, "__dict__", {
             "time": time, "request_id": request_id, "rollout": rollout, "namespace": namespace,
             "revision": revision, "version": version, "arm": arm, "role": role, "status": status, "error": error,
             "latency_ms": latency_ms, "latency_excluded": latency_excluded, "output": output, "features": features,
             "segments": segments, "primary_output": primary_output, "attributions": attributions, "input": input,
             "label": label, "clicks": clicks, "outcome": outcome, "prediction_time": prediction_time,
-            "extra": extra})
+            "override": override, "extra": extra})
 
     @classmethod
     def answer(cls, time: float, request_id: str, rollout: str, namespace: str, revision: str, version: str,
@@ -182,6 +185,9 @@ class Outcome:
             x = d.get(k)
             if x is not None and not isinstance(x, Mapping):
                 raise OutcomeError(f"{k}: expected an object or null, got {x!r}"[:200])
+        override = d.get("override")
+        if override is not None and not isinstance(override, bool):
+            raise OutcomeError(f"override: expected true, false or null, got {override!r}"[:200])
         clicks = d.get("clicks")
         if clicks is not None and not isinstance(clicks, list):
             raise OutcomeError(f"clicks: expected a list or null, got {clicks!r}"[:200])
@@ -189,7 +195,7 @@ class Outcome:
         g = d.get
         return cls(t, *ident, status, g("error"), g("latency_ms"), g("latency_excluded"), g("output"),
                    g("features"), g("segments"), g("primary_output"), g("attributions"), g("input"), g("label"),
-                   clicks, g("outcome"), g("prediction_time"), extra)
+                   clicks, g("outcome"), g("prediction_time"), override, extra)
 
     @classmethod
     def from_json(cls, line: bytes | str) -> "Outcome":

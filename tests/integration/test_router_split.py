@@ -48,21 +48,6 @@ def test_sticky_key_keeps_its_version_and_raising_weight_only_moves_keys_to_cand
     assert later.count("v2") > first.count("v2")
 
 
-def test_override_header_selects_a_version_and_can_be_disabled(procs, tmp_path):
-    """x-modelrollout-version picks that version; unknown versions are a 400; --no-allow-override ignores it."""
-    v1, v2 = procs.scorer("v1"), procs.scorer("v2")
-    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=0)])
-    router = procs.router(cfg)
-    url = f"{router.url}/v1/rollouts/fraud/predict"
-    r = httpx.post(url, json=body(), headers={"x-modelrollout-version": "v2"})
-    assert r.status_code == 200 and r.headers["x-model-version"] == "v2" and r.json()["version"] == "v2"
-    r = httpx.post(url, json=body(), headers={"x-modelrollout-version": "v9"})
-    assert r.status_code == 400 and "v9" in r.json()["detail"] and "v1" in r.json()["detail"]
-    locked = procs.router(cfg, "--no-allow-override")
-    r = httpx.post(f"{locked.url}/v1/rollouts/fraud/predict", json=body(), headers={"x-modelrollout-version": "v2"})
-    assert r.status_code == 200 and r.headers["x-model-version"] == "v1"
-
-
 def test_promoted_rollout_and_missing_routing(procs, tmp_path):
     """Phase Promoted sends everything to the candidate; a rollout without status.routing is 100% baseline."""
     v1, v2 = procs.scorer("v1"), procs.scorer("v2")

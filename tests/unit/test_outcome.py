@@ -32,6 +32,7 @@ TODAYS_LINES = {
     "primary, 4xx": {**IDENT, "role": "primary", "status": 422, "error": None, "latency_ms": 1.0, "output": None,
                      "features": None, "segments": None},
     "primary, latency excluded": {**IDENT, "role": "primary", **ANSWER, "latency_excluded": "stalled"},
+    "primary, overridden": {**IDENT, "role": "primary", **ANSWER, "override": True},
     "shadow": {**IDENT, "version": "v2", "arm": "candidate", "role": "shadow", **ANSWER, "output": 0.91,
                "primary_output": 0.93},
     "shadow, primary without output": {**IDENT, "version": "v2", "arm": "candidate", "role": "shadow", **ANSWER,
@@ -91,6 +92,7 @@ def test_unknown_keys_survive_a_round_trip():
     (b'{"time": 1, "latency_ms": "fast"}', "latency_ms: expected a number"),
     (b'{"time": 1, "features": [1]}', "features: expected an object"),
     (b'{"time": 1, "clicks": "a"}', "clicks: expected a list"),
+    (b'{"time": 1, "override": "yes"}', "override: expected true, false or null"),
 ])
 def test_bad_lines_name_the_field(line, field):
     with pytest.raises(OutcomeError, match=field):
@@ -257,6 +259,21 @@ def test_fold_adds_each_record_once_per_arm():
     assert sum(b.candidate.latency_excluded.values()) + sum(b.baseline.latency_excluded.values()) == sum(
         r.latency_excluded is not None for r in recs)
     assert b.paired.n == sum(r.role == "shadow" and r.output is not None for r in recs)
+
+
+def test_fold_leaves_out_overridden_answers():
+    """An answer whose caller picked the version (`override`) is in the log but in no summary: the bucket of
+    the records with some overridden equals the bucket of the others alone."""
+    spec = _spec()
+    recs = [r for r in _records(200, spec, span=4.0) if r.role == "primary"]
+    forced = {r.request_id for r in recs[::3]}
+    marked = [Outcome.from_dict({**r.to_dict(), "override": True}) if r.request_id in forced else r for r in recs]
+    start = bucket_start(recs[0].time, 5.0)
+    with_forced, without = (Bucket.new(start, start + 5.0, spec.revision, "score") for _ in range(2))
+    fold(with_forced, marked, spec)
+    fold(without, [r for r in recs if r.request_id not in forced], spec)
+    assert with_forced.to_wire() == without.to_wire()
+    assert with_forced.baseline.requests + with_forced.candidate.requests == len(recs) - len(forced) > 0
 
 
 def test_the_request_path_constructor_builds_the_same_record():
