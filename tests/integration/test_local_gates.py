@@ -75,3 +75,24 @@ def test_gate_decides_like_a_user_expects(runs, name, expected):
     status = run.final()["rollouts"][f"ci/{name}"]
     assert status["phase"] == expected, (status.get("message"), status.get("checks"), run.output[-3000:])
     assert code == 3     # the run's exit code: at least one rollout rolled back
+
+
+@pytest.mark.parametrize("name,check", [("emb-shifted", "emb-mmd"), ("emb-same", "emb-mmd"),
+                                        ("lat-slow", "slow"), ("lat-backlog", "slow")])
+def test_report_draws_the_embedding_and_latency_checks(runs, name, check):
+    """The run's HTML report draws each window's value of the MMD and latency checks against the threshold,
+    with the windows that failed marked Fail on the rolled-back rollouts."""
+    import re
+
+    run, _ = runs
+    page = (run.tmp / "report.html").read_text()
+    section = page[page.index(f'data-rollout="ci/{name}"'):]
+    section = section[:section.index("</section>")]
+    series = re.search(rf'<g class="check-series" data-check="{check}">(.*?)</g>', section, re.S)
+    assert series, f"no series drawn for {check} in {name}'s section"
+    verdicts = re.findall(r'<circle class="point" data-verdict="(\w+)"', series.group(1))
+    assert len(verdicts) >= 2, verdicts
+    if run.final()["rollouts"][f"ci/{name}"]["phase"] == "RolledBack":
+        assert "Fail" in verdicts, verdicts
+    else:
+        assert "Pass" in verdicts, verdicts
