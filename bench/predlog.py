@@ -36,6 +36,7 @@ def record(i: int) -> dict:
 def load(path: Path, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module      # dataclasses look their module up while the class body runs
     spec.loader.exec_module(module)
     return module.PredictionLog
 
