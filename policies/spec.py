@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from policies.api import API_VERSION, KIND, Phase  # noqa: E402  (re-exported)
 from policies.errors import InvalidInput
+from policies.privacy import CATEGORICAL_METRICS, MODES as PRIVACY_MODES, PrivacySpec
 
 OUTPUT_KINDS = ("score", "class", "ranking", "embedding")
 STEP_KINDS = ("shadow", "canary", "pause", "interleave")
@@ -187,6 +188,8 @@ class RolloutSpec:
     """Seconds the router waits for a model before answering 504."""
     shadow_timeout: float = 10.0
     generation: int = 0
+    privacy: PrivacySpec = PrivacySpec()
+    """What the prediction log may hold of each request (`policies.privacy`)."""
 
     @property
     def key(self) -> str:
@@ -403,6 +406,54 @@ def _notification(raw: Any, path: str) -> Notification:
     return Notification(kind=kinds[0], url=_url(body, "url"), on=tuple(on), routing_key=body.str("routingKey"))
 
 
+_PRIVACY_FIELDS = ("stickyKey", "inputs", "redact", "features", "segments", "fields")
+
+
+def _privacy(r: "_Reader | None") -> PrivacySpec:
+    if r is None:
+        return PrivacySpec()
+    for k in r.data:
+        if k not in _PRIVACY_FIELDS:
+            raise SpecError(r.at(str(k)), f"unknown field; expected one of {', '.join(_PRIVACY_FIELDS)}")
+    redact = []
+    for i, p in enumerate(r.list("redact")):
+        if not isinstance(p, str) or not _FIELD_PATH.match(p):
+            raise SpecError(f"{r.at('redact')}[{i}]", f"expected a dotted path like 'features.ssn', got {p!r}")
+        redact.append(p)
+    fields: dict[str, str] = {}
+    per_field = r.sub("fields")
+    if per_field is not None:
+        for name, mode in per_field.data.items():
+            if not isinstance(name, str) or not name:
+                raise SpecError(per_field.path, f"expected field names as keys, got {name!r}")
+            if mode not in PRIVACY_MODES:
+                raise SpecError(per_field.at(name), f"expected one of {', '.join(PRIVACY_MODES)}, got {mode!r}")
+            fields[name] = mode
+    modes = {k: r.str(k, default, choices=PRIVACY_MODES) for k, default in
+             (("stickyKey", "hash"), ("inputs", "drop"), ("features", "keep"), ("segments", "keep"))}
+    if redact and modes["inputs"] != "keep":
+        raise SpecError(r.at("redact"), f"redacts kept inputs; spec.privacy.inputs is {modes['inputs']!r}")
+    return PrivacySpec(sticky_key=modes["stickyKey"], inputs=modes["inputs"], redact=tuple(redact),
+                       features=modes["features"], segments=modes["segments"], fields=fields)
+
+
+def _check_privacy(privacy: PrivacySpec, checks: tuple[CheckSpec, ...], path: str) -> None:
+    """A check cannot watch a value the privacy settings drop, nor compare numbers they hash."""
+    for i, c in enumerate(checks):
+        for name, mode, kind in ((c.feature, privacy.feature_mode(c.feature or ""), "features"),
+                                 (c.segment, privacy.segment_mode(c.segment or ""), "segments")):
+            if name is None:
+                continue
+            where = f"spec.privacy.fields.{name}" if name in privacy.fields else f"spec.privacy.{kind}"
+            at = f"{path}[{i}].{'on' if kind == 'features' else 'segment'}"
+            if mode == "drop":
+                raise SpecError(at, f"{name!r} is dropped by {where}, so no check can compare it; hash it to "
+                                    "compare without logging its values")
+            if mode == "hash" and kind == "features" and c.metric not in CATEGORICAL_METRICS:
+                raise SpecError(f"{path}[{i}].metric", f"feature {name!r} is hashed by {where}, which keeps only "
+                                f"equality; expected one of {', '.join(CATEGORICAL_METRICS)}, got {c.metric!r}")
+
+
 def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "spec",
                generation: int = 0) -> RolloutSpec:
     r = _Reader(spec, path)
@@ -447,13 +498,15 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
     )
     notifications = tuple(_notification(n, f"{r.at('notifications')}[{i}]")
                           for i, n in enumerate(r.list("notifications")))
+    privacy = _privacy(r.sub("privacy"))
+    _check_privacy(privacy, checks, an.at("checks"))
     return RolloutSpec(
         name=name, namespace=namespace, baseline=baseline, candidate=candidate, predict_path=predict_path,
         output=output, features_path=feats.str("path", "features") if feats else None,
         stickiness_header=sticky.str("header") if sticky else None,
         steps=steps, analysis=analysis, notifications=notifications,
         timeout=r.duration("timeout", 10.0), shadow_timeout=r.duration("shadowTimeout", 10.0),
-        generation=generation,
+        generation=generation, privacy=privacy,
     )
 
 

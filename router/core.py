@@ -20,10 +20,11 @@ from policies.errors import http_status
 from policies.interleaving import credit, team_draft
 from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
-from router.extract import get_path, redact, scalar, set_path, split_path
+from router.extract import get_path, scalar, set_path, split_path
 from router.feedback import FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics
 from router.predlog import log_metrics, open_log
+from router.privacy import Privacy
 from router.recorder import Recorder, keep_folding
 from router.routing import BASELINE, CANDIDATE, Routing, pick
 from router.settings import RouterSettings
@@ -93,7 +94,7 @@ class Router:
         self.recorder = Recorder(s.bucket_seconds, s.retention_seconds, s.reservoir)
         # With a worker, the worker folds the records and writes the log; this process only answers.
         self.log = open_log(s) if not s.worker else None
-        self.redact_paths = tuple(split_path(p) for p in s.redact)
+        self.privacy = Privacy(s.hash_key)
         self.targets: dict[str, Target] = {}
         self.by_name: dict[str, list[Target]] = {}
         self.ready = False
@@ -156,6 +157,7 @@ class Router:
             return error_reply(400, "invalid x-request-id", f"x-request-id: expected at most {_MAX_REQUEST_ID} "
                                f"printable ASCII characters, got {request_id[:40]!r}")
         routing = target.routing
+        sticky = headers.get(target.sticky_header) if target.sticky_header else None
         override = headers.get(OVERRIDE_HEADER) if self.settings.allow_override else None
         if override is not None:
             arm = target.by_version.get(override)
@@ -163,9 +165,8 @@ class Router:
                 return error_reply(400, "unknown version", f"{OVERRIDE_HEADER}: expected one of "
                                    f"{', '.join(target.by_version)}, got {override!r}")
         elif routing.interleave and target.spec.output.kind == "ranking":
-            return await self._interleave(target, request_id, doc, body)
+            return await self._interleave(target, request_id, doc, body, sticky)
         else:
-            sticky = headers.get(target.sticky_header) if target.sticky_header else None
             arm = pick(routing, sticky, target.spec.key, self._rng)
         now = time.time()
         features, segments = self._inputs(target, doc)
@@ -174,7 +175,8 @@ class Router:
                                            {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
         output, error, attributions = self._output(target, answer)
         self._record(target, now, request_id, arm, version.version, "primary", answer, output, error,
-                     features, segments, doc, attributions=attributions, override=override is not None)
+                     features, segments, doc, attributions=attributions, override=override is not None,
+                     sticky=sticky)
         if override is not None:
             # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
             return self._reply(answer, version.version, request_id)
@@ -217,13 +219,16 @@ class Router:
 
     def _record(self, target: Target, now: float, request_id: str, arm: str, version: str, role: str,
                 answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
-                doc: Any = None, attributions: dict | None = None, override: bool = False) -> None:
-        logged = redact(doc, self.redact_paths) if self.settings.log_inputs and doc is not None else None
+                doc: Any = None, attributions: dict | None = None, override: bool = False,
+                sticky: str | None = None) -> None:
+        # The body goes to the keeper only when the spec's privacy settings keep or hash it (router.privacy).
+        logged = doc if doc is not None and target.spec.privacy.inputs != "drop" else None
         self.keep(target.calls, record_call(self.metrics, target.calls, now, request_id, arm, version, role, answer,
                                             output, error, features, segments, attributions=attributions,
-                                            input_doc=logged, override=override))
+                                            input_doc=logged, override=override, sticky=sticky))
 
     def keep_here(self, target: ShadowTarget, record: Outcome) -> None:
+        record = self.privacy.apply(target.spec, record)
         self.recorder.add(target.spec, record)
         if self.log is not None:
             self.log.write(record)
@@ -236,7 +241,8 @@ class Router:
 
     # --- interleave ------------------------------------------------------------------------------
 
-    async def _interleave(self, target: Target, request_id: str, doc: Any, body: bytes) -> Reply:
+    async def _interleave(self, target: Target, request_id: str, doc: Any, body: bytes,
+                          sticky: str | None = None) -> Reply:
         now = time.time()
         spec = target.spec
         features, segments = self._inputs(target, doc)
@@ -248,7 +254,7 @@ class Router:
         out_b, err_b, _ = self._output(target, b)
         for arm, ans, out, err in ((BASELINE, a, out_a, err_a), (CANDIDATE, b, out_b, err_b)):
             self._record(target, now, request_id, arm, target.arms[arm].version, "interleave", ans, out, err,
-                         features, segments, doc if arm == BASELINE else None)
+                         features, segments, doc if arm == BASELINE else None, sticky=sticky)
         if out_a is None or out_b is None:
             # One side failed: serve the other unmerged; the impression earns no interleaving credit.
             arm, ans, out = (CANDIDATE, b, out_b) if out_a is None and out_b is not None else (BASELINE, a, out_a)

@@ -89,7 +89,7 @@ def scalar(value: Any) -> Any:
 
 
 def redact(body: Any, paths: tuple[tuple[str, ...], ...]) -> Any:
-    """A copy of `body` with each dotted path replaced by "[redacted]"."""
+    """A copy of `body` with each dotted path replaced by "[redacted]" (`policies.privacy.REDACTED`)."""
     if not paths or not isinstance(body, dict):
         return body
     import copy

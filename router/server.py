@@ -77,8 +77,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-max-age", type=_duration_or_off, default=None, metavar="DURATION",
                    help="delete this replica's closed log files last written longer ago than this, e.g. 72h "
                    "(default 0 = no limit)")
-    p.add_argument("--log-inputs", action="store_true", help="also log request bodies (see --redact)")
-    p.add_argument("--redact", default="", help="comma-separated dotted body fields blanked in logged inputs")
+    p.add_argument("--hash-key-file", default=None, metavar="FILE",
+                   help="the HMAC key (at least 16 bytes; e.g. a mounted Secret) of the values a rollout's "
+                   "spec.privacy hashes; without it, or when FILE does not exist, a random key for this process "
+                   "only (hashes then differ between replicas and restarts, and erase cannot match them)")
     p.add_argument("--bucket", type=_duration, default=5.0, help="summary window width (default 5s)")
     p.add_argument("--retention", type=_duration, default=900.0, help="how long windows are kept (default 15m)")
     p.add_argument("--allow-override", action=argparse.BooleanOptionalAction, default=False,
@@ -108,9 +110,34 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def read_hash_key(path: str | None) -> bytes | None:
+    """The key in `path` (surrounding whitespace stripped); None, with a warning, when there is none.
+    ValueError for a key shorter than 16 bytes or an unreadable file."""
+    import logging
+    import os
+
+    if path is None or not os.path.exists(path):
+        logging.getLogger("modelrollout.router").warning(
+            "%s: hashed log fields (spec.privacy) use a random key for this process only: their hashes differ "
+            "between replicas and restarts and `modelrollout log erase` cannot match them",
+            f"--hash-key-file {path} does not exist" if path else "no --hash-key-file")
+        return None
+    try:
+        with open(path, "rb") as f:
+            key = f.read().strip()
+    except OSError as e:
+        raise ValueError(f"--hash-key-file {path}: cannot read: {e.strerror}") from None
+    if len(key) < 16:
+        raise ValueError(f"--hash-key-file {path}: expected a key of at least 16 bytes, got {len(key)}")
+    return key
+
+
 def settings_from(args: argparse.Namespace):
     from router.settings import RouterSettings
     extra = {"replica_id": args.replica_id} if args.replica_id else {}
+    key = read_hash_key(args.hash_key_file)
+    if key is not None:
+        extra["hash_key"] = key
     return RouterSettings(
         bucket_seconds=args.bucket, retention_seconds=args.retention, allow_override=args.allow_override,
         max_body_bytes=args.max_body, shadow_max_inflight=args.shadow_max_inflight,
@@ -119,7 +146,6 @@ def settings_from(args: argparse.Namespace):
         upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_max_bytes=args.log_max_bytes,
         log_max_total=args.log_max_total, log_max_age=args.log_max_age,
-        log_inputs=args.log_inputs, redact=tuple(f for f in args.redact.split(",") if f.strip()),
         feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1, **extra)
 
 

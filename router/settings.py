@@ -38,10 +38,9 @@ class RouterSettings:
     deleted (the file being written is never deleted); None = no limit."""
     log_max_age: float | None = None
     """Closed log files last written longer ago than this, seconds, are deleted; None = no limit."""
-    log_inputs: bool = False
-    """Also log the request body (after `redact`)."""
-    redact: tuple[str, ...] = ()
-    """Dotted fields of the request body replaced by "[redacted]" in logged inputs."""
+    hash_key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
+    """The HMAC key of the values the spec's `privacy` settings hash (`policies.privacy`); by default a random
+    key for this process only (`--hash-key-file` gives a stable one)."""
     feedback_ttl_seconds: float = 3600.0
     """How long after its prediction a request id accepts feedback, seconds."""
     feedback_max_ids: int = 200_000

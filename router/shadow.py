@@ -106,9 +106,10 @@ def read_output(t: ShadowTarget, answer: Answer) -> tuple[Any, str | None, dict 
 def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id: str, arm: str, version: str,
                 role: str, answer: Answer, output: Any, error: str | None, features: dict | None,
                 segments: dict | None, primary_output: Any = None, attributions: dict | None = None,
-                input_doc: Any = None, override: bool = False) -> Outcome:
-    """Count one model call in `metrics` and return its outcome record. An `override` (the caller picked the
-    version) is counted apart and its record flagged, so it never enters the analysis."""
+                input_doc: Any = None, override: bool = False, sticky: str | None = None) -> Outcome:
+    """Count one model call in `metrics` and return its outcome record (as seen: the spec's privacy settings
+    are applied by whoever keeps it, `router.privacy`). An `override` (the caller picked the version) is
+    counted apart and its record flagged, so it never enters the analysis."""
     spec = t.spec
     excluded = answer.excluded
     more = {}
@@ -124,6 +125,8 @@ def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id:
         more["attributions"] = attributions
     if input_doc is not None:
         more["input"] = input_doc
+    if sticky is not None:
+        more["sticky"] = sticky
     if excluded is not None:
         more["latency_excluded"] = excluded
     return Outcome.answer(now, request_id, spec.name, spec.namespace, spec.revision, version, arm, role,

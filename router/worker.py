@@ -39,7 +39,8 @@ from typing import Any
 from policies.errors import RouterError
 from policies.outcome import Outcome
 from router.metrics import RouterMetrics
-from router.predlog import LogCounters, PredictionLog, open_log
+from router.predlog import LogCounters, open_log
+from router.privacy import Privacy
 from router.recorder import Recorder, keep_folding
 from router.settings import RouterSettings
 from router.shadow import Mirror, ShadowCaller, ShadowTarget
@@ -392,6 +393,7 @@ class _WorkerProcess:
         self.metrics = RouterMetrics()
         self.recorder = Recorder(settings.bucket_seconds, settings.retention_seconds, settings.reservoir)
         self.log = open_log(settings)
+        self.privacy = Privacy(settings.hash_key)
         self.shadows = ShadowCaller(settings, self.metrics, self.keep, watch_stalls=True)
         self.targets: dict[int, ShadowTarget] = {}
         self.records = 0
@@ -401,6 +403,7 @@ class _WorkerProcess:
             self.tasks.append(asyncio.create_task(self.log.run(), name="log"))    # ends when the log closes
 
     def keep(self, target: ShadowTarget, record: Outcome) -> None:
+        record = self.privacy.apply(target.spec, record)
         self.recorder.add(target.spec, record)
         if self.log is not None:
             self.log.write(record)

@@ -15,6 +15,7 @@ import yaml
 from policies.api import (
     API_VERSION, COMMAND_ANNOTATION, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, Phase, Verdict,
 )
+from policies.privacy import MODES as PRIVACY_MODES
 from policies.spec import ACTIONS, METRICS, NOTIFY_PHASES, OUTPUT_KINDS
 
 PHASES = tuple(p.value for p in Phase)
@@ -79,6 +80,22 @@ def _endpoint() -> dict:
         "url": _str(pattern=URL_PATTERN),
         "routingKey": _str("PagerDuty routing key.", minLength=1),
     }, required=["url"])
+
+
+def _privacy() -> dict:
+    modes = list(PRIVACY_MODES)
+    return _obj({
+        "stickyKey": _str("The stickiness header's value (a user id) in the log: keep, hash (HMAC under the "
+                          "router's key) or drop (default hash).", enum=modes),
+        "inputs": _str("The request body in the log: keep, hash or drop (default drop).", enum=modes),
+        "redact": {"description": "Dotted fields of a kept request body replaced by \"[redacted]\".",
+                   "type": "array", "maxItems": 64, "items": _str(pattern=ATTRIBUTIONS_PATH_PATTERN)},
+        "features": _str("Every watched feature: keep, hash or drop (default keep).", enum=modes),
+        "segments": _str("Every segment field of a fairness check: keep, hash or drop (default keep).",
+                         enum=modes),
+        "fields": {"description": "Per feature or segment name, overriding features and segments.",
+                   "type": "object", "maxProperties": 256, "additionalProperties": _str(enum=modes)},
+    }, "What the prediction log, and the summaries folded from the same records, may hold of a request.")
 
 
 def _notify_phases(description: str) -> dict:
@@ -193,6 +210,7 @@ def spec_schema() -> dict:
             "x-kubernetes-validations": [{
                 "rule": "[has(self.webhook), has(self.slack), has(self.pagerduty)].filter(x, x).size() == 1",
                 "message": "expected exactly one of webhook, slack, pagerduty"}]})},
+        "privacy": _privacy(),
         "timeout": _duration("How long the router waits for a model before answering 504 (default 10s)."),
         "shadowTimeout": _duration("How long a mirrored call may take before it is abandoned (default 10s)."),
     }, required=["baseline", "candidate", "strategy"], **{"x-kubernetes-validations": [

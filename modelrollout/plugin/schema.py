@@ -2,8 +2,8 @@
 
 `lint` uses this to report every schema error at once (the apiserver also reports them all), with the
 same field paths `kubectl apply` prints. It covers the keywords a structural schema may use: type,
-properties, required, enum, pattern, minimum/maximum, minLength, min/maxItems, min/maxProperties,
-items, x-kubernetes-preserve-unknown-fields, x-kubernetes-list-type map keys, and the CRD's CEL rules
+properties, additionalProperties (a schema), required, enum, pattern, minimum/maximum, minLength,
+min/maxItems, min/maxProperties, items, x-kubernetes-preserve-unknown-fields, x-kubernetes-list-type map keys, and the CRD's CEL rules
 through their Python twins in `CEL_RULES` (a test keeps every rule of the CRD covered).
 """
 from __future__ import annotations
@@ -141,10 +141,13 @@ def _object(value: dict, schema: dict, path: str) -> Iterator[SchemaError]:
     if "maxProperties" in schema and n > schema["maxProperties"]:
         yield SchemaError(path, f"Too many: {n}: must have at most {schema['maxProperties']} items")
     strict = bool(props) and not schema.get("x-kubernetes-preserve-unknown-fields", False)
+    extra = schema.get("additionalProperties")
     for key, item in value.items():
         name = _key(key)
         if name in props:
             yield from _validate(item, props[name], _join(path, name))
+        elif isinstance(extra, dict):
+            yield from _validate(item, extra, _join(path, name))
         elif strict:
             yield SchemaError(_join(path, name), "unknown field")
 

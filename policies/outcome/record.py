@@ -48,9 +48,9 @@ class Outcome:
 
     Answers (role primary/shadow/interleave) carry status (None when no HTTP answer), error (an error kind,
     `policies.summaries.ERROR_KINDS`), latency_ms, output (the extracted prediction), features and segments
-    (the watched inputs), attributions (when the spec names them), input (the redacted request, when the
-    router logs inputs) and, on shadow answers, primary_output (what the baseline answered the same
-    request). Feedback carries the output it is about, the segments, prediction_time (when that output was
+    (the watched inputs), attributions (when the spec names them), input (the request, when the spec's
+    privacy settings keep or hash it), sticky (the stickiness key, hashed by default) and, on shadow
+    answers, primary_output (what the baseline answered the same request). Feedback carries the output it is about, the segments, prediction_time (when that output was
     given) and either label, or clicks and outcome (the interleaving credit: win, loss or tie)."""
     time: float
     request_id: str
@@ -78,6 +78,10 @@ class Outcome:
     prediction_time: float | None = None
     override: bool | None = None
     """True when the caller picked the version (`x-modelrollout-version`): logged, never folded into summaries."""
+    sticky: str | None = None
+    """The stickiness header's value (`spec.strategy.stickiness.header`, e.g. a user id) as the spec's
+    `privacy.stickyKey` lets it be logged: clear, or a keyed hash (`policies.privacy`); on primary and
+    interleaved answers only."""
     extra: Mapping[str, Any] | None = None
     """Keys of the line this version does not know, written back unchanged."""
 
@@ -88,6 +92,7 @@ class Outcome:
                  primary_output: Any = None, attributions: Mapping[str, Any] | None = None, input: Any = None,
                  label: Any = None, clicks: list | None = None, outcome: str | None = None,
                  prediction_time: float | None = None, override: bool | None = None,
+                 sticky: str | None = None,
                  extra: Mapping[str, Any] | None = None) -> None:
         _set_dict(self, "__dict__", {
             "time": time, "request_id": request_id, "rollout": rollout, "namespace": namespace,
@@ -95,7 +100,7 @@ class Outcome:
             "latency_ms": latency_ms, "latency_excluded": latency_excluded, "output": output, "features": features,
             "segments": segments, "primary_output": primary_output, "attributions": attributions, "input": input,
             "label": label, "clicks": clicks, "outcome": outcome, "prediction_time": prediction_time,
-            "override": override, "extra": extra})
+            "override": override, "sticky": sticky, "extra": extra})
 
     @classmethod
     def answer(cls, time: float, request_id: str, rollout: str, namespace: str, revision: str, version: str,
@@ -113,6 +118,12 @@ class Outcome:
                 raise TypeError(f"Outcome.answer: unknown fields {sorted(set(more) - _FIELD_SET)}")
             d.update(more)
         _set_dict(o, "__dict__", d)
+        return o
+
+    def replaced(self, **changes: Any) -> "Outcome":
+        """A copy with `changes` (field names, not checked: callers pass fields they read)."""
+        o = _new(Outcome)
+        _set_dict(o, "__dict__", {**self.__dict__, **changes})
         return o
 
     @property
@@ -173,7 +184,7 @@ class Outcome:
         status = d.get("status")
         if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
             raise OutcomeError(f"status: expected an HTTP status code or null, got {status!r}"[:200])
-        for k in ("error", "latency_excluded"):
+        for k in ("error", "latency_excluded", "sticky"):
             x = d.get(k)
             if x is not None and not isinstance(x, str):
                 raise OutcomeError(f"{k}: expected a string or null, got {x!r}"[:200])
@@ -195,7 +206,7 @@ class Outcome:
         g = d.get
         return cls(t, *ident, status, g("error"), g("latency_ms"), g("latency_excluded"), g("output"),
                    g("features"), g("segments"), g("primary_output"), g("attributions"), g("input"), g("label"),
-                   clicks, g("outcome"), g("prediction_time"), override, extra)
+                   clicks, g("outcome"), g("prediction_time"), override, g("sticky"), extra)
 
     @classmethod
     def from_json(cls, line: bytes | str) -> "Outcome":

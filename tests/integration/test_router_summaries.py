@@ -54,10 +54,11 @@ def test_log_rotates_survives_sigterm_and_replays_to_the_same_summaries(procs, t
     are redacted, and replaying it rebuilds the summaries the router served."""
     v1, v2 = procs.scorer("v1"), procs.scorer("v2", "--shift", "0.1")
     doc = rollout_doc("fraud", v1.url, v2.url, weight=0, shadow=True)
+    doc["spec"]["privacy"] = {"inputs": "keep", "redact": ["features.amount"]}
     cfg = write_config(tmp_path / "r.yaml", [doc])
     logs = tmp_path / "log"
-    router = procs.router(cfg, "--log-dir", str(logs), "--log-max-bytes", "40000", "--log-inputs",
-                          "--redact", "features.amount", "--replica-id", "r1", "--shadow-max-inflight", "1000")
+    router = procs.router(cfg, "--log-dir", str(logs), "--log-max-bytes", "40000", "--replica-id", "r1",
+                          "--shadow-max-inflight", "1000")
     n = 300
     answers = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(i=i), {}) for i in range(n)])
     labels = post_many([(f"{router.url}/v1/rollouts/fraud/feedback", {"request_id": h["x-request-id"], "label": i % 2},

@@ -35,6 +35,8 @@ def test_design_example_parses_as_written(doc):
     assert spec.notifications[0].on == ("RolledBack", "Paused")
     assert spec.stickiness_header == "x-user-id"
     assert spec.watched_features() == ("age",) and spec.segments() == ("gender",)
+    assert spec.privacy.sticky_key == "hash" and spec.privacy.inputs == "drop"
+    assert spec.privacy.segment_mode("gender") == "hash" and spec.privacy.feature_mode("age") == "keep"
 
 
 def test_attribution_check_parses_with_its_path(doc):

@@ -1,0 +1,73 @@
+"""What the prediction log (and everything folded from the same records) may hold of a request: `spec.privacy`.
+
+One place in the spec says, for each logged field, whether it is kept, replaced by a keyed hash or dropped:
+
+    privacy:
+      stickyKey: hash       # the stickiness header's value (a user id): keep | hash | drop, default hash
+      inputs: drop          # the request body: keep | hash | drop, default drop
+      redact: [features.ssn]  # dotted body fields replaced by "[redacted]" when inputs are kept
+      features: keep        # every watched feature: keep | hash | drop, default keep
+      segments: keep        # every segment field of a fairness check, default keep
+      fields: {zip: hash}   # per name, for features and segments, overriding the two above
+
+`hash` is HMAC-SHA256 under the router's key (a Secret mounted into the router, never in the spec), written
+as `"hmac:"` and the first 32 hex digits. The same value always gives the same hash, so equality survives:
+fairness and segment checks, categorical drift checks and `modelrollout log erase` (given the key) work on
+hashed values; order and distance do not, so a check that needs numbers cannot watch a hashed feature, and
+nothing can watch a dropped one (the spec parser, `policies.spec`, rejects both).
+
+Pure: parsing, and the hash of a value (hmac, hashlib); no files, no clocks.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+MODES = ("keep", "hash", "drop")
+HASH_PREFIX = "hmac:"
+HASH_HEX_DIGITS = 32
+REDACTED = "[redacted]"
+CATEGORICAL_METRICS = ("psi", "kl", "js", "hellinger", "chi2")
+"""Drift metrics that compare categories only, so they still work on hashed values."""
+
+
+@dataclass(frozen=True)
+class PrivacySpec:
+    sticky_key: str = "hash"
+    inputs: str = "drop"
+    redact: tuple[str, ...] = ()
+    features: str = "keep"
+    segments: str = "keep"
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def feature_mode(self, name: str) -> str:
+        return self.fields.get(name, self.features)
+
+    def segment_mode(self, name: str) -> str:
+        return self.fields.get(name, self.segments)
+
+    def __hash__(self) -> int:          # frozen with a mapping field: hash what identifies it
+        return hash((self.sticky_key, self.inputs, self.redact, self.features, self.segments,
+                     tuple(sorted(self.fields.items()))))
+
+
+def keyed_hash(key: bytes, value: Any) -> str:
+    """`hmac:` + the first 32 hex digits of HMAC-SHA256(key, value as text). A string is hashed as it is; any
+    other scalar as its JSON text (so the number 42 and the string "42" hash alike, as a subject given on
+    a command line must match either)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value)) if abs(value) < 2**53 else repr(value)
+    else:
+        text = str(value)
+    digest = hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return HASH_PREFIX + digest[:HASH_HEX_DIGITS]
+
+
+def is_hashed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(HASH_PREFIX) and len(value) == len(HASH_PREFIX) + HASH_HEX_DIGITS

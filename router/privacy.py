@@ -1,0 +1,81 @@
+"""The spec's privacy settings (`policies.privacy`) applied to outcome records before anything keeps them.
+
+The request path puts what it saw in the record (the watched features, the segments, the stickiness key,
+and the request body only when the settings keep or hash it); whoever keeps records (the worker, or the
+router with --no-worker) passes each through `Privacy.apply` before folding it into the summaries and
+writing it to the prediction log. So the summaries the controller reads, the log and `replay`'s rebuild of
+it all hold the same values: kept, `hmac:…` hashes under the router's key, or nothing.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import orjson
+
+from policies.outcome import Outcome
+from policies.privacy import PrivacySpec, keyed_hash
+from policies.spec import RolloutSpec
+from router.extract import redact, split_path
+
+
+class RecordPrivacy:
+    """One rollout's privacy settings, ready to apply under `key`."""
+
+    __slots__ = ("policy", "key", "redact_paths", "noop")
+
+    def __init__(self, policy: PrivacySpec, key: bytes):
+        self.policy, self.key = policy, key
+        self.redact_paths = tuple(split_path(p) for p in policy.redact)
+        self.noop = (policy.sticky_key == policy.inputs == policy.features == policy.segments == "keep"
+                     and not policy.fields and not policy.redact)
+
+    def _fields(self, values: Mapping[str, Any], mode_of: Callable[[str], str]) -> dict[str, Any]:
+        out = {}
+        for name, value in values.items():
+            mode = mode_of(name)
+            if mode == "keep":
+                out[name] = value
+            elif mode == "hash":
+                out[name] = None if value is None else keyed_hash(self.key, value)
+        return out
+
+    def apply(self, rec: Outcome) -> Outcome:
+        if self.noop:
+            return rec
+        p, d, changes = self.policy, rec.__dict__, {}
+        sticky = d.get("sticky")
+        if sticky is not None and p.sticky_key != "keep":
+            changes["sticky"] = keyed_hash(self.key, sticky) if p.sticky_key == "hash" else None
+        features = d.get("features")
+        if features and (p.features != "keep" or p.fields):
+            changes["features"] = self._fields(features, p.feature_mode)
+        segments = d.get("segments")
+        if segments and (p.segments != "keep" or p.fields):
+            changes["segments"] = self._fields(segments, p.segment_mode)
+        body = d.get("input")
+        if body is not None:
+            if p.inputs == "drop":
+                changes["input"] = None
+            elif p.inputs == "hash":
+                changes["input"] = keyed_hash(self.key, orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode())
+            elif self.redact_paths:
+                changes["input"] = redact(body, self.redact_paths)
+        return rec.replaced(**changes) if changes else rec
+
+
+class Privacy:
+    """`apply(spec, record)` for every rollout, under one key (the router's `--hash-key-file`)."""
+
+    def __init__(self, key: bytes):
+        self.key = key
+        self._by_policy: dict[PrivacySpec, RecordPrivacy] = {}
+
+    def of(self, spec: RolloutSpec) -> RecordPrivacy:
+        rp = self._by_policy.get(spec.privacy)
+        if rp is None:
+            rp = self._by_policy[spec.privacy] = RecordPrivacy(spec.privacy, self.key)
+        return rp
+
+    def apply(self, spec: RolloutSpec, rec: Outcome) -> Outcome:
+        return self.of(spec).apply(rec)
+
