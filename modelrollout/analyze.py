@@ -124,8 +124,9 @@ def _read_jsonl(path: Path) -> dict[str, list[Any]]:
 def _read_parquet(path: Path) -> dict[str, list[Any]] | dict[str, Column]:
     try:
         import pyarrow.parquet as pq
-    except ImportError as e:                                   # pragma: no cover - pyarrow is a dependency
-        raise InputError(f"{path}: reading Parquet needs pyarrow") from e
+    except ImportError as e:                                   # pyarrow is the optional extra `parquet`
+        raise InputError(f"{path}: reading Parquet needs pyarrow, which is not installed; install the extra: "
+                         f"pip install 'modelrollout[parquet]' (or convert the file to CSV, JSONL or .npy)") from e
     try:
         table = pq.read_table(path)
     except Exception as e:                                    # pyarrow raises several unrelated types

@@ -3,9 +3,12 @@
 #   pause.tar         the pod sandbox: the pause program from build-node.sh in a one-layer OCI archive
 #   with --product:
 #   (base)            Python 3.11 on Debian bookworm from Debian's packages (debootstrap --variant=minbase),
-#                     imported into a private dockerd as modelrollout.test/python:3.11-bookworm
-#   modelrollout.tar  the project's Dockerfile built FROM that base (build argument PYTHON_IMAGE); its size
-#                     is printed and `modelrollout --help` is run in it as its non-root user
+#                     without documentation, man pages and locales as Debian's slim images (the base of the
+#                     official python:3.11-slim-bookworm) leave them out; imported into a private dockerd as
+#                     modelrollout.test/python:3.11-slim-bookworm
+#   modelrollout.tar  the project's Dockerfile built FROM that base (build argument PYTHON_IMAGE); its size and
+#                     the base's are printed, `modelrollout --help` is run in it as its non-root user and
+#                     image_smoke.py checks what it carries (statistics, imports) and leaves out (pyarrow)
 # The archives are what `ctr -n k8s.io images import` loads into the node's containerd (tests/cluster/node.py).
 #
 # Usage: tests/cluster/build-images.sh [--product]   prints the image dir as its last stdout line
@@ -20,7 +23,7 @@ repo="$(cd "$here/../.." && pwd)"
 cache="${MODELROLLOUT_IMAGE_CACHE:-$HOME/.cache/modelrollout/images}"
 docker_root="$(dirname "$cache")/docker"
 product="${MODELROLLOUT_IMAGE:-modelrollout:0.1.0}"
-base="modelrollout.test/python:3.11-bookworm"
+base="modelrollout.test/python:3.11-slim-bookworm"
 pause_name="modelrollout.test/pause:3.10"
 
 log() { echo "build-images.sh: $*" >&2; }
@@ -75,7 +78,7 @@ if [[ $want_product == 1 ]]; then
     $docker version >/dev/null 2>&1 || { log "error: dockerd did not start; $cache/dockerd.log:"; tail -20 "$cache/dockerd.log" >&2; exit 1; }
 
     if ! $docker image inspect "$base" >/dev/null 2>&1; then
-        rootfs_tar="$cache/base-bookworm-python3.tar"
+        rootfs_tar="$cache/base-bookworm-python3-slim.tar"
         if [[ ! -s "$rootfs_tar" ]]; then
             # The mirror the host's apt uses (debootstrap's built-in default otherwise).
             mirror="$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null |
@@ -86,6 +89,15 @@ if [[ $want_product == 1 ]]; then
             debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$root" $mirror \
                 >"$cache/debootstrap.log" 2>&1 || { log "error: debootstrap failed; see $cache/debootstrap.log"; rm -rf "$root"; exit 1; }
             ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
+            # What Debian's slim images leave out (debuerreotype --slimify): docs but their copyright files,
+            # man and info pages, locales; the same dpkg excludes keep later `apt-get install`s slim too.
+            printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+                'path-exclude /usr/share/info/*' 'path-exclude /usr/share/linda/*' \
+                'path-exclude /usr/share/lintian/overrides/*' 'path-exclude /usr/share/locale/*' \
+                'path-exclude /usr/share/man/*' >"$root/etc/dpkg/dpkg.cfg.d/docker-slim"
+            find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+            find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+            rm -rf "$root"/usr/share/{info,linda,locale,man}/* "$root"/usr/share/lintian/overrides/*
             # pip inside the build reaches the package index only if the image trusts what this host trusts.
             cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
             rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
@@ -104,6 +116,8 @@ if [[ $want_product == 1 ]]; then
     $docker run --rm --network none "$product" --help >/dev/null
     user="$($docker run --rm --network none --entrypoint id "$product" -u)"
     [[ "$user" != 0 ]] || { log "error: $product runs as root"; exit 1; }
+    $docker run -i --rm --network none --entrypoint python "$product" - <"$here/image_smoke.py" ||
+        { log "error: $here/image_smoke.py failed in $product"; exit 1; }
     id="$($docker image inspect -f '{{.Id}}' "$product")"
     if [[ ! -s "$cache/modelrollout.tar" || "$(cat "$cache/modelrollout.id" 2>/dev/null)" != "$id" ]]; then
         $docker save "$product" -o "$cache/modelrollout.tar.tmp"
@@ -111,8 +125,9 @@ if [[ $want_product == 1 ]]; then
         echo "$id" >"$cache/modelrollout.id"
     fi
     size="$($docker image inspect -f '{{.Size}}' "$product")"
+    base_size="$($docker image inspect -f '{{.Size}}' "$base")"
     echo "$product" >"$cache/modelrollout.name"
-    log "image $product: $((size / 1000000)) MB, runs as uid $user, \`modelrollout --help\` ok"
+    log "image $product: $((size / 1000000)) MB ($((base_size / 1000000)) MB of it the base $base), runs as uid $user, \`modelrollout --help\` and image_smoke.py ok"
     # drop the previous build's image but keep the build stage's layers: they are the next build's cache
     if [[ -n "$old_id" && "$old_id" != "$id" ]]; then $docker rmi --no-prune "$old_id" >/dev/null 2>&1 || true; fi
 fi

@@ -148,3 +148,27 @@ def test_bad_input_subprocess_has_no_traceback(tmp_path):
     assert p.returncode == 2
     assert "c.csv: column 'x' has 1 missing/NaN values" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, data):
+    """pyarrow is the optional extra `parquet` (the image leaves it out): without it, a .parquet input exits 2
+    with a message naming the extra to install, and CSV keeps working in the same environment."""
+    b, c = tmp_path / "b.parquet", tmp_path / "c.parquet"
+    _write_parquet(b, data["b_score"], data["b_age"], data["b_country"])
+    _write_parquet(c, data["c_score"], data["c_age"], data["c_country"])
+    # `sys.modules[name] = None` makes every `import name` raise ImportError, as in an install without it
+    no_pyarrow = ("import sys; sys.modules['pyarrow'] = sys.modules['pyarrow.parquet'] = None; "
+                  "from modelrollout.cli import main; sys.exit(main())")
+
+    def analyze(*files):
+        return subprocess.run([sys.executable, "-c", no_pyarrow, "analyze", *map(str, files), "--column", "score"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    p = analyze(b, c)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "b.parquet: reading Parquet needs pyarrow" in p.stderr
+    assert "pip install 'modelrollout[parquet]'" in p.stderr
+    assert "Traceback" not in p.stderr
+    (tmp_path / "b.csv").write_text("score\n" + "\n".join(map(str, data["b_score"])) + "\n")
+    (tmp_path / "c.csv").write_text("score\n" + "\n".join(map(str, data["c_score"])) + "\n")
+    assert analyze(tmp_path / "b.csv", tmp_path / "c.csv").returncode == 1
