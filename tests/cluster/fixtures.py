@@ -75,3 +75,31 @@ def restricted_kubeconfig(control_plane: ControlPlane) -> Callable[..., str]:
         return control_plane.service_account_kubeconfig(namespace, name)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess.CompletedProcess]:
+    """`helm(*args, check=True, kubeconfig=None)` runs the helm CLI built by tests/cluster/build-helm.sh (or the one
+    in $MODELROLLOUT_HELM_BIN) with its config, cache and data in a temp dir, never the user's."""
+    import os
+    from pathlib import Path
+
+    bin_dir = os.environ.get("MODELROLLOUT_HELM_BIN")
+    if not bin_dir:
+        script = Path(__file__).resolve().parent / "build-helm.sh"
+        bin_dir = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                                 check=True).stdout.strip().splitlines()[-1]
+    binary = str(Path(bin_dir) / "helm")
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {**os.environ, "HELM_CONFIG_HOME": str(home / "config"), "HELM_CACHE_HOME": str(home / "cache"),
+           "HELM_DATA_HOME": str(home / "data")}
+
+    def run(*args: str, check: bool = True, kubeconfig: str | None = None,
+            timeout: float = 300.0) -> subprocess.CompletedProcess:
+        out = subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout,
+                             env={**env, **({"KUBECONFIG": kubeconfig} if kubeconfig else {})})
+        if check and out.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+        return out
+
+    return run
