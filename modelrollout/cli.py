@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "run": ("modelrollout.local", "run the rollouts of a YAML file with no cluster (`run FILE --local`)", ()),
     "report": ("modelrollout.report", "render the HTML report of a finished run or a prediction log", ()),
     "replay": ("modelrollout.replay", "backtest a rollout policy on a recorded prediction log", ()),
+    "log": ("modelrollout.logtool", "prediction log maintenance: `log erase` removes one subject's records", ()),
     "analyze": ("modelrollout.analyze", "compare two data files with the drift statistics", ()),
     "router": ("router.server", "serve the data plane (split, mirror, interleave, record)", ()),
     "controller": ("controller.kube", "run the Kubernetes controller for ModelRollout resources", ()),

@@ -53,19 +53,22 @@ class PrivacySpec:
                      tuple(sorted(self.fields.items()))))
 
 
-def keyed_hash(key: bytes, value: Any) -> str:
-    """`hmac:` + the first 32 hex digits of HMAC-SHA256(key, value as text). A string is hashed as it is; any
-    other scalar as its JSON text (so the number 42 and the string "42" hash alike, as a subject given on
-    a command line must match either)."""
+def canonical_text(value: Any) -> str:
+    """The text a scalar is hashed and matched as: a string as it is, true/false, an integral number without
+    its `.0`, any other number as Python prints it."""
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str):
-        text = value
-    elif isinstance(value, float) and value.is_integer():
-        text = str(int(value)) if abs(value) < 2**53 else repr(value)
-    else:
-        text = str(value)
-    digest = hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
+
+
+def keyed_hash(key: bytes, value: Any) -> str:
+    """`hmac:` + the first 32 hex digits of HMAC-SHA256(key, `canonical_text(value)`), so the number 42 and
+    the string "42" hash alike (a subject given on a command line must match either)."""
+    digest = hmac.new(key, canonical_text(value).encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
     return HASH_PREFIX + digest[:HASH_HEX_DIGITS]
 
 

@@ -15,10 +15,17 @@ Retention: the replica's own closed files are deleted, oldest (last written) fir
 is never deleted. The check runs in the writer thread when a file is opened, when the total passes the
 limit, after a failed write (a full disk) and every `sweep_seconds`; deletions are counted by reason
 (`LogCounters`, the `modelrollout_router_log_deleted_*` metrics).
+
+Rewriting (`rewrite`, for `modelrollout log erase`): a file is replaced by a new one (write, fsync, rename)
+under an exclusive `flock` of the old one. The writer holds a shared lock on its file while it appends and,
+once it has the lock, checks that the path still names the file it holds; when a rewrite replaced it, it
+opens the new file and appends there. So a live router loses no line to a rewrite, and a rewrite never
+copies half a write.
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import re
@@ -221,6 +228,24 @@ class PredictionLog:
         self._seq += 1
         self._opened = True
 
+    def _lock_current(self) -> int:
+        """Take a shared lock on the file its path names now, reopening it when a rewrite replaced the one
+        held; returns the locked descriptor."""
+        while True:
+            fd = self._file.fileno()
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                same = os.stat(self._path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False                    # deleted under us: appending by path starts it again
+            if same:
+                return fd
+            self._file.close()                  # releases the lock
+            self._file = open(self._path, "ab", buffering=0)
+            size = os.fstat(self._file.fileno()).st_size
+            self._total += size - self._size
+            self._size = size
+
     def _write_segments(self, hour: str, segments: list[Segment], sync: bool, progress: list[int]) -> None:
         """Write each segment with one call (rotating first when asked, or when the hour changed); count the
         records of completed segments in `progress[0]`. On a failure the current file is cut back to its last
@@ -229,9 +254,13 @@ class PredictionLog:
             for rotate, data, records in segments:
                 if rotate or self._file is None or hour != self._hour:
                     self._open(hour)
-                view = memoryview(data)
-                while view:                    # an unbuffered write may be short (e.g. near a size limit)
-                    view = view[self._file.write(view):]
+                fd = self._lock_current()
+                try:
+                    view = memoryview(data)
+                    while view:                # an unbuffered write may be short (e.g. near a size limit)
+                        view = view[self._file.write(view):]
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
                 self._size += len(data)
                 self._total += len(data)
                 progress[0] += records
@@ -385,6 +414,51 @@ def open_log(settings) -> "PredictionLog | None":
         return None
     return PredictionLog(settings.log_dir, settings.replica_id, settings.log_max_bytes,
                          max_total=settings.log_max_total, max_age=settings.log_max_age)
+
+
+def rewrite(path: str | os.PathLike, drop: Callable[[int, bytes], bool]) -> tuple[int, int]:
+    """Replace log file `path` by a copy without the lines for which `drop(line_number, line)` is true:
+    written next to it, fsynced, given the old file's mode and times, renamed over it and the directory
+    fsynced, all under an exclusive lock of the old file (a live writer waits, then follows to the new
+    file). Returns (lines kept, lines dropped); the file is untouched when nothing is dropped, and (0, 0)
+    when it no longer exists."""
+    path = Path(path)
+    while True:
+        try:
+            fh = open(path, "rb")
+        except FileNotFoundError:
+            return 0, 0
+        with fh:
+            fd = fh.fileno()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    continue                    # replaced since we opened it: start over on the new file
+            except FileNotFoundError:
+                return 0, 0
+            lines = fh.read().splitlines(keepends=True)
+            keep = [line for n, line in enumerate(lines, 1) if not drop(n, line)]
+            if len(keep) == len(lines):
+                return len(lines), 0
+            st = os.fstat(fd)
+            tmp = path.with_name(f".{path.name}.rewrite-{os.getpid()}")
+            try:
+                with open(tmp, "wb") as out:
+                    out.write(b"".join(keep))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, st.st_mode & 0o7777)
+                os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            return len(keep), len(lines) - len(keep)
 
 
 class LogError(InvalidInput, ValueError):
