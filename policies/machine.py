@@ -30,8 +30,8 @@ from .errors import InvalidInput
 from .spec import RolloutSpec, SpecError, Step
 from .thresholds import applies, failure_limit
 from .status import (
-    CALIBRATION_LIMIT, RECENT_LIMIT, CheckResult, CheckState, Phase, Routing, RolloutStatus, Verdict,
-    WindowValue, worst_check,
+    CALIBRATION_LIMIT, RECENT_LIMIT, CheckResult, CheckState, DecidingCheck, Phase, Routing, RolloutStatus,
+    Verdict, WindowValue, worst_check,
 )
 
 VERBS = ("promote", "abort", "pause", "resume", "retry")
@@ -219,18 +219,19 @@ class _Machine:
         self.emit("Normal", "Promoted", text)
         return s.with_history(self.now, "Promoted", text)
 
-    def rollback(self, s: RolloutStatus, why: str, severity: str, by_user: bool = False) -> RolloutStatus:
+    def rollback(self, s: RolloutStatus, why: str, severity: str, by_user: bool = False,
+                 check: CheckState | None = None) -> RolloutStatus:
         text = f"rolled back at {self.step_label(s.current_step)}: {why}"
         self.severity = severity
         s = replace(s, phase=Phase.ROLLED_BACK, routing=Routing(), pause_reason=None, message=text)
         self.emit("Warning", "Aborted" if by_user else "RolledBack", text)
-        return s.with_history(self.now, "RolledBack", text)
+        return s.with_history(self.now, "RolledBack", text, _deciding(check))
 
-    def pause(self, s: RolloutStatus, reason: str, why: str) -> RolloutStatus:
+    def pause(self, s: RolloutStatus, reason: str, why: str, check: CheckState | None = None) -> RolloutStatus:
         text = f"paused at {self.step_label(s.current_step)}: {why}"
         s = replace(s, phase=Phase.PAUSED, pause_reason=reason, message=text)
         self.emit("Warning" if reason != "user" else "Normal", "Paused", text)
-        return s.with_history(self.now, "Paused", text)
+        return s.with_history(self.now, "Paused", text, _deciding(check))
 
     def advance(self, s: RolloutStatus) -> RolloutStatus:
         """Time-based transition: the step's duration has passed and its analysis passed."""
@@ -293,16 +294,17 @@ class _Machine:
             acting = [(c, st) for c, st, _ in triggered if c.action == "rollback"]
             # critical when a check that alerts as critical (NaN outputs, 5xx, immediate) acted, else error
             severity = "critical" if any(check_severity(c) == "critical" for c, _ in acting) else "error"
-            return self.rollback(s, "; ".join(_for_windows(st) for _, st in acting), severity)
+            return self.rollback(s, "; ".join(_for_windows(st) for _, st in acting), severity,
+                                 check=acting[0][1])
         if worst == "pause" and s.phase is not Phase.PAUSED:
-            why = "; ".join(_for_windows(st) for c, st, _ in triggered if c.action == "pause")
-            return self.pause(s, "check", why)
+            pausing = [st for c, st, _ in triggered if c.action == "pause"]
+            return self.pause(s, "check", "; ".join(_for_windows(st) for st in pausing), check=pausing[0])
         limit = self.spec.analysis.inconclusive_limit
         stuck = [s.check(c.name) for c in self.spec.analysis.checks if c.action != "warn"]
         stuck = [st for st in stuck if st is not None and st.inconclusive >= limit]
         if stuck and s.phase is not Phase.PAUSED:
             why = "; ".join(f"{st.reason} ({st.inconclusive} inconclusive windows, limit {limit})" for st in stuck)
-            return self.pause(s, "inconclusive", why)
+            return self.pause(s, "inconclusive", why, check=stuck[0])
         return s
 
     # --- manual verbs ----------------------------------------------------------------------------
@@ -373,9 +375,14 @@ def _update_check(old: CheckState, r: CheckResult, now: float) -> CheckState:
     calibration = old.calibration
     if r.aa_value is not None:
         calibration = (calibration + (float(r.aa_value),))[-CALIBRATION_LIMIT:]
-    recent = (old.recent + (WindowValue(now, r.value, r.verdict),))[-RECENT_LIMIT:]
+    recent = (old.recent + (WindowValue(now, r.value, r.verdict, r.threshold, r.samples),))[-RECENT_LIMIT:]
     return CheckState(r.name, r.metric, r.value, r.threshold, r.verdict, r.samples, failures, inconclusive,
                       r.reason, r.action, recent, calibration)
+
+
+def _deciding(st: CheckState | None) -> DecidingCheck | None:
+    """The check a transition was decided on, with the value and threshold of its last window."""
+    return None if st is None else DecidingCheck(st.name, st.value, st.threshold)
 
 
 def _fresh_streaks(s: RolloutStatus) -> RolloutStatus:

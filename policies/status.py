@@ -18,8 +18,10 @@ from policies.api import Condition as ConditionType, Phase, Verdict
 
 HISTORY_LIMIT = 50
 """History entries kept in status (oldest dropped first)."""
-RECENT_LIMIT = 10
-"""Per-check window values kept in status for `kubectl modelrollout status`."""
+RECENT_LIMIT = 60
+"""Per-check analysis windows kept in status (the newest): what `kubectl modelrollout status`, the dashboard
+and `kubectl modelrollout report` draw a check's series from. At most about 110 bytes each, so under 7 KB per
+check; docs/contracts.md ("ModelRollout resource") states the bound."""
 CALIBRATION_LIMIT = 50
 """A/A values kept per calibrated check (the newest)."""
 
@@ -69,19 +71,29 @@ class Routing:
 
 @dataclass(frozen=True)
 class WindowValue:
+    """One check's result on one analysis window, as kept in `checks[].recent` to be drawn later."""
+
     time: float
     value: float | None
     verdict: Verdict
+    threshold: float | None = None
+    samples: int | None = None
 
     def to_status(self) -> dict[str, Any]:
-        return {"time": rfc3339(self.time), "value": _num_out(self.value), "verdict": self.verdict.value}
+        out = {"time": rfc3339(self.time), "value": _num_out(self.value), "verdict": self.verdict.value,
+               "threshold": _num_out(self.threshold)}
+        if self.samples is not None:
+            out["samples"] = self.samples
+        return out
 
     @staticmethod
     def from_status(d: Any) -> "WindowValue | None":
         if not isinstance(d, Mapping):
             return None
         t = parse_time(d.get("time"))
-        return WindowValue(t if t is not None else 0.0, _float(d.get("value")), _verdict(d.get("verdict")))
+        samples = _int(d.get("samples"), -1, 0)
+        return WindowValue(t if t is not None else 0.0, _float(d.get("value")), _verdict(d.get("verdict")),
+                           _float(d.get("threshold")), samples if samples >= 0 else None)
 
 
 @dataclass(frozen=True)
@@ -150,22 +162,60 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class DecidingCheck:
+    """The check a transition was decided on (a rollback or pause by a check), with its last window."""
+
+    name: str
+    value: float | None = None
+    threshold: float | None = None
+
+    def to_status(self) -> dict[str, Any]:
+        return {"name": self.name, "value": _num_out(self.value), "threshold": _num_out(self.threshold)}
+
+    @staticmethod
+    def from_status(d: Any) -> "DecidingCheck | None":
+        if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
+            return None
+        return DecidingCheck(d["name"], _float(d.get("value")), _float(d.get("threshold")))
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
+    """One transition. `phase` and `routing` are the status right after it (so the routing's changes over
+    time can be drawn from history alone); `check`, the check that decided it, if one did. Entries written
+    before these fields existed read them as None."""
+
     time: float
     step: int
     action: str
     reason: str
+    phase: Phase | None = None
+    routing: Routing | None = None
+    check: DecidingCheck | None = None
 
     def to_status(self) -> dict[str, Any]:
-        return {"time": rfc3339(self.time), "step": self.step, "action": self.action, "reason": self.reason}
+        out: dict[str, Any] = {"time": rfc3339(self.time), "step": self.step, "action": self.action,
+                               "reason": self.reason}
+        if self.phase is not None:
+            out["phase"] = self.phase.value
+        if self.routing is not None:
+            out["routing"] = self.routing.to_status()
+        if self.check is not None:
+            out["check"] = self.check.to_status()
+        return out
 
     @staticmethod
     def from_status(d: Any) -> "HistoryEntry | None":
         if not isinstance(d, Mapping):
             return None
         t = parse_time(d.get("time"))
+        try:
+            phase = Phase(d.get("phase")) if d.get("phase") is not None else None
+        except ValueError:
+            phase = None
+        routing = Routing.from_status(d["routing"]) if isinstance(d.get("routing"), Mapping) else None
         return HistoryEntry(t if t is not None else 0.0, _int(d.get("step"), 0), str(d.get("action") or ""),
-                            str(d.get("reason") or ""))
+                            str(d.get("reason") or ""), phase, routing, DecidingCheck.from_status(d.get("check")))
 
 
 @dataclass(frozen=True)
@@ -197,8 +247,10 @@ class RolloutStatus:
     def condition(self, type_: str | ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
 
-    def with_history(self, now: float, action: str, reason: str) -> "RolloutStatus":
-        entry = HistoryEntry(now, self.current_step, action, reason)
+    def with_history(self, now: float, action: str, reason: str,
+                     check: DecidingCheck | None = None) -> "RolloutStatus":
+        """Append a transition, stamped with the phase and routing this status has now."""
+        entry = HistoryEntry(now, self.current_step, action, reason, self.phase, self.routing, check)
         return replace(self, history=(self.history + (entry,))[-HISTORY_LIMIT:])
 
     def with_condition(self, type_: str | ConditionType, status: str, reason: str, message: str,

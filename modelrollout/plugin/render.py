@@ -133,10 +133,10 @@ def steps_table(obj: Mapping[str, Any]) -> Table:
     return table
 
 
-def _recent(check, values: int = 4) -> Text:
-    """One mark per recent window (oldest first), then the last few values."""
+def _recent(check, values: int = 4, marks: int = 10) -> Text:
+    """One mark per window of the last `marks` (oldest first), then the last few values."""
     text = Text()
-    for w in check.recent:
+    for w in check.recent[-marks:]:
         mark, style = VERDICT_MARK[w.verdict]
         text.append(mark, style=style)
     tail = [number(w.value) for w in check.recent[-values:]]

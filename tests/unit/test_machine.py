@@ -9,7 +9,7 @@ from policies.machine import (
     Command, Decision, Emit, Notify, decide, invalid_spec_status, step_routing,
 )
 from policies.spec import SpecError, parse_spec
-from policies.status import CheckResult, Phase, RolloutStatus, Routing, Verdict
+from policies.status import RECENT_LIMIT, CheckResult, Phase, RolloutStatus, Routing, Verdict
 
 T0 = 1_800_000_000.0
 
@@ -410,7 +410,71 @@ def test_calibration_values_are_bounded():
     cal = lambda sp: [res("cal", "Pass", aa=0.01)]
     d, _ = run_windows(spec, start(spec).status, T0, 70, cal)
     assert len(d.status.check("cal").calibration) == 50
-    assert len(d.status.check("cal").recent) == 10
+    assert len(d.status.check("cal").recent) == RECENT_LIMIT == 60
+
+
+# --- history to draw from ---------------------------------------------------------------------------
+
+def test_each_window_keeps_value_threshold_verdict_and_samples_of_every_check():
+    """checks[].recent holds what a chart of value against threshold needs, window by window."""
+    spec = make_spec()
+    s = start(spec).status
+    d = decide(spec, s, with_verdict(spec, "score-psi", "Fail", value=0.31), T0 + 60)
+    d = decide(spec, d.status, with_verdict(spec, "score-psi", "Pass", value=0.12, threshold=0.25), T0 + 120)
+    w = d.status.check("score-psi").recent
+    assert [(x.time, x.value, x.threshold, x.verdict, x.samples) for x in w] == [
+        (T0 + 60, 0.31, 0.2, Verdict.FAIL, 500), (T0 + 120, 0.12, 0.25, Verdict.PASS, 500)]
+    raw = json.loads(json.dumps(d.status.to_status()))
+    assert raw["checks"][0]["recent"][0] == {"time": "2027-01-15T08:01:00Z", "value": 0.31, "threshold": 0.2,
+                                              "verdict": "Fail", "samples": 500}
+    assert RolloutStatus.from_status(raw) == d.status
+
+
+def test_history_records_phase_routing_and_the_deciding_check():
+    """Every transition carries the phase and routing it left, so weights over time can be drawn from
+    history alone; a rollback by a check names the check with its value and threshold."""
+    spec = make_spec()
+    s = start(spec).status
+    assert [(h.action, h.phase, h.routing) for h in s.history] == [
+        ("Started", Phase.PENDING, Routing()), ("StepStarted", Phase.SHADOWING, Routing(0, shadow=True))]
+    d, now = run_windows(spec, s, T0, 10, all_pass)                      # 10 min: shadow step done
+    assert (d.status.history[-1].action, d.status.history[-1].routing) == ("StepStarted", Routing(10))
+    assert d.status.history[-1].phase is Phase.PROGRESSING and d.status.history[-1].check is None
+    d = decide(spec, d.status, with_verdict(spec, "score-psi", "Fail", value=0.31), now + 60)
+    d = decide(spec, d.status, with_verdict(spec, "score-psi", "Fail", value=0.33), now + 120)
+    last = d.status.history[-1]
+    assert (last.action, last.phase, last.routing) == ("RolledBack", Phase.ROLLED_BACK, Routing())
+    assert (last.check.name, last.check.value, last.check.threshold) == ("score-psi", 0.33, 0.2)
+    raw = json.loads(json.dumps(d.status.to_status()))
+    assert raw["history"][-1]["check"] == {"name": "score-psi", "value": 0.33, "threshold": 0.2}
+    assert raw["history"][-1]["routing"] == {"candidateWeight": 0, "shadow": False, "interleave": False}
+    assert RolloutStatus.from_status(raw).history == d.status.history
+
+
+def test_a_pause_by_a_check_names_it_and_a_pause_by_a_user_does_not():
+    spec = make_spec()
+    s = start(spec).status
+    d = decide(spec, s, with_verdict(spec, "ks", "Fail", value=0.001, threshold=0.01), T0 + 60)
+    d = decide(spec, d.status, with_verdict(spec, "ks", "Fail", value=0.002, threshold=0.01), T0 + 120)
+    assert d.status.phase is Phase.PAUSED and d.status.history[-1].check.name == "ks"
+    assert d.status.history[-1].routing == Routing(0, shadow=True)
+    d = decide(spec, start(spec).status, None, T0 + 1, Command("pause", id="p"))
+    assert d.status.history[-1].action == "Paused" and d.status.history[-1].check is None
+
+
+def test_history_and_windows_written_before_their_new_fields_still_read():
+    """A status an older controller wrote (history without phase or routing, windows without threshold)
+    reads with those fields unset, never a crash; malformed values fall back the same way."""
+    raw = {"phase": "RolledBack", "checks": [{"name": "a", "recent": [{"time": "2027-01-15T08:01:00Z",
+                                                                       "value": 0.3, "verdict": "Fail"},
+                                                                      {"time": 5, "samples": "x", "threshold": "y"}]}],
+           "history": [{"time": "2027-01-15T08:00:00Z", "step": 1, "action": "RolledBack", "reason": "r"},
+                       {"time": 7, "phase": "Nope", "routing": 3, "check": {"value": 1}}]}
+    s = RolloutStatus.from_status(raw)
+    w = s.check("a").recent
+    assert (w[0].threshold, w[0].samples, w[1].threshold, w[1].samples) == (None, None, None, None)
+    assert [(h.phase, h.routing, h.check) for h in s.history] == [(None, None, None)] * 2
+    assert "routing" not in s.history[0].to_status() and "samples" not in w[0].to_status()
 
 
 # --- manual verbs ------------------------------------------------------------------------------
