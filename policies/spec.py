@@ -36,6 +36,9 @@ NOTIFY_ON_DEFAULT = (Phase.ROLLED_BACK.value, Phase.PAUSED.value, Phase.FAILED.v
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SERVICE_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A Kubernetes Service name: a DNS-1035 label (at most 63 characters)."""
+_SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
 _FIELD_PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
 _CHECK_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -95,6 +98,14 @@ class OutputSpec:
     attributions: str | None = None
     """Dotted path of per-feature attributions in the response (`{"age": 0.12, "amount": -0.4}`, e.g. SHAP
     values); None when the model returns none. Needed by `attribution-tau` checks."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Transparent mode: the Service the rollout answers as. Its clients keep calling `name` (in the rollout's
+    namespace) on `port`; every request to it goes through the router to the version the split picks."""
+    name: str
+    port: int
 
 
 @dataclass(frozen=True)
@@ -190,6 +201,8 @@ class RolloutSpec:
     generation: int = 0
     privacy: PrivacySpec = PrivacySpec()
     """What the prediction log may hold of each request (`policies.privacy`)."""
+    service: ServiceSpec | None = None
+    """Transparent mode (`spec.service`): None when clients call only the router's API."""
 
     @property
     def key(self) -> str:
@@ -500,13 +513,22 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
                           for i, n in enumerate(r.list("notifications")))
     privacy = _privacy(r.sub("privacy"))
     _check_privacy(privacy, checks, an.at("checks"))
+    svc = r.sub("service")
+    service = None
+    if svc is not None:
+        service = ServiceSpec(name=svc.str("name", required=True, pattern=_SERVICE_NAME,
+                                           what="a Service name (lowercase letters, digits and '-', starting "
+                                                "with a letter)"),
+                              port=svc.num("port", required=True, lo=1, hi=65535, integer=True))
+        if len(service.name) > 63:
+            raise SpecError(svc.at("name"), f"expected at most 63 characters, got {len(service.name)}")
     return RolloutSpec(
         name=name, namespace=namespace, baseline=baseline, candidate=candidate, predict_path=predict_path,
         output=output, features_path=feats.str("path", "features") if feats else None,
         stickiness_header=sticky.str("header") if sticky else None,
         steps=steps, analysis=analysis, notifications=notifications,
         timeout=r.duration("timeout", 10.0), shadow_timeout=r.duration("shadowTimeout", 10.0),
-        generation=generation, privacy=privacy,
+        generation=generation, privacy=privacy, service=service,
     )
 
 

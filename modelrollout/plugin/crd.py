@@ -16,7 +16,7 @@ from policies.api import (
     API_VERSION, COMMAND_ANNOTATION, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, Phase, Verdict,
 )
 from policies.privacy import MODES as PRIVACY_MODES
-from policies.spec import ACTIONS, METRICS, NOTIFY_PHASES, OUTPUT_KINDS
+from policies.spec import ACTIONS, METRICS, NOTIFY_PHASES, OUTPUT_KINDS, SERVICE_NAME_PATTERN
 
 PHASES = tuple(p.value for p in Phase)
 VERDICTS = tuple(v.value for v in Verdict)
@@ -213,6 +213,13 @@ def spec_schema() -> dict:
         "privacy": _privacy(),
         "timeout": _duration("How long the router waits for a model before answering 504 (default 10s)."),
         "shadowTimeout": _duration("How long a mirrored call may take before it is abandoned (default 10s)."),
+        "service": _obj({
+            "name": _str("Name of the Service (in the rollout's namespace) the controller creates for the "
+                         "rollout; clients keep calling it.", pattern=SERVICE_NAME_PATTERN, maxLength=63),
+            "port": _int("Port of that Service.", minimum=1, maximum=65535),
+        }, "Transparent mode: the rollout answers as this Service, so clients change nothing; every request "
+           "to it (any method and path) goes through the router to the version the split picks.",
+            required=["name", "port"]),
     }, required=["baseline", "candidate", "strategy"], **{"x-kubernetes-validations": [
         {"rule": "!(self.baseline.version == self.candidate.version && self.baseline.url == self.candidate.url)",
          "message": "candidate is the same version and url as the baseline", "fieldPath": ".candidate"},

@@ -64,6 +64,10 @@ def test_bare_on_key_is_accepted_as_yaml_reads_it():
      "less than or equal to 1"),
     (lambda d: d["spec"]["candidate"].update(version="v1", url="http://fraud-v1.ml.svc:8080"),
      "spec.candidate", "same version and url"),
+    (lambda d: d["spec"].update(service={"name": "Fraud", "port": 8080}), "spec.service.name", "should match"),
+    (lambda d: d["spec"].update(service={"name": "fraud", "port": 0}), "spec.service.port",
+     "greater than or equal to 1"),
+    (lambda d: d["spec"].update(service={"name": "fraud"}), "spec.service.port", "Required value"),
 ])
 def test_schema_errors_name_the_field(mutate, path, words):
     """Each kind of bad spec is reported with the field path the apiserver would print and why."""

@@ -39,6 +39,15 @@ def test_design_example_parses_as_written(doc):
     assert spec.privacy.segment_mode("gender") == "hash" and spec.privacy.feature_mode("age") == "keep"
 
 
+def test_service_is_optional_and_parses_to_name_and_port(doc):
+    """Without spec.service a rollout has no Service of its own; with it, name and port are kept."""
+    assert parse_rollout(doc).spec.service is None
+    d = copy.deepcopy(doc)
+    d["spec"]["service"] = {"name": "fraud", "port": 8080}
+    service = parse_rollout(d).spec.service
+    assert (service.name, service.port) == ("fraud", 8080)
+
+
 def test_attribution_check_parses_with_its_path(doc):
     """An attribution-tau check is accepted once output.attributions names where the response keeps them."""
     d = copy.deepcopy(doc)
@@ -103,6 +112,15 @@ def test_kubectl_json_spelling_of_on_is_accepted(doc):
     (lambda d: d["spec"]["output"].__setitem__("attributions", {"path": "shap"}),
      "spec.output.attributions", "non-empty string"),
     (lambda d: d["metadata"].__setitem__("name", "Fraud_Scorer"), "metadata.name", "DNS-1123"),
+    (lambda d: d["spec"].__setitem__("service", {"name": "fraud"}), "spec.service.port", "required"),
+    (lambda d: d["spec"].__setitem__("service", {"name": "fraud", "port": 70000}), "spec.service.port", "<= 65535"),
+    (lambda d: d["spec"].__setitem__("service", {"name": "fraud", "port": "http"}), "spec.service.port",
+     "expected an integer"),
+    (lambda d: d["spec"].__setitem__("service", {"name": "9fraud", "port": 80}), "spec.service.name",
+     "a Service name"),
+    (lambda d: d["spec"].__setitem__("service", {"name": "f" * 64, "port": 80}), "spec.service.name",
+     "at most 63 characters"),
+    (lambda d: d["spec"].__setitem__("service", "fraud"), "spec.service", "expected a mapping"),
     (lambda d: d.__setitem__("apiVersion", "v1"), "apiVersion", "modelrollout.io/v1alpha1"),
 ])
 def test_bad_specs_name_the_field_and_the_expectation(doc, mutate, path, expected):
