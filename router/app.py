@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from router.core import Reply, Router, error_reply
 from router.settings import RouterSettings
 from router.source import RoutingSource
+from router.transparent import Transparent
 
 log = logging.getLogger("modelrollout.router")
 
@@ -38,12 +39,14 @@ _ERROR = {"content": {"application/json": {"schema": {"type": "object", "propert
 
 
 class RouterApp:
-    """ASGI callable: POST /v1/rollouts/{name}/predict|feedback served directly, the rest by FastAPI."""
+    """ASGI callable: a request whose Host names a rollout's Service goes to that rollout (transparent mode,
+    router.transparent); POST /v1/rollouts/{name}/predict|feedback are served directly, the rest by FastAPI."""
 
     def __init__(self, router: Router, source: RoutingSource, api: FastAPI):
         self.router = router
         self.source = source
         self.api = api
+        self.transparent = Transparent(router)
         self.max_body = router.settings.max_body_bytes
         self._tasks: list[asyncio.Task] = []
         self.server_info = {"event_loop": "", "http": "uvicorn"}
@@ -53,10 +56,16 @@ class RouterApp:
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
-        if kind == "http" and scope["method"] == "POST" and scope["path"].startswith(_PREFIX):
-            name, _, action = scope["path"][len(_PREFIX):].partition("/")
-            if name and action in ("predict", "feedback"):
-                return await self._post(scope, receive, send, name, action)
+        if kind == "http":
+            hit = self.transparent.match(scope["headers"])
+            if hit is not None:
+                if isinstance(hit, Reply):
+                    return await self.transparent.reply(send, hit)
+                return await self.transparent.handle(scope, receive, send, hit)
+            if scope["method"] == "POST" and scope["path"].startswith(_PREFIX):
+                name, _, action = scope["path"][len(_PREFIX):].partition("/")
+                if name and action in ("predict", "feedback"):
+                    return await self._post(scope, receive, send, name, action)
         if kind == "lifespan":
             return await self._lifespan(receive, send)
         return await self.api(scope, receive, send)
@@ -141,6 +150,7 @@ class RouterApp:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.router.drain()          # closes the log, which ends the writer task
+        await self.transparent.close()
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
 

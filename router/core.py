@@ -169,20 +169,28 @@ class Router:
         else:
             arm = pick(routing, sticky, target.spec.key, self._rng)
         now = time.time()
-        features, segments = self._inputs(target, doc)
         version = target.arms[arm]
         answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
                                            {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
+        self.answered(target, now, request_id, arm, answer, doc, body, override is not None, sticky)
+        return self._reply(answer, version.version, request_id)
+
+    def answered(self, target: Target, now: float, request_id: str, arm: str, answer: Answer, doc: Any,
+                 body: bytes | None, override: bool = False, sticky: str | None = None) -> None:
+        """After a primary answer (the predict API's or a transparent predictPath request's): record it,
+        remember its id for feedback and, when shadowing and the baseline answered, mirror `body` (None: the
+        request body is not at hand, no mirror). An `override` answer is only recorded (flagged)."""
+        features, segments = self._inputs(target, doc) if doc is not None else (None, None)
+        version = target.arms[arm].version
         output, error, attributions = self._output(target, answer)
-        self._record(target, now, request_id, arm, version.version, "primary", answer, output, error,
-                     features, segments, doc, attributions=attributions, override=override is not None,
-                     sticky=sticky)
-        if override is not None:
+        self._record(target, now, request_id, arm, version, "primary", answer, output, error,
+                     features, segments, doc, attributions=attributions, override=override, sticky=sticky)
+        if override:
             # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
-            return self._reply(answer, version.version, request_id)
-        self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version.version,
+            return
+        self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version,
                                              output, segments, None, now))
-        if routing.shadow and arm == BASELINE:
+        if target.routing.shadow and arm == BASELINE and body is not None:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
             mirror = Mirror(target.calls.wid, request_id, body, now, features, segments, output)
@@ -190,7 +198,6 @@ class Router:
                 self.worker.submit(target.calls, mirror)
             else:
                 asyncio.get_running_loop().call_soon(self.shadows.submit, target.calls, mirror)
-        return self._reply(answer, version.version, request_id)
 
     def _inputs(self, target: Target, doc: Any) -> tuple[dict | None, dict | None]:
         features = segments = None
@@ -242,11 +249,13 @@ class Router:
     # --- interleave ------------------------------------------------------------------------------
 
     async def _interleave(self, target: Target, request_id: str, doc: Any, body: bytes,
-                          sticky: str | None = None) -> Reply:
+                          sticky: str | None = None, headers: dict[str, str] | None = None) -> Reply:
+        """Both versions answer; the caller gets their team-draft merge. `headers`: more request headers to
+        send both (transparent mode forwards the caller's end-to-end headers)."""
         now = time.time()
         spec = target.spec
         features, segments = self._inputs(target, doc)
-        hdrs = {"Content-Type": JSON, "x-request-id": request_id}
+        hdrs = {**(headers or {}), "Content-Type": JSON, "x-request-id": request_id}
         a, b = await asyncio.gather(
             self.upstreams.call(spec.baseline.url, spec.predict_path, body, hdrs, spec.timeout),
             self.upstreams.call(spec.candidate.url, spec.predict_path, body, hdrs, spec.timeout))

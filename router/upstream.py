@@ -321,6 +321,10 @@ class Upstreams:
             self._tls = context
         return self._tls
 
+    def tls(self) -> ssl.SSLContext:
+        """The TLS context for https upstreams (system CAs plus the CA file): the proxy's pools share it."""
+        return self._tls_context()
+
     def pool(self, base: str) -> _Pool:
         pool = self._pools.get(base)
         if pool is None:

@@ -65,6 +65,10 @@ class Procs:
     def scorer(self, version: str = "v1", *args: Any) -> _proc.Proc:
         return self._start("modelrollout.models.scorer", ["--version", version, *args])
 
+    def echo(self, version: str = "v1", *args: Any) -> _proc.Proc:
+        """modelrollout.models.echo: answers with what it received (method, path, headers, body)."""
+        return self._start("modelrollout.models.echo", ["--version", version, *args])
+
     def ranker(self, version: str = "r1", *args: Any) -> _proc.Proc:
         return self._start("modelrollout.models.ranker", ["--version", version, *args])
 

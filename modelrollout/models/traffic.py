@@ -70,7 +70,8 @@ async def _one(session: aiohttp.ClientSession, base: str, args: argparse.Namespa
     body = ranking_body(user, rng, args.items) if args.kind == "ranking" else score_body(user, rng)
     report.sent += 1
     try:
-        async with session.post(f"{base}/predict", json=body, headers={"x-user-id": user.id}) as r:
+        headers = {"x-user-id": user.id, **({"Host": args.host_header} if args.host_header else {})}
+        async with session.post(f"{base}/predict", json=body, headers=headers) as r:
             report.statuses[r.status] += 1
             report.versions[r.headers.get("x-model-version", "-")] += 1
             payload = await r.read()
@@ -121,7 +122,10 @@ async def run(args: argparse.Namespace) -> TrafficReport:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m modelrollout.models.traffic", description=__doc__.split("\n")[0])
-    p.add_argument("--url", required=True, help="the rollout's router URL: .../v1/rollouts/NAME")
+    p.add_argument("--url", required=True, help="the rollout's router URL: .../v1/rollouts/NAME (or, with "
+                   "--host-header, the router's base URL)")
+    p.add_argument("--host-header", default=None, help="send this Host header: the rollout's Service name, to "
+                   "call it in transparent mode (spec.service) through a router on another address")
     p.add_argument("--rps", type=float, default=50.0)
     p.add_argument("--duration", type=float, default=10.0, help="seconds")
     p.add_argument("--requests", type=int, default=None, help="send exactly N requests (overrides duration)")

@@ -290,3 +290,20 @@ def test_port_in_use_is_reported_not_a_crash(tmp_path):
     assert f"router did not start on http://127.0.0.1:{port}" in proc.stderr
     assert "pass another --port" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_rollout_with_a_service_is_called_by_its_host_name_through_a_whole_rollout(models, local_run):
+    """Local mode maps the Host header the way the cluster's router does: traffic that only names the
+    rollout's Service (`Host: scorer`, path /predict, no /v1/rollouts/...) is split, analysed and promoted."""
+    doc = rollout("same", models["base"], models["same"])
+    doc["spec"]["service"] = {"name": "scorer", "port": 8080}
+    run = local_run([doc])
+    run.traffic.append(subprocess.Popen(
+        [sys.executable, "-m", "modelrollout.models.traffic", "--url", f"http://127.0.0.1:{run.port}",
+         "--host-header", "scorer", "--rps", "80", "--duration", "120", "--users", "2000", "--timeout", "5"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=str(REPO)))
+    assert run.wait(120) == 0, run.output
+    status = run.final()["rollouts"]["ci/same"]
+    assert status["phase"] == "Promoted" and status["routing"]["candidateWeight"] == 100, status
+    served = [c["samples"] for c in status["checks"]]
+    assert served and min(served) > 0, status["checks"]
