@@ -25,6 +25,7 @@ from .leader import LeaseElector
 from .metrics import ControllerMetrics
 from .reconciler import NotLeader, Reconciler
 from .routers import RouterDiscovery
+from .services import RouterEndpoints, ServiceKeeper
 from kubeio.watch import ListWatcher
 
 log = logging.getLogger("modelrollout.controller")
@@ -92,6 +93,14 @@ class Controller:
                                      notifier=self.notifier, identity=self.identity, may_write=self.is_leader,
                                      write_timeout=write_timeout)
         self.watcher = ListWatcher(api_client, settings.namespace, on_change=self._changed, resync=settings.resync)
+        # Transparent mode: rollouts' own Services, whose EndpointSlices follow the router Service's.
+        self.router_endpoints = None
+        if settings.router_service:
+            ns, _, name = settings.router_service.rpartition("/")
+            self.router_endpoints = RouterEndpoints(api_client, ns or settings.lease_namespace, name,
+                                                    on_change=self._routers_moved)
+        self.services = ServiceKeeper(api_client, self.router_endpoints, self.events, self.metrics.registry,
+                                      may_write=self.is_leader)
         self.stop_event = threading.Event()
         self.reconciles = 0
         self._threads: list[threading.Thread] = []
@@ -112,8 +121,14 @@ class Controller:
 
     # ---- events from the watch -----------------------------------------------------------------------
 
+    def _routers_moved(self) -> None:
+        for obj in self.watcher.objects():
+            if isinstance(obj.get("spec"), dict) and obj["spec"].get("service"):
+                self.queue.add(_key(obj))
+
     def _changed(self, key: str, obj: dict | None) -> None:
         if obj is None:
+            self.services.forget(key)
             self.queue.forget(key)
             ns, _, name = key.partition("/")
             self.metrics.forget(ns, name)
@@ -128,6 +143,8 @@ class Controller:
         if self.elector is None:
             self.metrics.leader.labels(self.identity).set(1)
         self._spawn("watch", self.watcher.run, self.stop_event)
+        if self.router_endpoints is not None:
+            self._spawn("router-endpoints", self.router_endpoints.run, self.stop_event)
         if self.elector is not None:
             self._spawn("leader", self.elector.run, self.stop_event)
         for i in range(self.settings.workers):
@@ -140,6 +157,8 @@ class Controller:
         self.stop_event.set()
         self.queue.close()
         self.watcher.stop()
+        if self.router_endpoints is not None:
+            self.router_endpoints.stop()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
@@ -198,6 +217,12 @@ class Controller:
             self.queue.add(key, 1.0)
         finally:
             self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+        try:
+            self.services.ensure(obj)
+        except Exception as e:  # noqa: BLE001 - apiserver down, RBAC missing: retried on the next reconcile
+            self.metrics.reconcile_errors.labels("service").inc()
+            log.warning("Service of %s not ensured: %s; retrying", key, str(e)[:300])
+            self.queue.add(key, 5.0)
 
 
 def _key(obj: dict) -> str:

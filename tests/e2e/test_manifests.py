@@ -144,6 +144,12 @@ def test_controller_identity_can_write_status_but_not_delete_or_read_secrets(con
     assert can_i(control_plane, controller, "watch", "modelrollouts.modelrollout.io", "default")
     assert can_i(control_plane, controller, "create", "events", "default")
     assert can_i(control_plane, controller, "list", "endpointslices.discovery.k8s.io", "default")
+    # transparent mode: the rollouts' own Services and their EndpointSlices, and nothing else of the workload
+    for verb in ("create", "update", "delete"):
+        assert can_i(control_plane, controller, verb, "services", namespace)
+        assert can_i(control_plane, controller, verb, "endpointslices.discovery.k8s.io", namespace)
+    assert not can_i(control_plane, controller, "patch", "services", namespace)
+    assert not can_i(control_plane, controller, "update", "deployments.apps", namespace)
     assert can_i(control_plane, controller, "update", "leases.coordination.k8s.io", namespace)
     assert not can_i(control_plane, controller, "update", "leases.coordination.k8s.io", "default")
     assert not can_i(control_plane, controller, "create", "pods", namespace)
