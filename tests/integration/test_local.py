@@ -297,6 +297,7 @@ def test_a_rollout_with_a_service_is_called_by_its_host_name_through_a_whole_rol
     rollout's Service (`Host: scorer`, path /predict, no /v1/rollouts/...) is split, analysed and promoted."""
     doc = rollout("same", models["base"], models["same"])
     doc["spec"]["service"] = {"name": "scorer", "port": 8080}
+    doc["spec"]["analysis"]["checks"][0]["max"] = 0.6     # few samples per 1 s window on a busy machine
     run = local_run([doc])
     run.traffic.append(subprocess.Popen(
         [sys.executable, "-m", "modelrollout.models.traffic", "--url", f"http://127.0.0.1:{run.port}",
