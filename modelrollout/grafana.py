@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 UID = "modelrollout-rollouts"
-SEL = 'namespace=~"$namespace", rollout=~"$rollout"'
+SEL = 'rollout_namespace=~"$namespace", rollout=~"$rollout"'
 
 # Metric families the dashboard reads, by the process that exports them.
 ROUTER_METRICS = ("modelrollout_router_requests_total", "modelrollout_router_errors_total",
@@ -60,10 +60,10 @@ def _dashed(regex: str) -> dict:
 
 def panels() -> list[dict]:
     rate = "[$__rate_interval]"
-    by_version = "sum by (namespace, rollout, version)"
-    by_version_le = "sum by (namespace, rollout, version, le)"
+    by_version = "sum by (rollout_namespace, rollout, version)"
+    by_version_le = "sum by (rollout_namespace, rollout, version, le)"
     return [
-        _panel(1, "Phase", [_target(f"max by (namespace, rollout, phase) (modelrollout_rollout_phase{{{SEL}}}) == 1",
+        _panel(1, "Phase", [_target(f"max by (rollout_namespace, rollout, phase) (modelrollout_rollout_phase{{{SEL}}}) == 1",
                                     "{{rollout}}: {{phase}}", "A")],
                (0, 0, 8, 6), kind="state-timeline", description="The rollout's phase over time.",
                options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8,
@@ -100,13 +100,13 @@ def panels() -> list[dict]:
                     "{{rollout}} {{version}}", "A"),
         ], (0, 23, 12, 6), description="Average numeric prediction (score) per version: a first look at drift."),
         _panel(8, "Shadow calls dropped", [
-            _target(f"sum by (namespace, rollout) (rate(modelrollout_router_shadow_dropped_total{{{SEL}}}{rate}))",
+            _target(f"sum by (rollout_namespace, rollout) (rate(modelrollout_router_shadow_dropped_total{{{SEL}}}{rate}))",
                     "{{rollout}}", "A"),
         ], (12, 23, 12, 6), unit="reqps",
             description="Mirrored calls dropped because too many were in flight: evidence the shadow step lost."),
         _panel(9, "Check verdicts", [
-            _target(f"2 * max by (namespace, rollout, check) (modelrollout_check_verdict{{{SEL}, verdict=\"Fail\"}}) + "
-                    f"max by (namespace, rollout, check) (modelrollout_check_verdict{{{SEL}, verdict=\"Inconclusive\"}})",
+            _target(f"2 * max by (rollout_namespace, rollout, check) (modelrollout_check_verdict{{{SEL}, verdict=\"Fail\"}}) + "
+                    f"max by (rollout_namespace, rollout, check) (modelrollout_check_verdict{{{SEL}, verdict=\"Inconclusive\"}})",
                     "{{rollout}} {{check}}", "A"),
         ], (0, 29, 16, 8), kind="state-timeline", mappings=VERDICT_MAPPINGS,
             description="Each check's verdict per analysis window: Pass, Inconclusive (too few samples, no data) "
@@ -122,7 +122,7 @@ def panels() -> list[dict]:
 
 
 def dashboard() -> dict:
-    var_query = "label_values(modelrollout_rollout_weight{namespace=~\"$namespace\"}, rollout)"
+    var_query = "label_values(modelrollout_rollout_weight{rollout_namespace=~\"$namespace\"}, rollout)"
     return {
         "uid": UID,
         "title": "ModelRollout",
@@ -138,7 +138,7 @@ def dashboard() -> dict:
             {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus"},
             {"name": "namespace", "label": "Namespace", "type": "query", "includeAll": True, "multi": True,
              "datasource": {"type": "prometheus", "uid": "${datasource}"},
-             "query": "label_values(modelrollout_rollout_weight, namespace)", "refresh": 2},
+             "query": "label_values(modelrollout_rollout_weight, rollout_namespace)", "refresh": 2},
             {"name": "rollout", "label": "Rollout", "type": "query", "includeAll": True, "multi": True,
              "datasource": {"type": "prometheus", "uid": "${datasource}"}, "query": var_query, "refresh": 2},
         ]},

@@ -343,7 +343,7 @@ class Router:
         g.add_metric([], self.shadow_inflight)
         yield g
         g = GaugeMetricFamily("modelrollout_router_candidate_weight", "Candidate share of live traffic, percent.",
-                              labels=["rollout", "namespace", "shadow", "interleave"])
+                              labels=["rollout", "rollout_namespace", "shadow", "interleave"])
         for t in list(self.targets.values()):
             g.add_metric([t.spec.name, t.spec.namespace, str(t.routing.shadow).lower(),
                           str(t.routing.interleave).lower()], t.routing.candidate_weight)

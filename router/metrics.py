@@ -1,6 +1,8 @@
 """Prometheus metrics from plain counters: the request path bumps dict entries, `/metrics` reads them.
 
 No locks or metric objects on the request path; the collector turns the counters into families on scrape.
+A rollout's namespace is the label `rollout_namespace`: `namespace` (like `pod`, `job`, `instance`) is the
+target label Prometheus adds when it scrapes a pod on Kubernetes (docs/install.md "Scraping").
 """
 from __future__ import annotations
 
@@ -79,34 +81,34 @@ class RouterMetrics:
 
     def collect(self):
         c = CounterMetricFamily("modelrollout_router_requests", "Model calls by rollout, version, role and HTTP code "
-                                "(0 = no answer).", labels=["rollout", "namespace", "version", "role", "code"])
+                                "(0 = no answer).", labels=["rollout", "rollout_namespace", "version", "role", "code"])
         for k, v in list(self.requests.items()):
             c.add_metric(list(k), v)
         yield c
         c = CounterMetricFamily("modelrollout_router_errors", "Failed model calls by kind (http_5xx, timeout, "
-                                "unreachable, invalid_output).", labels=["rollout", "namespace", "version", "role",
-                                                                         "kind"])
+                                "unreachable, invalid_output).", labels=["rollout", "rollout_namespace", "version",
+                                                                                 "role", "kind"])
         for k, v in list(self.errors.items()):
             c.add_metric(list(k), v)
         yield c
         h = HistogramMetricFamily("modelrollout_router_request_duration_seconds", "Model call latency, seconds.",
-                                  labels=["rollout", "namespace", "version", "role"])
+                                  labels=["rollout", "rollout_namespace", "version", "role"])
         for k, hist in list(self.durations.items()):
             h.add_metric(list(k), hist.buckets(), hist.sum)
         yield h
         h = HistogramMetricFamily("modelrollout_router_prediction", "Numeric predictions (scores) per version.",
-                                  labels=["rollout", "namespace", "version"])
+                                  labels=["rollout", "rollout_namespace", "version"])
         for k, hist in list(self.predictions.items()):
             h.add_metric(list(k), hist.buckets(), hist.sum)
         yield h
         c = CounterMetricFamily("modelrollout_router_shadow_dropped", "Mirrors dropped: too many waiting for the "
-                                "candidate or in flight, or no worker to take them.", labels=["rollout", "namespace"])
+                                "candidate or in flight, or no worker to take them.", labels=["rollout", "rollout_namespace"])
         for k, v in list(self.shadow_dropped.items()):
             c.add_metric(list(k), v)
         yield c
         c = CounterMetricFamily("modelrollout_router_shadow_queued", "Mirrors that waited for a free connection "
                                 "to the candidate (the shadow concurrency was in use); the wait is not latency.",
-                                labels=["rollout", "namespace"])
+                                labels=["rollout", "rollout_namespace"])
         for k, v in list(self.shadow_queued.items()):
             c.add_metric(list(k), v)
         yield c
@@ -114,18 +116,18 @@ class RouterMetrics:
                                 "could not time fairly (stalled: the timing process was starved or busy; connect: "
                                 "connection set-up overflowed the server's accept queue), left out of the "
                                 "duration histogram and the summaries' latency.",
-                                labels=["rollout", "namespace", "version", "role", "reason"])
+                                labels=["rollout", "rollout_namespace", "version", "role", "reason"])
         for k, v in list(self.latency_excluded.items()):
             c.add_metric(list(k), v)
         yield c
         c = CounterMetricFamily("modelrollout_router_interleave_outcomes", "Interleaved impressions credited "
                                 "by clicks, from the candidate's side (win, loss, tie).",
-                                labels=["rollout", "namespace", "outcome"])
+                                labels=["rollout", "rollout_namespace", "outcome"])
         for k, v in list(self.interleave.items()):
             c.add_metric(list(k), v)
         yield c
         c = CounterMetricFamily("modelrollout_router_feedback", "Feedback posts by kind (label, clicks) and "
-                                "HTTP code.", labels=["rollout", "namespace", "kind", "code"])
+                                "HTTP code.", labels=["rollout", "rollout_namespace", "kind", "code"])
         for k, v in list(self.feedback.items()):
             c.add_metric(list(k), v)
         yield c
@@ -137,14 +139,14 @@ class RouterMetrics:
         c = CounterMetricFamily("modelrollout_router_override_requests", "Answers to requests whose caller picked the "
                                 "version (x-modelrollout-version, with --allow-override): counted here only, never "
                                 "in the requests, errors and latency above nor in the analysis.",
-                                labels=["rollout", "namespace", "version", "code"])
+                                labels=["rollout", "rollout_namespace", "version", "code"])
         for k, v in list(self.overrides.items()):
             c.add_metric(list(k), v)
         yield c
         c = CounterMetricFamily("modelrollout_router_passthrough_requests", "Requests a rollout's Service "
                                 "(transparent mode) passed to a version that are not analysed: another path than "
                                 "predictPath, or an answer that is not JSON (code 0 = no answer).",
-                                labels=["rollout", "namespace", "version", "code"])
+                                labels=["rollout", "rollout_namespace", "version", "code"])
         for k, v in list(self.passthrough.items()):
             c.add_metric(list(k), v)
         yield c

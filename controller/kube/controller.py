@@ -118,6 +118,9 @@ class Controller:
 
     def _stopped_leading(self) -> None:
         self.metrics.leader.labels(self.identity).set(0)
+        # Only the leader exports rollout gauges: a stale copy here would sit beside the new leader's when
+        # Prometheus scrapes every replica (docs/install.md "Scraping").
+        self.metrics.forget_all()
 
     # ---- events from the watch -----------------------------------------------------------------------
 

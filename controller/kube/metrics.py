@@ -3,7 +3,9 @@ tests never share counters).
 
 `modelrollout_check_failing` (0/1) and the one-hot `modelrollout_check_verdict` let alerts fire on any
 check, whatever the direction of its bound (`value > threshold` is wrong for min and minPValue checks);
-their `severity` and `target` labels come from `policies.checks.check_severity` / `check_target`.
+their `severity` and `target` labels come from `policies.checks.check_severity` / `check_target`. A
+rollout's namespace is the label `rollout_namespace`, as in the router's metrics: `namespace`, `pod`, `job`
+and `instance` are the labels Prometheus adds to every scraped series on Kubernetes.
 """
 from __future__ import annotations
 
@@ -25,19 +27,19 @@ class ControllerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.phase = Gauge("modelrollout_rollout_phase", "1 for the rollout's current phase, 0 for the others",
-                           ["namespace", "rollout", "phase"], registry=r)
+                           ["rollout_namespace", "rollout", "phase"], registry=r)
         self.weight = Gauge("modelrollout_rollout_weight", "Percent of live traffic routed to the candidate",
-                            ["namespace", "rollout"], registry=r)
+                            ["rollout_namespace", "rollout"], registry=r)
         self.check_value = Gauge("modelrollout_check_value", "Last window's value of a check",
-                                 ["namespace", "rollout", "check"], registry=r)
+                                 ["rollout_namespace", "rollout", "check"], registry=r)
         self.check_threshold = Gauge("modelrollout_check_threshold", "Threshold the check's value is held to",
-                                     ["namespace", "rollout", "check"], registry=r)
+                                     ["rollout_namespace", "rollout", "check"], registry=r)
         self.check_failing = Gauge("modelrollout_check_failing",
                                    "1 while the check's last window verdict is Fail, else 0",
-                                   ["namespace", "rollout", "check", "severity", "target"], registry=r)
+                                   ["rollout_namespace", "rollout", "check", "severity", "target"], registry=r)
         self.check_verdict = Gauge("modelrollout_check_verdict",
                                    "1 for the check's last window verdict (Pass, Fail, Inconclusive), 0 for the others",
-                                   ["namespace", "rollout", "check", "severity", "target", "verdict"], registry=r)
+                                   ["rollout_namespace", "rollout", "check", "severity", "target", "verdict"], registry=r)
         self.reconcile_seconds = Histogram("modelrollout_reconcile_duration_seconds",
                                            "Time of one reconcile of one rollout",
                                            buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), registry=r)
@@ -94,6 +96,11 @@ class ControllerMetrics:
     def forget(self, ns: str, name: str) -> None:
         """Drop a deleted rollout's series."""
         self._drop(ns, name, lambda labels: True, self._gauges())
+
+    def forget_all(self) -> None:
+        """Drop every rollout's series (this replica stopped leading; the leader exports them)."""
+        for gauge in self._gauges():
+            gauge.clear()
 
 
 def _labels_of(check: CheckSpec | None, recorded: dict) -> tuple[str, str]:

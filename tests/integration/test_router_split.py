@@ -41,7 +41,7 @@ def test_sticky_key_keeps_its_version_and_raising_weight_only_moves_keys_to_cand
 
     write_config(cfg, [rollout_doc("fraud", v1.url, v2.url, weight=60)])
     wait_until(lambda: httpx.get(f"{router.url}/metrics").text.count('candidate_weight{') and
-               'modelrollout_router_candidate_weight{interleave="false",namespace="ml",rollout="fraud",shadow="false"}'
+               'modelrollout_router_candidate_weight{interleave="false",rollout="fraud",rollout_namespace="ml",shadow="false"}'
                ' 60.0' in httpx.get(f"{router.url}/metrics").text, what="weight 60 applied")
     later = _versions(post_many([(url, body(i=i), {"x-user-id": u}) for i, u in enumerate(users)]))
     assert all(b == "v2" for a, b in zip(first, later) if a == "v2"), "a candidate key went back to baseline"

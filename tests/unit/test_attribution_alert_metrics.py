@@ -29,7 +29,7 @@ def status(**verdicts):
 
 
 def sample(m: ControllerMetrics, name: str, **labels):
-    return m.registry.get_sample_value(name, {"namespace": "ml", "rollout": "fraud", **labels})
+    return m.registry.get_sample_value(name, {"rollout_namespace": "ml", "rollout": "fraud", **labels})
 
 
 def test_failing_follows_the_verdict_not_the_direction_of_the_bound():
@@ -97,4 +97,21 @@ def test_removed_checks_and_forgotten_rollouts_leave_no_series():
     m.forget("ml", "fraud")
     assert sample(m, "modelrollout_check_failing", check="latency", severity="warning", target="operational") is None
     assert m.registry.get_sample_value("modelrollout_check_failing", {
-        "namespace": "ml", "rollout": "other", "check": "latency", "severity": "warning", "target": "operational"}) == 1
+        "rollout_namespace": "ml", "rollout": "other", "check": "latency", "severity": "warning", "target": "operational"}) == 1
+
+
+def test_a_replica_that_stops_leading_exports_no_rollout_series():
+    """Prometheus scrapes every controller replica: when one loses the Lease it drops its rollout gauges, so
+    only the leader's phase and verdicts exist; its leader gauge says 0."""
+    from controller.kube.controller import Controller
+
+    ctl = Controller.__new__(Controller)          # only the metrics side of leadership, no apiserver
+    ctl.metrics, ctl.identity = ControllerMetrics("replica-a"), "replica-a"
+    ctl.metrics.observe_status("ml", "fraud", status(**{"score-ks": ("Fail", 0.001, 0.01)}), make_spec())
+    assert sample(ctl.metrics, "modelrollout_rollout_phase", phase="Progressing") == 1
+    ctl._stopped_leading()
+    names = {s.name for fam in ctl.metrics.registry.collect() for s in fam.samples if "rollout" in s.labels}
+    assert names == set(), names
+    assert ctl.metrics.registry.get_sample_value("modelrollout_controller_leader", {"identity": "replica-a"}) == 0
+    ctl.metrics.observe_status("ml", "fraud", status(**{"score-ks": ("Pass", 0.5, 0.01)}), make_spec())
+    assert sample(ctl.metrics, "modelrollout_rollout_weight") == 10    # leading again: exported again

@@ -10,39 +10,77 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("promtool")   # installed by .ci/run; missing → the tests fail
 
-# Two rollouts over 30 minutes: "fraud" v2 fails 5% of calls, returns NaN, is slower and scores higher
-# than v1; "churn" was rolled back and its versions score alike. `promtool test rules` evaluates the alerts.
-SERIES = [
-    ('modelrollout_router_requests_total{namespace="ml",rollout="fraud",version="v2",role="primary",code="200"}',
-     "0+100x30"),
-    ('modelrollout_router_errors_total{namespace="ml",rollout="fraud",version="v2",role="primary",kind="http_5xx"}',
+# Series as Prometheus stores them when it scrapes in a cluster through the chart's PodMonitor (every router
+# pod) and ServiceMonitor (the controller's Service): the metric's own labels (a rollout's namespace is
+# `rollout_namespace`) plus the target labels namespace, pod, job and instance of the pod it was scraped from.
+# tests/e2e/test_prometheus_scrape.py checks that a real Prometheus labels them this way.
+SYSTEM = "modelrollout-system"
+ROUTER_A, ROUTER_B = "modelrollout-router-6f7c9d-a1b2c", "modelrollout-router-6f7c9d-d3e4f"
+CONTROLLER = "modelrollout-controller-5d8b7c-x9y8z"
+TARGETS = {
+    ROUTER_A: {"job": f"{SYSTEM}/modelrollout-router", "instance": "10.244.0.7:8080", "container": "router",
+               "endpoint": "http"},
+    ROUTER_B: {"job": f"{SYSTEM}/modelrollout-router", "instance": "10.244.0.8:8080", "container": "router",
+               "endpoint": "http"},
+    CONTROLLER: {"job": "modelrollout-controller-metrics", "instance": "10.244.0.9:9090", "container": "controller",
+                 "endpoint": "metrics", "service": "modelrollout-controller-metrics"},
+}
+
+
+def scraped(series: str, pod: str) -> str:
+    """`series` with the target labels Prometheus adds when it scrapes `pod`."""
+    name, _, labels = series.partition("{")
+    target = {"namespace": SYSTEM, "pod": pod, **TARGETS[pod]}
+    extra = ",".join(f'{k}="{v}"' for k, v in target.items())
+    return f"{name}{{{extra}{',' if labels != '}' else ''}{labels}" if labels else f"{name}{{{extra}}}"
+
+
+def ml(**labels) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in {"rollout_namespace": "ml", **labels}.items())
+
+
+# Two rollouts over 30 minutes: "fraud" v2 fails 4% of calls (all on router A, while both routers serve it),
+# returns NaN, is slower and scores higher than v1; "churn" was rolled back and its versions score alike.
+# `promtool test rules` evaluates the alerts.
+ROUTER_SERIES = [
+    (ROUTER_A, f'modelrollout_router_requests_total{{{ml(rollout="fraud", version="v2", role="primary", code="200")}}}',
+     "0+50x30"),
+    (ROUTER_B, f'modelrollout_router_requests_total{{{ml(rollout="fraud", version="v2", role="primary", code="200")}}}',
+     "0+50x30"),
+    (ROUTER_A, f'modelrollout_router_errors_total{{{ml(rollout="fraud", version="v2", role="primary", kind="http_5xx")}}}',
      "0+4x30"),
-    ('modelrollout_router_errors_total{namespace="ml",rollout="fraud",version="v2",role="primary",kind="invalid_output"}',
+    (ROUTER_B, f'modelrollout_router_errors_total{{{ml(rollout="fraud", version="v2", role="primary", kind="invalid_output")}}}',
      "0+1x30"),
-    ('modelrollout_router_requests_total{namespace="ml",rollout="fraud",version="v1",role="primary",code="200"}',
-     "0+1000x30"),
-    ('modelrollout_router_errors_total{namespace="ml",rollout="fraud",version="v1",role="primary",kind="timeout"}',
+    (ROUTER_A, f'modelrollout_router_requests_total{{{ml(rollout="fraud", version="v1", role="primary", code="200")}}}',
+     "0+500x30"),
+    (ROUTER_B, f'modelrollout_router_requests_total{{{ml(rollout="fraud", version="v1", role="primary", code="200")}}}',
+     "0+500x30"),
+    (ROUTER_A, f'modelrollout_router_errors_total{{{ml(rollout="fraud", version="v1", role="primary", kind="timeout")}}}',
      "0+1x30"),
-    ('modelrollout_router_log_dropped_total{namespace="ml",pod="router-a"}', "0+5x30"),
-    ('modelrollout_router_worker_lost_total{namespace="ml",pod="router-a"}', "0x30"),
-    ('modelrollout_router_log_dropped_total{namespace="ml",pod="router-b"}', "0x30"),
-    ('modelrollout_router_worker_lost_total{namespace="ml",pod="router-b"}', "0x30"),
-    ('modelrollout_rollout_phase{namespace="ml",rollout="churn",phase="RolledBack"}', "1x30"),
-    ('modelrollout_rollout_phase{namespace="ml",rollout="fraud",phase="RolledBack"}', "0x30"),
-    *[(f'modelrollout_router_request_duration_seconds_bucket{{namespace="ml",rollout="fraud",version="{v}",'
-       f'role="primary",le="{le}"}}', f"0+{n}x30")
+    (ROUTER_A, "modelrollout_router_log_dropped_total{}", "0+5x30"),
+    (ROUTER_A, "modelrollout_router_worker_lost_total{}", "0x30"),
+    (ROUTER_B, "modelrollout_router_log_dropped_total{}", "0x30"),
+    (ROUTER_B, "modelrollout_router_worker_lost_total{}", "0x30"),
+    *[(pod, f'modelrollout_router_request_duration_seconds_bucket{{{ml(rollout="fraud", version=v, role="primary", le=le)}}}',
+       f"0+{n // 2}x30")
+      for pod in (ROUTER_A, ROUTER_B)
       for v, counts in (("v1", {"0.1": 1000, "1": 1000, "+Inf": 1000}), ("v2", {"0.1": 0, "1": 100, "+Inf": 100}))
       for le, n in counts.items()],
     # mean prediction: fraud v1 0.30, v2 0.45 (shifted); churn v3 0.50, v4 0.52 (not shifted)
-    *[(f'modelrollout_router_prediction_{part}{{namespace="ml",rollout="{r}",version="{v}"}}', f"0+{n}x30")
-      for r, v, count, total in (("fraud", "v1", 100, 30), ("fraud", "v2", 100, 45),
+    *[(pod, f'modelrollout_router_prediction_{part}{{{ml(rollout=r, version=v)}}}', f"0+{n // 2}x30")
+      for pod in (ROUTER_A, ROUTER_B)
+      for r, v, count, total in (("fraud", "v1", 100, 30), ("fraud", "v2", 100, 46),
                                  ("churn", "v3", 100, 50), ("churn", "v4", 100, 52))
       for part, n in (("count", count), ("sum", total))],
-    # Check gauges. "fraud" is progressing: its prediction drift check fails, its ks check (minPValue, value
-    # far above the threshold) passes, its attribution check fails. "churn" was rolled back long ago and
-    # keeps its last failing verdicts. "loans" was rolled back at 10m by its immediate error check.
-    ('modelrollout_rollout_phase{namespace="ml",rollout="fraud",phase="Progressing"}', "1x30"),
-    *[(f'modelrollout_check_failing{{namespace="ml",rollout="{r}",check="{c}",severity="{sev}",target="{t}"}}', v)
+]
+# Check gauges (the leading controller's). "fraud" is progressing: its prediction drift check fails, its ks
+# check (minPValue, value far above the threshold) passes, its attribution check fails. "churn" was rolled
+# back long ago and keeps its last failing verdicts. "loans" was rolled back at 10m by its immediate error check.
+CONTROLLER_SERIES = [
+    (f'modelrollout_rollout_phase{{{ml(rollout="churn", phase="RolledBack")}}}', "1x30"),
+    (f'modelrollout_rollout_phase{{{ml(rollout="fraud", phase="RolledBack")}}}', "0x30"),
+    (f'modelrollout_rollout_phase{{{ml(rollout="fraud", phase="Progressing")}}}', "1x30"),
+    *[(f'modelrollout_check_failing{{{ml(rollout=r, check=c, severity=sev, target=t)}}}', v)
       for r, c, sev, t, v in (("fraud", "score-psi", "warning", "prediction", "1x30"),
                               ("fraud", "score-ks", "warning", "prediction", "0x30"),
                               ("fraud", "why-changed", "info", "attribution", "1x30"),
@@ -51,9 +89,11 @@ SERIES = [
                               ("churn", "why-changed", "info", "attribution", "1x30"),
                               ("churn", "nan-or-5xx", "critical", "operational", "1x30"),
                               ("loans", "nan-or-5xx", "critical", "operational", "0x9 1x21"))],
-    ('modelrollout_rollout_phase{namespace="ml",rollout="loans",phase="Progressing"}', "1x9 0x21"),
-    ('modelrollout_rollout_phase{namespace="ml",rollout="loans",phase="RolledBack"}', "0x9 1x21"),
+    (f'modelrollout_rollout_phase{{{ml(rollout="loans", phase="Progressing")}}}', "1x9 0x21"),
+    (f'modelrollout_rollout_phase{{{ml(rollout="loans", phase="RolledBack")}}}', "0x9 1x21"),
 ]
+SERIES = [(scraped(s, pod), v) for pod, s, v in ROUTER_SERIES] + [(scraped(s, CONTROLLER), v)
+                                                                  for s, v in CONTROLLER_SERIES]
 
 
 def alert(severity, labels=None):
@@ -75,22 +115,24 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
     bare = [{**g, "rules": [{k: v for k, v in r.items() if k != "annotations"} for r in g["rules"]]}
             for g in doc["spec"]["groups"]]
     rules.write_text(yaml.safe_dump({"groups": bare}))
-    fraud_v2 = {"namespace": "ml", "rollout": "fraud", "version": "v2"}
-    churn = {"namespace": "ml", "rollout": "churn"}
+    fraud_v2 = {"rollout_namespace": "ml", "rollout": "fraud", "version": "v2"}
+    churn = {"rollout_namespace": "ml", "rollout": "churn"}
     cases = {
         "ModelRolloutVersionErrors": [alert("critical", fraud_v2)],
         "ModelRolloutInvalidOutputs": [alert("critical", fraud_v2)],
-        "ModelRolloutPredictionShift": [alert("warning", {"namespace": "ml", "rollout": "fraud"})],
-        "ModelRolloutRolledBack": [alert("warning", churn), alert("warning", {"namespace": "ml", "rollout": "loans"})],
-        "ModelRolloutCriticalCheckFailing": [alert("critical", {"namespace": "ml", "rollout": "loans",
+        "ModelRolloutPredictionShift": [alert("warning", {"rollout_namespace": "ml", "rollout": "fraud"})],
+        "ModelRolloutRolledBack": [alert("warning", churn),
+                                   alert("warning", {"rollout_namespace": "ml", "rollout": "loans"})],
+        "ModelRolloutCriticalCheckFailing": [alert("critical", {"rollout_namespace": "ml", "rollout": "loans",
                                                                 "check": "nan-or-5xx", "target": "operational"})],
-        "ModelRolloutDriftCheckFailing": [alert("warning", {"namespace": "ml", "rollout": "fraud",
+        "ModelRolloutDriftCheckFailing": [alert("warning", {"rollout_namespace": "ml", "rollout": "fraud",
                                                             "check": "score-psi", "target": "prediction"})],
-        "ModelRolloutAttributionShift": [alert("info", {"namespace": "ml", "rollout": "fraud",
+        "ModelRolloutAttributionShift": [alert("info", {"rollout_namespace": "ml", "rollout": "fraud",
                                                         "check": "why-changed"})],
         "ModelRolloutPausedTooLong": [],
         "ModelRolloutShadowDropped": [],
-        "ModelRolloutRouterLosingRecords": [alert("warning", {"namespace": "ml", "pod": "router-a"})],
+        # the router pod, named by the labels Prometheus gave its series
+        "ModelRolloutRouterLosingRecords": [alert("warning", {"namespace": SYSTEM, "pod": ROUTER_A})],
     }
     slower = [{"eval_time": "25m", "alertname": "ModelRolloutCandidateSlower",
                "exp_alerts": [alert("info", fraud_v2)]},
