@@ -107,13 +107,14 @@ class Processes:
                                      env={**os.environ, "PYTHONPATH": str(REPO)})
         return self._keep(Proc(argv, 0, popen, log))
 
-    def prometheus(self, targets: list[str], scrape: str = "1s") -> Proc:
-        """Debian's prometheus scraping `targets` (host:port) every `scrape`; ready at /-/ready."""
+    def prometheus(self, targets: list[str], scrape: str = "1s", scrape_configs: list[dict] | None = None) -> Proc:
+        """Debian's prometheus scraping `targets` (host:port) every `scrape`, or with `scrape_configs` as
+        given; ready at /-/ready."""
         binary = _prometheus_binary()
         port = free_port()
         d = Path(tempfile.mkdtemp(prefix="prom-", dir=self.tmp))
         cfg = {"global": {"scrape_interval": scrape, "evaluation_interval": scrape},
-               "scrape_configs": [{"job_name": "router", "static_configs": [{"targets": targets}]}]}
+               "scrape_configs": scrape_configs or [{"job_name": "router", "static_configs": [{"targets": targets}]}]}
         (d / "prometheus.yml").write_text(yaml.safe_dump(cfg))
         argv = [binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}"]
