@@ -150,10 +150,10 @@ class ServiceKeeper:
         self._warned: dict[str, str] = {}
         self.endpoints = Gauge("modelrollout_service_endpoints", "Router endpoints (ready or not) in the "
                                "EndpointSlices of a rollout's Service (transparent mode)",
-                               ["namespace", "service"], registry=registry)
+                               ["rollout_namespace", "service"], registry=registry)
         self.conflict = Gauge("modelrollout_service_conflict", "1 while another object holds the name of the "
                               "Service a rollout asks for (spec.service), so clients do not reach the router",
-                              ["namespace", "rollout", "service"], registry=registry)
+                              ["rollout_namespace", "rollout", "service"], registry=registry)
 
     def ensure(self, obj: dict) -> None:
         meta = obj.get("metadata") or {}

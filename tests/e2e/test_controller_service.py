@@ -94,7 +94,7 @@ def test_controller_creates_owns_and_follows_the_rollouts_service(procs, kubecon
     assert _addresses(slices) == [("10.1.0.5", True), ("10.1.0.6", False)]
     assert s["endpoints"][0]["nodeName"] == "node-1"
     wait_event(k8s_api, namespace, "fraud", "ServiceCreated")
-    assert metric_value(f"{ctl.url}/metrics", "modelrollout_service_endpoints", namespace=namespace,
+    assert metric_value(f"{ctl.url}/metrics", "modelrollout_service_endpoints", rollout_namespace=namespace,
                         service="fraud") == 2
 
     # a router pod replaced (rolling update): the rollout's Service follows through the watch
@@ -157,7 +157,7 @@ def test_a_foreign_service_is_left_alone_until_labelled_then_adopted_and_given_b
     apply(kubectl, doc)
     event = wait_event(k8s_api, namespace, "legacy-rollout", "ServiceConflict", timeout=30)
     assert "legacy" in event.message and "modelrollout.io/rollout=legacy-rollout" in event.message
-    assert metric_value(f"{ctl.url}/metrics", "modelrollout_service_conflict", namespace=namespace,
+    assert metric_value(f"{ctl.url}/metrics", "modelrollout_service_conflict", rollout_namespace=namespace,
                         service="legacy") == 1
     left = _service(k8s_api, namespace, "legacy")
     assert left["spec"]["selector"] == {"app": "legacy-model"} and not left["metadata"].get("ownerReferences")
@@ -171,7 +171,7 @@ def test_a_foreign_service_is_left_alone_until_labelled_then_adopted_and_given_b
     assert adopted["spec"]["ports"] == [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]
     assert _addresses(_slices(k8s_api, namespace, "legacy")) == [("10.1.0.5", True), ("10.1.0.6", False)]
     wait_event(k8s_api, namespace, "legacy-rollout", "ServiceAdopted")
-    assert metric_value(f"{ctl.url}/metrics", "modelrollout_service_conflict", namespace=namespace,
+    assert metric_value(f"{ctl.url}/metrics", "modelrollout_service_conflict", rollout_namespace=namespace,
                         service="legacy") == 0
 
     # handing it back: the model pods' own slice (the endpoint controller's, written here) appears once the
