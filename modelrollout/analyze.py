@@ -33,7 +33,8 @@ import numpy as np
 
 from policies import stats
 from policies._result import StatError
-from policies.errors import InvalidInput
+
+from ._files import InputError, _read_csv, _read_jsonl
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "psi": 0.2, "kl": 0.1, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1,
@@ -47,10 +48,6 @@ COMPATIBLE = {
     "categorical": {"psi", "kl", "js", "hellinger", "chi2"},
     "embedding": set(EMBEDDING_METRICS),
 }
-
-
-class InputError(InvalidInput, ValueError):
-    """Bad input file, column or option; the message names it."""
 
 
 @dataclass
@@ -88,37 +85,6 @@ def _column_from_values(values: list[Any], path: str, name: str) -> Column:
         arr = np.array(numbers, dtype=np.float64)
         return Column("numeric", arr, missing + int(np.isnan(arr).sum()))
     return Column("categorical", [str(v) for v in present], missing)
-
-
-def _read_csv(path: Path) -> dict[str, list[Any]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise InputError(f"{path}: empty CSV (no header row)")
-        cols: dict[str, list[Any]] = {n: [] for n in reader.fieldnames}
-        for line, row in enumerate(reader, start=2):
-            if None in row:
-                raise InputError(f"{path}: line {line} has more fields than the header")
-            for n in cols:
-                cols[n].append(row.get(n))
-    return cols
-
-
-def _read_jsonl(path: Path) -> dict[str, list[Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}: line {line_no} is not valid JSON: {e.msg}") from e
-            if not isinstance(row, dict):
-                raise InputError(f"{path}: line {line_no} must be a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    names = sorted({k for r in rows for k in r})
-    return {n: [r.get(n) for r in rows] for n in names}
 
 
 def _read_parquet(path: Path) -> dict[str, list[Any]] | dict[str, Column]:
@@ -292,7 +258,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", action="append", default=[], metavar="T",
                    help="drift threshold for all metrics (T) or one (METRIC=T); repeatable")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    g = p.add_argument_group("paired", "both files answer the same requests (modelrollout/analyze_paired.py)")
+    g.add_argument("--paired", action="store_true",
+                   help="paired tests per row: shadow-wilcoxon, shadow-mcnemar, shadow-rbo, shadow-ndcg")
+    g.add_argument("--id", default=None, metavar="COL", help="pair the rows with equal COL (default: by position)")
+    g.add_argument("--tolerance", type=float, default=0.0,
+                   help="shadow-wilcoxon/-mcnemar: the tolerated |change| (default 0: any change)")
+    g.add_argument("--min", type=float, default=0.9, help="shadow-rbo/-ndcg: the lowest tolerated mean agreement")
+    g.add_argument("--alpha", type=float, default=0.05, help="level of the paired tests (default 0.05)")
+    g.add_argument("--decision-threshold", type=float, default=0.5,
+                   help="shadow-mcnemar on scores: positive when score >= this (default 0.5)")
+    g.add_argument("--positive", default=None, help="shadow-mcnemar on text: the positive class")
+    g.add_argument("--k", type=int, default=10, help="shadow-ndcg depth (default 10)")
+    g.add_argument("--p", type=float, default=0.9, help="shadow-rbo persistence (default 0.9)")
     return p
+
+
+def _main_paired(args: argparse.Namespace) -> int:
+    from . import analyze_paired as paired
+    try:
+        if args.k < 1 or not 0 < args.p < 1:
+            raise InputError(f"--k must be >= 1 and --p in (0, 1); got --k {args.k} --p {args.p}")
+        results = paired.analyze_paired(args.baseline, args.candidate, args.metric, args.column, args.id, args.tolerance,
+                                 args.min, args.alpha, args.decision_threshold, args.positive, args.k, args.p)
+    except InputError as e:
+        print(f"modelrollout analyze: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"results": results}, allow_nan=False) if args.json else paired.table(results))
+    return 1 if any(r["change"] for r in results) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:                 # argparse already printed usage and the error
         return 0 if e.code == 0 else 2
+    if args.paired:
+        return _main_paired(args)
     if args.bins < 1:
         print(f"modelrollout analyze: --bins must be a positive integer, got {args.bins}", file=sys.stderr)
         return 2

@@ -18,7 +18,8 @@ import numpy as np
 from . import fairness, stats
 from ._result import StatError, StatResult
 from .errors import EvidenceError, ModelRolloutError, verdict_for
-from .spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, CheckSpec, RolloutSpec
+from .paired_checks import evaluate_paired
+from .spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, PAIRED_METRICS, CheckSpec, RolloutSpec
 from .status import CheckResult, RolloutStatus, Verdict
 from .summaries import (
     LATENCY_BOUNDS, LATENCY_EXCLUSIONS, CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram,
@@ -126,6 +127,12 @@ class _Ctx:
             return self.inconclusive(f"no threshold applies to metric {self.check.metric}", samples, value)
         worst = max(js, key=lambda j: j.verdict.severity)
         return self.result(worst.verdict, value, worst.threshold, samples, worst.reason, stat, **kw)
+
+    def judge_p(self, p: float, alpha: float, value: float | None = None, p_pass: float | None = None) -> Judgement:
+        """Fail when p is below `alpha` spread over the planned windows (docs/statistics.md "p-values over
+        many windows"). `p_pass` (a p-value of the reverse hypothesis, where the check has one) is kept for
+        the sequential test."""
+        return _p_value(self, p, alpha, value)
 
     def too_few(self, n_b: int, n_c: int, what: str = "samples") -> str | None:
         need = self.spec.analysis.min_samples
@@ -610,4 +617,5 @@ _EVALUATORS: dict[str, Callable[[_Ctx], CheckResult]] = {
     "interleave": _interleave, "accuracy": _accuracy,
     "disparate-impact": _fairness, "equal-opportunity": _fairness,
     "attribution-tau": _attribution,
+    **{m: evaluate_paired for m in PAIRED_METRICS},
 }

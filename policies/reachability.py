@@ -22,7 +22,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "latency-p99": (0.0, math.inf), "latency-mean": (0.0, math.inf), "accuracy": (0.0, 1.0),
     "disparate-impact": (0.0, 1.0), "equal-opportunity": (0.0, 1.0), "shadow-agreement": (0.0, 1.0),
     "shadow-mean-abs-delta": (0.0, math.inf), "interleave": (-1.0, 1.0), "attribution-tau": (-1.0, 1.0),
+    "shadow-mcnemar": (0.0, 1.0), "shadow-wilcoxon": (0.0, math.inf), "shadow-rbo": (0.0, 1.0),
+    "shadow-ndcg": (0.0, 1.0),
 }
+"""For shadow-mcnemar and shadow-wilcoxon the range is that of |effect|, which `max` (the tolerance) bounds."""
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,15 @@ class Unreachable:
 def smallest_p(metric: str, n: int) -> float:
     """The smallest p-value the metric's test can return with `n` samples per side (0 when unbounded).
 
-    ks and mann-whitney-latency: the exact two-sided permutation floor 2 / C(2n, n); interleave: the exact
-    two-sided binomial floor 2 · 0.5^n (no ties); chi2 (asymptotic) and mmd (tail fit beyond the
-    permutations, see policies/_mmd.py) have none.
+    ks and mann-whitney-latency: the exact two-sided permutation floor 2 / C(2n, n); interleave and
+    shadow-mcnemar (tolerance 0): the exact two-sided binomial floor 2 · 0.5^n (no ties, every pair
+    discordant); chi2 (asymptotic), mmd (tail fit beyond the permutations, see policies/_mmd.py) and the
+    other paired tests (normal approximations at minSamples) have none.
     """
     n = max(int(n), 1)
     if metric in ("ks", "mann-whitney-latency"):
         return min(1.0, 2.0 * math.exp(-(math.lgamma(2 * n + 1) - 2 * math.lgamma(n + 1))))
-    if metric == "interleave":
+    if metric in ("interleave", "shadow-mcnemar"):
         return min(1.0, 2.0 * 0.5 ** n)
     return 0.0
 
@@ -71,7 +75,7 @@ def check_reachable(spec: RolloutSpec, check: CheckSpec) -> list[Unreachable]:
     if check.min_p_value is not None:
         windows, persistence = planned_windows(spec), failure_limit(spec, name)
         a = window_alpha(check.min_p_value, windows, persistence)
-        floor = smallest_p(metric, spec.analysis.min_samples)
+        floor = smallest_p(metric, spec.analysis.min_samples) if not (metric == "shadow-mcnemar" and check.max) else 0.0
         if check.min_p_value <= 0:
             out.append(Unreachable(name, "minPValue", f"check {name!r} can never fail: minPValue is 0"))
         elif floor >= a:

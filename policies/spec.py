@@ -27,8 +27,13 @@ OUTCOME_METRICS = ("interleave", "accuracy", "disparate-impact", "equal-opportun
                    "shadow-mean-abs-delta")
 ATTRIBUTION_METRICS = ("attribution-tau",)
 """Compare why the versions predict: Kendall's tau between their feature-importance rankings."""
-METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS + ATTRIBUTION_METRICS
-P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave")
+PAIRED_METRICS = ("shadow-mcnemar", "shadow-wilcoxon", "shadow-rbo", "shadow-ndcg")
+"""Paired tests on the shadow pairs (both versions answered the same request): docs/statistics.md
+"Paired tests (shadow)". Their `minPValue` is the level of the test (default `PAIRED_ALPHA`)."""
+PAIRED_OUTPUTS = {"shadow-mcnemar": ("score", "class"), "shadow-wilcoxon": ("score",), "shadow-rbo": ("ranking",),
+                  "shadow-ndcg": ("ranking",)}
+METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS + ATTRIBUTION_METRICS + PAIRED_METRICS
+P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave") + PAIRED_METRICS
 RATIO_METRICS = OPERATIONAL_METRICS
 MIN_RATIO_METRICS = ("disparate-impact", "equal-opportunity")
 NOTIFY_PHASES = tuple(p.value for p in Phase if p is not Phase.PENDING)
@@ -159,6 +164,8 @@ class CheckSpec:
     segment: str | None = None
     bins: int = 10
     failure_limit: int | None = None   # overrides analysis.failureLimit
+    k: int = 10                        # shadow-ndcg: depth
+    p: float = 0.9                     # shadow-rbo: persistence
 
     @property
     def feature(self) -> str | None:
@@ -359,6 +366,11 @@ def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
     if dyn is not None:
         dynamic = DynamicThreshold(sigmas=dyn.num("sigmas", 3.0, lo=0.0),
                                    min_windows=dyn.num("minWindows", 5, lo=1, integer=True))
+    if metric in ("shadow-ndcg", "shadow-rbo"):
+        _paired_params(r, metric)
+    elif "k" in r.data or "p" in r.data:
+        raise SpecError(r.at("k" if "k" in r.data else "p"), f"k applies to shadow-ndcg and p to shadow-rbo; got "
+                                                             f"metric {metric}")
     check = CheckSpec(
         name=name, metric=metric, on=on,
         max=r.num("max"), min=r.num("min"), min_p_value=r.num("minPValue", lo=0.0, hi=1.0),
@@ -368,7 +380,10 @@ def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
         dynamic=dynamic, prometheus=prometheus, segment=r.str("segment"),
         bins=r.num("bins", 10, lo=2, hi=1000, integer=True),
         failure_limit=r.num("failureLimit", None, lo=1, integer=True),
+        k=r.num("k", 10, lo=1, hi=1000, integer=True), p=_rbo_p(r),
     )
+    if metric in PAIRED_METRICS:
+        _paired_check(r, check, output_kind)
     if metric is not None:
         bounds = [check.max, check.min, check.min_p_value, check.max_ratio_to_baseline,
                   check.min_ratio_to_baseline, dynamic]
@@ -403,6 +418,45 @@ def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
                 raise SpecError(r.at("on"), f"{metric} ranks the attributions of the prediction; "
                                             f"expected 'prediction', got {on!r}")
     return check
+
+
+def _rbo_p(r: _Reader) -> float:
+    p = r.num("p", 0.9, lo=0.0, hi=1.0)
+    if not 0.0 < p < 1.0:
+        raise SpecError(r.at("p"), f"expected a number strictly between 0 and 1, got {p!r}")
+    return p
+
+
+def _paired_params(r: _Reader, metric: str) -> None:
+    wrong = "p" if metric == "shadow-ndcg" else "k"
+    if wrong in r.data:
+        raise SpecError(r.at(wrong), f"{wrong} does not apply to {metric} (k: shadow-ndcg depth, p: shadow-rbo "
+                                     f"persistence)")
+
+
+def _paired_check(r: _Reader, check: CheckSpec, output_kind: str) -> None:
+    """The rules of the paired metrics (docs/statistics.md "Paired tests (shadow)")."""
+    metric = check.metric
+    kinds = PAIRED_OUTPUTS[metric]
+    if output_kind not in kinds:
+        raise SpecError(r.at("metric"), f"{metric} needs spec.output.kind {' or '.join(kinds)}, got {output_kind!r}")
+    if check.feature is not None:
+        raise SpecError(r.at("on"), f"{metric} compares the versions' outputs on the same request; expected "
+                                    f"'prediction', got {check.on!r}")
+    extra = [(f, v) for f, v in (("maxRatioToBaseline", check.max_ratio_to_baseline),
+                                 ("minRatioToBaseline", check.min_ratio_to_baseline), ("dynamic", check.dynamic))
+             if v is not None]
+    bound, other = ("min", "max") if metric in ("shadow-rbo", "shadow-ndcg") else ("max", "min")
+    if getattr(check, other) is not None:
+        extra.append((other, getattr(check, other)))
+    if extra:
+        raise SpecError(r.at(extra[0][0]), f"{metric} takes {bound} (the tolerance) and minPValue (the test's level), "
+                                           f"not {extra[0][0]}")
+    if bound == "min" and check.min is None:
+        raise SpecError(r.at("min"), f"{metric} needs min: the lowest tolerated mean agreement in [0, 1]")
+    value = getattr(check, bound)
+    if value is not None and (value < 0 or (bound == "min" and value > 1)):
+        raise SpecError(r.at(bound), f"expected a number in {'[0, 1]' if bound == 'min' else '>= 0'}, got {value!r}")
 
 
 def _notification(raw: Any, path: str) -> Notification:

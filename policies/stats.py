@@ -16,6 +16,7 @@ from scipy import stats as sps
 from ._binning import aligned_counts, bin_edges, binned_counts, category_counts, check_edges, edges_from_sorted
 from ._drift import binned, categorical_pair, compare_numeric, from_counts, ks_sorted, wasserstein_sorted
 from ._mmd import centroid_cosine, mmd
+from ._paired import mcnemar, mean_agreement, ndcg, rbo, signed_rank_p, wilcoxon_shift
 from ._result import StatError, StatResult, as_sample, sorted_sample
 from .fairness import disparate_impact, equal_opportunity
 from .interleaving import credit, interleave_test, team_draft
@@ -27,6 +28,7 @@ __all__ = [
     "ks", "chi2", "wasserstein", "mmd", "centroid_cosine", "mann_whitney",
     "disparate_impact", "equal_opportunity", "kendall_tau",
     "team_draft", "credit", "interleave_test",
+    "mcnemar", "wilcoxon_shift", "signed_rank_p", "rbo", "ndcg", "mean_agreement",
 ]
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Sequence
 
-from .spec import CheckSpec, RolloutSpec
+from .spec import PAIRED_METRICS, CheckSpec, RolloutSpec
 from .status import Routing, Verdict
 
 DRIFT_CONFIDENCE: dict[str, float] = {"psi": 0.5, "kl": 0.5, "js": 0.7, "hellinger": 0.7, "wasserstein": 0.7}
@@ -183,7 +183,7 @@ def applies(check: CheckSpec, routing: Routing) -> bool:
     """Whether the check has evidence to judge under this routing: shadow pair checks need mirroring,
     interleave needs interleaving; every other check applies always. A check that does not apply
     neither blocks a step nor counts towards inconclusiveLimit."""
-    if check.metric in ("shadow-agreement", "shadow-mean-abs-delta"):
+    if check.metric in ("shadow-agreement", "shadow-mean-abs-delta") or check.metric in PAIRED_METRICS:
         return routing.shadow
     if check.metric == "interleave":
         return routing.interleave

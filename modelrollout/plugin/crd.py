@@ -134,6 +134,9 @@ def _check() -> dict:
         "segment": _str("Request field whose values split traffic into groups (fairness metrics).", minLength=1),
         "bins": _int("Bins for binned drift metrics (default 10).", minimum=2, maximum=1000),
         "failureLimit": _int("Overrides analysis.failureLimit for this check.", minimum=1),
+        "k": _int("shadow-ndcg: the depth of NDCG@k (default 10).", minimum=1, maximum=1000),
+        "p": _num("shadow-rbo: the persistence of rank-biased overlap, in (0, 1) (default 0.9).", minimum=0,
+                  maximum=1),
     }, "One analysis check: a metric and its threshold.", required=["name"], **{
         "x-kubernetes-validations": [
             {"rule": "has(self.metric) != has(self.prometheus)",

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
+from policies._paired import ndcg, rbo
+from policies._result import StatError
 from policies.spec import RolloutSpec
 from policies.summaries import (
     InterleaveSummary, PairedSummary, SummaryError, VersionWindow, key_from_request_id,
@@ -246,6 +248,8 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
     base, cand = _ArmBatch(), _ArmBatch()
     primaries: list[Any] = []
     shadows: list[Any] = []
+    pair_keys: list[float] = []
+    agreements = ranking_agreements(spec) if kind == "ranking" else ()
     for rec in records:
         if rec.override:                # the caller picked the version: logged, never analysed
             continue
@@ -303,18 +307,49 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
         primary = rec.primary_output
         if rec.role == "shadow" and output is not None and primary is not None:
             if b.paired is None:
-                b.paired = PairedSummary()
+                b.paired = PairedSummary(b.candidate.capacity if b.candidate is not None else 2048)
             if kind == "score":
                 primaries.append(primary)
                 shadows.append(output)
+                pair_keys.append(key)
             elif kind == "ranking":
                 b.paired.add_categorical(str(primary[0]) if primary else "", str(output[0]) if output else "")
+                if isinstance(primary, (list, tuple)) and isinstance(output, (list, tuple)):
+                    _add_agreements(b.paired, agreements, primary, output)
             elif kind == "class":
-                b.paired.add_categorical(str(primary), str(output))
+                b.paired.add_categorical(str(primary), str(output), (positive(spec, primary), positive(spec, output)))
     base.apply(b.baseline)
     cand.apply(b.candidate)
     if primaries:
-        b.paired.add_many(primaries, shadows)
+        b.paired.add_many(primaries, shadows, pair_keys, spec.output.threshold)
+
+
+def ranking_agreements(spec: RolloutSpec) -> tuple[tuple[str, str, float], ...]:
+    """(summary name, kind, parameter) of every ranking agreement the spec's checks read: `rbo:P` for
+    shadow-rbo checks (persistence P), `ndcg:K` for shadow-ndcg (depth K)."""
+    out: dict[str, tuple[str, str, float]] = {}
+    for c in spec.analysis.checks:
+        if c.metric == "shadow-rbo":
+            name = agreement_name(c.metric, c.p)
+            out[name] = (name, "rbo", c.p)
+        elif c.metric == "shadow-ndcg":
+            name = agreement_name(c.metric, c.k)
+            out[name] = (name, "ndcg", c.k)
+    return tuple(out.values())
+
+
+def agreement_name(metric: str, param: float) -> str:
+    """The PairedSummary name of a ranking agreement: `rbo:0.9`, `ndcg:10`."""
+    return f"rbo:{param:g}" if metric == "shadow-rbo" else f"ndcg:{int(param)}"
+
+
+def _add_agreements(paired: PairedSummary, agreements, primary, output) -> None:
+    for name, kind, param in agreements:
+        try:
+            v = rbo(primary, output, param) if kind == "rbo" else ndcg(primary, output, int(param))
+        except StatError:                   # an empty baseline ranking has no NDCG: no information
+            continue
+        paired.add_agreement(name, v)
 
 
 class Buckets:

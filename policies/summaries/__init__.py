@@ -21,7 +21,7 @@ compactions; `to_dict()` always holds ≤ capacity):
 | NumericSummary(2048) | 2 × 2048 × (8 B key + 8 B value) = 64 KiB (+ 8 B per frozen bin) |
 | CategoricalSummary(256 categories) | ≈ 256 × 100 B ≈ 25 KiB (beyond the cap new values count as "__other__") |
 | EmbeddingSummary(512, d) | 2 × 512 × (8 + 4·d) B = 3 MiB for d = 768 (float32 vectors) |
-| PairedSummary | < 2 KiB (seven exact sums) |
+| PairedSummary(2048) | < 2 KiB of exact sums and counts + 2 × 2048 × 16 B = 64 KiB of paired deltas (score outputs) + ≈ 1 KiB per ranking agreement |
 | LatencyHistogram | 119 buckets × 8 B ≈ 1 KiB |
 | SegmentCounts(64 values per field) | fields × 64 × 6 ints |
 | AttributionSummary(64 features) | ≈ 64 × (name + count + a few exact-sum partials) ≈ 10 KiB (only when used) |

@@ -172,3 +172,62 @@ def test_parquet_without_pyarrow_names_the_extra(tmp_path, data):
     (tmp_path / "b.csv").write_text("score\n" + "\n".join(map(str, data["b_score"])) + "\n")
     (tmp_path / "c.csv").write_text("score\n" + "\n".join(map(str, data["c_score"])) + "\n")
     assert analyze(tmp_path / "b.csv", tmp_path / "c.csv").returncode == 1
+
+
+# --- --paired -----------------------------------------------------------------------------------------
+
+def _paired_files(tmp_path, shift, n=600, seed=3):
+    rng = np.random.default_rng(seed)
+    x = rng.beta(2, 5, n)
+    y = x + shift + rng.normal(0, 0.02, n)
+    items = [f"d{i}" for i in range(15)]
+    b, c = tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    order = rng.permutation(n)           # the candidate file in another order: --id pairs the rows
+    ranks = [list(rng.permutation(items)[:8]) for _ in range(n)]
+    with b.open("w") as fb:
+        for i in range(n):
+            fb.write(json.dumps({"id": f"r{i}", "score": x[i], "ranking": ranks[i]}) + "\n")
+    with c.open("w") as fc:
+        for i in order:
+            fc.write(json.dumps({"id": f"r{i}", "score": y[i], "ranking": ranks[i][::-1] if i % 2 else ranks[i]})
+                     + "\n")
+    return b, c, x, y, ranks
+
+
+def test_paired_results_equal_scipy_and_exit_codes(tmp_path):
+    """--paired --id: the Wilcoxon shift test against the tolerance is scipy's on the joined rows; a shift of
+    1.5x the tolerance exits 1, one of half of it exits 0."""
+    b, c, x, y, _ = _paired_files(tmp_path, 0.03)
+    p = run(b, c, "--paired", "--id", "id", "--tolerance", "0.02", "--column", "score", "--json")
+    assert p.returncode == 1, p.stderr
+    rows = {r["metric"]: r for r in json.loads(p.stdout)["results"]}
+    d = y - x
+    ref = min(1.0, 2 * min(sps.wilcoxon(d - 0.02, alternative="greater").pvalue,
+                           sps.wilcoxon(d + 0.02, alternative="less").pvalue))
+    assert rows["shadow-wilcoxon"]["p_value"] == pytest.approx(ref, rel=1e-9, abs=1e-300)
+    assert rows["shadow-wilcoxon"]["change"] and rows["shadow-wilcoxon"]["pairs"] == 600
+    b, c, *_ = _paired_files(tmp_path, 0.01)
+    ok = run(b, c, "--paired", "--id", "id", "--tolerance", "0.02", "--column", "score")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "shadow-wilcoxon" in ok.stdout and "CHANGE" not in ok.stdout
+
+
+def test_paired_rankings_report_rbo_and_ndcg(tmp_path):
+    """Half the rankings reversed: mean RBO and NDCG are the per-row means, below min 0.9: a change."""
+    b, c, _, _, ranks = _paired_files(tmp_path, 0.0)
+    p = run(b, c, "--paired", "--id", "id", "--column", "ranking", "--json")
+    assert p.returncode == 1
+    rows = {r["metric"]: r for r in json.loads(p.stdout)["results"]}
+    expected = np.mean([S.rbo(r, r[::-1] if i % 2 else r) for i, r in enumerate(ranks)])
+    assert rows["shadow-rbo"]["value"] == pytest.approx(expected)
+    assert rows["shadow-ndcg"]["change"] and rows["shadow-rbo"]["change"]
+
+
+def test_paired_bad_input_names_the_problem(tmp_path):
+    b, c, *_ = _paired_files(tmp_path, 0.0)
+    short = tmp_path / "short.jsonl"
+    short.write_text("\n".join(c.read_text().splitlines()[:10]) + "\n")
+    p = run(b, short, "--paired")
+    assert p.returncode == 2 and "has 600 rows but" in p.stderr and "--id" in p.stderr
+    p = run(b, c, "--paired", "--metric", "psi")
+    assert p.returncode == 2 and "with --paired expected one of" in p.stderr

@@ -49,6 +49,9 @@ def test_shadow_pairs_each_request_with_the_primary_output(procs, tmp_path, wher
     paired = _paired(windows)
     assert paired.mean_abs_delta == pytest.approx(0.05, abs=0.002)   # same draw, shifted by 0.05
     assert paired.correlation > 0.99
+    # the paired tests' parts: a delta per request (all 300 fit the reservoir) and a decision pair each
+    assert paired.deltas().size == n and paired.n_decisions == n
+    assert float(paired.deltas().mean()) == pytest.approx(0.05, abs=0.002)
     base, cand = _merged(windows, "baseline"), _merged(windows, "candidate")
     assert base.requests == cand.requests == n
     assert cand.prediction.n == n and cand.error_count() == 0

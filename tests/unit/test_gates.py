@@ -61,8 +61,17 @@ def _segments(rates, n=400, seed=0, labels=False):
 
 def _paired_scores(delta):
     p = PairedSummary()
-    for x in _scores(3):
-        p.add(float(x), float(x) + delta)
+    for i, x in enumerate(_scores(3)):
+        p.add(float(x), float(x) + delta, key=(i + 0.5) / N, threshold=0.5)
+    return p
+
+
+def _paired_rankings(value):
+    p = PairedSummary()
+    for _ in range(N):
+        p.add_categorical("a", "a")
+        p.add_agreement("rbo:0.9", value)
+        p.add_agreement("ndcg:10", value)
     return p
 
 
@@ -122,6 +131,14 @@ def cases():
                              lambda: (window(B), window(B), {"paired": _paired_classes(3)})),
         "shadow-mean-abs-delta": ("score", {"max": 0.05}, lambda: (window(B), window(B), {"paired": _paired_scores(0.0)}),
                                   lambda: (window(B), window(B), {"paired": _paired_scores(0.3)})),
+        "shadow-wilcoxon": ("score", {"max": 0.05}, lambda: (window(B), window(B), {"paired": _paired_scores(0.0)}),
+                            lambda: (window(B), window(B), {"paired": _paired_scores(0.3)})),
+        "shadow-mcnemar": ("score", {"max": 0.05}, lambda: (window(B), window(B), {"paired": _paired_scores(0.0)}),
+                           lambda: (window(B), window(B), {"paired": _paired_scores(0.3)})),
+        "shadow-rbo": ("ranking", {"min": 0.9}, lambda: (window(B), window(B), {"paired": _paired_rankings(1.0)}),
+                       lambda: (window(B), window(B), {"paired": _paired_rankings(0.5)})),
+        "shadow-ndcg": ("ranking", {"min": 0.9}, lambda: (window(B), window(B), {"paired": _paired_rankings(1.0)}),
+                        lambda: (window(B), window(B), {"paired": _paired_rankings(0.5)})),
         "interleave": ("ranking", {"minPValue": 0.001},
                        lambda: (window(kind="ranking"), window(kind="ranking"),
                                 {"interleave": InterleaveSummary(300, 300, 50)}),

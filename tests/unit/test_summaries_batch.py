@@ -120,14 +120,17 @@ pair_side = st.one_of(st.floats(min_value=-1e160, max_value=1e160), st.integers(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(pair_side, pair_side), max_size=60), st.lists(st.integers(0, 60), max_size=4))
-def test_paired_add_many_equals_adding_one_at_a_time(pairs, cuts):
-    """PairedSummary.add_many keeps the same exact sums, pair count and invalid count as add()."""
-    one, many = PairedSummary(), PairedSummary()
-    for a, b in pairs:
-        one.add(a, b)
+@given(st.lists(st.tuples(pair_side, pair_side, keys), max_size=60), st.lists(st.integers(0, 60), max_size=4),
+       st.booleans(), st.sampled_from([None, 0.5, 0.0]), st.sampled_from([1, 4, 64]))
+def test_paired_add_many_equals_adding_one_at_a_time(pairs, cuts, with_keys, threshold, capacity):
+    """PairedSummary.add_many keeps the same exact sums, pair count, invalid count, decisions and delta sample
+    as add()."""
+    one, many = PairedSummary(capacity), PairedSummary(capacity)
+    for a, b, k in pairs:
+        one.add(a, b, k if with_keys else None, threshold)
     for chunk in _chunks(pairs, cuts):
-        many.add_many([a for a, _ in chunk], [b for _, b in chunk])
+        many.add_many([a for a, _, _ in chunk], [b for _, b, _ in chunk],
+                      [k for _, _, k in chunk] if with_keys else None, threshold)
     assert many.to_dict() == one.to_dict()
 
 

@@ -7,6 +7,7 @@ import asyncio
 
 from hypothesis import given, settings, strategies as st
 
+from policies._paired import ndcg, rbo
 from policies.outcome import Bucket, Outcome, label_positive, positive, rebuild
 from policies.spec import parse_rollout
 from policies.summaries import InterleaveSummary, PairedSummary, key_from_request_id
@@ -21,6 +22,9 @@ def _spec(kind: str):
                     "candidate": {"version": "v2", "url": "http://127.0.0.1:2"},
                     "output": {"kind": kind, "path": path},
                     "strategy": {"steps": [{"canary": {"weight": 50}}]}}}
+    if kind == "ranking":               # the ranking agreements the fold keeps are those the checks read
+        doc["spec"]["analysis"] = {"checks": [{"name": "rbo", "metric": "shadow-rbo", "min": 0.5, "p": 0.8},
+                                              {"name": "ndcg", "metric": "shadow-ndcg", "min": 0.5, "k": 2}]}
     return parse_rollout(doc).spec
 
 
@@ -110,14 +114,19 @@ def reference_fold(w: Bucket, rec: dict, spec) -> None:
     primary = rec.get("primary_output")
     if role == "shadow" and output is not None and primary is not None:
         if w.paired is None:
-            w.paired = PairedSummary()
+            w.paired = PairedSummary(w.candidate.capacity)
         kind = spec.output.kind
         if kind == "score":
-            w.paired.add(primary, output)
+            w.paired.add(primary, output, key, spec.output.threshold)
         elif kind == "ranking":
             w.paired.add_categorical(str(primary[0]) if primary else "", str(output[0]) if output else "")
+            if primary:
+                w.paired.add_agreement("rbo:0.8", rbo(primary, output, 0.8))
+                w.paired.add_agreement("ndcg:2", ndcg(primary, output, 2))
+            else:                       # an empty baseline ranking has no NDCG
+                w.paired.add_agreement("rbo:0.8", rbo(primary, output, 0.8))
         elif kind == "class":
-            w.paired.add_categorical(str(primary), str(output))
+            w.paired.add_categorical(str(primary), str(output), (positive(spec, primary), positive(spec, output)))
 
 
 def _one_at_a_time(recs, spec, bucket=5.0):
