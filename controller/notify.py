@@ -4,6 +4,13 @@ Sending never blocks a reconcile: messages go on a bounded queue and a backgroun
 retrying with exponential backoff. Three payload shapes: a generic JSON object, Slack (`text` + `blocks`)
 and PagerDuty Events v2 (`routing_key`, `event_action`, `payload`). Severity comes from the decision
 (rollback on NaN/5xx = critical, drift rollback = error, pause = warning, the rest info).
+
+Credentials (a Slack webhook URL, a PagerDuty routing key, any `urlFrom`) live in Secrets of the rollout's
+namespace, named by `secretKeyRef`s in the spec. The sender reads them (`secrets(namespace, ref)`, the
+controller's `controller.kube.secrets.SecretReader`) just before each attempt, so a rotated Secret is used
+at once and no credential waits in the queue; they go into the request and nowhere else: the sender's logs
+and `stats` name the Secret, never its value, and an error text that quotes a value has it replaced by
+`[secret]`.
 """
 from __future__ import annotations
 
@@ -16,9 +23,22 @@ from typing import Any, Callable
 
 import httpx
 
-from policies.spec import Notification, RolloutSpec
+from policies.errors import KubeError
+from policies.spec import Notification, RolloutSpec, SecretKeyRef
 
 log = logging.getLogger("modelrollout.notify")
+THREAD_NAME = "modelrollout-notifier"
+
+
+class _NoRequestLines(logging.Filter):
+    """httpx logs each request's URL at INFO; a notification's URL may be a credential (a Slack webhook), so
+    the sender thread's request lines are not logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != THREAD_NAME
+
+
+logging.getLogger("httpx").addFilter(_NoRequestLines())
 
 SEVERITIES = ("critical", "error", "warning", "info")
 
@@ -77,10 +97,33 @@ def payload(kind: str, msg: Message, routing_key: str | None = None) -> dict[str
             "time": msg.time}
 
 
+class SecretUnavailable(KubeError):
+    """A credential a notification needs could not be read (missing, not labelled for notifications,
+    forbidden, no Secret store); the message names the Secret, never a value."""
+
+
+SecretSource = Callable[[str, SecretKeyRef], str]
+"""`secrets(namespace, ref) -> value`; raises SecretUnavailable."""
+
+
+def describe(sink: Notification, namespace: str) -> str:
+    """How logs and stats name a sink: its URL when that is no secret, else the Secret it comes from."""
+    if sink.url_from is not None:
+        return f"{sink.kind} (URL from {sink.url_from.describe(namespace)})"
+    return f"{sink.kind} {sink.url}"
+
+
+def scrub(text: str, hidden: list[str]) -> str:
+    for value in hidden:
+        if value:
+            text = text.replace(value, "[secret]")
+    return text
+
+
 @dataclass
 class _Delivery:
     sink: Notification
-    body: dict[str, Any]
+    msg: Message
     attempt: int = 0
     due: float = 0.0
 
@@ -103,8 +146,10 @@ class Notifier:
     """
 
     def __init__(self, *, attempts: int = 5, backoff: float = 0.5, max_backoff: float = 30.0,
-                 timeout: float = 5.0, capacity: int = 1000, clock: Callable[[], float] = time.time):
+                 timeout: float = 5.0, capacity: int = 1000, clock: Callable[[], float] = time.time,
+                 secrets: SecretSource | None = None):
         self.attempts, self.backoff, self.max_backoff, self.timeout = attempts, backoff, max_backoff, timeout
+        self.secrets = secrets
         self.stats = NotifierStats()
         self._queue: queue.Queue[_Delivery] = queue.Queue(maxsize=capacity)
         self._clock = clock
@@ -115,7 +160,7 @@ class Notifier:
 
     def start(self) -> "Notifier":
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             self._thread.start()
         return self
 
@@ -146,7 +191,7 @@ class Notifier:
             if phase not in sink.on:
                 continue
             try:
-                self._queue.put_nowait(_Delivery(sink, payload(sink.kind, msg, sink.routing_key)))
+                self._queue.put_nowait(_Delivery(sink, msg))
                 queued += 1
             except queue.Full:
                 self.stats.dropped += 1
@@ -171,10 +216,31 @@ class Notifier:
                     continue
                 self._attempt(http, d, waiting)
 
+    def _secret(self, namespace: str, ref: SecretKeyRef) -> str:
+        if self.secrets is None:
+            raise SecretUnavailable(f"{ref.describe(namespace)}: this notifier reads no Secrets")
+        return self.secrets(namespace, ref)
+
+    def _request(self, d: _Delivery, hidden: list[str]) -> tuple[str, dict[str, Any]]:
+        """(URL, JSON body) of one attempt, credentials read now; each credential is added to `hidden`."""
+        sink, ns = d.sink, d.msg.namespace
+        url = sink.url
+        if sink.url_from is not None:
+            url = self._secret(ns, sink.url_from)
+            hidden.append(url)
+        key = None
+        if sink.routing_key_from is not None:
+            key = self._secret(ns, sink.routing_key_from)
+            hidden.append(key)
+        return url or "", payload(sink.kind, d.msg, key)
+
     def _attempt(self, http: httpx.Client, d: _Delivery, waiting: list[_Delivery]) -> None:
         d.attempt += 1
+        hidden: list[str] = []
+        where = describe(d.sink, d.msg.namespace)
         try:
-            r = http.post(d.sink.url, json=d.body)
+            url, body = self._request(d, hidden)
+            r = http.post(url, json=body)
             if r.status_code < 300:
                 self.stats.sent += 1
                 self.stats.by_kind[d.sink.kind] = self.stats.by_kind.get(d.sink.kind, 0) + 1
@@ -182,14 +248,21 @@ class Notifier:
                 return
             error = f"HTTP {r.status_code}: {r.text[:200]}"
             retryable = r.status_code == 429 or r.status_code >= 500
-        except httpx.HTTPError as e:
-            error, retryable = f"{type(e).__name__}: {e}", True
-        self.stats.last_error = f"{d.sink.url}: {error}"
+        except SecretUnavailable as e:          # may be created or labelled meanwhile: retried like a 5xx
+            error, retryable = str(e), True
+        except Exception as e:  # noqa: BLE001 - httpx errors, and a URL from a Secret httpx cannot even parse
+            error, retryable = f"{type(e).__name__}: {e}", isinstance(e, httpx.TransportError)
+        error = scrub(error, hidden)
+        self.stats.last_error = f"{where}: {error}"
         if retryable and d.attempt < self.attempts:
             self.stats.retries += 1
-            d.due = self._clock() + min(self.max_backoff, self.backoff * 2 ** (d.attempt - 1))
+            delay = min(self.max_backoff, self.backoff * 2 ** (d.attempt - 1))
+            d.due = self._clock() + delay
             waiting.append(d)
+            log.warning("notification of %s to %s failed (attempt %d of %d), retrying in %gs: %s", d.msg.summary(),
+                        where, d.attempt, self.attempts, delay, error)
             return
         self.stats.failed += 1
-        log.error("notification to %s failed after %d attempt(s): %s", d.sink.url, d.attempt, error)
+        log.error("notification of %s to %s failed after %d attempt(s): %s", d.msg.summary(), where, d.attempt,
+                  error)
         self._queue.task_done()

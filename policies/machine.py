@@ -404,7 +404,7 @@ def _fmt_left(seconds: float) -> str:
 def _severity(s: RolloutStatus) -> str:
     """The default severity of entering `s.phase` (a rollback sets its own, from who or what acted)."""
     if s.phase is Phase.ROLLED_BACK:
-        return "critical"
+        return "error"          # `rollback` sets its own (critical for NaN/5xx checks); README: rollback = error
     if s.phase is Phase.FAILED:
         return "error"
     if s.phase is Phase.PAUSED:

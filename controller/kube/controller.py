@@ -26,6 +26,7 @@ from .metrics import ControllerMetrics
 from .reconciler import NotLeader, Reconciler
 from .routers import RouterDiscovery
 from .services import RouterEndpoints, ServiceKeeper
+from .secrets import SecretReader
 from kubeio.watch import ListWatcher
 
 log = logging.getLogger("modelrollout.controller")
@@ -71,7 +72,7 @@ class Controller:
         self.identity = settings.identity
         self.metrics = ControllerMetrics(self.identity)
         self.events = EventRecorder(api_client, self.identity)
-        self.notifier = Notifier()
+        self.notifier = Notifier(secrets=SecretReader(api_client))
         self.discovery = RouterDiscovery(api_client, settings.router_service, settings.router_urls)
         # One client per kind of peer for the controller's life (keep-alive across windows). Prometheus
         # certificates are not verified, as with the PromQL client this controller used before.

@@ -16,7 +16,9 @@ from policies.api import (
     API_VERSION, COMMAND_ANNOTATION, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, Phase, Verdict,
 )
 from policies.privacy import MODES as PRIVACY_MODES
-from policies.spec import ACTIONS, METRICS, NOTIFY_PHASES, OUTPUT_KINDS, SERVICE_NAME_PATTERN
+from policies.spec import (
+    ACTIONS, METRICS, NOTIFICATION_SECRET_LABEL, NOTIFY_PHASES, OUTPUT_KINDS, PAGERDUTY_URL, SERVICE_NAME_PATTERN,
+)
 
 PHASES = tuple(p.value for p in Phase)
 VERDICTS = tuple(v.value for v in Verdict)
@@ -75,11 +77,42 @@ def _version(description: str) -> dict:
     }, description, required=["version", "url"])
 
 
-def _endpoint() -> dict:
-    return _obj({
-        "url": _str(pattern=URL_PATTERN),
-        "routingKey": _str("PagerDuty routing key.", minLength=1),
-    }, required=["url"])
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+CREDENTIAL = ("is a credential (anyone who can read rollouts could read it): put it in a Secret labelled "
+              f"{NOTIFICATION_SECRET_LABEL}=true and use")
+
+
+def _secret_ref(description: str) -> dict:
+    return _obj({"secretKeyRef": _obj({
+        "name": _str("A Secret in the rollout's namespace, labelled "
+                     f"{NOTIFICATION_SECRET_LABEL}=true.", pattern=SECRET_NAME_PATTERN),
+        "key": _str("The key of the Secret's data.", pattern=SECRET_KEY_PATTERN),
+    }, required=["name", "key"])}, description, required=["secretKeyRef"])
+
+
+def _endpoint(kind: str) -> dict:
+    url = _str("Endpoint URL (not a credential).", pattern=URL_PATTERN)
+    url_from = _secret_ref("Endpoint URL read by the controller from a Secret.")
+    if kind == "webhook":
+        return _obj({"url": url, "urlFrom": url_from}, "A JSON POST to url (or urlFrom).", **{
+            "x-kubernetes-validations": [{"rule": "has(self.url) != has(self.urlFrom)",
+                                          "message": "expected exactly one of url, urlFrom"}]})
+    if kind == "slack":
+        return _obj({"url": _str("Not allowed: a Slack webhook URL is a credential; use urlFrom."),
+                     "urlFrom": _secret_ref("The Slack incoming-webhook URL, read from a Secret.")},
+                    "A Slack incoming webhook.", required=["urlFrom"], **{"x-kubernetes-validations": [
+                        {"rule": "!has(self.url)", "message": f"a Slack webhook URL {CREDENTIAL} urlFrom",
+                         "fieldPath": ".url"}]})
+    return _obj({"url": _str(f"Events API URL (default {PAGERDUTY_URL}).", pattern=URL_PATTERN),
+                 "urlFrom": url_from,
+                 "routingKey": _str("Not allowed: a routing key is a credential; use routingKeyFrom."),
+                 "routingKeyFrom": _secret_ref("The PagerDuty integration's routing key, read from a Secret.")},
+                "A PagerDuty Events v2 alert.", required=["routingKeyFrom"], **{"x-kubernetes-validations": [
+                    {"rule": "!has(self.routingKey)", "message": f"a PagerDuty routing key {CREDENTIAL} "
+                     "routingKeyFrom", "fieldPath": ".routingKey"},
+                    {"rule": "!(has(self.url) && has(self.urlFrom))", "message": "expected one of url, urlFrom, "
+                     "not both"}]})
 
 
 def _privacy() -> dict:
@@ -204,9 +237,9 @@ def spec_schema() -> dict:
                        "x-kubernetes-list-map-keys": ["name"], "items": _check()},
         }),
         "notifications": {"type": "array", "maxItems": 16, "items": _obj({
-            "webhook": _endpoint(),
-            "slack": _endpoint(),
-            "pagerduty": _endpoint(),
+            "webhook": _endpoint("webhook"),
+            "slack": _endpoint("slack"),
+            "pagerduty": _endpoint("pagerduty"),
             "on": _notify_phases("Phases that send this notification (default RolledBack, Paused, Failed)."),
             ON_ALIAS: _notify_phases("The key kubectl makes of a bare YAML `on:`; same meaning as on."),
         }, "Exactly one of webhook, slack, pagerduty, and the phases that trigger it.", **{

@@ -41,6 +41,14 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
         or _has(s, "segment"),
     "[has(self.webhook), has(self.slack), has(self.pagerduty)].filter(x, x).size() == 1":
         lambda s: sum(_has(s, k) for k in ("webhook", "slack", "pagerduty")) == 1,
+    "has(self.url) != has(self.urlFrom)":
+        lambda s: _has(s, "url") != _has(s, "urlFrom"),
+    "!has(self.url)":
+        lambda s: not _has(s, "url"),
+    "!has(self.routingKey)":
+        lambda s: not _has(s, "routingKey"),
+    "!(has(self.url) && has(self.urlFrom))":
+        lambda s: not (_has(s, "url") and _has(s, "urlFrom")),
     "!(self.baseline.version == self.candidate.version && self.baseline.url == self.candidate.url)":
         lambda s: not (s["baseline"].get("version") == s["candidate"].get("version")
                        and s["baseline"].get("url") == s["candidate"].get("url")),

@@ -1,15 +1,22 @@
 """Webhook notifications reach a real local HTTP receiver in the documented shapes, survive a failing
-receiver by retrying, and never block the caller."""
+receiver by retrying, and never block the caller; credentials come from real Secrets on the apiserver and
+show up nowhere but in the request."""
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from controller.kube.secrets import SecretReader
 from controller.notify import Notifier, payload, Message
-from policies.spec import parse_rollout
+from policies.spec import NOTIFICATION_SECRET_LABEL, SecretKeyRef, parse_rollout
+
+ROUTING_KEY = "R0UT1NG-KEY-from-a-secret-5f2c"
+SLACK_PATH = "/slack/services/T000/B000/XXXXtokenXXXX"
 
 
 class Receiver:
@@ -54,17 +61,20 @@ def receiver():
     r.close()
 
 
-def _spec(url: str, extra: str = ""):
+def _spec(url: str, namespace: str = "ml"):
     doc = {
         "apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelRollout",
-        "metadata": {"name": "fraud", "namespace": "ml"},
+        "metadata": {"name": "fraud", "namespace": namespace},
         "spec": {"baseline": {"version": "v1", "url": "http://127.0.0.1:1"},
                  "candidate": {"version": "v2", "url": "http://127.0.0.1:2"},
                  "strategy": {"steps": [{"canary": {"weight": 10}}]},
                  "notifications": [
                      {"webhook": {"url": f"{url}/generic"}, "on": ["RolledBack", "Paused"]},
-                     {"slack": {"url": f"{url}/slack"}, "on": ["RolledBack"]},
-                     {"pagerduty": {"url": f"{url}/pd", "routingKey": "R0UT1NG"}, "on": ["RolledBack"]},
+                     {"slack": {"urlFrom": {"secretKeyRef": {"name": "chat", "key": "webhook"}}},
+                      "on": ["RolledBack"]},
+                     {"pagerduty": {"url": f"{url}/pd",
+                                    "routingKeyFrom": {"secretKeyRef": {"name": "pager", "key": "routingKey"}}},
+                      "on": ["RolledBack"]},
                  ]}}
     return parse_rollout(doc).spec
 
@@ -74,10 +84,28 @@ def _wait_for(receiver: Receiver, n: int, notifier: Notifier) -> None:
     assert len(receiver.bodies) >= n, f"expected {n} deliveries, got {receiver.bodies}"
 
 
-def test_each_sink_gets_its_shape(receiver):
-    """A rollback reaches the generic, Slack and PagerDuty sinks with their own payload shapes and severity."""
-    spec = _spec(receiver.url)
-    n = Notifier(backoff=0.05)
+def _secret(k8s_api, namespace: str, name: str, data: dict[str, str], labelled: bool = True) -> None:
+    from kubernetes import client
+
+    labels = {NOTIFICATION_SECRET_LABEL: "true"} if labelled else {}
+    client.CoreV1Api(k8s_api).create_namespaced_secret(namespace, {
+        "metadata": {"name": name, "labels": labels},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
+
+
+@pytest.fixture
+def credentials(k8s_api, namespace, receiver):
+    """The Slack URL and the PagerDuty routing key of `_spec`, as labelled Secrets in `namespace`."""
+    _secret(k8s_api, namespace, "chat", {"webhook": receiver.url + SLACK_PATH})
+    _secret(k8s_api, namespace, "pager", {"routingKey": ROUTING_KEY})
+    return SecretReader(k8s_api)
+
+
+def test_each_sink_gets_its_shape(receiver, credentials, namespace):
+    """A rollback reaches the generic, Slack and PagerDuty sinks with their own payload shapes and severity;
+    the Slack URL and the routing key come from the Secrets."""
+    spec = _spec(receiver.url, namespace)
+    n = Notifier(backoff=0.05, secrets=credentials)
     try:
         assert n.notify(spec, "RolledBack", "critical", "nan-or-5xx 0.2 > 0.01") == 3
         _wait_for(receiver, 3, n)
@@ -85,14 +113,14 @@ def test_each_sink_gets_its_shape(receiver):
         n.close()
     by_path = dict(receiver.bodies)
     generic = by_path["/generic"]
-    assert generic["rollout"] == "fraud" and generic["namespace"] == "ml"
+    assert generic["rollout"] == "fraud" and generic["namespace"] == namespace
     assert generic["phase"] == "RolledBack" and generic["severity"] == "critical"
     assert generic["candidate"] == "v2" and "nan-or-5xx" in generic["message"]
-    slack = by_path["/slack"]
+    slack = by_path[SLACK_PATH]
     assert "fraud" in slack["text"] and isinstance(slack["blocks"], list) and slack["blocks"]
     pd = by_path["/pd"]
-    assert pd["routing_key"] == "R0UT1NG" and pd["event_action"] == "trigger"
-    assert pd["payload"]["severity"] == "critical" and pd["payload"]["source"] == "modelrollout/ml/fraud"
+    assert pd["routing_key"] == ROUTING_KEY and pd["event_action"] == "trigger"
+    assert pd["payload"]["severity"] == "critical" and pd["payload"]["source"] == f"modelrollout/{namespace}/fraud"
 
 
 def test_only_subscribed_phases_are_sent(receiver):
@@ -155,3 +183,40 @@ def test_pagerduty_dedup_key_names_rollout_revision_and_phase():
     m = Message("fraud", "ml", "RolledBack", "error", "psi 0.3 > 0.2", "v2@http://x", "v1", "v2", 0.0)
     a, b = payload("pagerduty", m, "k"), payload("pagerduty", m, "k")
     assert a["dedup_key"] == b["dedup_key"] and "fraud" in a["dedup_key"] and "RolledBack" in a["dedup_key"]
+
+
+def test_credentials_appear_nowhere_but_in_the_request(receiver, credentials, namespace, k8s_api, caplog):
+    """A Secret that is not labelled for notifications and one that is missing fail with messages naming the
+    Secret; neither the routing key nor the Slack URL (which holds the token) is in any log line (httpx's
+    request lines included) or the sender's stats, and the unlabelled Secret's value is never sent."""
+    _secret(k8s_api, namespace, "db", {"routingKey": "hunter2-db-password"}, labelled=False)
+    doc_sinks = [
+        {"pagerduty": {"url": f"{receiver.url}/pd", "routingKeyFrom": {"secretKeyRef": {"name": "db", "key": "routingKey"}}}},
+        {"pagerduty": {"url": f"{receiver.url}/pd", "routingKeyFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}},
+        {"slack": {"urlFrom": {"secretKeyRef": {"name": "chat", "key": "webhook"}}}},
+        {"pagerduty": {"url": f"{receiver.url}/pd", "routingKeyFrom": {"secretKeyRef": {"name": "pager", "key": "routingKey"}}}},
+    ]
+    base = _spec(receiver.url, namespace)
+    spec = parse_rollout({"apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelRollout",
+                          "metadata": {"name": "fraud", "namespace": namespace},
+                          "spec": {"baseline": {"version": "v1", "url": base.baseline.url},
+                                   "candidate": {"version": "v2", "url": base.candidate.url},
+                                   "strategy": {"steps": [{"canary": {"weight": 10}}]},
+                                   "notifications": doc_sinks}}).spec
+    n = Notifier(attempts=2, backoff=0.01, secrets=credentials)
+    with caplog.at_level(logging.DEBUG):
+        try:
+            assert n.notify(spec, "RolledBack", "error", "score-psi 0.4 > 0.2") == 4
+            assert n.flush(20.0)
+        finally:
+            n.close()
+    keys = [b["routing_key"] for p, b in receiver.bodies if p == "/pd"]
+    assert keys == [ROUTING_KEY] and n.stats.sent == 2 and n.stats.failed == 2
+    text = caplog.text + n.stats.last_error
+    assert f"Secret {namespace}/db key 'routingKey': the Secret is not labelled {NOTIFICATION_SECRET_LABEL}=true" \
+        in caplog.text
+    assert f"Secret {namespace}/nope key 'k': not found" in caplog.text
+    for value in (ROUTING_KEY, SLACK_PATH, "XXXXtokenXXXX", "hunter2"):
+        assert value not in text
+    assert "hunter2" not in json.dumps(receiver.bodies)
+    assert SecretReader(k8s_api)(namespace, SecretKeyRef("pager", "routingKey")) == ROUTING_KEY

@@ -25,3 +25,17 @@ def test_router_reads_its_hash_key_from_an_optional_secret_only_it_can_read():
     secret = volume["secret"]
     assert secret["secretName"] == "modelrollout-log-key" and secret["optional"] is True
     assert secret["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+
+
+def test_secret_access_is_get_only_and_bound_nowhere_by_default():
+    """Only modelrollout-notification-secrets grants anything on Secrets: `get` alone (no list or watch, so
+    the controller reads only the Secrets rollouts name), and no binding in manifests/ grants it; a
+    namespace opts in with a RoleBinding."""
+    docs = [d for f in ("rbac.yaml", "controller.yaml", "router.yaml")
+            for d in yaml.safe_load_all((ROOT / "manifests" / f).read_text()) if d]
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    secret_rules = {(name, tuple(rule["verbs"])) for name, r in roles.items() for rule in r["rules"]
+                    if "secrets" in rule.get("resources", ())}
+    assert secret_rules == {("modelrollout-notification-secrets", ("get",))}
+    bound = {d["roleRef"]["name"] for d in docs if d["kind"].endswith("Binding")}
+    assert "modelrollout-notification-secrets" not in bound
