@@ -25,6 +25,8 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from policies.specreader import FIELD_PATH, Reader, SpecError
+
 MODES = ("keep", "hash", "drop")
 HASH_PREFIX = "hmac:"
 HASH_HEX_DIGITS = 32
@@ -74,3 +76,51 @@ def keyed_hash(key: bytes, value: Any) -> str:
 
 def is_hashed(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(HASH_PREFIX) and len(value) == len(HASH_PREFIX) + HASH_HEX_DIGITS
+
+
+_PRIVACY_FIELDS = ("stickyKey", "inputs", "redact", "features", "segments", "fields")
+
+
+def parse_privacy(r: "Reader | None") -> PrivacySpec:
+    if r is None:
+        return PrivacySpec()
+    for k in r.data:
+        if k not in _PRIVACY_FIELDS:
+            raise SpecError(r.at(str(k)), f"unknown field; expected one of {', '.join(_PRIVACY_FIELDS)}")
+    redact = []
+    for i, p in enumerate(r.list("redact")):
+        if not isinstance(p, str) or not FIELD_PATH.match(p):
+            raise SpecError(f"{r.at('redact')}[{i}]", f"expected a dotted path like 'features.ssn', got {p!r}")
+        redact.append(p)
+    fields: dict[str, str] = {}
+    per_field = r.sub("fields")
+    if per_field is not None:
+        for name, mode in per_field.data.items():
+            if not isinstance(name, str) or not name:
+                raise SpecError(per_field.path, f"expected field names as keys, got {name!r}")
+            if mode not in MODES:
+                raise SpecError(per_field.at(name), f"expected one of {', '.join(MODES)}, got {mode!r}")
+            fields[name] = mode
+    modes = {k: r.str(k, default, choices=MODES) for k, default in
+             (("stickyKey", "hash"), ("inputs", "drop"), ("features", "keep"), ("segments", "keep"))}
+    if redact and modes["inputs"] != "keep":
+        raise SpecError(r.at("redact"), f"redacts kept inputs; spec.privacy.inputs is {modes['inputs']!r}")
+    return PrivacySpec(sticky_key=modes["stickyKey"], inputs=modes["inputs"], redact=tuple(redact),
+                       features=modes["features"], segments=modes["segments"], fields=fields)
+
+
+def check_privacy(privacy: PrivacySpec, checks: tuple, path: str) -> None:
+    """A check cannot watch a value the privacy settings drop, nor compare numbers they hash."""
+    for i, c in enumerate(checks):
+        for name, mode, kind in ((c.feature, privacy.feature_mode(c.feature or ""), "features"),
+                                 (c.segment, privacy.segment_mode(c.segment or ""), "segments")):
+            if name is None:
+                continue
+            where = f"spec.privacy.fields.{name}" if name in privacy.fields else f"spec.privacy.{kind}"
+            at = f"{path}[{i}].{'on' if kind == 'features' else 'segment'}"
+            if mode == "drop":
+                raise SpecError(at, f"{name!r} is dropped by {where}, so no check can compare it; hash it to "
+                                    "compare without logging its values")
+            if mode == "hash" and kind == "features" and c.metric not in CATEGORICAL_METRICS:
+                raise SpecError(f"{path}[{i}].metric", f"feature {name!r} is hashed by {where}, which keeps only "
+                                f"equality; expected one of {', '.join(CATEGORICAL_METRICS)}, got {c.metric!r}")

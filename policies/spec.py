@@ -11,8 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from policies.api import API_VERSION, KIND, Phase  # noqa: E402  (re-exported)
-from policies.errors import InvalidInput
-from policies.privacy import CATEGORICAL_METRICS, MODES as PRIVACY_MODES, PrivacySpec
+from policies.notifications import (  # noqa: F401  (re-exported)
+    NOTIFICATION_SECRET_LABEL, NOTIFY_ON_DEFAULT, NOTIFY_PHASES, PAGERDUTY_URL, Notification, SecretKeyRef,
+    parse_notification as _notification,
+)
+from policies.privacy import PrivacySpec, check_privacy as _check_privacy, parse_privacy as _privacy
+from policies.specreader import (  # noqa: F401  (re-exported)
+    FIELD_PATH as _FIELD_PATH, Reader as _Reader, SpecError, format_duration, parse_duration, url_field as _url,
+)
 
 OUTPUT_KINDS = ("score", "class", "ranking", "embedding")
 STEP_KINDS = ("shadow", "canary", "pause", "interleave")
@@ -36,55 +42,12 @@ METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS + ATTRIBUTION_ME
 P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave") + PAIRED_METRICS
 RATIO_METRICS = OPERATIONAL_METRICS
 MIN_RATIO_METRICS = ("disparate-impact", "equal-opportunity")
-NOTIFY_PHASES = tuple(p.value for p in Phase if p is not Phase.PENDING)
-NOTIFY_ON_DEFAULT = (Phase.ROLLED_BACK.value, Phase.PAUSED.value, Phase.FAILED.value)
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SERVICE_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 """A Kubernetes Service name: a DNS-1035 label (at most 63 characters)."""
 _SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
-_FIELD_PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
 _CHECK_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-class SpecError(InvalidInput, ValueError):
-    """A spec that can never work as written: permanent, reported as the `InvalidSpec` condition."""
-
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
-
-
-def parse_duration(value: Any, path: str = "duration") -> float:
-    """Seconds from `500ms`, `30s`, `5m`, `1h`, `1h30m` (or a bare number of seconds)."""
-    if isinstance(value, bool):
-        raise SpecError(path, f"expected a duration like 30s, 5m or 1h, got {value!r}")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise SpecError(path, f"expected a non-negative duration, got {value!r}")
-        return float(value)
-    if not isinstance(value, str) or not value:
-        raise SpecError(path, f"expected a duration like 30s, 5m or 1h, got {value!r}")
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(value):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(value):
-        raise SpecError(path, f"expected a duration like 30s, 5m or 1h, got {value!r}")
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest of `1h`, `5m`, `30s`, `1.5s` that says `seconds`."""
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True)
@@ -182,33 +145,6 @@ class AnalysisSpec:
 
 
 @dataclass(frozen=True)
-class SecretKeyRef:
-    """A key of a Secret in the rollout's namespace (`{secretKeyRef: {name, key}}`), read by the controller."""
-    name: str
-    key: str
-
-    def describe(self, namespace: str) -> str:
-        return f"Secret {namespace}/{self.name} key {self.key!r}"
-
-
-PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-NOTIFICATION_SECRET_LABEL = "modelrollout.io/notifications"
-"""A Secret a notification reads must carry this label with the value "true" (see `controller/notify.py`)."""
-
-
-@dataclass(frozen=True)
-class Notification:
-    kind: str                      # webhook | slack | pagerduty
-    url: str | None = None
-    """The endpoint, when not a credential (webhook, pagerduty); else `url_from`."""
-    on: tuple[str, ...] = NOTIFY_ON_DEFAULT
-    url_from: SecretKeyRef | None = None
-    """The endpoint read from a Secret (a Slack webhook URL always: it is a credential)."""
-    routing_key_from: SecretKeyRef | None = None
-    """PagerDuty's routing key, read from a Secret (required for pagerduty)."""
-
-
-@dataclass(frozen=True)
 class RolloutSpec:
     name: str
     namespace: str
@@ -255,90 +191,6 @@ class Rollout:
 
 
 # --- parsing ---------------------------------------------------------------------------------------
-
-class _Reader:
-    """Typed access to one mapping that names the path of whatever it rejects."""
-
-    def __init__(self, data: Any, path: str):
-        if not isinstance(data, Mapping):
-            raise SpecError(path, f"expected a mapping, got {type(data).__name__} {data!r}")
-        self.data, self.path = data, path
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}"
-
-    def _get(self, key, required):
-        if key == "on" and key not in self.data:
-            # YAML 1.1 reads a bare `on:` key as the boolean true (PyYAML), and kubectl's YAML→JSON step
-            # turns that into the string "true"; `on` is the public spelling, so accept all three.
-            for alias in (True, "true"):
-                if alias in self.data:
-                    key = alias
-                    break
-        if key not in self.data or self.data[key] is None:
-            if required:
-                raise SpecError(self.at(key), "required field is missing")
-            return None
-        return self.data[key]
-
-    def str(self, key, default=None, required=False, pattern=None, choices=None, what=None):
-        v = self._get(key, required)
-        if v is None:
-            return default
-        if not isinstance(v, str) or not v:
-            raise SpecError(self.at(key), f"expected a non-empty string, got {v!r}")
-        if choices is not None and v not in choices:
-            raise SpecError(self.at(key), f"expected one of {', '.join(choices)}, got {v!r}")
-        if pattern is not None and not pattern.match(v):
-            raise SpecError(self.at(key), f"expected {what or pattern.pattern}, got {v!r}")
-        return v
-
-    def num(self, key, default=None, required=False, lo=None, hi=None, integer=False):
-        v = self._get(key, required)
-        if v is None:
-            return default
-        kind = "an integer" if integer else "a number"
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
-            raise SpecError(self.at(key), f"expected {kind}, got {v!r}")
-        if v != v:
-            raise SpecError(self.at(key), f"expected {kind}, got NaN")
-        if lo is not None and v < lo:
-            raise SpecError(self.at(key), f"expected {kind} >= {lo}, got {v!r}")
-        if hi is not None and v > hi:
-            raise SpecError(self.at(key), f"expected {kind} <= {hi}, got {v!r}")
-        return int(v) if integer else float(v)
-
-    def bool(self, key, default=False):
-        v = self._get(key, False)
-        if v is None:
-            return default
-        if not isinstance(v, bool):
-            raise SpecError(self.at(key), f"expected true or false, got {v!r}")
-        return v
-
-    def duration(self, key, default=None, required=False):
-        v = self._get(key, required)
-        return default if v is None else parse_duration(v, self.at(key))
-
-    def sub(self, key, required=False) -> "_Reader | None":
-        v = self._get(key, required)
-        return None if v is None else _Reader(v, self.at(key))
-
-    def list(self, key) -> list:
-        v = self._get(key, False)
-        if v is None:
-            return []
-        if not isinstance(v, list):
-            raise SpecError(self.at(key), f"expected a list, got {type(v).__name__}")
-        return v
-
-
-def _url(r: _Reader, key: str) -> str:
-    u = r.str(key, required=True)
-    if not (u.startswith("http://") or u.startswith("https://")):
-        raise SpecError(r.at(key), f"expected an http:// or https:// URL, got {u!r}")
-    return u.rstrip("/")
-
 
 def _version(r: _Reader) -> VersionRef:
     return VersionRef(version=r.str("version", required=True), url=_url(r, "url"))
@@ -476,109 +328,6 @@ def _paired_check(r: _Reader, check: CheckSpec, output_kind: str) -> None:
     value = getattr(check, bound)
     if value is not None and (value < 0 or (bound == "min" and value > 1)):
         raise SpecError(r.at(bound), f"expected a number in {'[0, 1]' if bound == 'min' else '>= 0'}, got {value!r}")
-
-
-_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-_CREDENTIAL = ("is a credential, and anyone who can read rollouts could read it; put it in a Secret labelled "
-               f"{NOTIFICATION_SECRET_LABEL}=true and use")
-
-
-def _secret_ref(r: "_Reader | None") -> SecretKeyRef | None:
-    if r is None:
-        return None
-    unknown = [k for k in r.data if k != "secretKeyRef"]
-    if unknown:
-        raise SpecError(r.at(str(unknown[0])), "unknown field; expected secretKeyRef: {name, key}")
-    ref = r.sub("secretKeyRef", required=True)
-    for k in ref.data:
-        if k not in ("name", "key"):
-            raise SpecError(ref.at(str(k)), "unknown field; expected name and key")
-    return SecretKeyRef(name=ref.str("name", required=True, pattern=_SECRET_NAME, what="a Secret name"),
-                        key=ref.str("key", required=True, pattern=_SECRET_KEY, what="a Secret data key"))
-
-
-def _notification(raw: Any, path: str) -> Notification:
-    r = _Reader(raw, path)
-    kinds = [k for k in ("webhook", "slack", "pagerduty") if k in r.data]
-    unknown = [k for k in r.data if k not in ("webhook", "slack", "pagerduty", "on", True, "true")]
-    if len(kinds) != 1 or unknown:
-        raise SpecError(path, "expected exactly one of webhook, slack, pagerduty")
-    kind = kinds[0]
-    body = r.sub(kind, required=True)
-    for k in body.data:
-        if k not in ("url", "urlFrom", "routingKey", "routingKeyFrom"):
-            raise SpecError(body.at(str(k)), "unknown field; expected url or urlFrom"
-                            + (", routingKeyFrom" if kind == "pagerduty" else ""))
-    if kind == "slack" and "url" in body.data:
-        raise SpecError(body.at("url"), f"a Slack webhook URL {_CREDENTIAL} urlFrom: {{secretKeyRef: {{name, key}}}}")
-    if "routingKey" in body.data:
-        raise SpecError(body.at("routingKey"), f"a PagerDuty routing key {_CREDENTIAL} "
-                                               "routingKeyFrom: {secretKeyRef: {name, key}}")
-    url = _url(body, "url") if body.data.get("url") is not None else None
-    url_from = _secret_ref(body.sub("urlFrom"))
-    if url is not None and url_from is not None:
-        raise SpecError(body.path, "expected one of url, urlFrom, not both")
-    if url is None and url_from is None:
-        if kind != "pagerduty":
-            raise SpecError(body.at("urlFrom" if kind == "slack" else "url"), "required field is missing")
-        url = PAGERDUTY_URL
-    routing_key_from = _secret_ref(body.sub("routingKeyFrom", required=kind == "pagerduty"))
-    if routing_key_from is not None and kind != "pagerduty":
-        raise SpecError(body.at("routingKeyFrom"), f"applies to pagerduty only, not {kind}")
-    on = r.list("on") or list(NOTIFY_ON_DEFAULT)
-    for i, phase in enumerate(on):
-        if phase not in NOTIFY_PHASES:
-            raise SpecError(f"{r.at('on')}[{i}]", f"expected one of {', '.join(NOTIFY_PHASES)}, got {phase!r}")
-    return Notification(kind=kind, url=url, on=tuple(on), url_from=url_from, routing_key_from=routing_key_from)
-
-
-_PRIVACY_FIELDS = ("stickyKey", "inputs", "redact", "features", "segments", "fields")
-
-
-def _privacy(r: "_Reader | None") -> PrivacySpec:
-    if r is None:
-        return PrivacySpec()
-    for k in r.data:
-        if k not in _PRIVACY_FIELDS:
-            raise SpecError(r.at(str(k)), f"unknown field; expected one of {', '.join(_PRIVACY_FIELDS)}")
-    redact = []
-    for i, p in enumerate(r.list("redact")):
-        if not isinstance(p, str) or not _FIELD_PATH.match(p):
-            raise SpecError(f"{r.at('redact')}[{i}]", f"expected a dotted path like 'features.ssn', got {p!r}")
-        redact.append(p)
-    fields: dict[str, str] = {}
-    per_field = r.sub("fields")
-    if per_field is not None:
-        for name, mode in per_field.data.items():
-            if not isinstance(name, str) or not name:
-                raise SpecError(per_field.path, f"expected field names as keys, got {name!r}")
-            if mode not in PRIVACY_MODES:
-                raise SpecError(per_field.at(name), f"expected one of {', '.join(PRIVACY_MODES)}, got {mode!r}")
-            fields[name] = mode
-    modes = {k: r.str(k, default, choices=PRIVACY_MODES) for k, default in
-             (("stickyKey", "hash"), ("inputs", "drop"), ("features", "keep"), ("segments", "keep"))}
-    if redact and modes["inputs"] != "keep":
-        raise SpecError(r.at("redact"), f"redacts kept inputs; spec.privacy.inputs is {modes['inputs']!r}")
-    return PrivacySpec(sticky_key=modes["stickyKey"], inputs=modes["inputs"], redact=tuple(redact),
-                       features=modes["features"], segments=modes["segments"], fields=fields)
-
-
-def _check_privacy(privacy: PrivacySpec, checks: tuple[CheckSpec, ...], path: str) -> None:
-    """A check cannot watch a value the privacy settings drop, nor compare numbers they hash."""
-    for i, c in enumerate(checks):
-        for name, mode, kind in ((c.feature, privacy.feature_mode(c.feature or ""), "features"),
-                                 (c.segment, privacy.segment_mode(c.segment or ""), "segments")):
-            if name is None:
-                continue
-            where = f"spec.privacy.fields.{name}" if name in privacy.fields else f"spec.privacy.{kind}"
-            at = f"{path}[{i}].{'on' if kind == 'features' else 'segment'}"
-            if mode == "drop":
-                raise SpecError(at, f"{name!r} is dropped by {where}, so no check can compare it; hash it to "
-                                    "compare without logging its values")
-            if mode == "hash" and kind == "features" and c.metric not in CATEGORICAL_METRICS:
-                raise SpecError(f"{path}[{i}].metric", f"feature {name!r} is hashed by {where}, which keeps only "
-                                f"equality; expected one of {', '.join(CATEGORICAL_METRICS)}, got {c.metric!r}")
 
 
 def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "spec",
