@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
@@ -32,13 +32,19 @@ class ListWatcher:
     `on_change(key, obj_or_None)` is called from the watcher thread after the cache is updated: for every
     added, modified or deleted object, and for every object on a periodic resync (so a lost event can never
     leave a rollout unreconciled). `on_resync(objects)` runs after each LIST with the full current set.
+
+    `lister` follows another resource the same way (the dashboard follows Events with it): called with the
+    list call's keyword arguments, it returns the list as a dict, or, when they include `watch=True` (and
+    `_preload_content=False`), the raw streaming response, as the generated clients' list functions do.
     """
 
     def __init__(self, api_client: client.ApiClient, namespace: str | None = None, *,
                  on_change: Callable[[str, dict | None], None] | None = None,
                  on_resync: Callable[[list[dict]], None] | None = None,
-                 resync: float = 30.0, watch_timeout: float = 60.0):
+                 resync: float = 30.0, watch_timeout: float = 60.0,
+                 lister: Callable[..., Any] | None = None):
         self.api = client.CustomObjectsApi(api_client)
+        self._lister = lister
         self.namespace = namespace
         self.on_change = on_change or (lambda key, obj: None)
         self.on_resync = on_resync or (lambda objs: None)
@@ -85,6 +91,8 @@ class ListWatcher:
             w.stop()
 
     def _list(self, **kw):
+        if self._lister is not None:
+            return self._lister(**kw)
         if self.namespace:
             return self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, **kw)
         return self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
@@ -92,9 +100,9 @@ class ListWatcher:
     def _relist(self) -> str:
         listed = self._list(_request_timeout=30)
         items = {object_key(o): o for o in listed.get("items", [])}
-        for o in items.values():  # LIST items lack apiVersion/kind; put them back so they parse as documents
-            o.setdefault("apiVersion", API_VERSION)
-            o.setdefault("kind", KIND)
+        for o in items.values() if self._lister is None else ():
+            o.setdefault("apiVersion", API_VERSION)  # LIST items lack apiVersion/kind; put them back so they
+            o.setdefault("kind", KIND)               # parse as documents
         with self._lock:
             gone = [k for k in self.cache if k not in items]
             self.cache = items

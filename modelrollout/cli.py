@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "resume": ("modelrollout.plugin", "resume a paused rollout", ("resume",)),
     "retry": ("modelrollout.plugin", "restart an aborted or rolled back rollout from step 0", ("retry",)),
     "history": ("modelrollout.plugin", "show a rollout's decisions", ("history",)),
+    "dashboard": ("modelrollout.plugin", "serve a live web UI of the rollouts in the cluster on 127.0.0.1",
+                  ("dashboard",)),
 }
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modelrollout.plugin.commands import preview
 from modelrollout.plugin.kube import PluginError
 from policies.api import API_VERSION, COMMAND_ANNOTATION, KIND
 from policies.errors import exit_code
@@ -55,6 +56,17 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--full", action="store_true", help="skip the remaining steps and analysis")
         s.add_argument("--force", action="store_true",
                        help="send the command even if the rollout's current status says it would be ignored")
+    s = sub.add_parser("report", parents=[conn], help="write the self-contained HTML report of a rollout")
+    s.add_argument("name")
+    s.add_argument("-o", "--output", default=None, metavar="FILE", help="HTML file (default: NAME-report.html)")
+    s.add_argument("--router", action="append", default=[], metavar="URL",
+                   help="a router replica to read per-version numbers from (repeatable; e.g. after "
+                        "`kubectl port-forward svc/modelrollout-router 8080`)")
+    s = sub.add_parser("dashboard", parents=[conn], help="serve a live web UI of the rollouts on 127.0.0.1")
+    s.add_argument("-A", "--all-namespaces", action="store_true", help="show rollouts of every namespace")
+    s.add_argument("--port", type=int, default=3200, help="port on 127.0.0.1 (0: any free port; default 3200)")
+    s.add_argument("--allow-actions", action="store_true",
+                   help="show promote/abort/pause/resume/retry buttons (default: read-only)")
     s = sub.add_parser("lint", parents=[out], help="validate ModelRollout YAML offline (schema and semantics)")
     s.add_argument("files", nargs="+", metavar="FILE", help="YAML file(s); - reads stdin")
     return p
@@ -147,23 +159,6 @@ def cmd_history(args) -> int:
     return 0
 
 
-def preview(obj: dict, verb: str, full: bool, now: float):
-    """What the controller will make of `verb` on `obj`, computed with its own pure `decide`:
-    (why it would be ignored, or None; the RolloutStatus it would lead to, or None if the spec is invalid)."""
-    from policies.machine import Command, Emit, decide
-    from policies.spec import SpecError, parse_rollout
-
-    try:
-        spec = parse_rollout(obj).spec
-    except SpecError as e:
-        return f"the spec is invalid ({e}); fix it first", None
-    decision = decide(spec, obj.get("status"), None, now, Command(verb, full, id="preview"))
-    prefix = f"{verb} ignored: "
-    rejected = [a.message.removeprefix(prefix) for a in decision.actions
-                if isinstance(a, Emit) and a.reason == "CommandRejected"]
-    return (rejected[0] if rejected else None), decision.status
-
-
 def cmd_verb(args) -> int:
     from modelrollout.plugin.kube import get_rollout, send_command
     from modelrollout.plugin.render import weight_text
@@ -191,6 +186,61 @@ def cmd_verb(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from modelrollout.plugin.kube import get_rollout, list_events
+    from modelrollout.report.cluster import add_router_summaries, record_of, rollout_record
+    from modelrollout.report.page import write_report
+    from policies.spec import SpecError, parse_rollout
+
+    conn = _connect(args)
+    obj = get_rollout(conn, args.name)
+    try:
+        events = list_events(conn, args.name)
+    except PluginError as e:
+        print(f"warning: the report has no Events: {e}", file=sys.stderr)
+        events = []
+    now = time.time()
+    rec = rollout_record(obj, events, now)
+    if args.router and rec["windows"]:
+        from modelrollout.report.summaries import router_buckets
+
+        try:
+            spec = parse_rollout(obj).spec
+        except SpecError as e:
+            print(f"warning: routers not read: the spec is invalid ({e})", file=sys.stderr)
+        else:
+            start = min(w["start"] for w in rec["windows"])
+            buckets, problems = router_buckets(args.router, spec, start, max(w["end"] for w in rec["windows"]))
+            for problem in problems:
+                print(f"warning: {problem}", file=sys.stderr)
+            filled = add_router_summaries(rec, spec, buckets)
+            print(f"{filled} of {len(rec['windows'])} windows have the routers' per-version numbers",
+                  file=sys.stderr)
+    out = write_report(record_of([rec], f"{conn.namespace}/{args.name}", now),
+                       args.output or f"{args.name}-report.html")
+    outcome = rec.get("outcome") or {}
+    line = f"{rec['key']}: {outcome.get('phase') or (obj.get('status') or {}).get('phase') or 'Pending'}"
+    if outcome.get("check"):
+        line += (f" (check {outcome['check']}: value {_num(outcome.get('value'))}, "
+                 f"threshold {_num(outcome.get('threshold'))})")
+    print(line)
+    print(out.resolve())
+    return 0
+
+
+def _num(v) -> str:
+    from modelrollout.report.svg import fmt
+
+    return fmt(v)
+
+
+def cmd_dashboard(args) -> int:
+    from modelrollout.dashboard import serve
+
+    conn = _connect(args)
+    return serve(conn, port=args.port, all_namespaces=args.all_namespaces, allow_actions=args.allow_actions)
+
+
 def cmd_lint(args) -> int:
     from modelrollout.plugin.lint import lint_text
 
@@ -216,6 +266,7 @@ def cmd_lint(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "status": cmd_status, "history": cmd_history, "lint": cmd_lint,
+            "report": cmd_report, "dashboard": cmd_dashboard,
             **{verb: cmd_verb for verb in VERBS}}
 
 

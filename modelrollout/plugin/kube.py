@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from policies.api import COMMAND_ANNOTATION, CRD_NAME, GROUP, PLURAL, VERSION
+from policies.api import COMMAND_ANNOTATION, CRD_NAME, GROUP, KIND, PLURAL, VERSION
 from policies.errors import ToolError
 
 
@@ -117,6 +117,16 @@ def list_rollouts(conn: Connection, all_namespaces: bool = False) -> dict:
         return _call(api.list_cluster_custom_object, "modelrollouts", None, GROUP, VERSION, PLURAL)
     return _call(api.list_namespaced_custom_object, "modelrollouts", conn.namespace,
                  GROUP, VERSION, conn.namespace, PLURAL)
+
+
+def list_events(conn: Connection, name: str, namespace: str | None = None) -> list[dict]:
+    """The core/v1 Events about ModelRollout `name`, in their JSON form (oldest first as the server lists)."""
+    from kubernetes import client
+
+    ns = namespace or conn.namespace
+    res = _call(client.CoreV1Api(conn.api).list_namespaced_event, f"Events of modelrollout {name!r}", ns, ns,
+                field_selector=f"involvedObject.kind={KIND},involvedObject.name={name}")
+    return [conn.api.sanitize_for_serialization(e) for e in res.items]
 
 
 def command_annotation(verb: str, full: bool = False, command_id: str | None = None) -> tuple[str, str]:

@@ -29,6 +29,10 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0}
 td,th{border-bottom:1px solid #e3e6ec;padding:4px 10px;text-align:left} th{color:#5b6475;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .v-Pass{color:#2e7d32;font-weight:600}.v-Fail{color:#c62828;font-weight:600}.v-Inconclusive{color:#777}
+figure.check-chart{margin:0;padding:3px;border:3px solid transparent;border-radius:9px}
+figure.check-chart.deciding{border-color:#c62828}
+figure.check-chart figcaption{font-size:12px;font-weight:600;color:#c62828;padding:2px 4px}
+.Warning{color:#b7791f;font-weight:600}
 """
 
 
@@ -87,6 +91,38 @@ def transitions_table(rec: Mapping[str, Any], t0: float) -> str:
     return "\n".join(rows)
 
 
+def deciding(rec: Mapping[str, Any]) -> str | None:
+    """The check that decided the outcome (or the one a record names as deciding), if any."""
+    return (rec.get("outcome") or {}).get("check") or rec.get("deciding")
+
+
+def check_charts(rec: Mapping[str, Any], t0: float, t1: float) -> str:
+    """Each check's chart; the deciding check's framed and captioned."""
+    name = deciding(rec)
+    out = []
+    for c in rec.get("checks", []):
+        mark = c["name"] == name
+        cls, flag = (" deciding", ' data-deciding="true"') if mark else ("", "")
+        out.append(f'<figure class="check-chart{cls}" data-check="{_esc(c["name"])}"{flag}>'
+                   f'{check_svg(rec, c, t0, t1)}' + ("<figcaption>deciding check</figcaption>" if mark else "")
+                   + "</figure>")
+    return '<div class="grid">' + "\n".join(out) + "</div>"
+
+
+def events_table(rec: Mapping[str, Any]) -> str:
+    """The Kubernetes Events of a rollout in a cluster (kept by the apiserver for about an hour), at their
+    own clock times (the apiserver stamps them to the second)."""
+    rows = ["<table class='events'><tr><th>time (UTC)</th><th>type</th><th>reason</th><th>message</th>"
+            "<th>count</th><th>from</th></tr>"]
+    for e in rec.get("events") or []:
+        t = time.strftime("%H:%M:%S", time.gmtime(e["time"])) if e.get("time") is not None else "–"
+        rows.append(f"<tr><td class='num'>{t}</td><td class='{_esc(e.get('type'))}'>{_esc(e.get('type'))}</td>"
+                    f"<td>{_esc(e.get('reason'))}</td><td>{_esc(e.get('message'))}</td>"
+                    f"<td class='num'>{_esc(e.get('count'))}</td><td>{_esc(e.get('source'))}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
 def rollout_section(rec: Mapping[str, Any], t0: float, t1: float) -> str:
     names = (f'baseline {rec["baseline"]["version"]}', f'candidate {rec["candidate"]["version"]}')
     phase, why = _decision_text(rec)
@@ -104,7 +140,7 @@ def rollout_section(rec: Mapping[str, Any], t0: float, t1: float) -> str:
         f'<div class="decision" style="border-color:{color}"><b>Decision: {_esc(phase)}.</b> {_esc(why)}</div>',
         timeline_svg(rec, t0, t1),
         "<h3>Checks per window against their thresholds</h3>",
-        '<div class="grid">' + "\n".join(check_svg(rec, c, t0, t1) for c in rec.get("checks", [])) + "</div>",
+        check_charts(rec, t0, t1),
         checks_table(rec),
         "<h3>Versions</h3>",
         '<div class="grid">',
@@ -116,8 +152,11 @@ def rollout_section(rec: Mapping[str, Any], t0: float, t1: float) -> str:
         "</div>",
         "<h3>Transitions</h3>",
         transitions_table(rec, t0),
-        "</section>",
     ]
+    if rec.get("events") is not None:
+        parts += ["<h3>Events</h3>", events_table(rec) if rec["events"] else "<p class='meta'>No Events "
+                  "(the apiserver keeps them for about an hour).</p>"]
+    parts.append("</section>")
     return "\n".join(parts)
 
 

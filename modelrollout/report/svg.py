@@ -168,7 +168,8 @@ def timeline_svg(rec: Mapping[str, Any], t0: float, t1: float, width: int = 1100
 
 
 def check_svg(rec: Mapping[str, Any], check: Mapping[str, Any], t0: float, t1: float, width: int = 360) -> str:
-    """One check's value per window (dots colored by verdict) against its threshold (dashed)."""
+    """One check's value per window (dots colored by verdict; hollow on the axis for a window without a
+    value) against its threshold (dashed)."""
     name = check["name"]
     pts = []
     for w in rec.get("windows", []):
@@ -186,7 +187,11 @@ def check_svg(rec: Mapping[str, Any], check: Mapping[str, Any], t0: float, t1: f
     out += _polyline(f, [(p[0], p[2]) for p in pts], "#c62828", "threshold-line", dash="5 4")
     out += _polyline(f, [(p[0], p[1]) for p in pts], "#555555", "value-line")
     for x, v, thr, verdict, n in pts:
-        if v is None:
+        n = "–" if n is None else n
+        if v is None:   # a window judged without a value (too few samples, no data): hollow, on the axis
+            out.append(f'<circle class="point no-value" data-verdict="{_esc(verdict)}" cx="{f.x(x):.1f}"'
+                       f' cy="{f.plot_bottom - 4:.1f}" r="3.5" fill="none" stroke="{VERDICT_COLORS.get(verdict, "#999")}"'
+                       f' stroke-width="1.5"><title>{_esc(f"{name}: no value ({verdict}, n={n})")}</title></circle>')
             continue
         tip = f"{name} = {fmt(v)} (threshold {fmt(thr)}, {verdict}, n={n})"
         out.append(f'<circle class="point" data-verdict="{_esc(verdict)}" cx="{f.x(x):.1f}" cy="{f.y(v):.1f}" r="3.5"'

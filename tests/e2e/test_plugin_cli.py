@@ -5,7 +5,7 @@ import pytest
 
 from modelrollout import plugin
 
-SUBCOMMANDS = ["list", "status", "history", "lint", *plugin.VERBS]
+SUBCOMMANDS = ["list", "status", "history", "lint", "report", "dashboard", *plugin.VERBS]
 
 
 @pytest.mark.parametrize("args", [["--help"], *([c, "--help"] for c in SUBCOMMANDS)], ids=lambda a: " ".join(a))

@@ -1,0 +1,42 @@
+"""The routers' summaries of a rollout, for the report of a rollout in a cluster (when they are reachable).
+
+Each router replica answers `GET /v1/rollouts/{name}/summaries` (docs/contracts.md, "Summaries") with the
+buckets it still holds (`--retention`, 15 min by default); the report adds every replica's buckets of the
+rollout's current revision and draws per-version error rate, latency and prediction distributions from
+them. A replica that cannot be read is named in the returned problems, never fatal: the report is drawn
+from the status alone then.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from policies.errors import ModelRolloutError
+from policies.outcome.bucket import Bucket, in_analysis_window
+
+
+def router_buckets(urls: Sequence[str], spec: Any, start: float, end: float,
+                   timeout: float = 5.0) -> tuple[list[Bucket], list[str]]:
+    """(every bucket of `spec`'s revision in [start, end] the routers at `urls` hold, one sentence per
+    router that could not be read)."""
+    import httpx
+
+    buckets: list[Bucket] = []
+    problems: list[str] = []
+    with httpx.Client(timeout=timeout) as http:
+        for url in urls:
+            where = f"router {url}"
+            try:
+                r = http.get(f"{url.rstrip('/')}/v1/rollouts/{spec.name}/summaries",
+                             params={"namespace": spec.namespace, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+            except httpx.HTTPError as e:
+                problems.append(f"{where}: unreachable ({type(e).__name__}: {e})")
+                continue
+            if r.status_code != 200:
+                problems.append(f"{where}: HTTP {r.status_code}: {r.text[:200]}")
+                continue
+            try:
+                body = r.json()
+                buckets += in_analysis_window(body["windows"], spec, start, float(body.get("bucket_seconds") or 5.0))
+            except (ValueError, KeyError, TypeError, ModelRolloutError) as e:
+                problems.append(f"{where}: the summaries do not decode: {e}")
+    return buckets, problems
