@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from functools import lru_cache
+from collections.abc import Mapping
+from typing import Any
 
 from policies.api import Condition as ConditionType, Phase, Verdict
 
@@ -337,8 +339,10 @@ def worst_check(checks: tuple[CheckState, ...]) -> str | None:
 
 # --- time and value helpers --------------------------------------------------------------------------
 
+@lru_cache(maxsize=8192)
 def rfc3339(t: float) -> str:
-    """Epoch seconds → `2026-01-02T03:04:05Z` (microseconds kept when present)."""
+    """Epoch seconds → `2026-01-02T03:04:05Z` (microseconds kept when present). Cached: a status holds the
+    same few hundred times from one reconcile to the next (its windows and transitions)."""
     dt = datetime.fromtimestamp(t, tz=timezone.utc)
     text = dt.strftime("%Y-%m-%dT%H:%M:%S")
     if dt.microsecond:
@@ -353,14 +357,19 @@ def parse_time(v: Any) -> float | None:
     if isinstance(v, (int, float)):
         return float(v) if math.isfinite(v) else None
     if isinstance(v, str) and v:
-        try:
-            dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        return dt.timestamp()
+        return _parse_text_time(v)
     return None
+
+
+@lru_cache(maxsize=8192)
+def _parse_text_time(v: str) -> float | None:
+    try:
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
 
 
 def _list(v: Any) -> list:
@@ -391,8 +400,8 @@ def _int(v: Any, default: int, lo: int | None = None, hi: int | None = None) -> 
     return v
 
 
+_VERDICTS = {v.value: v for v in Verdict}
+
+
 def _verdict(v: Any) -> Verdict:
-    try:
-        return Verdict(v)
-    except ValueError:
-        return Verdict.INCONCLUSIVE
+    return _VERDICTS.get(v, Verdict.INCONCLUSIVE) if isinstance(v, str) else Verdict.INCONCLUSIVE
