@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.core import Reply, Router, error_reply
+from router.internal_auth import internal_guard
 from router.settings import RouterSettings
 from router.source import RoutingSource
 from router.transparent import Transparent
@@ -207,9 +208,12 @@ def build_api(router: Router) -> FastAPI:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        text = {404: "not found", 405: "method not allowed"}.get(exc.status_code, "request failed")
+        text = {401: "unauthenticated", 403: "forbidden", 404: "not found", 405: "method not allowed",
+                503: "unavailable"}.get(exc.status_code, "request failed")
         detail = f"{request.method} {request.url.path}: {exc.detail}"
-        return _response(error_reply(exc.status_code, text, detail))
+        return _response(error_reply(exc.status_code, text, detail, list((exc.headers or {}).items())))
+
+    internal = internal_guard(router.settings)     # /summaries and /metrics: router/internal_auth.py
 
     responses: dict[int | str, Any] = {400: _ERROR, 404: _ERROR, 413: _ERROR}
 
@@ -231,7 +235,7 @@ def build_api(router: Router) -> FastAPI:
             return _response(_too_large(router.settings.max_body_bytes, str(len(body))))
         return _response(await router.feedback(name, namespace, body))
 
-    @api.get("/v1/rollouts/{name}/summaries", responses=responses,
+    @api.get("/v1/rollouts/{name}/summaries", responses=responses, dependencies=internal,
              summary="Mergeable per-window summaries per version (for the controller)")
     async def summaries(name: str, namespace: str | None = Query(None), start: str | None = Query(None),
                         end: str | None = Query(None)):
@@ -241,7 +245,7 @@ def build_api(router: Router) -> FastAPI:
                 return _response(v)
         return _response(await router.summaries(name, namespace, lo, hi))
 
-    @api.get("/metrics", summary="Prometheus metrics")
+    @api.get("/metrics", summary="Prometheus metrics", dependencies=internal)
     async def metrics():
         return Response(await router.render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

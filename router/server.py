@@ -106,6 +106,15 @@ def parser() -> argparse.ArgumentParser:
                    help="issued request ids remembered for feedback (default 200000)")
     p.add_argument("--upstream-ca", default=None, help="PEM file of CA certificates to trust for https model "
                    "URLs (in addition to the system's)")
+    p.add_argument("--internal-auth", choices=("none", "kubernetes"), default="none",
+                   help="who may read /v1/rollouts/NAME/summaries and /metrics: none (default: anyone who can "
+                   "connect) or kubernetes (a ServiceAccount token for --internal-auth-audience, checked with "
+                   "TokenReview, and RBAC permission to get the path as a non-resource URL)")
+    p.add_argument("--internal-auth-audience", action="append", default=None, metavar="AUDIENCE",
+                   help="an audience callers' tokens may be issued for (repeatable; default modelrollout-router)")
+    p.add_argument("--auth-kubeconfig", default=None, metavar="FILE",
+                   help="kubeconfig for the reviews (default: --kubeconfig with --kube, else in-cluster, else "
+                   "$KUBECONFIG)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -146,7 +155,9 @@ def settings_from(args: argparse.Namespace):
         upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None, reservoir=args.reservoir or 1,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_max_bytes=args.log_max_bytes,
         log_max_total=args.log_max_total, log_max_age=args.log_max_age,
-        feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1, **extra)
+        feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1,
+        internal_auth=args.internal_auth, internal_auth_audiences=tuple(args.internal_auth_audience or ("modelrollout-router",)),
+        auth_kubeconfig=args.auth_kubeconfig or getattr(args, "kubeconfig", None), **extra)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,13 @@ class RouterSettings:
     worker_priority: str = "idle"
     """"idle": the worker runs only on CPU the request path does not want (Linux SCHED_IDLE; best tail
     latency, but under sustained full CPU records queue and summaries lag); "normal": it competes equally."""
+    internal_auth: str = "none"
+    """Who may read /summaries and /metrics: "none" (anyone who can connect) or "kubernetes" (a ServiceAccount
+    token, checked with TokenReview and SubjectAccessReview; `router.internal_auth`)."""
+    internal_auth_audiences: tuple[str, ...] = ("modelrollout-router",)
+    """A token must be issued for one of these audiences (internal_auth "kubernetes")."""
+    auth_kubeconfig: str | None = None
+    """Kubeconfig of the client that sends the reviews; None: in-cluster, else $KUBECONFIG."""
     drain_seconds: float = 15.0
     """On shutdown, how long to wait for in-flight shadow calls before flushing the log, seconds."""
 
@@ -68,6 +75,8 @@ class RouterSettings:
                   ("feedback_max_ids", self.feedback_max_ids > 0),
                   ("upstream_connections", self.upstream_connections > 0),
                   ("shadow_concurrency", self.shadow_concurrency > 0)]
+        if self.internal_auth not in ("none", "kubernetes"):
+            raise ValueError(f"internal_auth: expected none or kubernetes, got {self.internal_auth!r}")
         if self.worker_priority not in ("idle", "normal"):
             raise ValueError(f"worker_priority: expected idle or normal, got {self.worker_priority!r}")
         for name, ok in checks:

@@ -49,6 +49,9 @@ def parse_args(argv: list[str]):
     p.add_argument("--renew-deadline", type=_duration, default=10.0)
     p.add_argument("--retry-period", type=_duration, default=2.0)
     p.add_argument("--resync", type=_duration, default=30.0, help="full relist period (default 30s)")
+    p.add_argument("--router-token-file", metavar="FILE",
+                   help="a token for the routers' audience, sent as Authorization: Bearer to their /summaries "
+                   "(routers run with --internal-auth kubernetes; the manifests mount a projected token)")
     p.add_argument("--http-timeout", type=_duration, default=5.0,
                    help="timeout of one router or Prometheus query (default 5s)")
     p.add_argument("--workers", type=int, default=4)
@@ -73,6 +76,7 @@ def parse_args(argv: list[str]):
         lease_namespace=a.lease_namespace or os.environ.get("POD_NAMESPACE") or namespace or "default",
         lease_duration=a.lease_duration, renew_deadline=a.renew_deadline, retry_period=a.retry_period,
         resync=a.resync, http_timeout=a.http_timeout, workers=a.workers,
+        router_token_file=a.router_token_file,
         identity=a.identity or default_identity())
     return a, settings
 

@@ -27,6 +27,7 @@ from .reconciler import NotLeader, Reconciler
 from .routers import RouterDiscovery
 from .services import RouterEndpoints, ServiceKeeper
 from .secrets import SecretReader
+from .token import RouterToken
 from kubeio.watch import ListWatcher
 
 log = logging.getLogger("modelrollout.controller")
@@ -63,6 +64,8 @@ class ControllerSettings:
     http_timeout: float = 5.0
     """Seconds a router or Prometheus may take to answer one query (then: Inconclusive)."""
     workers: int = 4
+    router_token_file: str | None = None
+    """Token sent to the routers' /summaries (`controller/kube/token.py`); None: none sent."""
     identity: str = field(default_factory=default_identity)
 
 
@@ -76,7 +79,8 @@ class Controller:
         self.discovery = RouterDiscovery(api_client, settings.router_service, settings.router_urls)
         # One client per kind of peer for the controller's life (keep-alive across windows). Prometheus
         # certificates are not verified, as with the PromQL client this controller used before.
-        self.http = httpx.Client(timeout=settings.http_timeout)
+        self.http = httpx.Client(timeout=settings.http_timeout, auth=(
+            RouterToken(settings.router_token_file) if settings.router_token_file else None))
         self.prometheus_http = httpx.Client(timeout=settings.http_timeout, verify=False)
         self.evidence = http_sources(self.http, self.discovery.urls, settings.prometheus_url, self.prometheus_http)
         from .workqueue import WorkQueue

@@ -87,8 +87,8 @@ def rbac_for(namespace: str, suffix: str) -> list[dict]:
     for d in docs:
         if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
             d["metadata"]["name"] += suffix
-        if d["kind"] == "ClusterRoleBinding":
-            d["roleRef"]["name"] += suffix
+        if d["kind"] == "ClusterRoleBinding" and not d["roleRef"]["name"].startswith("system:"):
+            d["roleRef"]["name"] += suffix      # the built-in system: roles keep their names
         if d["kind"].endswith("Binding"):
             for s in d["subjects"]:
                 s["namespace"] = namespace

@@ -36,6 +36,17 @@ def router_cluster_ip(c) -> str:
     return c.get("service", "modelrollout-router", "-n", SYSTEM_NS)["spec"]["clusterIP"]
 
 
+def metrics_token(c) -> str:
+    """A token the routers' /metrics accepts (--internal-auth kubernetes): a ServiceAccount bound to
+    modelrollout-metrics-reader, issued for the audience modelrollout-router, as a Prometheus would hold."""
+    if c.kubectl("get", "serviceaccount", "metrics-probe", "-n", SYSTEM_NS, check=False).returncode != 0:
+        c.kubectl("create", "serviceaccount", "metrics-probe", "-n", SYSTEM_NS)
+        c.kubectl("create", "clusterrolebinding", "modelrollout-metrics-probe",
+                  "--clusterrole=modelrollout-metrics-reader", f"--serviceaccount={SYSTEM_NS}:metrics-probe")
+    out = c.kubectl("create", "token", "metrics-probe", "-n", SYSTEM_NS, "--audience", "modelrollout-router")
+    return out.stdout.strip()
+
+
 def host_predictions(c, rollout: str, n: int) -> Counter:
     """`n` predictions from the host through the router Service's ClusterIP (kube-proxy's rules)."""
     ip = router_cluster_ip(c)
@@ -114,9 +125,10 @@ def test_healthy_candidate_is_promoted_with_both_routers_serving(models):
     assert set(host_predictions(c, "healthy", 30)) <= {"v1", "v2"}
     routers = c.get("pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=router")["items"]
     assert len(routers) == 2, [p["metadata"]["name"] for p in routers]
+    token = metrics_token(c)
     for pod in routers:
         ip = pod["status"]["podIP"]
-        status, _, body = http(f"http://{ip}:8080/metrics")
+        status, _, body = http(f"http://{ip}:8080/metrics", headers={"authorization": f"Bearer {token}"})
         served = [line for line in body.decode().splitlines()
                   if line.startswith("modelrollout_router_requests_total") and 'rollout="healthy"' in line]
         assert served and any(float(line.rsplit(" ", 1)[1]) > 0 for line in served), \

@@ -39,3 +39,28 @@ def test_secret_access_is_get_only_and_bound_nowhere_by_default():
     assert secret_rules == {("modelrollout-notification-secrets", ("get",))}
     bound = {d["roleRef"]["name"] for d in docs if d["kind"].endswith("Binding")}
     assert "modelrollout-notification-secrets" not in bound
+
+
+def test_internal_endpoints_are_closed_and_the_controller_can_open_them():
+    """The router checks tokens (--internal-auth kubernetes) for the audience the controller's projected token
+    is issued for; RBAC lets the controller get the summaries' paths and the router review tokens."""
+    from controller.kube import parse_args
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for f in ("rbac.yaml", "controller.yaml", "router.yaml")
+            for d in yaml.safe_load_all((ROOT / "manifests" / f).read_text()) if d}
+    router = parser().parse_args(_router_pod()["containers"][0]["args"][1:])
+    assert router.internal_auth == "kubernetes" and router.internal_auth_audience is None   # the default audience
+    pod = docs[("Deployment", "modelrollout-controller")]["spec"]["template"]["spec"]
+    args, settings = parse_args(pod["containers"][0]["args"][1:])
+    mount = next(m for m in pod["containers"][0]["volumeMounts"]
+                 if settings.router_token_file.startswith(m["mountPath"] + "/"))
+    source = next(v for v in pod["volumes"] if v["name"] == mount["name"])["projected"]["sources"][0]
+    assert source["serviceAccountToken"]["audience"] == "modelrollout-router"
+    assert settings.router_token_file.endswith("/" + source["serviceAccountToken"]["path"])
+    rules = docs[("ClusterRole", "modelrollout-controller")]["rules"]
+    assert {"nonResourceURLs": ["/v1/rollouts/*"], "verbs": ["get"]} in rules
+    delegator = docs[("ClusterRoleBinding", "modelrollout-router-auth-delegator")]
+    assert delegator["roleRef"]["name"] == "system:auth-delegator"
+    assert delegator["subjects"][0]["name"] == "modelrollout-router"
+    assert docs[("ClusterRole", "modelrollout-metrics-reader")]["rules"] == [{"nonResourceURLs": ["/metrics"],
+                                                                             "verbs": ["get"]}]
