@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--router", action="append", default=[], metavar="URL",
                    help="a router replica to read per-version numbers from (repeatable; e.g. after "
                         "`kubectl port-forward svc/modelrollout-router 8080`)")
+    s.add_argument("--log", action="append", default=[], metavar="PATH",
+                   help="a router's prediction log (file or directory; repeatable) to read per-version numbers from")
     s = sub.add_parser("dashboard", parents=[conn], help="serve a live web UI of the rollouts on 127.0.0.1")
     s.add_argument("-A", "--all-namespaces", action="store_true", help="show rollouts of every namespace")
     s.add_argument("--port", type=int, default=3200, help="port on 127.0.0.1 (0: any free port; default 3200)")
@@ -201,21 +203,26 @@ def cmd_report(args) -> int:
         events = []
     now = time.time()
     rec = rollout_record(obj, events, now)
-    if args.router and rec["windows"]:
-        from modelrollout.report.summaries import router_buckets
+    if (args.router or args.log) and rec["windows"]:
+        from modelrollout.report.summaries import log_buckets, router_buckets
 
         try:
             spec = parse_rollout(obj).spec
         except SpecError as e:
             print(f"warning: routers not read: the spec is invalid ({e})", file=sys.stderr)
         else:
-            start = min(w["start"] for w in rec["windows"])
-            buckets, problems = router_buckets(args.router, spec, start, max(w["end"] for w in rec["windows"]))
+            start, end = min(w["start"] for w in rec["windows"]), max(w["end"] for w in rec["windows"])
+            problems, filled = [], {}
+            sources = (("routers", args.router, router_buckets), ("prediction log", args.log, log_buckets))
+            for what, paths, read in sources:
+                if paths:      # the log fills only the windows the routers no longer hold
+                    buckets, trouble = read(paths, spec, start, end)
+                    problems += trouble
+                    filled[what] = add_router_summaries(rec, spec, buckets, only_missing=True)
             for problem in problems:
                 print(f"warning: {problem}", file=sys.stderr)
-            filled = add_router_summaries(rec, spec, buckets)
-            print(f"{filled} of {len(rec['windows'])} windows have the routers' per-version numbers",
-                  file=sys.stderr)
+            print(f"{sum(filled.values())} of {len(rec['windows'])} windows have per-version numbers ("
+                  + ", ".join(f"{n} from the {what}" for what, n in filled.items()) + ")", file=sys.stderr)
     out = write_report(record_of([rec], f"{conn.namespace}/{args.name}", now),
                        args.output or f"{args.name}-report.html")
     outcome = rec.get("outcome") or {}

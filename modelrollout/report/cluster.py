@@ -186,10 +186,11 @@ def record_of(rollouts: Sequence[Mapping[str, Any]], source: str, now: float) ->
             "rollouts": list(rollouts)}
 
 
-def add_router_summaries(rec: dict[str, Any], spec: Any, buckets: Sequence[Any]) -> int:
+def add_router_summaries(rec: dict[str, Any], spec: Any, buckets: Sequence[Any], only_missing: bool = False) -> int:
     """Fill each window's per-version numbers and prediction distribution from router buckets
-    (`policies.outcome.Bucket`, decoded from `/summaries`); returns how many windows got data. The routers
-    keep their buckets for `--retention` (15 min by default), so older windows stay without."""
+    (`policies.outcome.Bucket`, decoded from `/summaries` or rebuilt from a prediction log); returns how many
+    windows got data (`only_missing`: only windows without any yet). The routers keep their buckets for
+    `--retention` (15 min by default), so older windows stay without."""
     from policies.outcome import merge
     from policies.outcome.bucket import bucket_start, select
 
@@ -198,6 +199,8 @@ def add_router_summaries(rec: dict[str, Any], spec: Any, buckets: Sequence[Any])
         return 0
     width = max(b.end - b.start for b in buckets) or 5.0
     for w in rec["windows"]:
+        if only_missing and w.get("versions"):
+            continue
         inside = select(buckets, bucket_start(w["start"], width), w["end"])
         if not inside:
             continue

@@ -40,3 +40,21 @@ def router_buckets(urls: Sequence[str], spec: Any, start: float, end: float,
             except (ValueError, KeyError, TypeError, ModelRolloutError) as e:
                 problems.append(f"{where}: the summaries do not decode: {e}")
     return buckets, problems
+
+
+def log_buckets(paths: Sequence[str], spec: Any, start: float, end: float) -> tuple[list[Bucket], list[str]]:
+    """(the buckets a router would have served for `spec` between `start` and `end`, rebuilt from its
+    prediction log files or directories, one sentence per path that could not be read). Buckets are
+    `interval / 2` wide (0.5 to 5 s), so each analysis window gets whole buckets."""
+    from policies.outcome import rebuild
+    from router.predlog import read_log
+
+    problems: list[str] = []
+    records = []
+    for path in paths:
+        try:
+            records += [r for r in read_log([path]) if start - 5.0 <= r.time <= end]
+        except (OSError, ModelRolloutError) as e:
+            problems.append(f"prediction log {path}: {e}")
+    width = min(max(spec.analysis.interval / 2, 0.5), 5.0)
+    return rebuild(records, spec, width), problems

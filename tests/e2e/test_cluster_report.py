@@ -3,12 +3,14 @@ history (kept by the controller in etcd) and, when reachable, the routers' summa
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from modelrollout.models.proc import start
 from modelrollout.report.svg import fmt
 from tests.e2e.conftest import apply, get_rollout, logs, rollout_doc, wait_event, wait_phase
 from tests.integration.test_report import census
@@ -30,10 +32,14 @@ def test_report_of_a_rolled_back_rollout_names_the_deciding_check_and_draws_it(
     """A drifting candidate rolled back by a real controller; with the controller stopped (the status in
     etcd is all there is), `report NAME` writes one self-contained page that states the deciding check, its
     value and threshold, draws every window of every check against its threshold with Fail marked, the
-    phases, the transitions and the Events; with `--router` the per-version numbers and distributions too."""
+    phases, the transitions and the Events; with `--router` (or, once the router is gone, `--log` on its
+    prediction log) the per-version numbers and distributions too."""
     v1 = procs.scorer("v1", seed=7)
     v2 = procs.scorer("v2", seed=7, shift=0.35)
-    router = procs.router(kubeconfig, namespace)
+    logdir = tmp_path / "predictions"
+    router = procs._keep(start("router.kube_source", ["--kube", "--kubeconfig", kubeconfig, "--namespace", namespace,
+                                                      "--bucket", "1s", "--log-dir", str(logdir)],
+                               ready="/healthz", log_dir=tmp_path / "logs"))
     ctl = procs.controller(kubeconfig, namespace, "--router-url", router.url)
     apply(kubectl, rollout_doc("drifty", namespace, v1, v2, steps=[{"shadow": {"duration": "30s"}},
                                                                   {"canary": {"weight": 50, "duration": "30s"}}]))
@@ -52,7 +58,7 @@ def test_report_of_a_rolled_back_rollout_names_the_deciding_check_and_draws_it(
     decision = f"check score-psi: value {fmt(psi['value'])}, threshold 0.5"
     assert f"{namespace}/drifty: RolledBack ({decision})" in run.stdout
     assert str(out.resolve()) in run.stdout
-    assert f"{windows} of {windows} windows have the routers' per-version numbers" in run.stderr
+    assert f"{windows} of {windows} windows have per-version numbers ({windows} from the routers)" in run.stderr
 
     page = out.read_text()
     c = census(page)
@@ -75,6 +81,16 @@ def test_report_of_a_rolled_back_rollout_names_the_deciding_check_and_draws_it(
     assert run.returncode == 0, run.stderr
     c = census(bare.read_text()).sections[f"{namespace}/drifty"]
     assert c["points"] == 2 * windows and c["baseline_bars"] == 0 and decision in bare.read_text()
+
+    # the router gone (SIGTERM: its log written and synced): the same numbers from its prediction log
+    router.stop()
+    logged = tmp_path / "logged.html"
+    run = plugin(control_plane, "report", "drifty", "-n", namespace, "-o", str(logged), "--log", str(logdir))
+    assert run.returncode == 0, run.stderr
+    m = re.search(r"(\d+) of (\d+) windows have per-version numbers \((\d+) from the prediction log\)", run.stderr)
+    assert m and int(m.group(2)) == windows and int(m.group(1)) == int(m.group(3)) >= 2, run.stderr
+    c = census(logged.read_text()).sections[f"{namespace}/drifty"]
+    assert c["baseline_bars"] > 5 and c["candidate_bars"] > 5 and decision in logged.read_text()
 
     missing = plugin(control_plane, "report", "nope", "-n", namespace, "-o", str(tmp_path / "x.html"))
     assert missing.returncode == 1 and f"modelrollout 'nope' not found in namespace '{namespace}'" in missing.stderr
