@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--router", action="append", default=[], metavar="URL",
                    help="a router replica to read per-version numbers from (repeatable; e.g. after "
                         "`kubectl port-forward svc/modelrollout-router 8080`)")
+    s.add_argument("--router-token-file", metavar="FILE",
+                   help="a token for the routers' audience (modelrollout-router), for routers that run with "
+                        "--internal-auth kubernetes")
     s.add_argument("--log", action="append", default=[], metavar="PATH",
                    help="a router's prediction log (file or directory; repeatable) to read per-version numbers from")
     s = sub.add_parser("dashboard", parents=[conn], help="serve a live web UI of the rollouts on 127.0.0.1")
@@ -213,7 +216,9 @@ def cmd_report(args) -> int:
         else:
             start, end = min(w["start"] for w in rec["windows"]), max(w["end"] for w in rec["windows"])
             problems, filled = [], {}
-            sources = (("routers", args.router, router_buckets), ("prediction log", args.log, log_buckets))
+            token = _read_token(args.router_token_file)
+            sources = (("routers", args.router, lambda *a: router_buckets(*a, token=token)),
+                       ("prediction log", args.log, log_buckets))
             for what, paths, read in sources:
                 if paths:      # the log fills only the windows the routers no longer hold
                     buckets, trouble = read(paths, spec, start, end)
@@ -233,6 +238,15 @@ def cmd_report(args) -> int:
     print(line)
     print(out.resolve())
     return 0
+
+
+def _read_token(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as e:
+        raise PluginError(f"--router-token-file {path}: cannot read: {e.strerror or e}") from e
 
 
 def _num(v) -> str:

@@ -14,15 +14,17 @@ from policies.errors import ModelRolloutError
 from policies.outcome.bucket import Bucket, in_analysis_window
 
 
-def router_buckets(urls: Sequence[str], spec: Any, start: float, end: float,
-                   timeout: float = 5.0) -> tuple[list[Bucket], list[str]]:
+def router_buckets(urls: Sequence[str], spec: Any, start: float, end: float, timeout: float = 5.0,
+                   token: str | None = None) -> tuple[list[Bucket], list[str]]:
     """(every bucket of `spec`'s revision in [start, end] the routers at `urls` hold, one sentence per
-    router that could not be read)."""
+    router that could not be read). `token` goes as `Authorization: Bearer` (routers that run with
+    `--internal-auth kubernetes` answer only a token issued for their audience)."""
     import httpx
 
     buckets: list[Bucket] = []
     problems: list[str] = []
-    with httpx.Client(timeout=timeout) as http:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(timeout=timeout, headers=headers) as http:
         for url in urls:
             where = f"router {url}"
             try:
@@ -32,7 +34,11 @@ def router_buckets(urls: Sequence[str], spec: Any, start: float, end: float,
                 problems.append(f"{where}: unreachable ({type(e).__name__}: {e})")
                 continue
             if r.status_code != 200:
-                problems.append(f"{where}: HTTP {r.status_code}: {r.text[:200]}")
+                hint = ""
+                if r.status_code in (401, 403):
+                    hint = (" (the router runs with --internal-auth kubernetes: pass --router-token-file with a "
+                            "token for its audience, or read its prediction log with --log)")
+                problems.append(f"{where}: HTTP {r.status_code}: {r.text[:200]}{hint}")
                 continue
             try:
                 body = r.json()
