@@ -20,7 +20,10 @@ ks minPValue 0.01 over 20 A/A windows: false pause rate <= 1%.
   - disparate-impact min 0.8 (the four-fifths rule) over segments x, y, z with 11% positives, the
     candidate identical or favouring x by +0.1 or +0.3 on scores of sd 0.25.
 
-    python bench/decisions.py [--quick] [--rollouts N] [--windows W] [--seed S]
+`--paired`: samples needed by the paired shadow tests vs their unpaired counterparts to catch a change of 1.5x
+the tolerance (target: paired needs <= half), and shadow-wilcoxon rollouts (bench/decisions_paired.py).
+
+    python bench/decisions.py [--quick] [--rollouts N] [--windows W] [--seed S] [--gates | --paired]
 """
 from __future__ import annotations
 
@@ -197,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--confidence", type=float, default=None, help="override thresholds.DRIFT_CONFIDENCE")
     ap.add_argument("--gates", action="store_true", help="only the mmd, latency and fairness gate cases")
     ap.add_argument("--population", type=int, default=1_000_000, help="samples for the true metric values")
+    ap.add_argument("--paired", action="store_true",
+                    help="only the paired cases: samples needed paired vs unpaired, and shadow-wilcoxon rollouts")
+    ap.add_argument("--sims", type=int, default=None, help="simulations per n for --paired (default 400, quick 150)")
     args = ap.parse_args(argv)
     if args.confidence is not None:
         thresholds.DRIFT_CONFIDENCE = {m: args.confidence for m in thresholds.DRIFT_CONFIDENCE}
@@ -206,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.gates:
         return gates(rollouts, max(20, per_size // 2), args.windows, rng, started)
+    if args.paired:
+        from bench import decisions_paired
+        misses = decisions_paired.paired_vs_unpaired(args.sims or (150 if args.quick else 400), args.seed)
+        misses += decisions_paired.rollouts(rollouts, per_size, args.windows, args.seed, simulate, summarize, verdict)
+        print(f"targets missed: {misses}; total {time.perf_counter() - started:.0f}s")
+        return 0
     baselines = [window(rng.normal(0, 1, BASELINE_N), rng) for _ in range(POOL)]
 
     print(f"decision quality: {rollouts} rollouts per case, {args.windows} windows of 1m, failureLimit 2, "
