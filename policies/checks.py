@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import fairness, stats
+from . import fairness, familywise, stats
 from ._result import StatError, StatResult
 from .errors import EvidenceError, ModelRolloutError, verdict_for
 from .paired_checks import evaluate_paired
@@ -93,9 +93,13 @@ def check_severity(check: CheckSpec) -> str:
 
 def evaluate(spec: RolloutSpec, obs: Observations, status: RolloutStatus | Mapping[str, Any] | None = None
              ) -> tuple[CheckResult, ...]:
-    """One `CheckResult` per configured check, in spec order."""
+    """One `CheckResult` per configured check, in spec order; Holm's adjustment and the sequential checks'
+    evidence applied (`policies.familywise`)."""
     st = RolloutStatus.from_status(status)
-    return tuple(_evaluate_one(_Ctx(spec, c, obs, st)) for c in spec.analysis.checks)
+    tested: dict[str, dict[str, Any]] = {}
+    results = [_evaluate_one(_Ctx(spec, c, obs, st, tested)) for c in spec.analysis.checks]
+    return tuple(familywise.finish(spec, st, results, tested, obs.window_end - obs.window_start,
+                                   lambda c, adjusted: _evaluate_one(_Ctx(spec, c, obs, st, {}, adjusted))))
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,10 @@ class _Ctx:
     check: CheckSpec
     obs: Observations
     status: RolloutStatus
+    tested: dict = field(default_factory=dict)
+    """What the window tested, per check: p-values and levels, or error counts (`familywise.finish`)."""
+    adjusted: Mapping[str, float] = field(default_factory=dict)
+    """Holm-adjusted p-values the checks are judged on when re-evaluated."""
 
     @property
     def name(self) -> str:
@@ -132,7 +140,7 @@ class _Ctx:
         """Fail when p is below `alpha` spread over the planned windows (docs/statistics.md "p-values over
         many windows"). `p_pass` (a p-value of the reverse hypothesis, where the check has one) is kept for
         the sequential test."""
-        return _p_value(self, p, alpha, value)
+        return _p_value(self, p, alpha, value, p_pass)
 
     def too_few(self, n_b: int, n_c: int, what: str = "samples") -> str | None:
         need = self.spec.analysis.min_samples
@@ -230,8 +238,16 @@ def _drift(ctx: _Ctx) -> CheckResult:
     return ctx.judged(judgements, res.value, n_c, res, **extra)
 
 
-def _p_value(ctx: _Ctx, p: float, alpha: float, value: float | None = None) -> Judgement:
-    return judge_p_value(ctx.name, p, alpha, planned_windows(ctx.spec), failure_limit(ctx.spec, ctx.name), value)
+def _p_value(ctx: _Ctx, p: float, alpha: float, value: float | None = None, p_pass: float | None = None
+             ) -> Judgement:
+    windows, limit = planned_windows(ctx.spec), failure_limit(ctx.spec, ctx.name)
+    ctx.tested.setdefault(ctx.name, {}).update(p=p, p_pass=p_pass, value=value, level=window_alpha(alpha, windows, limit))
+    if ctx.check.sequential:       # the evidence over the windows decides (policies.sequential)
+        return Judgement(Verdict.PASS, None, f"{ctx.name} p={fmt(p)} in this window")
+    if ctx.name in ctx.adjusted:
+        j = judge_p_value(ctx.name, ctx.adjusted[ctx.name], alpha, windows, limit, value)
+        return replace(j, reason=f"{j.reason} ({familywise.holm_note(ctx.name, p, ctx.adjusted[ctx.name], len(ctx.adjusted))})")
+    return judge_p_value(ctx.name, p, alpha, windows, limit, value)
 
 
 def _calibrated(ctx: _Ctx, b_sum: Any, res: StatResult, n_b: int, n_c: int) -> tuple[Judgement, dict]:
@@ -266,6 +282,14 @@ def _error_rate(ctx: _Ctx) -> CheckResult:
     errors = cand.error_count() + int(getattr(cand.prediction, "invalid", 0))
     n = cand.requests
     need = ctx.spec.analysis.min_samples
+    js: list[Judgement] = []
+    ctx.tested[c.name] = {"samples": n}
+    if c.sequential:        # max is judged by the evidence over the windows (policies.sequential)
+        ctx.tested[c.name].update(errors=errors, requests=n)
+        ctx = replace(ctx, check=replace(c, max=None, min_p_value=None))
+        js.append(Judgement(Verdict.PASS, c.max, f"{c.name} {errors} errors in {n} requests in this window"))
+        c = ctx.check
+        need = 0                # minSamples applies to the step's requests (policies.sequential)
     if n < need:
         # Too few requests to pass — but enough errors can already prove a Fail: even if the next
         # requests up to minSamples all succeed, the rate would stay above max.
@@ -276,7 +300,7 @@ def _error_rate(ctx: _Ctx) -> CheckResult:
         return ctx.inconclusive(f"candidate has {n} requests < minSamples {need}", n)
     rate = errors / n
     # With no baseline errors the ratio is undefined; one error per baseline window is the floor.
-    js = _bounds(ctx, rate, (b.requests, "requests",
+    js += _bounds(ctx, rate, (b.requests, "requests",
                              lambda: max(b.error_count() + int(getattr(b.prediction, "invalid", 0)), 1) / b.requests))
     return ctx.judged(js, rate, n)
 

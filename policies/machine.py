@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from .api import COMMAND_ANNOTATION, Condition as Cond
+from . import sequential
 from .checks import check_severity
 from .errors import InvalidInput
 from .spec import RolloutSpec, SpecError, Step
@@ -244,7 +245,13 @@ class _Machine:
             return s  # waits for promote
         started = s.step_started_at if s.step_started_at is not None else self.now
         if self.now - started < (step.duration or 0.0):
-            return s
+            # a step ends early when every blocking check's sequential test has shown the candidate fine
+            blocking = [c for c in self.spec.analysis.checks if c.action != "warn" and applies(c, s.routing)]
+            early = sequential.ended_early(self.spec, s, blocking) if step.kind != "pause" else None
+            if early is None:
+                return s
+            return self.enter_step(s, s.current_step + 1, f"{self.step_label(s.current_step)} ended early after "
+                                                          f"{_fmt_left(self.now - started)}: {early}")
         if self.blocking_not_passed(s):
             return s
         return self.enter_step(s, s.current_step + 1, f"{self.step_label(s.current_step)} passed")
@@ -377,7 +384,7 @@ def _update_check(old: CheckState, r: CheckResult, now: float) -> CheckState:
         calibration = (calibration + (float(r.aa_value),))[-CALIBRATION_LIMIT:]
     recent = (old.recent + (WindowValue(now, r.value, r.verdict, r.threshold, r.samples),))[-RECENT_LIMIT:]
     return CheckState(r.name, r.metric, r.value, r.threshold, r.verdict, r.samples, failures, inconclusive,
-                      r.reason, r.action, recent, calibration)
+                      r.reason, r.action, recent, calibration, r.evidence)
 
 
 def _deciding(st: CheckState | None) -> DecidingCheck | None:
@@ -386,7 +393,7 @@ def _deciding(st: CheckState | None) -> DecidingCheck | None:
 
 
 def _fresh_streaks(s: RolloutStatus) -> RolloutStatus:
-    return replace(s, checks=tuple(replace(c, failures=0, inconclusive=0) for c in s.checks))
+    return replace(s, checks=tuple(replace(c, failures=0, inconclusive=0, evidence=None) for c in s.checks))
 
 
 def _for_windows(st: CheckState) -> str:

@@ -38,6 +38,7 @@ def evaluate_paired(ctx: Any) -> Any:
             return ctx.inconclusive(f"{n} paired decisions < minSamples {need}", n)
         d = [int(v) for v in p.decisions]
         res = _paired.mcnemar(d[0], d[1], d[2], d[3], c.max or 0.0)
+        ctx.tested[c.name] = {"samples": n, "spread": res.detail["discordance"]}
         return _tolerance(ctx, res, n, "positive-rate change",
                           f"baseline {fmt(res.detail['baseline_positive_rate'])} -> candidate "
                           f"{fmt(res.detail['candidate_positive_rate'])}, {res.detail['discordant']} discordant")
@@ -46,6 +47,7 @@ def evaluate_paired(ctx: Any) -> Any:
         if n < need:
             return ctx.inconclusive(f"{n} numeric shadow pairs < minSamples {need}", n)
         res = _paired.wilcoxon_shift(p.deltas(), c.max or 0.0)
+        ctx.tested[c.name] = {"samples": n, "spread": res.detail["sd"]}
         return _tolerance(ctx, res, n, "paired shift", f"{res.n_candidate} sampled deltas, mean "
                                                        f"{fmt(res.detail['mean'])}")
     name = agreement_name(metric, c.p if metric == "shadow-rbo" else c.k)
@@ -53,6 +55,7 @@ def evaluate_paired(ctx: Any) -> Any:
     if n < need:
         return ctx.inconclusive(f"{n} ranking pairs with {name} < minSamples {need}", n)
     res = _paired.mean_agreement(metric, n, total, total_sq, c.min)
+    ctx.tested[c.name] = {"samples": n, "spread": res.detail["sd"]}
     alpha = paired_alpha(c)
     pj = ctx.judge_p(res.p_value, alpha, res.value, p_pass=res.detail["p_equivalent"])
     what = f"mean {name} {fmt(res.value)} (sd {fmt(res.detail['sd'])}, {n} pairs)"

@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from policies import check_rules
 from policies.api import API_VERSION, KIND, Phase  # noqa: E402  (re-exported)
+from policies.check_rules import PAIRED_METRICS
 from policies.notifications import (  # noqa: F401  (re-exported)
     NOTIFICATION_SECRET_LABEL, NOTIFY_ON_DEFAULT, NOTIFY_PHASES, PAGERDUTY_URL, Notification, SecretKeyRef,
     parse_notification as _notification,
@@ -33,13 +35,13 @@ OUTCOME_METRICS = ("interleave", "accuracy", "disparate-impact", "equal-opportun
                    "shadow-mean-abs-delta")
 ATTRIBUTION_METRICS = ("attribution-tau",)
 """Compare why the versions predict: Kendall's tau between their feature-importance rankings."""
-PAIRED_METRICS = ("shadow-mcnemar", "shadow-wilcoxon", "shadow-rbo", "shadow-ndcg")
-"""Paired tests on the shadow pairs (both versions answered the same request): docs/statistics.md
-"Paired tests (shadow)". Their `minPValue` is the level of the test (default `PAIRED_ALPHA`)."""
-PAIRED_OUTPUTS = {"shadow-mcnemar": ("score", "class"), "shadow-wilcoxon": ("score",), "shadow-rbo": ("ranking",),
-                  "shadow-ndcg": ("ranking",)}
+# Paired tests on the shadow pairs (both versions answered the same request): docs/statistics.md "Paired
+# tests (shadow)". Their `minPValue` is the level of the test (default `paired_checks.PAIRED_ALPHA`).
 METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS + ATTRIBUTION_METRICS + PAIRED_METRICS
 P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave") + PAIRED_METRICS
+SEQUENTIAL_METRICS = ("error-rate",) + P_VALUE_METRICS
+"""Metrics a check may judge sequentially (docs/statistics.md "Sequential decisions")."""
+MULTIPLE_TESTING = ("none", "holm")
 RATIO_METRICS = OPERATIONAL_METRICS
 MIN_RATIO_METRICS = ("disparate-impact", "equal-opportunity")
 
@@ -129,6 +131,9 @@ class CheckSpec:
     failure_limit: int | None = None   # overrides analysis.failureLimit
     k: int = 10                        # shadow-ndcg: depth
     p: float = 0.9                     # shadow-rbo: persistence
+    sequential: bool = False
+    """Judged by an always-valid sequential test over the windows (its own `sequential`, else
+    analysis.sequential where the metric supports it)."""
 
     @property
     def feature(self) -> str | None:
@@ -142,6 +147,10 @@ class AnalysisSpec:
     failure_limit: int = 2
     inconclusive_limit: int = 5
     checks: tuple[CheckSpec, ...] = ()
+    sequential: bool = False
+    """Default of every check's `sequential` where its metric supports it (`SEQUENTIAL_METRICS`)."""
+    multiple_testing: str = "none"
+    """`holm`: Holm's step-down over the checks judged on a p-value in each window."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +222,7 @@ def _step(raw: Any, path: str) -> Step:
     return Step(kind, duration=duration)
 
 
-def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
+def _check(raw: Any, path: str, output: OutputSpec, sequential_default: bool = False) -> CheckSpec:
     output_kind = output.kind
     r = _Reader(raw, path)
     name = r.str("name", required=True, pattern=_CHECK_NAME, what="a name of letters, digits, '-', '_' or '.'")
@@ -237,11 +246,8 @@ def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
     if dyn is not None:
         dynamic = DynamicThreshold(sigmas=dyn.num("sigmas", 3.0, lo=0.0),
                                    min_windows=dyn.num("minWindows", 5, lo=1, integer=True))
-    if metric in ("shadow-ndcg", "shadow-rbo"):
-        _paired_params(r, metric)
-    elif "k" in r.data or "p" in r.data:
-        raise SpecError(r.at("k" if "k" in r.data else "p"), f"k applies to shadow-ndcg and p to shadow-rbo; got "
-                                                             f"metric {metric}")
+    sequential = check_rules.sequential(r.bool("sequential", None), sequential_default, metric, SEQUENTIAL_METRICS,
+                                        r.data.get("max") is not None)
     check = CheckSpec(
         name=name, metric=metric, on=on,
         max=r.num("max"), min=r.num("min"), min_p_value=r.num("minPValue", lo=0.0, hi=1.0),
@@ -251,10 +257,11 @@ def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
         dynamic=dynamic, prometheus=prometheus, segment=r.str("segment"),
         bins=r.num("bins", 10, lo=2, hi=1000, integer=True),
         failure_limit=r.num("failureLimit", None, lo=1, integer=True),
-        k=r.num("k", 10, lo=1, hi=1000, integer=True), p=_rbo_p(r),
+        k=r.num("k", 10, lo=1, hi=1000, integer=True), p=r.num("p", 0.9, lo=0.0, hi=1.0), sequential=sequential,
     )
-    if metric in PAIRED_METRICS:
-        _paired_check(r, check, output_kind)
+    broken = check_rules.problem(r.data, check, output_kind, SEQUENTIAL_METRICS)
+    if broken:
+        raise SpecError(r.at(broken[0]), broken[1])
     if metric is not None:
         bounds = [check.max, check.min, check.min_p_value, check.max_ratio_to_baseline,
                   check.min_ratio_to_baseline, dynamic]
@@ -267,7 +274,8 @@ def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
         if check.max_ratio_to_baseline is not None and metric not in RATIO_METRICS:
             raise SpecError(r.at("maxRatioToBaseline"), f"applies to {', '.join(RATIO_METRICS)}; "
                                                         f"{metric} compares the versions already: use max or dynamic")
-        if check.min_p_value is not None and metric not in P_VALUE_METRICS:
+        if check.min_p_value is not None and metric not in P_VALUE_METRICS and not (
+                sequential and metric == "error-rate"):
             raise SpecError(r.at("minPValue"), f"{metric} has no p-value; minPValue applies to "
                                                f"{', '.join(P_VALUE_METRICS)}")
         if dynamic is not None and metric not in DRIFT_METRICS:
@@ -289,45 +297,6 @@ def _check(raw: Any, path: str, output: OutputSpec) -> CheckSpec:
                 raise SpecError(r.at("on"), f"{metric} ranks the attributions of the prediction; "
                                             f"expected 'prediction', got {on!r}")
     return check
-
-
-def _rbo_p(r: _Reader) -> float:
-    p = r.num("p", 0.9, lo=0.0, hi=1.0)
-    if not 0.0 < p < 1.0:
-        raise SpecError(r.at("p"), f"expected a number strictly between 0 and 1, got {p!r}")
-    return p
-
-
-def _paired_params(r: _Reader, metric: str) -> None:
-    wrong = "p" if metric == "shadow-ndcg" else "k"
-    if wrong in r.data:
-        raise SpecError(r.at(wrong), f"{wrong} does not apply to {metric} (k: shadow-ndcg depth, p: shadow-rbo "
-                                     f"persistence)")
-
-
-def _paired_check(r: _Reader, check: CheckSpec, output_kind: str) -> None:
-    """The rules of the paired metrics (docs/statistics.md "Paired tests (shadow)")."""
-    metric = check.metric
-    kinds = PAIRED_OUTPUTS[metric]
-    if output_kind not in kinds:
-        raise SpecError(r.at("metric"), f"{metric} needs spec.output.kind {' or '.join(kinds)}, got {output_kind!r}")
-    if check.feature is not None:
-        raise SpecError(r.at("on"), f"{metric} compares the versions' outputs on the same request; expected "
-                                    f"'prediction', got {check.on!r}")
-    extra = [(f, v) for f, v in (("maxRatioToBaseline", check.max_ratio_to_baseline),
-                                 ("minRatioToBaseline", check.min_ratio_to_baseline), ("dynamic", check.dynamic))
-             if v is not None]
-    bound, other = ("min", "max") if metric in ("shadow-rbo", "shadow-ndcg") else ("max", "min")
-    if getattr(check, other) is not None:
-        extra.append((other, getattr(check, other)))
-    if extra:
-        raise SpecError(r.at(extra[0][0]), f"{metric} takes {bound} (the tolerance) and minPValue (the test's level), "
-                                           f"not {extra[0][0]}")
-    if bound == "min" and check.min is None:
-        raise SpecError(r.at("min"), f"{metric} needs min: the lowest tolerated mean agreement in [0, 1]")
-    value = getattr(check, bound)
-    if value is not None and (value < 0 or (bound == "min" and value > 1)):
-        raise SpecError(r.at(bound), f"expected a number in {'[0, 1]' if bound == 'min' else '>= 0'}, got {value!r}")
 
 
 def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "spec",
@@ -356,7 +325,9 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
             raise SpecError(f"{strategy.at('steps')}[{i}].interleave",
                             f"interleaving needs spec.output.kind ranking, got {output.kind!r}")
     an = r.sub("analysis") or _Reader({}, r.at("analysis"))
-    checks = tuple(_check(c, f"{an.at('checks')}[{i}]", output) for i, c in enumerate(an.list("checks")))
+    sequential = an.bool("sequential", False)
+    checks = tuple(_check(c, f"{an.at('checks')}[{i}]", output, sequential)
+                   for i, c in enumerate(an.list("checks")))
     seen: set[str] = set()
     for i, c in enumerate(checks):
         if c.name in seen:
@@ -370,7 +341,8 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
         min_samples=an.num("minSamples", 200, lo=1, integer=True),
         failure_limit=an.num("failureLimit", 2, lo=1, integer=True),
         inconclusive_limit=an.num("inconclusiveLimit", 5, lo=1, integer=True),
-        checks=checks,
+        checks=checks, sequential=sequential,
+        multiple_testing=an.str("multipleTesting", "none", choices=MULTIPLE_TESTING),
     )
     notifications = tuple(_notification(n, f"{r.at('notifications')}[{i}]")
                           for i, n in enumerate(r.list("notifications")))

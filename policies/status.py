@@ -53,6 +53,9 @@ class CheckResult:
     skipped: bool = False
     """The check does not apply under the current routing (e.g. shadow-agreement without mirroring):
     its streaks are left as they were and it does not block the step."""
+    evidence: Mapping[str, Any] | None = None
+    """What the check carries beyond one window, JSON-ready (`CheckState.evidence`): its sequential test's
+    accumulated evidence, the family-wise (Holm) adjustment of its p-value, the plan for the step."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ class CheckState:
     action: str = "rollback"
     recent: tuple[WindowValue, ...] = ()
     calibration: tuple[float, ...] = ()
+    evidence: Mapping[str, Any] | None = None
+    """JSON-ready: `sequential` (the always-valid test's state, policies/sequential.py), `holm` (the window's
+    family-wise adjustment), `plan` (samples and time the step needs), when the check has them."""
 
     def to_status(self) -> dict[str, Any]:
         return {
@@ -125,6 +131,7 @@ class CheckState:
             "reason": self.reason, "action": self.action,
             "recent": [w.to_status() for w in self.recent],
             "calibration": [_num_out(v) for v in self.calibration],
+            **({"evidence": dict(self.evidence)} if self.evidence else {}),
         }
 
     @staticmethod
@@ -139,6 +146,7 @@ class CheckState:
             inconclusive=_int(d.get("inconclusive"), 0, 0), reason=str(d.get("reason") or ""),
             action=str(d.get("action") or "rollback"),
             recent=recent[-RECENT_LIMIT:], calibration=calib[-CALIBRATION_LIMIT:],
+            evidence=dict(d["evidence"]) if isinstance(d.get("evidence"), Mapping) else None,
         )
 
 

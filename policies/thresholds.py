@@ -191,10 +191,11 @@ def applies(check: CheckSpec, routing: Routing) -> bool:
 
 
 def failure_limit(spec: RolloutSpec, check_name: str) -> int:
-    """Consecutive Fail windows before the check acts: 1 if immediate, else its own or the analysis default."""
+    """Consecutive Fail windows before the check acts: 1 if immediate or sequential (its evidence is valid
+    however often it is looked at), else its own or the analysis default."""
     c = next((c for c in spec.analysis.checks if c.name == check_name), None)
     if c is None:
         return spec.analysis.failure_limit
-    if c.immediate:
+    if c.immediate or c.sequential:
         return 1
     return c.failure_limit or spec.analysis.failure_limit

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="show promote/abort/pause/resume/retry buttons (default: read-only)")
     s = sub.add_parser("lint", parents=[out], help="validate ModelRollout YAML offline (schema and semantics)")
     s.add_argument("files", nargs="+", metavar="FILE", help="YAML file(s); - reads stdin")
+    s.add_argument("--rate", type=float, default=None, metavar="R",
+                   help="traffic in requests per second: warn when a step is too short to tell a check's tolerance "
+                        "from 1.5x of it (power 0.8), or a window too short for minSamples")
     return p
 
 
@@ -265,20 +268,26 @@ def cmd_dashboard(args) -> int:
 def cmd_lint(args) -> int:
     from modelrollout.plugin.lint import lint_text
 
-    problems, checked = [], 0
+    problems, warnings, checked = [], [], 0
+    if args.rate is not None and not (args.rate > 0 and args.rate != float("inf")):
+        raise PluginError(f"--rate: expected a positive number of requests per second, got {args.rate}")
     for name in args.files:
         try:
             text = sys.stdin.read() if name == "-" else Path(name).read_text()
         except OSError as e:
             raise PluginError(f"{name}: cannot read: {e.strerror or e}") from e
-        result = lint_text(text, "<stdin>" if name == "-" else name)
+        result = lint_text(text, "<stdin>" if name == "-" else name, args.rate)
         problems += result.problems
+        warnings += result.warnings
         checked += result.documents
     if args.output:
-        _dump({"documents": checked, "errors": [p.to_dict() for p in problems]}, args.output)
+        _dump({"documents": checked, "errors": [p.to_dict() for p in problems],
+               "warnings": [p.to_dict() for p in warnings]}, args.output)
     else:
         for p in problems:
             print(p, file=sys.stderr)
+        for p in warnings:
+            print(f"warning: {p}", file=sys.stderr)
         if not problems:
             print(f"{checked} ModelRollout document(s) valid")
         else:

@@ -170,6 +170,9 @@ def _check() -> dict:
         "k": _int("shadow-ndcg: the depth of NDCG@k (default 10).", minimum=1, maximum=1000),
         "p": _num("shadow-rbo: the persistence of rank-biased overlap, in (0, 1) (default 0.9).", minimum=0,
                   maximum=1),
+        "sequential": {"description": "Judge by an always-valid sequential test over the windows: act as soon as "
+                                      "the evidence is decisive, end a step early when it is decisive for the "
+                                      "candidate (default analysis.sequential).", "type": "boolean"},
     }, "One analysis check: a metric and its threshold.", required=["name"], **{
         "x-kubernetes-validations": [
             {"rule": "has(self.metric) != has(self.prometheus)",
@@ -233,6 +236,10 @@ def spec_schema() -> dict:
             "minSamples": _int("Fewer samples make a window Inconclusive, never Pass (default 200).", minimum=1),
             "failureLimit": _int("Consecutive failing windows before a check's action (default 2).", minimum=1),
             "inconclusiveLimit": _int("Consecutive inconclusive windows before pausing (default 5).", minimum=1),
+            "sequential": {"description": "Default of every check's sequential where its metric supports it "
+                                          "(default false).", "type": "boolean"},
+            "multipleTesting": _str("holm: Holm's step-down over the checks judged on a p-value in each window "
+                                    "(default none).", enum=["none", "holm"]),
             "checks": {"type": "array", "maxItems": 64, "x-kubernetes-list-type": "map",
                        "x-kubernetes-list-map-keys": ["name"], "items": _check()},
         }),

@@ -12,6 +12,7 @@ import yaml
 
 from modelrollout.plugin.crd import schema
 from modelrollout.plugin.schema import validate
+from policies.planning import lint_warnings
 from policies.reachability import unreachable
 from policies.spec import KIND, SpecError, parse_rollout
 
@@ -38,6 +39,19 @@ class Problem:
 class LintResult:
     documents: int = 0
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    """With a traffic rate (`lint --rate R`): steps too short to tell a check's tolerance from 1.5x of it, and
+    windows too short for minSamples (policies/planning.py). They do not fail lint."""
+
+
+def rate_warnings(doc: dict, rate: float, source: str = "<input>", index: int = 0) -> list[Problem]:
+    """The planning warnings of one valid ModelRollout document at `rate` requests per second."""
+    try:
+        rollout = parse_rollout(doc)
+    except SpecError:
+        return []
+    return [Problem(source, index, rollout.spec.name, f"spec.analysis.checks[{i}]", message, "planning")
+            for i, _, message in lint_warnings(rollout.spec, rate)]
 
 
 def lint_document(doc: dict, source: str = "<input>", index: int = 0) -> list[Problem]:
@@ -59,8 +73,9 @@ def lint_document(doc: dict, source: str = "<input>", index: int = 0) -> list[Pr
     return problems
 
 
-def lint_text(text: str, source: str = "<input>") -> LintResult:
-    """Lint every ModelRollout document of a YAML stream; other kinds are skipped."""
+def lint_text(text: str, source: str = "<input>", rate: float | None = None) -> LintResult:
+    """Lint every ModelRollout document of a YAML stream; other kinds are skipped. With `rate` (requests per
+    second) also the planning warnings."""
     result = LintResult()
     try:
         docs = list(yaml.safe_load_all(text))
@@ -77,7 +92,10 @@ def lint_text(text: str, source: str = "<input>") -> LintResult:
         if doc.get("kind") != KIND:
             continue
         result.documents += 1
-        result.problems += lint_document(doc, source, i)
+        problems = lint_document(doc, source, i)
+        result.problems += problems
+        if rate is not None and not problems:
+            result.warnings += rate_warnings(doc, rate, source, i)
     if result.documents == 0 and not result.problems:
         result.problems.append(Problem(source, 0, "", "", f"no {KIND} document found", "yaml"))
     return result

@@ -13,6 +13,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from policies.planning import describe
 from policies.spec import SpecError, parse_rollout
 from policies.status import Phase, RolloutStatus, Verdict, parse_time, rfc3339
 
@@ -165,6 +166,42 @@ def checks_table(obj: Mapping[str, Any]) -> Table:
     return table
 
 
+def evidence_table(obj: Mapping[str, Any]) -> Table | None:
+    """Per check with evidence: its sequential test (and whether it decided), the Holm adjustment of its
+    p-value, and the plan for the step (samples and time to tell the tolerance from 1.5x of it)."""
+    st = _status(obj)
+    rows = []
+    for c in st.checks:
+        ev = c.evidence or {}
+        seq, holm, plan = ev.get("sequential"), ev.get("holm"), ev.get("plan")
+        if not (seq or holm or plan):
+            continue
+        seq_text = "-"
+        if isinstance(seq, Mapping):
+            bar = 1 / seq["alpha"] if seq.get("alpha") else None
+            decided = seq.get("decided")
+            seq_text = (f"{decided}: {seq.get('decidedReason', '')}" if decided else
+                        f"undecided: against {number(seq.get('eFail'))}, for {number(seq.get('ePass'))} "
+                        f"(decisive at {number(bar)})")
+        holm_text = (f"p {number(holm.get('pValue'))} → {number(holm.get('adjustedPValue'))} over "
+                     f"{len(holm.get('family') or [])}" if isinstance(holm, Mapping) else "-")
+        plan_text = "-"
+        if isinstance(plan, Mapping):
+            try:
+                plan_text = describe(plan)
+            except (KeyError, TypeError, ValueError):     # a hand-edited status: show it as it is
+                plan_text = str(plan)
+        rows.append((c.name, seq_text, holm_text, plan_text))
+    if not rows:
+        return None
+    table = Table(title="Evidence", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("check", "sequential", "holm", "plan"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def conditions_table(obj: Mapping[str, Any], now: float) -> Table:
     st = _status(obj)
     table = Table(title="Conditions", title_justify="left", box=box.SIMPLE_HEAD)
@@ -193,6 +230,9 @@ def status_view(obj: Mapping[str, Any], now: float, history: int = 10) -> Group:
     parts: list = [summary(obj, now), steps_table(obj)]
     if st.checks:
         parts.append(checks_table(obj))
+        evidence = evidence_table(obj)
+        if evidence is not None:
+            parts.append(evidence)
     if st.conditions:
         parts.append(conditions_table(obj, now))
     if st.history:
