@@ -171,6 +171,7 @@ def test_list_and_detail_follow_status_changes_live(crd, kubectl, k8s_api, names
     row = browser.wait(f"(() => {{ const r = {ROWS}.find(r => r[0].endsWith('/fraud-scorer'));"
                        " return r && r[1] == 'Shadowing' && r; })()", 30, "fraud-scorer Shadowing in the list")
     assert "1/5 shadow for 30m" in row[2] and "0% +shadow" in row[2]
+    assert re.search(r"\((19m\d+s|20m) left\)", row[2]), row[2]          # counted by the page from stepStartedAt
     assert browser.eval("window.__marker") == "same page"        # updated in place, not reloaded
 
     browser.goto(f"{dash.url}/rollouts/{namespace}/fraud-scorer")
@@ -210,7 +211,8 @@ def test_list_and_detail_follow_status_changes_live(crd, kubectl, k8s_api, names
 
 def test_page_is_self_contained_keyboard_usable_and_dark_aware(crd, kubectl, namespace, dashboards, browser):
     """No external resource (the page's CSP forbids them); links reachable by Tab and opened by Enter;
-    Esc goes back; the palette follows prefers-color-scheme; a foreign Host is refused."""
+    Esc goes back; a deleted rollout leaves the list; the palette follows prefers-color-scheme; a foreign
+    Host is refused."""
     kubectl("apply", "-f", "-", input=example_text(namespace))
     dash = dashboards("-n", namespace)
     with urllib.request.urlopen(dash.url + "/", timeout=30) as r:
@@ -230,6 +232,9 @@ def test_page_is_self_contained_keyboard_usable_and_dark_aware(crd, kubectl, nam
                  30, "detail page live")
     browser.key("Escape")
     browser.wait("location.pathname == '/'", 30, "Esc back to the list")
+    browser.wait("document.getElementById('live').textContent == 'live'", 30, "list page live")
+    kubectl("delete", "mro", "fraud-scorer", "-n", namespace)
+    browser.wait("!!document.getElementById('empty')", 30, "the deleted rollout gone from the list, live")
 
     light = browser.eval("getComputedStyle(document.body).backgroundColor")
     browser.color_scheme("dark")
