@@ -103,7 +103,8 @@ async def run(args: argparse.Namespace) -> TrafficReport:
     limit = asyncio.Semaphore(args.concurrency)
     tasks: set[asyncio.Task] = set()
     timeout = aiohttp.ClientTimeout(total=args.timeout)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    connector = aiohttp.TCPConnector(force_close=True) if args.no_keepalive else None
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         start = time.monotonic()
         total = int(args.rps * args.duration) if args.requests is None else args.requests
         for i in range(total):
@@ -135,6 +136,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--age-mean", type=float, default=40.0, help="shift it to simulate feature drift")
     p.add_argument("--feedback", action="store_true", help="post labels / clicks after each answer")
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--no-keepalive", action="store_true", help="a new connection per request (a Service's "
+                   "endpoints that change reach the client at once, instead of when a kept-alive connection closes)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
