@@ -65,7 +65,9 @@ def _positive_int(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelrollout router", description="Serve the data plane: split, mirror or "
                                 "interleave prediction requests between model versions and record outcomes.")
-    p.add_argument("--config", required=True, help="YAML file of ModelRollout documents (re-read on change)")
+    p.add_argument("--config", required=True, help="YAML file of ModelRollout documents (re-read on change); "
+                   "a rollout with spec.service {name, port} is also served to requests whose Host header is "
+                   "that name (name, name.NAMESPACE, name.NAMESPACE.svc[...], any port), any method and path")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--replica-id", default=None, help="name of this replica in summaries and log files")
