@@ -299,6 +299,16 @@ def _check(raw: Any, path: str, output: OutputSpec, sequential_default: bool = F
     return check
 
 
+def _calls_service(url: str, service: str, namespace: str) -> bool:
+    """Whether `url`'s host names the Service `service` of `namespace` (name, name.ns, name.ns.svc...)."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1].lower()
+    if not host.startswith("["):
+        host = host.rsplit(":", 1)[0] if ":" in host else host
+    labels = host.rstrip(".").split(".")
+    return labels[0] == service and (len(labels) == 1 or (labels[1] == namespace and (
+        len(labels) == 2 or labels[2] == "svc")))
+
+
 def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "spec",
                generation: int = 0) -> RolloutSpec:
     r = _Reader(spec, path)
@@ -357,6 +367,11 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
                               port=svc.num("port", required=True, lo=1, hi=65535, integer=True))
         if len(service.name) > 63:
             raise SpecError(svc.at("name"), f"expected at most 63 characters, got {len(service.name)}")
+        for key, version in (("baseline", baseline), ("candidate", candidate)):
+            if _calls_service(version.url, service.name, namespace):
+                raise SpecError(f"{r.at(key)}.url", f"{version.url!r} is spec.service {service.name!r} itself: "
+                                "the router would send every request back to itself; give each version a "
+                                f"Service of its own (e.g. {service.name}-{version.version})")
     return RolloutSpec(
         name=name, namespace=namespace, baseline=baseline, candidate=candidate, predict_path=predict_path,
         output=output, features_path=feats.str("path", "features") if feats else None,

@@ -39,6 +39,9 @@ log = logging.getLogger("modelrollout.router")
 
 _MISS = object()
 _OVERRIDE = OVERRIDE_HEADER.encode()
+_VIA = b"x-modelrollout-via"
+"""Added to every request passed on: the rollouts it went through, so one that comes back to its own rollout
+(a version whose url leads to the rollout's Service) is refused (508) instead of going round for ever."""
 _MAX_REQUEST_ID = 128
 _RECORD_LIMIT = 16 * 1024 * 1024
 """A predictPath answer larger than this streams through unrecorded (counted as passthrough)."""
@@ -129,7 +132,7 @@ class Transparent:
         router, spec = self.router, target.spec
         sticky_name = target.sticky_header.encode() if target.sticky_header else None
         fwd: list[tuple[bytes, bytes]] = []
-        connection = length = host = sticky = override = rid = xff = None
+        connection = length = host = sticky = override = rid = xff = via = None
         chunked = forwarded_host = forwarded_proto = False
         for k, v in scope["headers"]:
             if k in HOP_BY_HOP:
@@ -148,6 +151,9 @@ class Transparent:
                 continue
             if k == b"x-forwarded-for":
                 xff = v                 # the caller's address is appended below
+                continue
+            if k == _VIA:
+                via = v                 # this rollout is appended below
                 continue
             if k == sticky_name:
                 sticky = v
@@ -168,6 +174,12 @@ class Transparent:
             # HTTP; a model that compresses anyway is passed through unrecorded).
             fwd = [(k, v) for k, v in fwd if k != b"accept-encoding"]
 
+        key = spec.key.encode()
+        if via is not None and key in via.split(b", "):
+            return await self.reply(send, error_reply(508, "loop detected", f"rollout {spec.key} received its own "
+                                    f"request back (x-modelrollout-via: {via.decode('latin-1')[:200]}): a version's "
+                                    f"url leads to spec.service {spec.service.name!r} itself"))
+        fwd.append((_VIA, via + b", " + key if via else key))
         routing = target.routing
         forced = override is not None and self.allow_override
         if forced:

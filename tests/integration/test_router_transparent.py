@@ -114,6 +114,7 @@ def test_end_to_end_headers_pass_and_hop_by_hop_headers_are_removed_both_ways(pr
     assert seen["host"] == [v1.url.removeprefix("http://")]
     for hop in ("connection", "x-hop-a", "keep-alive", "te", "proxy-connection", "transfer-encoding"):
         assert hop not in seen, hop
+    assert seen["x-modelrollout-via"] == ["ml/fraud"]
     back = dict(headers)
     assert back["set-cookie"] == "echo=v1; Path=/" and back["x-echo-version"] == "v1"
     # the echo answers "Connection: x-echo-hop", "x-echo-hop: 1" and "Keep-Alive: timeout=5": none reach the client
@@ -255,3 +256,17 @@ def test_an_unreachable_version_is_a_502_recorded_on_predict_and_counted_elsewhe
     metrics = httpx.get(f"{router.url}/metrics").text
     assert metric_value(metrics, "modelrollout_router_errors_total", rollout="fraud", kind="unreachable") == 1
     assert metric_value(metrics, "modelrollout_router_passthrough_requests_total", rollout="fraud", code="0") == 1
+
+
+def test_a_request_that_comes_back_to_its_own_rollout_is_refused(procs, tmp_path):
+    """Every request passed on names the rollouts it went through (x-modelrollout-via); one that reaches the
+    same rollout again (a version whose url leads back to the rollout's Service, e.g. by its ClusterIP) is a
+    508 instead of a loop; a chain through another rollout is fine."""
+    v1 = procs.echo("v1")
+    router = procs.router(write_config(tmp_path / "r.yaml", [_doc("fraud", v1.url, v1.url, weight=0)]))
+    r = httpx.get(f"{router.url}/x", headers={"Host": "fraud", "x-modelrollout-via": "ops/ranker, ml/fraud"})
+    assert r.status_code == 508 and r.json()["error"] == "loop detected", r.text
+    r = httpx.get(f"{router.url}/x", headers={"Host": "fraud", "x-modelrollout-via": "ops/ranker"})
+    assert r.status_code == 200
+    seen = dict((k.lower(), v) for k, v in r.json()["headers"])
+    assert seen["x-modelrollout-via"] == "ops/ranker, ml/fraud"

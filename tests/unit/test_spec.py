@@ -46,6 +46,11 @@ def test_service_is_optional_and_parses_to_name_and_port(doc):
     d["spec"]["service"] = {"name": "fraud", "port": 8080}
     service = parse_rollout(d).spec.service
     assert (service.name, service.port) == ("fraud", 8080)
+    # the same name in another namespace, or outside the cluster, is another host
+    d["spec"]["service"]["name"] = "fraud-v2"
+    for url in ("http://fraud-v2.other.svc:8080", "http://fraud-v2.example.com", "http://fraud-v20.ml.svc"):
+        d["spec"]["candidate"]["url"] = url
+        assert parse_rollout(d).spec.service.name == "fraud-v2"
 
 
 def test_attribution_check_parses_with_its_path(doc):
@@ -121,6 +126,11 @@ def test_kubectl_json_spelling_of_on_is_accepted(doc):
     (lambda d: d["spec"].__setitem__("service", {"name": "f" * 64, "port": 80}), "spec.service.name",
      "at most 63 characters"),
     (lambda d: d["spec"].__setitem__("service", "fraud"), "spec.service", "expected a mapping"),
+    (lambda d: d["spec"].__setitem__("service", {"name": "fraud-v1", "port": 8080}), "spec.baseline.url",
+     "send every request back to itself"),
+    (lambda d: (d["spec"].__setitem__("service", {"name": "scorer", "port": 80}),
+                d["spec"]["candidate"].__setitem__("url", "http://scorer:8080/v2")), "spec.candidate.url",
+     "a Service of its own (e.g. scorer-v2)"),
     (lambda d: d.__setitem__("apiVersion", "v1"), "apiVersion", "modelrollout.io/v1alpha1"),
 ])
 def test_bad_specs_name_the_field_and_the_expectation(doc, mutate, path, expected):
