@@ -10,7 +10,11 @@ POSTs a JSON body. Prints rps, p50 and p99 per case and the ratios the router is
 * primary p99 with a 10x-slower shadow within 10% of the same router without a shadow, at 1 connection and at
   32 connections paced below saturation ("32p"; at full speed a closed loop's p99 is 32 / rps, so that row
   restates the throughput ratio); the split/no-shadow ratio (the same work twice) shows the noise floor;
-* shadow rps >= 0.8 x no-shadow rps at 32 connections.
+* shadow rps >= 0.8 x no-shadow rps at 32 connections;
+* transparent mode (`spec.service`: the client calls `Host: tsplit`, path /predict, as it called its Service
+  before): split rps >= 0.25 x nginx proxy_pass at 32 connections, and p50 overhead <= 0.3 ms over calling the
+  upstream directly at 1 connection. "passthrough" is the same on a path that is not predictPath (streamed,
+  counted, not recorded).
 
 The p99 targets are judged on the paired runs at the end (`_paired`): a few seconds' p99 on a shared 2-core
 VM moves 2x between runs minutes apart, so each pair runs no-shadow, no-shadow again (A/A) and shadow back
@@ -125,7 +129,8 @@ def start_nginx(where: Path, conf_text: str, probe: str, idle: bool = False) -> 
     return proc
 
 
-def rollout(name: str, baseline: str, candidate: str, routing: dict, kind: str = "score") -> dict:
+def rollout(name: str, baseline: str, candidate: str, routing: dict, kind: str = "score",
+            service: str | None = None) -> dict:
     spec = {"baseline": {"version": "v1", "url": baseline}, "candidate": {"version": "v2", "url": candidate},
             "predictPath": "/predict", "output": {"kind": kind, "path": "ranking" if kind == "ranking" else "prediction"},
             "strategy": {"steps": [{"interleave": {}}] if kind == "ranking" else [{"canary": {"weight": 50}}]},
@@ -135,16 +140,24 @@ def rollout(name: str, baseline: str, candidate: str, routing: dict, kind: str =
         spec["analysis"] = {"checks": [{"name": "age", "metric": "psi", "on": "feature:age", "max": 0.2},
                                        {"name": "fair", "metric": "disparate-impact", "segment": "gender",
                                         "min": 0.8}]}
+    if service:
+        spec["service"] = {"name": service, "port": 80}
     return {"apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelRollout",
             "metadata": {"name": name, "namespace": "bench"}, "spec": spec, "status": {"routing": routing}}
 
 
 def wrk(url: str, body: str, connections: int, seconds: float, tmp: Path, pause_ms: float = 0.0) -> dict:
     """wrk's rps, p50 and p99; with `pause_ms` each connection waits that long between requests (a fixed
-    offered load below saturation instead of as fast as the router answers)."""
-    script = tmp / f"post-{abs(hash(body))}-{pause_ms:g}.lua"
+    offered load below saturation instead of as fast as the router answers). A URL written
+    `http://HOST@ADDRESS/path` is called at ADDRESS with the header `Host: HOST` (transparent mode)."""
+    host = None
+    if "@" in url:
+        host, _, rest = url.removeprefix("http://").partition("@")
+        url = f"http://{rest}"
+    script = tmp / f"post-{abs(hash(body))}-{pause_ms:g}-{host}.lua"
     script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
                       f'wrk.headers["Content-Type"] = "application/json"\n'
+                      + (f'wrk.headers["Host"] = "{host}"\n' if host else "")
                       + (f'function delay() return {pause_ms:g} end\n' if pause_ms else ""))
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -196,13 +209,14 @@ def main(argv: list[str] | None = None) -> int:
             rollout("plain", up("v1"), up("v2"), {"candidateWeight": 0}),
             rollout("plain-again", up("v1"), up("v2"), {"candidateWeight": 0}),
             rollout("shadow", up("v1"), up("slow"), {"candidateWeight": 0, "shadow": True}),
-            rollout("interleave", up("r1"), up("r2"), {"interleave": True}, kind="ranking")]))
+            rollout("interleave", up("r1"), up("r2"), {"interleave": True}, kind="ranking"),
+            rollout("transparent", up("v1"), up("v2"), {"candidateWeight": 50}, service="tsplit")]))
         router = _proc.start("router.server", ["--config", cfg, "--log-dir", tmp / "log", "--log-level", "warning"],
-                             ready="/readyz", log_dir=tmp)
+                             ready="/readyz", log_dir=tmp, timeout=90)
         procs.append(router)
         # The same router with shadow calls on its own event loop instead of in its shadow worker process.
         inproc = _proc.start("router.server", ["--config", cfg, "--log-dir", tmp / "log-inproc", "--log-level",
-                                               "warning", "--no-worker"], ready="/readyz", log_dir=tmp)
+                                               "warning", "--no-worker"], ready="/readyz", log_dir=tmp, timeout=90)
         procs.append(inproc)
         r = lambda name: f"{router.url}/v1/rollouts/{name}/predict"
         cases = [("direct (nginx upstream)", f"{up('v1')}/predict", SCORE_BODY),
@@ -211,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
                  ("router, split 50/50", r("split"), SCORE_BODY),
                  (f"router, shadow to {slow * 1000:g} ms candidate", r("shadow"), SCORE_BODY),
                  ("router, interleave", r("interleave"), RANK_BODY),
-                 ("router, shadow on the event loop", f"{inproc.url}/v1/rollouts/shadow/predict", SCORE_BODY)]
-        pids = {c[1]: (router.pid if c[1].startswith(router.url) else inproc.pid if c[1].startswith(inproc.url)
-                       else None) for c in cases}
+                 ("router, shadow on the event loop", f"{inproc.url}/v1/rollouts/shadow/predict", SCORE_BODY),
+                 ("transparent, split 50/50", f"http://tsplit@127.0.0.1:{router.port}/predict", SCORE_BODY),
+                 ("transparent, passthrough path", f"http://tsplit@127.0.0.1:{router.port}/other", SCORE_BODY)]
+        pids = {c[1]: (router.pid if c[1].startswith(router.url) or f"@127.0.0.1:{router.port}/" in c[1]
+                       else inproc.pid if c[1].startswith(inproc.url) else None) for c in cases}
         wrk(r("split"), SCORE_BODY, 32, 1.0, tmp)          # warm the pools
         wrk(r("shadow"), SCORE_BODY, 32, 1.0, tmp)         # and the shadow worker
         wrk(f"{inproc.url}/v1/rollouts/shadow/predict", SCORE_BODY, 32, 1.0, tmp)
@@ -423,6 +439,14 @@ def _ratios(results: dict, shadow_label: str, dropped: float) -> list[tuple[str,
         ("connections opened to the shadowed candidate per s @32", g(shadow_label, 32).get("conns_per_s", float("nan"))),
         ("  same @32 paced", g(shadow_label, PACED).get("conns_per_s", float("nan"))),
         ("interleave rps / split rps @32", g("router, interleave", 32)["rps"] / g("router, split 50/50", 32)["rps"]),
+        ("transparent split / nginx proxy rps @32 (target >= 0.25)",
+         g("transparent, split 50/50", 32)["rps"] / g("nginx proxy_pass", 32)["rps"]),
+        ("transparent p50 overhead over direct @1, ms (target <= 0.3)",
+         g("transparent, split 50/50", 1)["p50_ms"] - g("direct (nginx upstream)", 1)["p50_ms"]),
+        ("transparent split rps / API split rps @32",
+         g("transparent, split 50/50", 32)["rps"] / g("router, split 50/50", 32)["rps"]),
+        ("transparent passthrough / nginx proxy rps @32",
+         g("transparent, passthrough path", 32)["rps"] / g("nginx proxy_pass", 32)["rps"]),
     ]
 
 
