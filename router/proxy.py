@@ -160,6 +160,10 @@ class Stream(asyncio.Protocol):
         self.keep_alive = keep_alive
         self._wake()
 
+    def expire(self) -> None:
+        """The caller's deadline passed: its wait raises TimeoutError."""
+        self._fail(TimeoutError())
+
     def _fail(self, exc: Exception) -> None:
         if self.error is None:
             self.error = exc
@@ -272,21 +276,22 @@ class Proxy:
                                                   self._tls() if base.startswith("https:") else None)
         return pool
 
-    async def send(self, pool: StreamPool, data: bytes, head_only: bool, timing: list[float],
+    async def send(self, pool: StreamPool, data: bytes, head_only: bool, timing: list[float], deadline: float,
                    pump: Callable[[Stream], None] | None = None) -> Stream:
         """A connection with `data` (the request head and what the client sent of its body) written and the
-        answer's head read. `pump(conn)`, when given, is called right after `data` is written and starts
-        sending the rest of the body; without it `data` is the whole request, so a reused connection found
-        closed may be replaced. `timing` gets [when `data` was written, seconds spent connecting]. Raises
-        Closed, OSError (and TimeoutError / CancelledError from the caller's timeout; the connection is then
-        closed)."""
+        answer's head read by `deadline` (the event loop's clock). `pump(conn)`, when given, is called right
+        after `data` is written and starts sending the rest of the body; without it `data` is the whole
+        request, so a reused connection found closed may be replaced. `timing` gets [when `data` was written,
+        seconds spent connecting]. Raises TimeoutError, Closed or OSError; the connection is then closed."""
+        loop = asyncio.get_running_loop()
         conn = pool.take()
         reused = conn is not None
         while True:
             if conn is None:
                 started = time.perf_counter()
                 try:
-                    conn = await pool.connect()
+                    async with asyncio.timeout_at(deadline):
+                        conn = await pool.connect()
                 finally:
                     timing[1] += time.perf_counter() - started
             conn.begin(head_only)
@@ -294,6 +299,8 @@ class Proxy:
             conn.write(data)
             if pump is not None:
                 pump(conn)
+            # a plain timer instead of asyncio.timeout: the wait is on this connection only (cheaper per call)
+            timer = loop.call_at(deadline, conn.expire)
             try:
                 await conn.head()
                 return conn
@@ -307,6 +314,8 @@ class Proxy:
             except BaseException:
                 conn.close()
                 raise
+            finally:
+                timer.cancel()
 
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}

@@ -46,6 +46,9 @@ _MAX_REQUEST_ID = 128
 _RECORD_LIMIT = 16 * 1024 * 1024
 """A predictPath answer larger than this streams through unrecorded (counted as passthrough)."""
 _HOSTS_CACHED = 4096
+# What `handle` does with a request field (router.transparent.Transparent._fields); up to _LENGTH: not forwarded
+_DROP, _CONNECTION, _CHUNKED, _HOST, _LENGTH, _XFF, _VIA_, _ENCODING, _STICKY, _OVERRIDE_, _RID, _FHOST, _FPROTO = \
+    range(13)
 
 
 def host_service(raw: bytes) -> tuple[str, str | None] | None:
@@ -86,6 +89,7 @@ class Transparent:
         self._indexed: Any = None
         self._by_name: dict[str, list[Target]] = {}
         self._hosts: dict[bytes, Any] = {}
+        self._special: dict[int, dict[bytes, int]] = {}
 
     # ---- which rollout -----------------------------------------------------------------------------
 
@@ -97,7 +101,7 @@ class Transparent:
             for t in targets.values():
                 if t.spec.service is not None:
                     by_name.setdefault(t.spec.service.name, []).append(t)
-            self._by_name, self._hosts, self._indexed = by_name, {}, targets
+            self._by_name, self._hosts, self._indexed, self._special = by_name, {}, targets, {}
         if not self._by_name:
             return None
         for k, v in headers:
@@ -128,51 +132,67 @@ class Transparent:
 
     # ---- one request ---------------------------------------------------------------------------------
 
+    def _fields(self, target: Target) -> dict[bytes, int]:
+        """The request fields `handle` looks at, with what it does with each (the rest pass untouched)."""
+        fields = self._special.get(id(target))
+        if fields is None:
+            fields = dict.fromkeys(HOP_BY_HOP, _DROP)
+            fields.update({b"connection": _CONNECTION, b"transfer-encoding": _CHUNKED, b"host": _HOST,
+                           b"content-length": _LENGTH, b"expect": _DROP, b"x-forwarded-for": _XFF, _VIA: _VIA_,
+                           _OVERRIDE: _OVERRIDE_, b"x-request-id": _RID, b"x-forwarded-host": _FHOST,
+                           b"x-forwarded-proto": _FPROTO, b"accept-encoding": _ENCODING})
+            if target.sticky_header:
+                fields[target.sticky_header.encode()] = _STICKY
+            self._special[id(target)] = fields
+        return fields
+
     async def handle(self, scope, receive, send, target: Target) -> None:
         router, spec = self.router, target.spec
-        sticky_name = target.sticky_header.encode() if target.sticky_header else None
+        fields = self._fields(target)
+        predict = scope["path"] == spec.predict_path
         fwd: list[tuple[bytes, bytes]] = []
         connection = length = host = sticky = override = rid = xff = via = None
         chunked = forwarded_host = forwarded_proto = False
         for k, v in scope["headers"]:
-            if k in HOP_BY_HOP:
-                if k == b"connection":
+            what = fields.get(k)
+            if what is None:
+                fwd.append((k, v))
+                continue
+            if what <= _LENGTH:         # not forwarded as sent (hop-by-hop, framing, Host)
+                if what == _CONNECTION:
                     connection = v
-                elif k == b"transfer-encoding":
+                elif what == _CHUNKED:
                     chunked = True
-                continue
-            if k == b"host":
-                host = v
-                continue
-            if k == b"content-length":
-                length = v
-                continue
-            if k == b"expect":          # uvicorn answered 100-continue already
-                continue
-            if k == b"x-forwarded-for":
+                elif what == _HOST:
+                    host = v
+                elif what == _LENGTH:
+                    length = v
+                continue                # _DROP: hop-by-hop, and Expect (uvicorn answered 100-continue)
+            if what == _XFF:
                 xff = v                 # the caller's address is appended below
                 continue
-            if k == _VIA:
+            if what == _VIA_:
                 via = v                 # this rollout is appended below
                 continue
-            if k == sticky_name:
+            if what == _ENCODING:
+                # A recorded answer is read by the router: ask for it uncompressed (the caller still gets valid
+                # HTTP; a model that compresses anyway is passed through unrecorded).
+                if not predict:
+                    fwd.append((k, v))
+                continue
+            if what == _STICKY:
                 sticky = v
-            elif k == _OVERRIDE:
+            elif what == _OVERRIDE_:
                 override = v
-            elif k == b"x-request-id":
+            elif what == _RID:
                 rid = v
-            elif k == b"x-forwarded-host":
+            elif what == _FHOST:
                 forwarded_host = True
-            elif k == b"x-forwarded-proto":
+            elif what == _FPROTO:
                 forwarded_proto = True
             fwd.append((k, v))
         if connection is not None:
             fwd = strip_hop_by_hop(fwd, connection)
-        predict = scope["path"] == spec.predict_path
-        if predict:
-            # A recorded answer is read by the router: ask for it uncompressed (the caller still gets valid
-            # HTTP; a model that compresses anyway is passed through unrecorded).
-            fwd = [(k, v) for k, v in fwd if k != b"accept-encoding"]
 
         key = spec.key.encode()
         if via is not None and key in via.split(b", "):
@@ -261,9 +281,9 @@ class Transparent:
         timing = [time.perf_counter(), 0.0]
         conn = error = None
         try:
-            async with asyncio.timeout(spec.timeout):
-                conn = await self.proxy.send(pool, b"".join(head), scope["method"] == "HEAD", timing,
-                                             start_pump if more else None)
+            conn = await self.proxy.send(pool, b"".join(head), scope["method"] == "HEAD", timing,
+                                         asyncio.get_running_loop().time() + spec.timeout,
+                                         start_pump if more else None)
         except TimeoutError:
             error, detail = "timeout", f"gave no answer within {spec.timeout:g}s"
         except (OSError, Closed) as e:
@@ -315,13 +335,17 @@ class Transparent:
                 return
             except (TimeoutError, Closed) as e:
                 # The answer broke after its head went out: the client must see a broken answer, not a short one.
+                # Returning without finishing the response makes uvicorn close the client's connection.
                 for task in pump:
                     task.cancel()
                 conn.close()
+                detail = f"broke off its answer: {str(e) or f'nothing for {spec.timeout:g}s'}"
                 answer = Answer(None, b"", "", "timeout" if isinstance(e, TimeoutError) else "unreachable",
-                                time.perf_counter() - timing[0], f"broke off its answer: {e or 'timed out'}")
+                                time.perf_counter() - timing[0], detail)
                 self._account(target, now, request_id, arm, answer, kept, predict, forced, sticky_key, record)
-                raise
+                log.warning("rollout %s: version %s %s; the client's connection is closed", spec.key,
+                            version.version, detail)
+                return
             if payload is None:
                 record = False          # too large to record
         sent_whole = not pump or (pump[0].done() and not pump[0].cancelled() and pump[0].exception() is None
@@ -333,7 +357,10 @@ class Transparent:
                         "http_5xx" if status >= 500 else None, conn.done_at - timing[0],
                         f"answered HTTP {status}" if status >= 500 else "", timing[1],
                         "connect" if timing[1] >= CONNECT_UNFAIR else None)
-        self._account(target, now, request_id, arm, answer, kept, predict, forced, sticky_key, record)
+        # After the answer has left: the transport sends this turn's writes in a callback scheduled by the
+        # first of them, so recording in the next callback keeps its cost out of the caller's latency.
+        asyncio.get_running_loop().call_soon(self._account, target, now, request_id, arm, answer, kept, predict,
+                                             forced, sticky_key, record)
 
     def _account(self, target: Target, now: float, request_id: str | None, arm: str, answer: Answer,
                  kept: list[bytes] | None, predict: bool, forced: bool, sticky: str | None, record: bool) -> None:

@@ -76,7 +76,8 @@ class Procs:
         return self._start("router.server", ["--config", str(config), *args], ready="/readyz")
 
     def _start(self, module: str, args: list, ready: str = "/healthz") -> _proc.Proc:
-        p = _proc.start(module, args, ready=ready, log_dir=self.tmp_path / "proc-logs")
+        # 60 s: on a shared 2-core machine a router (FastAPI, numpy, scipy imports) can take 20 s to listen
+        p = _proc.start(module, args, ready=ready, log_dir=self.tmp_path / "proc-logs", timeout=60)
         self.started.append(p)
         return p
 

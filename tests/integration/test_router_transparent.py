@@ -270,3 +270,30 @@ def test_a_request_that_comes_back_to_its_own_rollout_is_refused(procs, tmp_path
     assert r.status_code == 200
     seen = dict((k.lower(), v) for k, v in r.json()["headers"])
     assert seen["x-modelrollout-via"] == "ops/ranker, ml/fraud"
+
+
+def test_a_silent_model_is_a_504_and_an_answer_that_stalls_breaks_the_connection(procs, tmp_path):
+    """No answer within spec.timeout: 504 model timeout (recorded on predictPath). An answer whose body stops
+    for longer than spec.timeout after its head went out: the client's connection is closed before the
+    end of the body, so a cut answer is never taken for a whole one."""
+    silent = procs.scorer("v1", "--hang-after", "0")
+    slow = procs.echo("v2")
+    router = procs.router(write_config(tmp_path / "r.yaml", [
+        _doc("fraud", silent.url, silent.url, weight=0, timeout="1s"),
+        _doc("stream", slow.url, slow.url, weight=0, timeout="1s")]))
+    r = httpx.post(f"{router.url}/predict", json={"features": {"age": 3}}, headers={"Host": "fraud"}, timeout=10)
+    assert r.status_code == 504 and r.json()["error"] == "model timeout", r.text
+    metrics = httpx.get(f"{router.url}/metrics").text
+    assert metric_value(metrics, "modelrollout_router_errors_total", rollout="fraud", kind="timeout") == 1
+    with socket.create_connection(("127.0.0.1", router.port), timeout=20) as sock:
+        sock.sendall(b"GET /stream?chunks=3&size=100&token=stall HTTP/1.1\r\nHost: stream\r\n\r\n")
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        assert answer.status == 200
+        try:
+            body = answer.read()
+        except http.client.IncompleteRead as e:
+            body = e.partial
+        else:
+            raise AssertionError(f"a stalled answer ended as if whole: {body!r}")
+        assert body == b"A" * 100
