@@ -210,7 +210,8 @@ def _step(raw: Any, path: str) -> Step:
     kinds = [k for k in r.data if k in STEP_KINDS]
     unknown = [k for k in r.data if k not in STEP_KINDS]
     if unknown or len(kinds) != 1:
-        raise SpecError(path, f"expected exactly one of {', '.join(STEP_KINDS)}, got {sorted(r.data)!r}")
+        raise SpecError(path, f"expected exactly one of {', '.join(STEP_KINDS)}, "
+                              f"got {sorted(map(str, r.data))!r}")
     kind = kinds[0]
     body = r.sub(kind) or _Reader({}, r.at(kind))
     duration = body.duration("duration")
@@ -384,7 +385,7 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
 
 def parse_rollout(doc: Any) -> Rollout:
     """A whole ModelRollout document (as `kubectl apply` takes it) → `Rollout`; raises `SpecError`."""
-    r = _Reader(doc, "")
+    r = _Reader(doc, "<document>")            # the path of the whole document, should it not be a mapping
     api = r.data.get("apiVersion")
     if api != API_VERSION:
         raise SpecError("apiVersion", f"expected {API_VERSION}, got {api!r}")

@@ -180,12 +180,13 @@ def _array(value: list, schema: dict, path: str) -> Iterator[SchemaError]:
             yield from _validate(item, items, f"{path}[{i}]")
     if schema.get("x-kubernetes-list-type") == "map":
         keys = schema.get("x-kubernetes-list-map-keys", ())
-        seen: dict[tuple, int] = {}
+        seen: dict[tuple[str, ...], int] = {}
         for i, item in enumerate(value):
             if not isinstance(item, dict):
                 continue
-            k = tuple(item.get(name) for name in keys)
+            values = tuple(item.get(name) for name in keys)
+            k = tuple(repr(v) for v in values)       # a key value may be a list or mapping (a wrong type)
             if k in seen:
-                shown = ", ".join(f"{name}: {_show(v)}" for name, v in zip(keys, k, strict=True))
+                shown = ", ".join(f"{name}: {_show(v)}" for name, v in zip(keys, values, strict=True))
                 yield SchemaError(f"{path}[{i}]", f"Duplicate value: map[{shown}]")
             seen[k] = i
