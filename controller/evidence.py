@@ -161,11 +161,18 @@ class RouterSummaries:
         buckets = []
         seen = {answer["instance"]: url for url, answer in zip(urls, answers)
                 if not isinstance(answer, Failure) and isinstance(answer.get("instance"), str)}
+        # A replica that failed to answer is not known to be gone: its own failure already leaves this window
+        # without router data, and its instance is kept to be looked for in the next window.
+        unanswered = {url for url, answer in zip(urls, answers) if isinstance(answer, Failure)}
         for instance, url in sorted(self._instances.get(spec.key, {}).items(), key=lambda kv: kv[1]):
-            if instance not in seen:
-                failures.append(Failure(ROUTER, url, FailureKind.REPLICA_LOST, (
-                    f"router instance {instance} answered for the previous window and is gone (pod deleted, "
-                    "process or worker restarted): its part of this window is lost")))
+            if instance in seen:
+                continue
+            if url in unanswered:
+                seen[instance] = url
+                continue
+            failures.append(Failure(ROUTER, url, FailureKind.REPLICA_LOST, (
+                f"router instance {instance} answered for the previous window and is gone (pod deleted, "
+                "process or worker restarted): its part of this window is lost")))
         self._instances[spec.key] = seen
         for url, answer in zip(urls, answers):
             if isinstance(answer, Failure):

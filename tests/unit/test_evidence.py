@@ -164,6 +164,12 @@ def test_a_router_instance_that_vanished_since_the_previous_window_makes_the_win
     answers[B] = {**summaries_answer(spec, T0), "instance": "a.1"}   # router-a's worker restarted
     (lost,) = source.gather(spec, T0 + 180, T0 + 240).failures
     assert lost.kind is FailureKind.REPLICA_LOST and lost.target == B and "a.0" in lost.detail
+    # A replica that times out is a Timeout, not a loss, and is not taken for lost once it answers again.
+    answers[C] = httpx.ReadTimeout("slow")
+    (slow,) = source.gather(spec, T0 + 240, T0 + 300).failures
+    assert slow.kind is FailureKind.TIMEOUT and slow.target == C
+    answers[C] = {**summaries_answer(spec, T0), "instance": "c.0"}
+    assert source.gather(spec, T0 + 300, T0 + 360).complete
     assert RouterSummaries(client(routers(answers)), lambda s: [B, C]).gather(spec, T0, T0 + 60).complete
 
 
