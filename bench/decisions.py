@@ -23,7 +23,10 @@ ks minPValue 0.01 over 20 A/A windows: false pause rate <= 1%.
 `--paired`: samples needed by the paired shadow tests vs their unpaired counterparts to catch a change of 1.5x
 the tolerance (target: paired needs <= half), and shadow-wilcoxon rollouts (bench/decisions_paired.py).
 
-    python bench/decisions.py [--quick] [--rollouts N] [--windows W] [--seed S] [--gates | --paired]
+`--sequential`: the same checks judged sequentially vs window by window: A/A false rollbacks with a look every
+window (target <= 1%) and the time to a decision (bench/decisions_sequential.py).
+
+    python bench/decisions.py [--quick] [--rollouts N] [--windows W] [--seed S] [--gates | --paired | --sequential]
 """
 from __future__ import annotations
 
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--population", type=int, default=1_000_000, help="samples for the true metric values")
     ap.add_argument("--paired", action="store_true",
                     help="only the paired cases: samples needed paired vs unpaired, and shadow-wilcoxon rollouts")
+    ap.add_argument("--sequential", action="store_true",
+                    help="only sequential vs fixed windows: A/A false rollbacks and time to a decision")
     ap.add_argument("--sims", type=int, default=None, help="simulations per n for --paired (default 400, quick 150)")
     args = ap.parse_args(argv)
     if args.confidence is not None:
@@ -212,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.gates:
         return gates(rollouts, max(20, per_size // 2), args.windows, rng, started)
+    if args.sequential:
+        from bench import decisions_sequential
+        misses = decisions_sequential.run(rollouts, max(args.windows, 20), args.seed, simulate)
+        print(f"targets missed: {misses}; total {time.perf_counter() - started:.0f}s")
+        return 0
     if args.paired:
         from bench import decisions_paired
         misses = decisions_paired.paired_vs_unpaired(args.sims or (150 if args.quick else 400), args.seed)
