@@ -29,12 +29,19 @@ __all__ = ["analysis_window", "next_wakeup", "gather", "judge", "evaluate_window
            "reconcile_step"]
 
 
+WAKE_MARGIN = 0.02
+"""Seconds a timer waits past its deadline, so the reconcile it starts finds the window due."""
+
+
 def analysis_window(spec: RolloutSpec, status: RolloutStatus, now: float) -> tuple[float, float] | None:
     """(start, end) of the analysis window due at `now`, or None when no analysis is due.
 
     Due once `interval` has passed since the last window (or since the step started); not before the
-    rollout has started on the current revision, and never after it finished.
+    rollout has started on the current revision, never after it finished, and never for a rollout without
+    checks (nothing to judge: its steps run on their durations, and no window is recorded in its status).
     """
+    if not spec.analysis.checks:
+        return None
     if status.phase.is_terminal or status.revision != spec.revision or status.revision is None:
         return None
     last = status.last_analysis_at if status.last_analysis_at is not None else status.step_started_at
@@ -46,16 +53,28 @@ def analysis_window(spec: RolloutSpec, status: RolloutStatus, now: float) -> tup
 
 
 def next_wakeup(spec: RolloutSpec, status: RolloutStatus, now: float) -> float | None:
-    """Seconds until this rollout needs a reconcile again without any event (None: only on change)."""
+    """Seconds until this rollout needs a reconcile again without any event (None: only on an event).
+
+    The earlier of the next analysis window (rollouts with checks) and the end of the current step's
+    duration, if that end is still ahead (once it has passed, the step advances on that reconcile or
+    waits for a passing window or a command, which a timer cannot bring sooner); None for a terminal
+    rollout and for one that waits on a command alone (e.g. a `pause: {}` step without checks). These
+    deadlines are the controller's timers: nothing else in the status changes with time, so between
+    them a rollout needs no reconcile. `WAKE_MARGIN` is added so a timer never fires just before its
+    deadline (the work queue runs on the monotonic clock, decisions on the wall clock)."""
     if status.phase.is_terminal:
         return None
-    last = status.last_analysis_at if status.last_analysis_at is not None else status.step_started_at
-    wait = spec.analysis.interval if last is None else last + spec.analysis.interval - now
+    wait: float | None = None
+    if spec.analysis.checks:
+        last = status.last_analysis_at if status.last_analysis_at is not None else status.step_started_at
+        wait = spec.analysis.interval if last is None else last + spec.analysis.interval - now
     if status.step_started_at is not None and status.current_step < len(spec.steps):
         step_ = spec.steps[status.current_step]
         if step_.duration is not None:
-            wait = min(wait, status.step_started_at + step_.duration - now)
-    return max(0.05, wait)
+            end = status.step_started_at + step_.duration - now
+            if end > 0:
+                wait = end if wait is None else min(wait, end)
+    return None if wait is None else max(0.0, wait) + WAKE_MARGIN
 
 
 def gather(source: EvidenceSource | Callable[..., Observations], spec: RolloutSpec, start: float,

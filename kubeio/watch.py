@@ -31,7 +31,11 @@ class ListWatcher:
 
     `on_change(key, obj_or_None)` is called from the watcher thread after the cache is updated: for every
     added, modified or deleted object, and for every object on a periodic resync (so a lost event can never
-    leave a rollout unreconciled). `on_resync(objects)` runs after each LIST with the full current set.
+    leave a rollout unreconciled). `on_event(key, old, new)` is called at the same points with the cached
+    version before the change (None: not seen before) and after it (None: deleted), but only for a real
+    change: a relist reports an object only if it is new, gone, or its resourceVersion moved while the
+    watch was down, so a periodic relist repairs lost events without re-reporting what did not change.
+    `on_resync(objects)` runs after each LIST with the full current set.
 
     `lister` follows another resource the same way (the dashboard follows Events with it): called with the
     list call's keyword arguments, it returns the list as a dict, or, when they include `watch=True` (and
@@ -41,6 +45,7 @@ class ListWatcher:
     def __init__(self, api_client: client.ApiClient, namespace: str | None = None, *,
                  on_change: Callable[[str, dict | None], None] | None = None,
                  on_resync: Callable[[list[dict]], None] | None = None,
+                 on_event: Callable[[str, dict | None, dict | None], None] | None = None,
                  resync: float = 30.0, watch_timeout: float = 60.0,
                  lister: Callable[..., Any] | None = None):
         self.api = client.CustomObjectsApi(api_client)
@@ -48,6 +53,7 @@ class ListWatcher:
         self.namespace = namespace
         self.on_change = on_change or (lambda key, obj: None)
         self.on_resync = on_resync or (lambda objs: None)
+        self.on_event = on_event or (lambda key, old, new: None)
         self.resync = resync
         self.watch_timeout = watch_timeout
         self.cache: dict[str, dict] = {}
@@ -104,15 +110,20 @@ class ListWatcher:
             o.setdefault("apiVersion", API_VERSION)  # LIST items lack apiVersion/kind; put them back so they
             o.setdefault("kind", KIND)               # parse as documents
         with self._lock:
-            gone = [k for k in self.cache if k not in items]
+            before = self.cache
+            gone = [k for k in before if k not in items]
             self.cache = items
         self.relists += 1
         self.synced.set()
         self.on_resync(list(items.values()))
         for k in gone:
             self.on_change(k, None)
+            self.on_event(k, before[k], None)
         for k, o in items.items():
             self.on_change(k, o)
+            old = before.get(k)
+            if old is None or _version(old) != _version(o):
+                self.on_event(k, old, o)
         return listed["metadata"]["resourceVersion"]
 
     def _watch_until(self, stop: threading.Event, rv: str, deadline: float) -> None:
@@ -147,13 +158,20 @@ class ListWatcher:
         key = object_key(obj)
         if kind == "DELETED":
             with self._lock:
-                self.cache.pop(key, None)
+                old = self.cache.pop(key, None)
             self.on_change(key, None)
+            self.on_event(key, old, None)
         elif kind in ("ADDED", "MODIFIED"):
             with self._lock:
+                old = self.cache.get(key)
                 self.cache[key] = obj
             self.on_change(key, obj)
+            self.on_event(key, old, obj)
         return rv
+
+
+def _version(obj: dict) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
 
 
 class _Gone(KubeError):

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from policies.api import Phase
+from policies.status import RolloutStatus, format_left
 
 PHASE_STYLES = {Phase.SHADOWING: "cyan", Phase.PROGRESSING: "yellow", Phase.INTERLEAVING: "magenta", Phase.PAUSED: "bold yellow",
                 Phase.PROMOTED: "bold green", Phase.ROLLED_BACK: "bold red", Phase.FAILED: "bold red", Phase.PENDING: "dim"}
@@ -55,10 +56,13 @@ class LiveView:
         step = int(status.get("currentStep") or 0)
         routing = status.get("routing") or {}
         weight = 100 if phase == Phase.PROMOTED else int(routing.get("candidateWeight") or 0)
+        # the time left is computed here, from the status's step start and duration (the status holds no clock text)
+        left = RolloutStatus.from_status(status).step_left(time.time())
         head = Table.grid(padding=(0, 2))
         head.add_row(Text(phase, style=PHASE_STYLES.get(phase, "")),
                      Text(f"step {min(step + 1, len(steps))}/{len(steps)}: "
-                          f"{steps[min(step, len(steps) - 1)].describe()}"),
+                          f"{steps[min(step, len(steps) - 1)].describe()}"
+                          + (f" ({format_left(left)} left)" if left is not None and left > 0 else "")),
                      Text("shadow (mirrored)" if routing.get("shadow") else f"candidate {weight}%"))
         bar = Table.grid(padding=(0, 1))
         bar.add_row(Text("candidate traffic", style="dim"),

@@ -121,6 +121,7 @@ def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
         s = m.act_on_checks(s)
     s = m.advance(s)
     s = m.describe(s)
+    s = replace(s, step_duration=_step_duration(spec, s))
     s = _conditions(spec, s, now)
     s = replace(s, drift=worst_check(s.checks))
     actions = list(m.actions)
@@ -356,19 +357,16 @@ class _Machine:
     # --- the human-readable line -----------------------------------------------------------------
 
     def describe(self, s: RolloutStatus) -> RolloutStatus:
-        """Keep `message` saying what an active rollout is waiting for."""
+        """Keep `message` saying what an active rollout waits for, in words that change only with a fact
+        (a window's verdicts, a transition), never with the clock: the time left in the step is computed
+        by whoever shows it from `stepStartedAt` and `stepDurationSeconds`."""
         if not s.phase.is_active:
             return s
-        step = self.spec.steps[s.current_step]
-        started = s.step_started_at if s.step_started_at is not None else self.now
-        left = (step.duration or 0.0) - (self.now - started)
         label = self.step_label(s.current_step)
-        if left > 0:
-            return replace(s, message=f"{label}: {_fmt_left(left)} left")
         waiting = self.blocking_not_passed(s)
         if waiting:
             return replace(s, message=f"{label}: waiting for a passing window of {', '.join(waiting)}")
-        return s
+        return replace(s, message=f"{label}: running")
 
 
 def _update_check(old: CheckState, r: CheckResult, now: float) -> CheckState:
@@ -401,11 +399,11 @@ def _for_windows(st: CheckState) -> str:
     return f"{st.reason} for {n} window{'s' if n != 1 else ''}"
 
 
-def _fmt_left(seconds: float) -> str:
-    seconds = int(seconds + 0.999)
-    h, rem = divmod(seconds, 3600)
-    m, sec = divmod(rem, 60)
-    return (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{sec}s" if sec or not (h or m) else "")
+def _step_duration(spec: RolloutSpec, s: RolloutStatus) -> float | None:
+    """The running step's duration, a fact of the spec kept beside `step_started_at` in the status."""
+    if s.phase.is_terminal or not 0 <= s.current_step < len(spec.steps):
+        return None
+    return spec.steps[s.current_step].duration
 
 
 def _severity(s: RolloutStatus) -> str:

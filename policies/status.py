@@ -241,6 +241,10 @@ class RolloutStatus:
     history: tuple[HistoryEntry, ...] = ()
     revision: str | None = None
     step_started_at: float | None = None
+    step_duration: float | None = None
+    """Seconds the current step runs (None: no step running, or a `pause: {}` that waits for promote).
+    With `step_started_at` it is the fact a viewer computes the time left from (`step_left`); the
+    status itself never holds text that changes with time alone."""
     step_windows: int = 0
     """Analysis windows evaluated since the current step began (a step needs one to advance)."""
     last_analysis_at: float | None = None
@@ -250,6 +254,20 @@ class RolloutStatus:
     """Why the phase is Paused: "step" (a pause step), "user", "inconclusive" or "check"."""
     drift: str | None = None
     """`NAME VALUE/THRESHOLD` of the worst check (see `worst_check`), for `kubectl get mro`."""
+
+    def step_ends_at(self) -> float | None:
+        """When the current step's duration is over (None: no timed step running)."""
+        if self.phase.is_terminal or self.step_started_at is None or self.step_duration is None:
+            return None
+        return self.step_started_at + self.step_duration
+
+    def step_left(self, now: float) -> float | None:
+        """Seconds until the current step's duration is over as of `now` (<= 0: over; None: not timed).
+
+        Computed by whoever shows it (`kubectl modelrollout status`, the live view, the report): the
+        controller never writes it, so the status does not change with time alone."""
+        end = self.step_ends_at()
+        return None if end is None else end - now
 
     def check(self, name: str) -> CheckState | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -284,6 +302,7 @@ class RolloutStatus:
             "history": [h.to_status() for h in self.history],
             "revision": self.revision,
             "stepStartedAt": rfc3339(self.step_started_at) if self.step_started_at is not None else None,
+            "stepDurationSeconds": _num_out(self.step_duration),
             "stepWindows": self.step_windows,
             "lastAnalysisAt": rfc3339(self.last_analysis_at) if self.last_analysis_at is not None else None,
             "message": self.message,
@@ -316,7 +335,8 @@ class RolloutStatus:
             current_step=_int(d.get("currentStep"), 0, 0), routing=Routing.from_status(d.get("routing")),
             checks=checks, conditions=conds, history=hist[-HISTORY_LIMIT:],
             revision=rev if isinstance(rev, str) else None,
-            step_started_at=parse_time(d.get("stepStartedAt")), step_windows=_int(d.get("stepWindows"), 0, 0),
+            step_started_at=parse_time(d.get("stepStartedAt")), step_duration=_seconds(d.get("stepDurationSeconds")),
+            step_windows=_int(d.get("stepWindows"), 0, 0),
             last_analysis_at=parse_time(d.get("lastAnalysisAt")), message=str(d.get("message") or ""),
             last_command_id=cmd if isinstance(cmd, str) else None,
             pause_reason=pause if isinstance(pause, str) else None,
@@ -378,6 +398,20 @@ def _parse_text_time(v: str) -> float | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
+
+
+def format_left(seconds: float) -> str:
+    """`1h2m3s`, `14s`, `0s`: a time left rounded up to the second."""
+    seconds = max(0, int(math.ceil(seconds - 1e-9)))
+    h, rem = divmod(seconds, 3600)
+    m, sec = divmod(rem, 60)
+    return (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{sec}s" if sec or not (h or m) else "")
+
+
+def _seconds(v: Any) -> float | None:
+    """A non-negative finite number of seconds, else None."""
+    f = _float(v)
+    return f if f is not None and math.isfinite(f) and f >= 0 else None
 
 
 def _list(v: Any) -> list:

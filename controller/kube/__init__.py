@@ -48,7 +48,8 @@ def parse_args(argv: list[str]):
     p.add_argument("--lease-duration", type=_duration, default=15.0)
     p.add_argument("--renew-deadline", type=_duration, default=10.0)
     p.add_argument("--retry-period", type=_duration, default=2.0)
-    p.add_argument("--resync", type=_duration, default=30.0, help="full relist period (default 30s)")
+    p.add_argument("--resync", type=_duration, default=30.0,
+                   help="full relist period (default 30s): repairs lost watch events; only what changed is reconciled")
     p.add_argument("--router-token-file", metavar="FILE",
                    help="a token for the routers' audience, sent as Authorization: Bearer to their /summaries "
                    "(routers run with --internal-auth kubernetes; the manifests mount a projected token)")

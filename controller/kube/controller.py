@@ -1,8 +1,10 @@
 """The controller process: list+watch → work queue → workers running the reconciler, under leader election.
 
 Threads: one list/watch, one lease elector, `workers` reconcile workers, one metrics HTTP server, one
-notification sender. A key is reconciled by one worker at a time; after each reconcile it is requeued for
-the next analysis window or step deadline, and on every change the watch reports.
+notification sender. A key is reconciled by one worker at a time. It is queued for a change that can
+alter a decision (new object, spec change, command, a status someone else wrote: `triggers.reason`) and,
+after each reconcile, for its next deadline (the next analysis window or step end); the watch events of
+the controller's own status writes queue nothing.
 """
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ from controller.notify import Notifier
 from .events import EventRecorder
 from .leader import LeaseElector
 from .metrics import ControllerMetrics
-from .reconciler import NotLeader, Reconciler
+from .reconciler import NotLeader, Reconciler, clean_status
 from .routers import RouterDiscovery
 from .services import RouterEndpoints, ServiceKeeper
 from .secrets import SecretReader
 from .token import RouterToken
+from . import triggers
 from kubeio.watch import ListWatcher
 
 log = logging.getLogger("modelrollout.controller")
@@ -60,7 +63,8 @@ class ControllerSettings:
     retry_period: float = 2.0
     """Seconds between lease renewals."""
     resync: float = 30.0
-    """Seconds between full relists (every rollout is reconciled at least this often)."""
+    """Seconds between full relists; a relist reconciles what changed while the watch missed it (the timers
+    of `controller.core.next_wakeup`, not relists, bring every active rollout its windows and step ends)."""
     http_timeout: float = 5.0
     """Seconds a router or Prometheus may take to answer one query (then: Inconclusive)."""
     workers: int = 4
@@ -97,7 +101,7 @@ class Controller:
         self.reconciler = Reconciler(api_client, evidence=self.evidence, events=self.events, metrics=self.metrics,
                                      notifier=self.notifier, identity=self.identity, may_write=self.is_leader,
                                      write_timeout=write_timeout)
-        self.watcher = ListWatcher(api_client, settings.namespace, on_change=self._changed, resync=settings.resync)
+        self.watcher = ListWatcher(api_client, settings.namespace, on_event=self._changed, resync=settings.resync)
         # Transparent mode: rollouts' own Services, whose EndpointSlices follow the router Service's.
         self.router_endpoints = None
         if settings.router_service:
@@ -119,7 +123,7 @@ class Controller:
     def _started_leading(self) -> None:
         self.metrics.leader.labels(self.identity).set(1)
         for obj in self.watcher.objects():
-            self.queue.add(_key(obj))
+            self._queue(_key(obj), triggers.LEADER)
 
     def _stopped_leading(self) -> None:
         self.metrics.leader.labels(self.identity).set(0)
@@ -132,16 +136,25 @@ class Controller:
     def _routers_moved(self) -> None:
         for obj in self.watcher.objects():
             if isinstance(obj.get("spec"), dict) and obj["spec"].get("service"):
-                self.queue.add(_key(obj))
+                self._queue(_key(obj), triggers.ROUTERS)
 
-    def _changed(self, key: str, obj: dict | None) -> None:
+    def _changed(self, key: str, old: dict | None, obj: dict | None) -> None:
+        """A watch event or relist difference: queue the key if the change can alter a decision."""
+        self.metrics.watch_events.inc()
         if obj is None:
             self.services.forget(key)
             self.queue.forget(key)
+            self.reconciler.forget(key)
             ns, _, name = key.partition("/")
             self.metrics.forget(ns, name)
             return
-        self.queue.add(key)
+        why = triggers.reason(old, obj, self.reconciler.written(key), clean_status)
+        if why is not None:
+            self._queue(key, why)
+
+    def _queue(self, key: str, why: str, delay: float = 0.0) -> None:
+        self.metrics.triggers.labels(why).inc()
+        self.queue.add(key, delay)
 
     # ---- running -------------------------------------------------------------------------------------
 
@@ -212,7 +225,7 @@ class Controller:
             outcome = self.reconciler.reconcile(obj)
             self.reconciles += 1
             if outcome.requeue is not None:
-                self.queue.add(key, outcome.requeue)
+                self._queue(key, triggers.TIMER, outcome.requeue)
         except NotLeader as e:
             log.info("%s", e)
         except Exception as e:  # noqa: BLE001 - temporary: apiserver down, conflict storm, ...
@@ -222,7 +235,7 @@ class Controller:
                 reason = f"http_{status}"
             self.metrics.reconcile_errors.labels(reason).inc()
             log.warning("reconcile %s failed (%s): %s; retrying", key, reason, str(e)[:300])
-            self.queue.add(key, 1.0)
+            self._queue(key, triggers.RETRY, 1.0)
         finally:
             self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         try:
@@ -230,7 +243,7 @@ class Controller:
         except Exception as e:  # noqa: BLE001 - apiserver down, RBAC missing: retried on the next reconcile
             self.metrics.reconcile_errors.labels("service").inc()
             log.warning("Service of %s not ensured: %s; retrying", key, str(e)[:300])
-            self.queue.add(key, 5.0)
+            self._queue(key, triggers.RETRY, 5.0)
 
 
 def _key(obj: dict) -> str:

@@ -49,6 +49,12 @@ class ControllerMetrics:
                                      "Status subresource writes that the apiserver accepted", registry=r)
         self.write_conflicts = Counter("modelrollout_status_conflicts_total",
                                        "Status writes refused with 409 Conflict (then re-read)", registry=r)
+        self.watch_events = Counter("modelrollout_watch_events_total",
+                                    "ModelRollout changes the watch (or a relist) reported, own status writes included",
+                                    registry=r)
+        self.triggers = Counter("modelrollout_reconcile_triggers_total",
+                                "Requests to reconcile a rollout, by cause (new, spec, command, status, leader, "
+                                "timer, retry); a key already queued runs once", ["trigger"], registry=r)
         self.leader = Gauge("modelrollout_controller_leader", "1 while this replica leads",
                             ["identity"], registry=r)
         self.identity = identity

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from kubernetes import client
@@ -52,6 +52,17 @@ class Reconciler:
         self.evidence, self.events, self.metrics, self.notifier = evidence, events, metrics, notifier
         self.identity, self.may_write, self.write_timeout, self.clock = identity, may_write, write_timeout, clock
         self._bad_commands: dict[str, str] = {}
+        self._written: dict[str, tuple[dict, str | None]] = {}
+        """Per "namespace/name": the cleaned status last sent and the resourceVersion its write returned
+        (None while the write is in flight), for `controller.kube.triggers` to recognise its own writes."""
+
+    def written(self, key: str) -> tuple[dict | None, str | None]:
+        """(the status this controller last wrote or is writing for `key`, that write's resourceVersion)."""
+        return self._written.get(key, (None, None))
+
+    def forget(self, key: str) -> None:
+        self._written.pop(key, None)
+        self._bad_commands.pop(key, None)
 
     def reconcile(self, obj: dict) -> Outcome:
         """One reconcile of `obj` (as last seen); retries a 409 by re-reading, at most 3 times."""
@@ -74,8 +85,8 @@ class Reconciler:
         try:
             rollout = parse_rollout(obj)
         except SpecError as e:
-            status = invalid_spec_status(old, e, now)
-            new = _clean(status.to_status())
+            status = replace(invalid_spec_status(old, e, now), observed_generation=_generation(obj))
+            new = clean_status(status.to_status())
             wrote = self._write(obj, new)
             if wrote:
                 self.events.record(obj, "Warning", "InvalidSpec", str(e))
@@ -83,7 +94,7 @@ class Reconciler:
             return Outcome(None, wrote, status.phase.value)
         spec = rollout.spec
         decision = core.step(spec, old, now, source, self._command(obj))
-        new = _clean(decision.status.to_status())
+        new = clean_status(decision.status.to_status())
         wrote = self._write(obj, new)
         if wrote:
             for action in decision.actions:
@@ -113,15 +124,18 @@ class Reconciler:
     def _write(self, obj: dict, status: dict) -> bool:
         """Replace the status subresource with `status` (cleaned `RolloutStatus.to_status()`) if it differs
         from the one the apiserver holds (optimistic concurrency on resourceVersion)."""
-        if status == _clean(obj.get("status") or {}):
+        if status == clean_status(obj.get("status") or {}):
             return False
         if not self.may_write():
             raise NotLeader(f"{self.identity} is not leader; status of {'/'.join(_ns_name(obj))} not written")
         body = {"apiVersion": obj.get("apiVersion", API_VERSION), "kind": obj.get("kind", KIND),
                 "metadata": obj["metadata"], "spec": obj.get("spec"), "status": status}
         ns, name = _ns_name(obj)
+        key = f"{ns}/{name}"
+        self._written[key] = (status, None)     # before the call: its watch event may come before its answer
         written = self.api.replace_namespaced_custom_object_status(
             GROUP, VERSION, ns, PLURAL, name, body, _request_timeout=self.write_timeout)
+        self._written[key] = (status, ((written or {}).get("metadata") or {}).get("resourceVersion"))
         self.metrics.status_writes.inc()
         obj["status"] = (written or {}).get("status", status)
         obj["metadata"] = (written or {}).get("metadata", obj["metadata"])
@@ -141,16 +155,21 @@ class _MemoSource:
         return self.memo[key]
 
 
+def _generation(obj: dict) -> int:
+    g = (obj.get("metadata") or {}).get("generation")
+    return g if isinstance(g, int) and not isinstance(g, bool) and g >= 0 else 0
+
+
 def _ns_name(obj: dict) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return meta.get("namespace", "default"), meta.get("name", "")
 
 
-def _clean(v: Any) -> Any:
+def clean_status(v: Any) -> Any:
     """Drop None values recursively: the apiserver prunes nulls of non-nullable fields, and comparing
     with them left in would make every reconcile look like a change."""
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items() if x is not None}
+        return {k: clean_status(x) for k, x in v.items() if x is not None}
     if isinstance(v, list):
-        return [_clean(x) for x in v]
+        return [clean_status(x) for x in v]
     return v

@@ -292,6 +292,9 @@ def status_schema() -> dict:
                       "`NAME VALUE/THRESHOLD` (e.g. `score-psi 0.04/0.2`); empty before the first analysis.", **null),
         "lastCommandId": _str(f"Id of the last {COMMAND_ANNOTATION} annotation applied (each runs once).", **null),
         "stepStartedAt": _str("RFC 3339 time the current step began.", **null),
+        "stepDurationSeconds": _num("Seconds the current step runs (null: untimed or finished); the time left "
+                                    "is stepStartedAt + this - now, computed by whoever shows it.", minimum=0,
+                                    **null),
         "lastAnalysisAt": _str("RFC 3339 time of the last analysed window.", **null),
         "routing": _obj({
             "candidateWeight": _int(minimum=0, maximum=100),
@@ -352,6 +355,9 @@ def crd() -> dict:
                             "Percent of live traffic served by the candidate."),
                     _column("Drift", "string", ".status.drift", "Worst check as NAME VALUE/THRESHOLD."),
                     _column("Age", "date", ".metadata.creationTimestamp"),
+                    _column("Step Age", "date", ".status.stepStartedAt",
+                            "Time since the current step began (the time left needs the step's duration: "
+                            "kubectl modelrollout status).", priority=1),
                     _column("Baseline", "string", ".spec.baseline.version", priority=1),
                     _column("Candidate", "string", ".spec.candidate.version", priority=1),
                     _column("Message", "string", ".status.message", priority=1),

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from policies.planning import describe
 from policies.spec import SpecError, parse_rollout
-from policies.status import Phase, RolloutStatus, Verdict, parse_time, rfc3339
+from policies.status import Phase, RolloutStatus, Verdict, format_left, parse_time, rfc3339
 
 PHASE_STYLE = {
     Phase.PENDING: "dim", Phase.SHADOWING: "cyan", Phase.PROGRESSING: "cyan", Phase.INTERLEAVING: "cyan",
@@ -54,6 +54,31 @@ def _steps(obj: Mapping[str, Any]) -> list[str]:
 
 def _status(obj: Mapping[str, Any]) -> RolloutStatus:
     return RolloutStatus.from_status(obj.get("status"))
+
+
+def step_left(obj: Mapping[str, Any], now: float) -> float | None:
+    """Seconds left in the current step as of `now` (<= 0: its duration has passed; None: not timed).
+
+    Computed here from the status's facts, `stepStartedAt` + `stepDurationSeconds` (the controller writes
+    no clock text); a status from a controller that did not write the duration falls back to the spec's."""
+    st = _status(obj)
+    left = st.step_left(now)
+    if left is not None or st.step_started_at is None or st.phase.is_terminal or not obj.get("status"):
+        return left
+    try:
+        steps = parse_rollout(obj).spec.steps
+    except SpecError:
+        return None
+    if 0 <= st.current_step < len(steps) and steps[st.current_step].duration is not None:
+        return st.step_started_at + steps[st.current_step].duration - now
+    return None
+
+
+def left_text(left: float | None) -> str:
+    """`14m left`, `ended 3m ago` or `-`."""
+    if left is None:
+        return "-"
+    return f"{format_left(left)} left" if left > 0 else f"ended {format_left(-left)} ago"
 
 
 def _phase_text(st: RolloutStatus, has_status: bool) -> Text:
@@ -99,7 +124,9 @@ def summary(obj: Mapping[str, Any], now: float) -> Table:
     if 0 <= st.current_step < len(steps):
         step += f"  {steps[st.current_step]}  ({st.current_step + 1} of {len(steps)})"
     if st.step_started_at is not None:
-        step += f"  (started {age(st.step_started_at, now)} ago)"
+        left = step_left(obj, now)
+        step += f"  (started {age(st.step_started_at, now)} ago" + (f", {left_text(left)})" if left is not None
+                                                                    else ")")
     grid.add_row("Step", step)
     grid.add_row("Routing", weight_text(st))
     if st.drift:
@@ -107,6 +134,10 @@ def summary(obj: Mapping[str, Any], now: float) -> Table:
     if st.last_analysis_at is not None:
         grid.add_row("Analysed", f"{age(st.last_analysis_at, now)} ago")
     return grid
+
+
+def _short_left(left: float | None) -> str:
+    return "-" if left is None else format_left(max(0.0, left))
 
 
 def steps_table(obj: Mapping[str, Any]) -> Table:
@@ -242,8 +273,8 @@ def status_view(obj: Mapping[str, Any], now: float, history: int = 10) -> Group:
 
 def list_table(items: list[Mapping[str, Any]], now: float, all_namespaces: bool = False) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
-    cols = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "PHASE", "STEP", "WEIGHT", "DRIFT", "BASELINE",
-                                                        "CANDIDATE", "AGE", "MESSAGE"]
+    cols = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "PHASE", "STEP", "WEIGHT", "DRIFT", "STEP LEFT",
+                                                        "BASELINE", "CANDIDATE", "AGE", "MESSAGE"]
     for col in cols:
         table.add_column(col)
     for obj in items:
@@ -257,6 +288,7 @@ def list_table(items: list[Mapping[str, Any]], now: float, all_namespaces: bool 
             f"{st.current_step}" if has_status else "-",
             f"{st.routing.candidate_weight}%" + (" +shadow" if st.routing.shadow else ""),
             st.drift or "-",
+            _short_left(step_left(obj, now)),
             str((spec.get("baseline") or {}).get("version", "")),
             str((spec.get("candidate") or {}).get("version", "")),
             age(parse_time(meta.get("creationTimestamp")), now),

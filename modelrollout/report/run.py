@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from policies.api import Phase
 from policies.errors import InvalidInput
+from policies.status import RolloutStatus, format_left
 
 
 FORMAT = "modelrollout.io/run/v1"
@@ -197,7 +198,12 @@ class RunRecorder:
         rec = self.rollouts[key]
         rec["status"] = dict(status)
         if rec["outcome"] is None:
-            rec["outcome"] = {"phase": status.get("phase"), "time": self.finished, "reason": status.get("message"),
+            reason = status.get("message") or ""
+            # the status holds the step's start and duration, not a clock text: the time left is computed here
+            left = RolloutStatus.from_status(status).step_left(self.finished) if self.finished is not None else None
+            if left is not None and left > 0:
+                reason += f" ({format_left(left)} of the step left when the run ended)"
+            rec["outcome"] = {"phase": status.get("phase"), "time": self.finished, "reason": reason,
                               "check": None, "value": None, "threshold": None}
 
     def to_dict(self) -> dict[str, Any]:

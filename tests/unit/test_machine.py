@@ -90,7 +90,21 @@ def test_step_does_not_advance_before_its_duration_even_when_checks_pass():
     spec = make_spec()
     d, now = run_windows(spec, start(spec).status, T0, 9, all_pass)
     assert d.status.current_step == 0 and d.status.phase is Phase.SHADOWING
-    assert "left" in d.status.message
+    assert (d.status.step_started_at, d.status.step_duration) == (T0, 600.0)
+    assert d.status.step_left(now) == 60.0
+
+
+def test_status_holds_facts_not_clocks():
+    """Between windows and transitions the status is the same whatever the time: no "14s left" text. The
+    step's start and duration are stored, so whoever shows the status computes the time left."""
+    spec = make_spec()
+    s = start(spec).status
+    assert s.to_status()["stepDurationSeconds"] == 600 and s.to_status()["stepStartedAt"]
+    later = [decide(spec, s, None, T0 + t).status for t in (1, 14.5, 59)]
+    assert all(x.to_status() == s.to_status() for x in later)
+    assert [x.step_left(T0 + t) for x, t in zip(later, (1, 14.5, 59))] == [599, 585.5, 541]
+    paused = decide(make_spec(steps=[{"pause": {}}]), None, None, T0).status
+    assert paused.step_duration is None and paused.step_left(T0 + 5) is None
 
 
 def test_step_advances_when_duration_passed_and_all_checks_passed():
@@ -213,6 +227,7 @@ def test_no_checks_advances_on_time_alone():
     s = start(spec).status
     d = decide(spec, s, None, T0 + 600)
     assert d.status.current_step == 1
+    assert d.status.step_windows == 0 and d.status.last_analysis_at is None
 
 
 def test_step_routing_of_a_leading_pause_is_all_baseline():
