@@ -21,6 +21,7 @@ unit tests hand them an `httpx.MockTransport`. `docs/contracts.md` describes the
 from __future__ import annotations
 
 import concurrent.futures as futures
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Protocol, Sequence
@@ -124,6 +125,15 @@ class RouterSummaries:
         self.http, self.replicas, self.max_parallel = http, replicas, max_parallel
         self._instances: dict[str, dict[str, str]] = {}
         """Per rollout (`spec.key`), the router instances that answered its last gather, with their URL."""
+        self._pool: futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _parallel(self) -> futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = futures.ThreadPoolExecutor(max_workers=self.max_parallel,
+                                                        thread_name_prefix="router-summaries")
+            return self._pool
 
     def fetch(self, url: str, spec: RolloutSpec, start: float, end: float) -> dict | Failure:
         """One replica's `/v1/rollouts/{name}/summaries` answer for buckets in [start, end] (buckets in
@@ -155,8 +165,10 @@ class RouterSummaries:
                 ROUTER, "(none)", FailureKind.NO_SOURCE,
                 "no router replica known (no ready endpoints and no --router-url)"),))
         start = window_start - MAX_BUCKET_SECONDS
-        with futures.ThreadPoolExecutor(max_workers=min(self.max_parallel, len(urls))) as pool:
-            answers = list(pool.map(lambda url: self.fetch(url, spec, start, window_end), urls))
+        # the other replicas are asked from a pool kept for the source's life (a pool per window costs a
+        # thread start per replica), the first one from the calling thread
+        others = [self._parallel().submit(self.fetch, url, spec, start, window_end) for url in urls[1:]]
+        answers = [self.fetch(urls[0], spec, start, window_end)] + [f.result() for f in others]
         failures: list[Failure] = []
         buckets = []
         seen = {answer["instance"]: url for url, answer in zip(urls, answers)
@@ -238,6 +250,10 @@ class Prometheus:
         except (IndexError, TypeError, ValueError):
             return failed(FailureKind.BAD_ANSWER, f"query {query!r} returned a non-numeric value")
 
+    def wants(self, spec: RolloutSpec) -> bool:
+        """Whether `spec` has a PromQL check (else `gather` has nothing to ask)."""
+        return any(c.prometheus is not None for c in spec.analysis.checks)
+
     def gather(self, spec: RolloutSpec, window_start: float, window_end: float) -> Evidence:
         values: dict[str, float] = {}
         failures: list[Failure] = []
@@ -267,12 +283,20 @@ class Sources:
 
     def __init__(self, *sources: EvidenceSource):
         self.sources = sources
+        self._pool: futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def gather(self, spec: RolloutSpec, window_start: float, window_end: float) -> Evidence:
-        if len(self.sources) == 1:
-            return self.sources[0].gather(spec, window_start, window_end)
-        with futures.ThreadPoolExecutor(max_workers=len(self.sources)) as pool:
-            parts = list(pool.map(lambda s: s.gather(spec, window_start, window_end), self.sources))
+        # a source with nothing to ask for this spec (`wants`, e.g. Prometheus without PromQL checks) is
+        # skipped: its evidence would be empty and change nothing
+        active = [s for s in self.sources if getattr(s, "wants", lambda _: True)(spec)] or list(self.sources[:1])
+        if len(active) == 1:
+            return active[0].gather(spec, window_start, window_end)
+        with self._lock:
+            if self._pool is None:   # kept for the sources' life: a pool per window costs a thread per source
+                self._pool = futures.ThreadPoolExecutor(max_workers=len(self.sources), thread_name_prefix="sources")
+        others = [self._pool.submit(s.gather, spec, window_start, window_end) for s in active[1:]]
+        parts = [active[0].gather(spec, window_start, window_end)] + [f.result() for f in others]
         return combine(spec, window_start, window_end, parts)
 
 

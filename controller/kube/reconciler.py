@@ -52,6 +52,7 @@ class Reconciler:
         self.evidence, self.events, self.metrics, self.notifier = evidence, events, metrics, notifier
         self.identity, self.may_write, self.write_timeout, self.clock = identity, may_write, write_timeout, clock
         self._bad_commands: dict[str, str] = {}
+        self._specs: dict[str, tuple[tuple, RolloutSpec | SpecError]] = {}
         self._written: dict[str, tuple[dict, str | None]] = {}
         """Per "namespace/name": the cleaned status last sent and the resourceVersion its write returned
         (None while the write is in flight), for `controller.kube.triggers` to recognise its own writes."""
@@ -62,6 +63,7 @@ class Reconciler:
 
     def forget(self, key: str) -> None:
         self._written.pop(key, None)
+        self._specs.pop(key, None)
         self._bad_commands.pop(key, None)
 
     def reconcile(self, obj: dict) -> Outcome:
@@ -83,7 +85,7 @@ class Reconciler:
         now = self.clock()
         old = RolloutStatus.from_status(obj.get("status"))
         try:
-            rollout = parse_rollout(obj)
+            spec = self._spec(obj)
         except SpecError as e:
             status = replace(invalid_spec_status(old, e, now), observed_generation=_generation(obj))
             new = clean_status(status.to_status())
@@ -92,7 +94,6 @@ class Reconciler:
                 self.events.record(obj, "Warning", "InvalidSpec", str(e))
             self.metrics.observe_status(*_ns_name(obj), new)
             return Outcome(None, wrote, status.phase.value)
-        spec = rollout.spec
         decision = core.step(spec, old, now, source, self._command(obj))
         new = clean_status(decision.status.to_status())
         wrote = self._write(obj, new)
@@ -104,6 +105,26 @@ class Reconciler:
                     self.notifier.notify(spec, action.phase, action.severity, action.message, now)
         self.metrics.observe_status(spec.namespace, spec.name, new, spec)
         return Outcome(core.next_wakeup(spec, decision.status, self.clock()), wrote, decision.status.phase.value)
+
+    def _spec(self, obj: dict) -> RolloutSpec:
+        """The parsed spec, kept per (uid, generation): the apiserver bumps the generation on every spec
+        change, so a rollout's spec is parsed once per change, not once per window. Raises SpecError."""
+        meta = obj.get("metadata") or {}
+        version = (meta.get("uid"), meta.get("generation"))
+        key = "/".join(_ns_name(obj))
+        cached = self._specs.get(key)
+        if cached is not None and cached[0] == version and None not in version:
+            if isinstance(cached[1], SpecError):
+                raise cached[1].with_traceback(None)
+            return cached[1]
+        try:
+            spec: RolloutSpec | SpecError = parse_rollout(obj).spec
+        except SpecError as e:
+            spec = e
+        self._specs[key] = (version, spec)
+        if isinstance(spec, SpecError):
+            raise spec
+        return spec
 
     def _command(self, obj: dict) -> Command | None:
         """The command annotation, decoded (`decide` skips an id it already applied); a malformed one is
@@ -128,8 +149,12 @@ class Reconciler:
             return False
         if not self.may_write():
             raise NotLeader(f"{self.identity} is not leader; status of {'/'.join(_ns_name(obj))} not written")
+        meta = obj["metadata"]
+        # The status subresource takes the status alone (the apiserver keeps spec and the rest of metadata):
+        # name, namespace and resourceVersion (optimistic concurrency) are all the body needs.
         body = {"apiVersion": obj.get("apiVersion", API_VERSION), "kind": obj.get("kind", KIND),
-                "metadata": obj["metadata"], "spec": obj.get("spec"), "status": status}
+                "metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion") if k in meta},
+                "status": status}
         ns, name = _ns_name(obj)
         key = f"{ns}/{name}"
         self._written[key] = (status, None)     # before the call: its watch event may come before its answer
