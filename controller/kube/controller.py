@@ -27,7 +27,7 @@ from .leader import LeaseElector
 from .metrics import ControllerMetrics
 from .reconciler import NotLeader, Reconciler, clean_status
 from .routers import RouterDiscovery
-from .services import RouterEndpoints, ServiceKeeper
+from .services import RECHECK_SECONDS, RouterEndpoints, ServiceKeeper
 from .secrets import SecretReader
 from .token import RouterToken
 from . import triggers
@@ -224,8 +224,13 @@ class Controller:
         try:
             outcome = self.reconciler.reconcile(obj)
             self.reconciles += 1
-            if outcome.requeue is not None:
-                self._queue(key, triggers.TIMER, outcome.requeue)
+            requeue = outcome.requeue
+            if isinstance(obj.get("spec"), dict) and obj["spec"].get("service"):
+                # its Service is read again every RECHECK_SECONDS (someone may have changed or deleted it)
+                recheck = RECHECK_SECONDS + 0.5
+                requeue = recheck if requeue is None else min(requeue, recheck)
+            if requeue is not None:
+                self._queue(key, triggers.TIMER, requeue)
         except NotLeader as e:
             log.info("%s", e)
         except Exception as e:  # noqa: BLE001 - temporary: apiserver down, conflict storm, ...

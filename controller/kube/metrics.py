@@ -54,13 +54,13 @@ class ControllerMetrics:
                                     registry=r)
         self.triggers = Counter("modelrollout_reconcile_triggers_total",
                                 "Requests to reconcile a rollout, by cause (new, spec, command, status, leader, "
-                                "timer, retry); a key already queued runs once", ["trigger"], registry=r)
+                                "timer, retry, routers); a key already queued runs once", ["trigger"], registry=r)
         self.leader = Gauge("modelrollout_controller_leader", "1 while this replica leads",
                             ["identity"], registry=r)
         self.identity = identity
         self.leader.labels(identity).set(0)
         self._series: dict[tuple[str, str], set[tuple[Gauge, tuple[str, ...]]]] = {}
-        """Per (namespace, rollout): the (gauge, label values) series set for it."""
+        """Per (rollout_namespace, rollout): the (gauge, label values) series set for it."""
 
     def serve(self, port: int, addr: str = "127.0.0.1"):
         return start_http_server(port, addr=addr, registry=self.registry)
@@ -121,6 +121,7 @@ class ControllerMetrics:
         """Drop every rollout's series (this replica stopped leading; the leader exports them)."""
         for gauge in self._gauges():
             gauge.clear()
+        self._series.clear()
 
 
 def _labels_of(check: CheckSpec | None, recorded: dict) -> tuple[str, str]:
