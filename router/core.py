@@ -96,6 +96,8 @@ class Router:
         self.log = open_log(s) if not s.worker else None
         self.privacy = Privacy(s.hash_key)
         self.targets: dict[str, Target] = {}
+        self._applied: dict[str, tuple[Rollout, Target]] = {}
+        """Per rollout key, the `Rollout` last applied and its Target (reused while the source hands the same)."""
         self.by_name: dict[str, list[Target]] = {}
         self.ready = False
         self.worker = Worker(s, self.metrics) if s.worker else None
@@ -114,20 +116,32 @@ class Router:
     def apply(self, rollouts: Iterable[Rollout]) -> None:
         """Serve exactly `rollouts` from now on (in-flight requests finish on what they started with)."""
         targets = {}
+        applied = {}
         for r in rollouts:
-            t = Target.of(r)
+            before = self._applied.get(r.spec.key)
+            if before is not None and before[0] is r:
+                t = before[1]            # the very Rollout served now (a source that parsed nothing new)
+            else:
+                t = Target.of(r)
+                self.recorder.configure(t.spec)
             targets[t.spec.key] = t
-            self.recorder.configure(t.spec)
+            applied[t.spec.key] = (r, t)
+        self._applied = applied
         by_name: dict[str, list[Target]] = {}
         for t in targets.values():
             by_name.setdefault(t.spec.name, []).append(t)
+        old = self.targets
         if self.worker is not None:
-            self.worker.forget(t.calls.wid for k, t in self.targets.items() if targets.get(k) is not t)
+            self.worker.forget(t.calls.wid for k, t in old.items() if targets.get(k) is not t)
         self.targets, self.by_name = targets, by_name
         self.ready = True
-        log.info("serving %d rollout(s): %s", len(targets), ", ".join(
-            f"{k} (candidate {t.routing.candidate_weight:g}%{', shadow' if t.routing.shadow else ''}"
-            f"{', interleave' if t.routing.interleave else ''})" for k, t in sorted(targets.items())) or "none")
+        changed = sorted(k for k, t in targets.items() if old.get(k) is not t)
+        gone = sorted(k for k in old if k not in targets)
+        if changed or gone or not old:
+            log.info("serving %d rollout(s); new or changed: %s%s", len(targets), ", ".join(
+                f"{k} (candidate {targets[k].routing.candidate_weight:g}%{', shadow' if targets[k].routing.shadow else ''}"
+                f"{', interleave' if targets[k].routing.interleave else ''})" for k in changed) or "none",
+                f"; gone: {', '.join(gone)}" if gone else "")
 
     def resolve(self, name: str, namespace: str | None) -> Target | Reply:
         found = self.by_name.get(name)

@@ -6,6 +6,7 @@ arrives through the watch and is yielded at once, so every router replica follow
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from typing import AsyncIterator
@@ -16,20 +17,49 @@ from policies.spec import Rollout, SpecError, parse_rollout
 log = logging.getLogger("modelrollout.router.kube")
 
 
-def parse_objects(objects: list[dict]) -> list[Rollout]:
-    """Every ModelRollout that parses; invalid ones are logged (with the field path) and skipped."""
+def served(obj: dict) -> tuple:
+    """What the router serves a ModelRollout from: its spec (by uid and generation, which the apiserver bumps
+    on every spec change) and `status.routing`. The controller's other status writes (a window's verdicts)
+    leave it unchanged, and the router then has nothing to redo."""
+    meta = obj.get("metadata") or {}
+    routing = (obj.get("status") or {}).get("routing")
+    generation = meta.get("generation")
+    return (meta.get("namespace"), meta.get("name"), meta.get("uid"),
+            generation if generation is not None else meta.get("resourceVersion"),
+            json.dumps(routing, sort_keys=True, default=str))
+
+
+def parse_objects(objects: list[dict], cache: dict[str, tuple[tuple, Rollout | None]] | None = None) -> list[Rollout]:
+    """Every ModelRollout that parses; invalid ones are logged (with the field path) and skipped.
+
+    With `cache` (per "namespace/name": what it was parsed from, see `served`, and the result), an object
+    served from the same spec and routing as before is not parsed again and yields the very same `Rollout`,
+    which `Router.apply` keeps serving without rebuilding."""
     from router.routing import Routing
 
     out = []
+    seen = set()
     for obj in sorted(objects, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"].get("name", ""))):
-        try:
-            rollout = parse_rollout(obj)
-            Routing.from_status(rollout.status)
-        except SpecError as e:
-            meta = obj.get("metadata") or {}
-            log.error("ModelRollout %s/%s skipped: %s", meta.get("namespace"), meta.get("name"), e)
-            continue
-        out.append(rollout)
+        meta = obj.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        seen.add(key)
+        version = served(obj)
+        if cache is not None and key in cache and cache[key][0] == version:
+            rollout = cache[key][1]
+        else:
+            try:
+                rollout = parse_rollout(obj)
+                Routing.from_status(rollout.status)
+            except SpecError as e:
+                log.error("ModelRollout %s/%s skipped: %s", meta.get("namespace"), meta.get("name"), e)
+                rollout = None
+            if cache is not None:
+                cache[key] = (version, rollout)
+        if rollout is not None:
+            out.append(rollout)
+    if cache is not None:
+        for key in [k for k in cache if k not in seen]:
+            del cache[key]
     return out
 
 
@@ -54,19 +84,20 @@ class KubeSource:
         thread.start()
         try:
             last: list | None = None
+            cache: dict[str, tuple[tuple, Rollout | None]] = {}
             while True:
                 await changed.wait()
                 changed.clear()
                 if not watcher.synced.is_set():
                     continue
                 objects = watcher.objects()
-                # a resync re-reports unchanged objects: yield only when something differs
-                fingerprint = sorted((o["metadata"].get("namespace"), o["metadata"].get("name"),
-                                      o["metadata"].get("resourceVersion")) for o in objects)
+                # yield only when what the router serves differs: a resync re-reports unchanged objects, and
+                # most status writes (a window's verdicts) change neither a spec nor a routing
+                fingerprint = sorted(served(o) for o in objects)
                 if fingerprint == last:
                     continue
                 last = fingerprint
-                yield parse_objects(objects)
+                yield parse_objects(objects, cache)
         finally:
             stop.set()
             watcher.stop()
