@@ -32,7 +32,7 @@ from .spec import RolloutSpec, SpecError, Step
 from .thresholds import applies, failure_limit
 from .status import (
     CALIBRATION_LIMIT, RECENT_LIMIT, CheckResult, CheckState, DecidingCheck, Phase, Routing, RolloutStatus,
-    Verdict, WindowValue, worst_check,
+    Verdict, WindowValue, format_left, worst_check,
 )
 
 VERBS = ("promote", "abort", "pause", "resume", "retry")
@@ -252,7 +252,7 @@ class _Machine:
             if early is None:
                 return s
             return self.enter_step(s, s.current_step + 1, f"{self.step_label(s.current_step)} ended early after "
-                                                          f"{_fmt_left(self.now - started)}: {early}")
+                                                          f"{format_left(self.now - started)}: {early}")
         if self.blocking_not_passed(s):
             return s
         return self.enter_step(s, s.current_step + 1, f"{self.step_label(s.current_step)} passed")
