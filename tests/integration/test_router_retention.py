@@ -35,14 +35,15 @@ def _metrics(router) -> str:
 
 
 def test_files_beyond_the_total_size_are_deleted_oldest_first_while_the_router_serves(procs, tmp_path):
-    """Phases of traffic through a real router (worker process on): after each phase the replica's files hold
+    """Phases of traffic through a real router (worker process on, at normal priority so that a busy machine
+    does not starve it): after each phase the replica's files hold
     at most --log-max-total, every file deleted is older than every file kept, the deletion counter equals
     the files that disappeared, the records kept are exactly the newest ones, and every request got 200."""
     v1, v2 = procs.scorer("v1"), procs.scorer("v2")
     cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=30)])
     logs = tmp_path / "log"
     router = procs.router(cfg, "--log-dir", str(logs), "--log-max-bytes", str(MAX_BYTES), "--log-max-total",
-                          str(MAX_TOTAL), "--replica-id", "r1")
+                          str(MAX_TOTAL), "--replica-id", "r1", "--worker-priority", "normal")
     # Another replica's files in the same directory are not this replica's to delete.
     logs.mkdir(exist_ok=True)
     (logs / "predictions-r1-2-20200101T00-0000.jsonl").write_bytes(b"x" * 100_000)
@@ -56,9 +57,9 @@ def test_files_beyond_the_total_size_are_deleted_oldest_first_while_the_router_s
         statuses += [s for s, _, _ in answers]
         sent += [h["x-request-id"] for _, h, _ in answers]
         wait_until(lambda: metric_value(_metrics(router), "modelrollout_router_log_records_total") == len(sent),
-                   what="every record written")
+                   timeout=60, what="every record written")
         now = wait_until(lambda: (lambda f: f if sum(f.values()) <= MAX_TOTAL else None)(_files(logs, "r1")),
-                         what=f"the replica's files back under {MAX_TOTAL} bytes")
+                         timeout=60, what=f"the replica's files back under {MAX_TOTAL} bytes")
         seen |= set(now)
         gone = seen - set(now)
         assert all(g < k for g in gone for k in now), (sorted(gone), sorted(now))
@@ -75,8 +76,11 @@ def test_files_beyond_the_total_size_are_deleted_oldest_first_while_the_router_s
     assert (logs / "predictions-r1-2-20200101T00-0000.jsonl").stat().st_size == 100_000
     records = read_log([logs / name for name in sorted(kept)])
     ids = [r.request_id for r in records]
-    # Whole files went, oldest first, so what is left is the newest records, none missing in between.
-    assert len(ids) == len(set(ids)) and set(ids) == set(sent[len(sent) - len(ids):]), len(ids)
+    # Whole files went, oldest first, so what is left is the newest records: every phase after the oldest one
+    # with records left is whole (within a phase, 8 requests at a time are written as they finish).
+    whole = len(ids) // 60 * 60
+    assert len(ids) == len(set(ids)) and set(sent[len(sent) - whole:]) <= set(ids), (len(ids), whole)
+    assert set(ids) <= set(sent[len(sent) - whole - 60:]), len(ids)
     assert len(ids) >= (MAX_TOTAL - MAX_BYTES) // 600
 
 
@@ -87,11 +91,11 @@ def test_closed_files_past_the_age_limit_are_deleted_while_the_router_serves(pro
     cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=50)])
     logs = tmp_path / "log"
     router = procs.router(cfg, "--log-dir", str(logs), "--log-max-bytes", "4KiB", "--log-max-age", "3s",
-                          "--log-max-total", "0", "--replica-id", "r1")
+                          "--log-max-total", "0", "--replica-id", "r1", "--worker-priority", "normal")
     first = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(i=i), {}) for i in range(80)])
     assert {s for s, _, _ in first} == {200}
     wait_until(lambda: metric_value(_metrics(router), "modelrollout_router_log_records_total") == 80,
-               what="the burst written")
+               timeout=60, what="the burst written")
     burst = set(_files(logs, "r1"))
     assert len(burst) >= 4, burst
 
@@ -107,7 +111,7 @@ def test_closed_files_past_the_age_limit_are_deleted_while_the_router_serves(pro
     left = _files(logs, "r1")
     assert left, "the file being written is never deleted"
     wait_until(lambda: metric_value(_metrics(router), "modelrollout_router_log_deleted_files_total",
-                                    reason="age") >= len(burst), what="deletions counted")
+                                    reason="age") >= len(burst), timeout=60, what="deletions counted")
     text = _metrics(router)
     assert metric_value(text, "modelrollout_router_log_deleted_files_total", reason="size") == 0
 
