@@ -65,7 +65,8 @@ def test_erase_removes_exactly_one_subject_while_the_router_serves_and_replay_ag
     assert {s for s, _, _ in answers} == {200}
     first = len(answers) + 6 * 34
     wait_until(lambda: metric_value(httpx.get(f"{router.url}/metrics").text,
-                                    "modelrollout_router_log_records_total") == first, what="all written")
+                                    "modelrollout_router_log_records_total") == first, timeout=60,
+               what="all written")
     before_dir = tmp_path / "before"
     shutil.copytree(logs, before_dir)
     before = read_log([before_dir])
@@ -92,7 +93,7 @@ def test_erase_removes_exactly_one_subject_while_the_router_serves_and_replay_ag
     t = threading.Thread(target=more_traffic)
     t.start()
     try:
-        wait_until(lambda: len(during) >= 40, what="traffic during the erase")
+        wait_until(lambda: len(during) >= 40, timeout=60, what="traffic during the erase")
         out = _cli("log", "erase", "--dir", str(logs), "--subject", SUBJECT, "--key-file", str(tmp_path / "key"))
         wait_until(lambda: len(during) >= 200, timeout=60, what="traffic after the erase")
     finally:
