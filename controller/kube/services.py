@@ -18,7 +18,9 @@ would not map its port, so clients would have to call the router's port instead 
 A Service of that name that the rollout does not own is left alone (a Warning Event `ServiceConflict` and
 `modelrollout_service_conflict` = 1), unless it carries the label `modelrollout.io/rollout: <rollout name>`
 and no other controller owner: then it is adopted (its selector removed, ports set, ownerReference added) —
-its ClusterIP, and so every client's connection, stays. That is how an existing Service is handed over
+its ClusterIP, and so every client's connection, stays; the Endpoints and EndpointSlices Kubernetes made for
+its selector are deleted then (its controllers leave them behind when a selector goes, and kube-proxy would
+keep sending part of the traffic to the model pods). That is how an existing Service is handed over
 without a gap, and how a Service orphaned by `kubectl delete mro --cascade=orphan` is taken back when the
 rollout is applied again. When the spec no longer names a Service, or names another, a Service the rollout
 created is deleted and one it adopted is given back as it was (selector and ports, kept in the annotation
@@ -213,7 +215,8 @@ class ServiceKeeper:
                             f"{ROLLOUT_LABEL}={name} to hand it over (its ClusterIP is kept)", once=True)
                 return False
             # slices first: while a selector is still set, kube-proxy uses both, so nobody is ever cut off
-            self._slices(ns, service.name, current, port, endpoints)
+            had_selector = bool(current["spec"].get("selector"))
+            self._slices(ns, service.name, current, port, endpoints, exclusive=not had_selector)
             spec = current["spec"]
             refs = [r for r in cm.get("ownerReferences") or [] if not r.get("controller")] + [owner]
             if not ours and ORIGINAL not in (cm.get("annotations") or {}):
@@ -227,6 +230,8 @@ class ServiceKeeper:
                 spec.pop("selector", None)
                 spec["ports"] = ports
                 self.core.replace_namespaced_service(service.name, ns, current, _request_timeout=10)
+                if had_selector:
+                    self._drop_foreign(ns, service.name)
                 if not ours:
                     self._event(obj, "Normal", "ServiceAdopted", f"Service {service.name} taken over (ClusterIP "
                                 f"{spec.get('clusterIP')} kept): its clients now reach the rollout")
@@ -235,15 +240,20 @@ class ServiceKeeper:
         return True
 
     def _slices(self, ns: str, service_name: str, svc: dict, port: int | None,
-                endpoints: dict[str, list[dict]]) -> None:
-        """One EndpointSlice per address type of the router endpoints (an empty IPv4 one when there are none)."""
+                endpoints: dict[str, list[dict]], exclusive: bool = True) -> None:
+        """One EndpointSlice per address type of the router endpoints (an empty IPv4 one when there are none);
+        `exclusive` (the Service has no selector): any other EndpointSlice of the Service is deleted too."""
         meta = svc["metadata"]
         owner = {"apiVersion": "v1", "kind": "Service", "name": service_name, "uid": meta["uid"], "controller": True}
         labels = {"kubernetes.io/service-name": service_name, "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER,
                   **MANAGED_BY}
-        existing = {s.metadata.name: self.serialize(s) for s in self.discovery.list_namespaced_endpoint_slice(
-            ns, label_selector=f"kubernetes.io/service-name={service_name},endpointslice.kubernetes.io/managed-by="
-                               f"{SLICE_MANAGER}", _request_timeout=10).items}
+        existing = {}
+        for s in self.discovery.list_namespaced_endpoint_slice(
+                ns, label_selector=f"kubernetes.io/service-name={service_name}", _request_timeout=10).items:
+            if (s.metadata.labels or {}).get("endpointslice.kubernetes.io/managed-by") == SLICE_MANAGER:
+                existing[s.metadata.name] = self.serialize(s)
+            elif exclusive:
+                self._delete(self.discovery.delete_namespaced_endpoint_slice, s.metadata.name, ns)
         wanted = endpoints or {"IPv4": []}
         for address_type, eps in wanted.items():
             slice_name = f"{service_name}-modelrollout-{address_type.lower()}"
@@ -300,6 +310,17 @@ class ServiceKeeper:
         self._delete_slices(ns, meta["name"])
         self._event(obj, "Normal", "ServiceReleased", f"Service {meta['name']} given back as it was before the "
                     f"rollout took it over (selector {original['selector']}, ClusterIP {spec.get('clusterIP')})")
+
+    def _drop_foreign(self, ns: str, service_name: str) -> None:
+        """After its selector is removed, the Service's Endpoints and the EndpointSlices Kubernetes' own
+        controllers made for it: they are left as they were (kubernetes/kubernetes#91072, #118376), so kube-proxy
+        would go on sending part of the traffic to the model pods, and the mirroring controller would copy the
+        stale Endpoints into a new slice."""
+        self._delete(self.core.delete_namespaced_endpoints, service_name, ns)
+        for s in self.discovery.list_namespaced_endpoint_slice(
+                ns, label_selector=f"kubernetes.io/service-name={service_name}", _request_timeout=10).items:
+            if (s.metadata.labels or {}).get("endpointslice.kubernetes.io/managed-by") != SLICE_MANAGER:
+                self._delete(self.discovery.delete_namespaced_endpoint_slice, s.metadata.name, ns)
 
     def _delete_slices(self, ns: str, service_name: str) -> None:
         for s in self.discovery.list_namespaced_endpoint_slice(

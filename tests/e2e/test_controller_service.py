@@ -151,6 +151,13 @@ def test_a_foreign_service_is_left_alone_until_labelled_then_adopted_and_given_b
     core.create_namespaced_service(namespace, {"metadata": {"name": "legacy"}, "spec": {
         "selector": {"app": "legacy-model"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]}})
     cluster_ip = _service(k8s_api, namespace, "legacy")["spec"]["clusterIP"]
+    # what Kubernetes' endpoint controllers made for its selector (this plane runs none: written here)
+    core.create_namespaced_endpoints(namespace, {"metadata": {"name": "legacy"}, "subsets": [
+        {"addresses": [{"ip": "10.2.0.8"}], "ports": [{"name": "web", "port": 8080}]}]})
+    model_pods = _router_slice([("10.2.0.8", True)])
+    model_pods["metadata"] = {"name": "legacy-abcde", "labels": {
+        "kubernetes.io/service-name": "legacy", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}}
+    client.DiscoveryV1Api(k8s_api).create_namespaced_endpoint_slice(namespace, model_pods)
     v1, v2 = procs.scorer("v1", seed=7), procs.scorer("v2", seed=7)
     ctl = procs.controller(kubeconfig, namespace, "--router-service", f"{routers}/modelrollout-router")
     doc = rollout_doc("legacy-rollout", namespace, v1, v2, service={"name": "legacy", "port": 80})
@@ -161,7 +168,7 @@ def test_a_foreign_service_is_left_alone_until_labelled_then_adopted_and_given_b
                         service="legacy") == 1
     left = _service(k8s_api, namespace, "legacy")
     assert left["spec"]["selector"] == {"app": "legacy-model"} and not left["metadata"].get("ownerReferences")
-    assert _slices(k8s_api, namespace, "legacy") == []
+    assert [s["metadata"]["name"] for s in _slices(k8s_api, namespace, "legacy")] == ["legacy-abcde"]
 
     kubectl("label", "service", "legacy", "-n", namespace, "modelrollout.io/rollout=legacy-rollout")
     adopted = wait_for(lambda: (lambda x: x if x and not x["spec"].get("selector") else None)(
@@ -169,7 +176,14 @@ def test_a_foreign_service_is_left_alone_until_labelled_then_adopted_and_given_b
     assert adopted["spec"]["clusterIP"] == cluster_ip
     assert adopted["metadata"]["ownerReferences"][0]["name"] == "legacy-rollout"
     assert adopted["spec"]["ports"] == [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]
+    # the selector's leftovers are gone (Kubernetes keeps them when a selector is removed), so every new
+    # connection goes to a router: only the routers' slice, no Endpoints to mirror
+    wait_for(lambda: [s["metadata"]["name"] for s in _slices(k8s_api, namespace, "legacy")] ==
+             ["legacy-modelrollout-ipv4"], 20, "only the routers' slice", diagnose=lambda: logs(ctl))
     assert _addresses(_slices(k8s_api, namespace, "legacy")) == [("10.1.0.5", True), ("10.1.0.6", False)]
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_endpoints("legacy", namespace)
+    assert gone.value.status == 404
     wait_event(k8s_api, namespace, "legacy-rollout", "ServiceAdopted")
     assert metric_value(f"{ctl.url}/metrics", "modelrollout_service_conflict", rollout_namespace=namespace,
                         service="legacy") == 0

@@ -54,8 +54,16 @@ def test_a_client_calls_the_service_by_name_unchanged_through_the_handover_and_a
     assert svc["spec"]["clusterIP"] == cluster_ip
     routers = {p["status"]["podIP"] for p in c.get("pods", "-n", SYSTEM_NS, "-l",
                                                    "app.kubernetes.io/component=router")["items"]}
-    slices = c.get("endpointslices", "-n", NS, "-l", "kubernetes.io/service-name=fraud")["items"]
-    assert {a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]} == routers, slices
+    # the routers' EndpointSlice (the controller's) at once; the model pod's (the endpoint controller's) goes
+    # once that controller sees the selector gone
+    def addresses(manager: str | None = None) -> set[str]:
+        label = "kubernetes.io/service-name=fraud" + (f",endpointslice.kubernetes.io/managed-by={manager}"
+                                                      if manager else "")
+        return {a for s in c.get("endpointslices", "-n", NS, "-l", label)["items"]
+                for e in s.get("endpoints") or [] for a in e["addresses"]}
+    assert addresses("modelrollout.io") == routers
+    wait_for(lambda: addresses() == routers, 60, "only the router pods behind the Service",
+             diagnose=lambda: c.diagnose(NS))
 
     obj = c.wait_phase(NS, "fraud", {"Promoted"}, 400, forbid={"RolledBack", "Failed", "Paused"})
     assert all(ch["samples"] > 0 for ch in obj["status"]["checks"]), obj["status"]["checks"]
