@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="epoch second the rollout started (default: the end of its first record's bucket, "
                         "as local mode starts it)")
     p.add_argument("--json", action="store_true", help="print the decisions as one JSON object last")
+    p.add_argument("--estimate", choices=["reward"], default=None,
+                   help="reward: also the IPW and self-normalised IPW estimates of each version's mean reward had "
+                        "it served every request, from the logged rewards and propensities")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
@@ -228,9 +231,39 @@ def main(argv: list[str] | None = None) -> int:
         when = f" after {o['after_seconds']:.0f}s" if r.phase in TERMINAL + (Phase.PAUSED,) and o["after_seconds"] is not None else ""
         why = f" — check {o['check']}: value {o['value']}, threshold {o['threshold']}" if o["check"] else ""
         print(f"{r.spec.key}: {verdict}{when} ({r.windows} windows, {r.records} records){why}")
+    estimates = {}
+    if args.estimate == "reward":
+        for r in rollouts:
+            estimates[r.spec.key] = reward_estimates(r.spec, records)
+            for arm, e in estimates[r.spec.key].items():
+                print(f"{r.spec.key}: {arm} reward " + (e if isinstance(e, str) else
+                      f"IPW {e['ipw']:.4g} (95% CI {e['ipw_low']:.4g} to {e['ipw_high']:.4g}), self-normalised "
+                      f"{e['snipw']:.4g} ({e['snipw_low']:.4g} to {e['snipw_high']:.4g}); {e['matched']} of "
+                      f"{e['n']} logged rewards"))
     if args.json:
-        print(json.dumps({"rollouts": {r.spec.key: r.outcome() for r in results}}, default=str))
+        out = {"rollouts": {r.spec.key: r.outcome() for r in results}}
+        if estimates:
+            out["estimates"] = estimates
+        print(json.dumps(out, default=str))
     return 0
+
+
+def reward_estimates(spec: RolloutSpec, records: Iterable[Outcome]) -> dict[str, dict | str]:
+    """Per version (baseline, candidate): `policies.ipw.estimate` from the rollout's feedback records with a
+    reward and a propensity (those of the candidate under test), or why there is none."""
+    from policies._result import StatError
+    from policies.ipw import estimate
+    rows = [(r.reward, r.arm, r.propensity) for r in records
+            if r.role == "feedback" and r.rollout == spec.name and r.namespace == spec.namespace
+            and r.revision in (spec.revision, "") and r.arm in ("baseline", "candidate")
+            and isinstance(r.reward, (int, float)) and isinstance(r.propensity, (int, float)) and r.propensity > 0]
+    out: dict[str, dict | str] = {}
+    for arm in ("baseline", "candidate"):
+        try:
+            out[arm] = estimate([x[0] for x in rows], [x[1] for x in rows], [x[2] for x in rows], arm).to_dict()
+        except StatError as e:
+            out[arm] = f"no estimate: {e}"
+    return out
 
 
 if __name__ == "__main__":

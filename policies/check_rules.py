@@ -38,6 +38,15 @@ def problem(data: Mapping[str, Any], check: Any, output_kind: str, supported: tu
             return wrong, f"{wrong} does not apply to {metric} (k: shadow-ndcg depth, p: shadow-rbo persistence)"
     if not 0.0 < check.p < 1.0:
         return "p", f"expected a number strictly between 0 and 1, got {check.p!r}"
+    if metric == "reward":
+        extra = [f for f, v in (("max", check.max), ("maxRatioToBaseline", check.max_ratio_to_baseline),
+                                ("minRatioToBaseline", check.min_ratio_to_baseline), ("dynamic", check.dynamic))
+                 if v is not None]
+        if extra:
+            return extra[0], f"reward takes min (the lowest tolerated candidate − baseline difference of mean " \
+                             f"reward) and minPValue (the test's level), not {extra[0]}"
+        if check.feature is not None:
+            return "on", f"reward compares the versions' rewards; expected 'prediction', got {check.on!r}"
     return _paired(check, output_kind) if metric in PAIRED_METRICS else None
 
 

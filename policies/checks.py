@@ -9,7 +9,6 @@ drift, corrected p-values, calibrated thresholds) is `policies.thresholds`.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
@@ -19,7 +18,9 @@ from . import fairness, familywise, stats
 from ._result import StatError, StatResult
 from .errors import EvidenceError, ModelRolloutError, verdict_for
 from .paired_checks import evaluate_paired
-from .spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, PAIRED_METRICS, CheckSpec, RolloutSpec
+from .reward_checks import evaluate_reward
+from .check_meta import SEVERITIES, TARGETS, check_severity, check_target, render_query
+from .spec import PAIRED_METRICS, CheckSpec, RolloutSpec
 from .status import CheckResult, RolloutStatus, Verdict
 from .summaries import (
     LATENCY_BOUNDS, LATENCY_EXCLUSIONS, CategoricalSummary, EmbeddingSummary, InterleaveSummary, LatencyHistogram,
@@ -32,9 +33,6 @@ from .thresholds import (
 
 __all__ = ["Observations", "SourceError", "CheckResult", "Verdict", "evaluate", "render_query", "applies",
            "check_target", "check_severity", "TARGETS", "SEVERITIES"]
-
-TARGETS = ("prediction", "feature", "attribution", "operational")
-SEVERITIES = ("critical", "warning", "info")
 
 MANN_WHITNEY_ALPHA = 0.02
 """Kayenta's judge: 98% confidence when the check gives no minPValue."""
@@ -58,37 +56,6 @@ class Observations:
     paired: PairedSummary | None = None
     interleave: InterleaveSummary | None = None
     prometheus: Mapping[str, float | SourceError] = field(default_factory=dict)
-
-
-def render_query(check: CheckSpec, spec: RolloutSpec) -> str:
-    """The check's PromQL with {{candidate}} {{baseline}} {{name}} {{namespace}} substituted."""
-    if check.prometheus is None:
-        raise ValueError(f"check {check.name!r} has no prometheus query")
-    values = {"candidate": spec.candidate.version, "baseline": spec.baseline.version, "name": spec.name,
-              "namespace": spec.namespace}
-
-    def sub(m: re.Match) -> str:
-        return values.get(m.group(1), m.group(0))
-
-    return re.sub(r"\{\{\s*(\w+)\s*\}\}", sub, check.prometheus.query)
-
-
-def check_target(check: CheckSpec) -> str:
-    """What a failing check says is wrong: the `prediction` distribution, a watched `feature`, the
-    model's reasons (`attribution`), or how it serves (`operational`: errors, latency, Prometheus)."""
-    if check.prometheus is not None or check.metric in OPERATIONAL_METRICS:
-        return "operational"
-    if check.metric in ATTRIBUTION_METRICS:
-        return "attribution"
-    return "feature" if check.feature is not None else "prediction"
-
-
-def check_severity(check: CheckSpec) -> str:
-    """How loudly a failing check should alert: `critical` for error-rate and immediate checks (NaN
-    outputs, 5xx: act now), `info` for checks whose action is only `warn`, `warning` for the rest."""
-    if check.immediate or check.metric == "error-rate":
-        return "critical"
-    return "info" if check.action == "warn" else "warning"
 
 
 def evaluate(spec: RolloutSpec, obs: Observations, status: RolloutStatus | Mapping[str, Any] | None = None
@@ -642,4 +609,5 @@ _EVALUATORS: dict[str, Callable[[_Ctx], CheckResult]] = {
     "disparate-impact": _fairness, "equal-opportunity": _fairness,
     "attribution-tau": _attribution,
     **{m: evaluate_paired for m in PAIRED_METRICS},
+    "reward": evaluate_reward,
 }

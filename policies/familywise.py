@@ -62,7 +62,7 @@ def finish(spec: Any, status: RolloutStatus, results: list[CheckResult], tested:
         if c is None or r.skipped or not info.get("samples"):
             continue
         p = planning.plan(c, spec, step, windows, failure_limit(spec, c.name), float(info["samples"]), seconds,
-                          info.get("spread"))
+                          info.get("spread"), info.get("se"))
         if p is not None:
             out[i] = replace(out[i], evidence={**dict(out[i].evidence or {}), "plan": p})
     return out

@@ -40,7 +40,7 @@ def level(check: Any, windows: int, persistence: int) -> float:
     if check.metric in ("shadow-wilcoxon", "shadow-mcnemar"):
         from .paired_checks import paired_alpha
         return window_alpha(paired_alpha(check), windows, persistence) / 2
-    if check.metric in ("shadow-rbo", "shadow-ndcg"):
+    if check.metric in ("shadow-rbo", "shadow-ndcg", "reward"):
         from .paired_checks import paired_alpha
         return window_alpha(paired_alpha(check), windows, persistence)
     return PLAN_ALPHA
@@ -56,7 +56,9 @@ def needed(check: Any, alpha: float, spread: float | None = None, power: float =
     - shadow-mcnemar `max` t: σ² = ψ, the discordance (`spread`: the share of pairs whose decisions differ),
       at least 1.5·t at the harmful change, δ = 0.5·t;
     - shadow-rbo / shadow-ndcg `min` m: the tolerated disagreement 1 − m, harmful 1.5·(1 − m), δ = 0.5·(1 − m),
-      σ = `spread`, the sd of the per-request agreement."""
+      σ = `spread`, the sd of the per-request agreement;
+    - reward `min` m < 0 (a tolerated loss): δ = 0.5·|m|, σ = `spread` = sqrt(var_candidate + var_baseline),
+      n per version."""
     za, zb = _Z(1.0 - alpha), _Z(power)
     metric = check.metric
     if metric == "error-rate" and check.max is not None and 0 < check.max < 1 / HARM:
@@ -75,6 +77,9 @@ def needed(check: Any, alpha: float, spread: float | None = None, power: float =
         n = ((za + zb) * sd / delta) ** 2
         if metric == "shadow-wilcoxon":
             n /= WILCOXON_ARE
+    elif metric == "reward" and check.min and spread is not None:
+        delta = (HARM - 1.0) * abs(check.min)
+        n = ((za + zb) * spread / delta) ** 2
     elif metric in ("shadow-rbo", "shadow-ndcg") and check.min is not None and check.min < 1 and spread is not None:
         delta = (HARM - 1.0) * (1.0 - check.min)
         n = ((za + zb) * spread / delta) ** 2
@@ -99,12 +104,18 @@ def _sequential_rate(r0: float, r1: float, alpha: float, zb: float) -> int:
 
 
 def plan(check: Any, spec: Any, step: Any, windows: int, persistence: int, samples: float, seconds: float,
-         spread: float | None = None) -> dict[str, Any] | None:
+         spread: float | None = None, se: float | None = None) -> dict[str, Any] | None:
     """The plan stated in status: samples needed, the measured rate (`samples` in `seconds`), how long they
     take at that rate, over what (the step for a sequential check, each window for the others), and whether
-    the step or window is long enough. None when the check has nothing to plan."""
+    the step or window is long enough. None when the check has nothing to plan. With `se` (reward: the
+    window's standard error of the difference) also `mde`, the smallest difference the window detects with
+    power `PLAN_POWER`: (z_{1−a} + z_{power})·se."""
     a = level(check, windows, persistence)
     n = needed(check, a, spread)
+    if se is not None and seconds > 0:
+        mde = {"mde": (_Z(1.0 - a) + _Z(PLAN_POWER)) * se, "power": PLAN_POWER, "level": a}
+        if n is None:
+            return mde
     if n is None or seconds <= 0:
         return None
     rate = samples / seconds
@@ -113,16 +124,19 @@ def plan(check: Any, spec: Any, step: Any, windows: int, persistence: int, sampl
     need_seconds = n / rate if rate > 0 else math.inf
     return {"samples": n, "per": per, "rate": rate, "seconds": need_seconds if math.isfinite(need_seconds) else None,
             "available": available, "enough": bool(step.duration is None or need_seconds <= available),
-            "power": PLAN_POWER, "level": a, "harm": HARM}
+            "power": PLAN_POWER, "level": a, "harm": HARM, **({"mde": mde["mde"]} if se is not None else {})}
 
 
 def describe(p: Mapping[str, Any]) -> str:
     from .thresholds import fmt
+    mde = f"; detects a difference of {fmt(p['mde'])} or more" if "mde" in p else ""
+    if "samples" not in p:
+        return f"this window detects a difference of {fmt(p['mde'])} or more with power {p['power']:.0%}"
     secs = p.get("seconds")
     took = "never at the measured rate" if secs is None else f"{_dur(secs)} at {fmt(p['rate'])}/s"
     verdict = "enough" if p.get("enough") else f"too short ({_dur(p['available'])})"
     return (f"needs {p['samples']} per {p['per']} to tell the tolerance from {p['harm']:g}x with power "
-            f"{p['power']:.0%}: {took}; {p['per']} {verdict}")
+            f"{p['power']:.0%}: {took}; {p['per']} {verdict}{mde}")
 
 
 def _dur(seconds: float) -> str:

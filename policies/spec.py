@@ -32,13 +32,13 @@ OPERATIONAL_METRICS = (
     "error-rate", "latency-p50", "latency-p90", "latency-p99", "latency-mean", "mann-whitney-latency",
 )
 OUTCOME_METRICS = ("interleave", "accuracy", "disparate-impact", "equal-opportunity", "shadow-agreement",
-                   "shadow-mean-abs-delta")
+                   "shadow-mean-abs-delta", "reward")
 ATTRIBUTION_METRICS = ("attribution-tau",)
 """Compare why the versions predict: Kendall's tau between their feature-importance rankings."""
 # Paired tests on the shadow pairs (both versions answered the same request): docs/statistics.md "Paired
 # tests (shadow)". Their `minPValue` is the level of the test (default `paired_checks.PAIRED_ALPHA`).
 METRICS = DRIFT_METRICS + OPERATIONAL_METRICS + OUTCOME_METRICS + ATTRIBUTION_METRICS + PAIRED_METRICS
-P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave") + PAIRED_METRICS
+P_VALUE_METRICS = ("ks", "chi2", "mmd", "mann-whitney-latency", "interleave", "reward") + PAIRED_METRICS
 SEQUENTIAL_METRICS = ("error-rate",) + P_VALUE_METRICS
 """Metrics a check may judge sequentially (docs/statistics.md "Sequential decisions")."""
 MULTIPLE_TESTING = ("none", "holm")

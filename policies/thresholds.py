@@ -187,6 +187,8 @@ def applies(check: CheckSpec, routing: Routing) -> bool:
         return routing.shadow
     if check.metric == "interleave":
         return routing.interleave
+    if check.metric == "reward":            # both versions serve requests (and earn rewards) only in a canary
+        return routing.candidate_weight > 0 and not routing.interleave
     return True
 
 

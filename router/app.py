@@ -34,7 +34,9 @@ _FEEDBACK_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["request_id"],
     "properties": {"request_id": {"type": "string", "description": "x-request-id of the prediction"},
                    "label": {"description": "ground truth (number, string or boolean)"},
-                   "clicks": {"type": "array", "items": {"type": "string"}, "description": "clicked item ids"}}}}}}
+                   "clicks": {"type": "array", "items": {"type": "string"}, "description": "clicked item ids"},
+                   "reward": {"type": "number", "description": "a numeric outcome (conversion, revenue), alone or "
+                                                               "with a label or clicks"}}}}}}
 _ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {
     "error": {"type": "string"}, "detail": {"type": "string"}}}}}}
 
@@ -228,7 +230,7 @@ def build_api(router: Router) -> FastAPI:
         return _response(await router.predict(name, namespace, headers, body))
 
     @api.post("/v1/rollouts/{name}/feedback", openapi_extra={"requestBody": _FEEDBACK_BODY},
-              responses={**responses, 409: _ERROR}, summary="Join a label or clicks to an issued prediction")
+              responses={**responses, 409: _ERROR}, summary="Join a label, clicks or a reward to an issued prediction")
     async def feedback(name: str, request: Request, namespace: str | None = Query(None)):
         body = await request.body()
         if len(body) > router.settings.max_body_bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import time
@@ -202,8 +203,9 @@ class Router:
         if override:
             # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
             return
+        share = target.routing.candidate_weight / 100.0       # the split that chose `arm` for this request
         self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version,
-                                             output, segments, None, now))
+                                             output, segments, None, now, share if arm == CANDIDATE else 1.0 - share))
         if target.routing.shadow and arm == BASELINE and body is not None:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
@@ -308,7 +310,7 @@ class Router:
         if problem:
             self.metrics.feedback[(spec.name, spec.namespace, "invalid", "400")] += 1
             return error_reply(400, "invalid feedback", problem)
-        kind = "clicks" if "clicks" in doc else "label"
+        kind = "clicks" if "clicks" in doc else "label" if "label" in doc else "reward"
         now = time.time()
         try:
             entry = self.issued.claim(doc["request_id"], spec.key, now)
@@ -323,7 +325,7 @@ class Router:
                          entry.arm, "feedback", output=entry.output, segments=entry.segments,
                          label=doc["label"] if kind == "label" else None,
                          clicks=doc["clicks"] if kind == "clicks" else None, outcome=outcome,
-                         prediction_time=entry.issued_at)
+                         prediction_time=entry.issued_at, reward=doc.get("reward"), propensity=entry.propensity)
         self.keep(target.calls, record)
         self.metrics.feedback[(spec.name, spec.namespace, kind, "200")] += 1
         return Reply(200, orjson.dumps({"accepted": True, "request_id": doc["request_id"], "kind": kind,
@@ -412,12 +414,20 @@ class Router:
 
 def _feedback_problem(doc: Any) -> str | None:
     if not isinstance(doc, dict):
-        return f"expected a JSON object with request_id and label or clicks, got {type(doc).__name__}"
+        return f"expected a JSON object with request_id and label, clicks or reward, got {type(doc).__name__}"
     rid = doc.get("request_id")
     if not isinstance(rid, str) or not rid:
         return f"request_id: expected the x-request-id of a prediction, got {rid!r}"
-    if ("label" in doc) == ("clicks" in doc):
-        return "expected exactly one of label or clicks"
+    if "label" in doc and "clicks" in doc:
+        return "expected label or clicks, not both"
+    if not ("label" in doc or "clicks" in doc or "reward" in doc):
+        return "expected label, clicks or reward (or reward with one of the others)"
+    if "reward" in doc:
+        reward = doc["reward"]
+        if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(reward):
+            return f"reward: expected a finite number, got {reward!r}"[:300]
+    if "label" not in doc and "clicks" not in doc:
+        return None
     if "clicks" in doc:
         clicks = doc["clicks"]
         if not isinstance(clicks, list) or not all(isinstance(c, (str, int)) and not isinstance(c, bool)

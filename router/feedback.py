@@ -31,17 +31,19 @@ class Issued:
     segments: dict | None
     teams: dict | None             # item id -> "a" (baseline) | "b" (candidate), interleaved requests only
     issued_at: float
+    propensity: float = 1.0
+    """The probability with which the router chose `arm` for this request (the canary weight's share)."""
 
     def pack(self) -> bytes:
         teams = list(self.teams.items()) if self.teams is not None else None   # item ids may be ints
         return orjson.dumps((self.rollout_key, self.revision, self.arm, self.version, self.output, self.segments,
-                             teams, self.issued_at))
+                             teams, self.issued_at, self.propensity))
 
     @classmethod
     def unpack(cls, data: bytes) -> "Issued":
-        key, revision, arm, version, output, segments, teams, issued_at = orjson.loads(data)
+        key, revision, arm, version, output, segments, teams, issued_at, propensity = orjson.loads(data)
         return cls(key, revision, arm, version, output, segments,
-                   {item: team for item, team in teams} if teams is not None else None, issued_at)
+                   {item: team for item, team in teams} if teams is not None else None, issued_at, propensity)
 
 
 class FeedbackRefused(RouterError):

@@ -175,7 +175,7 @@ def label_positive(label: Any, spec: RolloutSpec) -> bool:
 class _ArmBatch:
     """The values of one arm's records in a batch, per summary, in record order."""
     __slots__ = ("requests", "errors", "latencies", "excluded", "outputs", "output_keys", "segment_ops", "features",
-                 "attributions")
+                 "attributions", "rewards")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -187,6 +187,7 @@ class _ArmBatch:
         self.segment_ops: list[tuple] = []      # predictions and labels share per-field value caps: keep order
         self.features: dict[str, tuple[list[Any], list[float]]] = {}
         self.attributions: list[Mapping] = []
+        self.rewards: list[Any] = []
 
     def apply(self, vw: VersionWindow) -> None:
         vw.requests += self.requests
@@ -204,6 +205,8 @@ class _ArmBatch:
             vw.observe_features(name, values, keys)
         for a in self.attributions:
             vw.observe_attributions(a)
+        for r in self.rewards:
+            vw.observe_reward(r)
 
 
 def _add_segment_ops(vw: VersionWindow, ops: list[tuple]) -> None:
@@ -261,12 +264,14 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
         else:
             a = None
         if rec.role == "feedback":
+            if rec.reward is not None and a is not None:
+                a.rewards.append(rec.reward)
             if rec.clicks is not None:
                 if rec.outcome is not None:     # interleaving credit: a summary of its own
                     if b.interleave is None:
                         b.interleave = InterleaveSummary()
                     b.interleave.add(_WINNER[rec.outcome])
-            elif a is not None:
+            elif a is not None and rec.label is not None:
                 output = rec.output
                 predicted, actual = positive(spec, output), label_positive(rec.label, spec)
                 correct = predicted == actual if kind == "score" else str(output) == str(rec.label)

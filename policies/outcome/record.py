@@ -28,7 +28,7 @@ LOG_VERSION = 1
 
 ROLES = ("primary", "shadow", "interleave", "feedback")
 """primary: the answer the caller got; shadow: the candidate's answer to a mirrored request; interleave: one
-of the two rankings merged for the caller; feedback: a label or clicks the caller sent for a request id."""
+of the two rankings merged for the caller; feedback: a label, clicks or a reward the caller sent for a request id."""
 ARMS = ("baseline", "candidate")
 """Which version of the rollout answered. Feedback on a merged (interleaved) ranking has arm "interleave"."""
 
@@ -51,7 +51,8 @@ class Outcome:
     (the watched inputs), attributions (when the spec names them), input (the request, when the spec's
     privacy settings keep or hash it), sticky (the stickiness key, hashed by default) and, on shadow
     answers, primary_output (what the baseline answered the same request). Feedback carries the output it is about, the segments, prediction_time (when that output was
-    given) and either label, or clicks and outcome (the interleaving credit: win, loss or tie)."""
+    given) and either label, or clicks and outcome (the interleaving credit: win, loss or tie); a reward with
+    either or alone, and the propensity of the arm that served the request."""
     time: float
     request_id: str
     rollout: str
@@ -82,6 +83,11 @@ class Outcome:
     """The stickiness header's value (`spec.strategy.stickiness.header`, e.g. a user id) as the spec's
     `privacy.stickyKey` lets it be logged: clear, or a keyed hash (`policies.privacy`); on primary and
     interleaved answers only."""
+    reward: float | None = None
+    """A numeric outcome the caller reported through `/feedback` (a conversion, revenue): feedback only."""
+    propensity: float | None = None
+    """The probability with which the router chose the arm that served the request (the canary weight's share;
+    1 in shadow and interleave steps): on feedback, for off-policy estimates (`policies.ipw`)."""
     extra: Mapping[str, Any] | None = None
     """Keys of the line this version does not know, written back unchanged."""
 
@@ -92,7 +98,7 @@ class Outcome:
                  primary_output: Any = None, attributions: Mapping[str, Any] | None = None, input: Any = None,
                  label: Any = None, clicks: list | None = None, outcome: str | None = None,
                  prediction_time: float | None = None, override: bool | None = None,
-                 sticky: str | None = None,
+                 sticky: str | None = None, reward: float | None = None, propensity: float | None = None,
                  extra: Mapping[str, Any] | None = None) -> None:
         _set_dict(self, "__dict__", {
             "time": time, "request_id": request_id, "rollout": rollout, "namespace": namespace,
@@ -100,7 +106,7 @@ class Outcome:
             "latency_ms": latency_ms, "latency_excluded": latency_excluded, "output": output, "features": features,
             "segments": segments, "primary_output": primary_output, "attributions": attributions, "input": input,
             "label": label, "clicks": clicks, "outcome": outcome, "prediction_time": prediction_time,
-            "override": override, "sticky": sticky, "extra": extra})
+            "override": override, "sticky": sticky, "reward": reward, "propensity": propensity, "extra": extra})
 
     @classmethod
     def answer(cls, time: float, request_id: str, rollout: str, namespace: str, revision: str, version: str,
@@ -188,7 +194,7 @@ class Outcome:
             x = d.get(k)
             if x is not None and not isinstance(x, str):
                 raise OutcomeError(f"{k}: expected a string or null, got {x!r}"[:200])
-        for k in ("latency_ms", "prediction_time"):
+        for k in ("latency_ms", "prediction_time", "reward", "propensity"):
             x = d.get(k)
             if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
                 raise OutcomeError(f"{k}: expected a number or null, got {x!r}"[:200])
@@ -206,7 +212,8 @@ class Outcome:
         g = d.get
         return cls(t, *ident, status, g("error"), g("latency_ms"), g("latency_excluded"), g("output"),
                    g("features"), g("segments"), g("primary_output"), g("attributions"), g("input"), g("label"),
-                   clicks, g("outcome"), g("prediction_time"), override, g("sticky"), extra)
+                   clicks, g("outcome"), g("prediction_time"), override, g("sticky"), g("reward"), g("propensity"),
+                   extra)
 
     @classmethod
     def from_json(cls, line: bytes | str) -> "Outcome":

@@ -10,6 +10,7 @@ from .codec import _count, _decoder, _get
 from .embedding import EmbeddingSummary
 from .latency import LatencyHistogram
 from .numeric import NumericSummary
+from .reward import RewardSums
 from .segments import SegmentCounts
 
 _PREDICTION_TYPES = {"numeric": NumericSummary, "categorical": CategoricalSummary, "embedding": EmbeddingSummary}
@@ -53,6 +54,8 @@ class VersionWindow:
         self.segments = SegmentCounts()
         self.attributions: AttributionSummary | None = None
         """Per-feature importance when the model returns attributions (spec.output.attributions), else None."""
+        self.reward: RewardSums | None = None
+        """The rewards reported through /feedback for this version's answers, once there is one."""
 
     @classmethod
     def new(cls, output_kind: str, capacity: int = 2048, embedding_capacity: int = 512) -> "VersionWindow":
@@ -125,6 +128,11 @@ class VersionWindow:
             self.attributions = AttributionSummary()
         self.attributions.add(attributions)
 
+    def observe_reward(self, reward: Any) -> None:
+        if self.reward is None:
+            self.reward = RewardSums()
+        self.reward.add(reward)
+
     def error_count(self) -> int:
         return sum(self.errors.values())
 
@@ -154,6 +162,8 @@ class VersionWindow:
         out.segments = self.segments.merge(other.segments)
         a, b = self.attributions, other.attributions
         out.attributions = a.merge(b) if a is not None and b is not None else (a if a is not None else b)
+        ra, rb = self.reward, other.reward
+        out.reward = ra.merge(rb) if ra is not None and rb is not None else (ra if ra is not None else rb)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +176,8 @@ class VersionWindow:
             d["attributions"] = self.attributions.to_dict()
         if self.latency_excluded:                  # absent when every call was timed fairly
             d["latency_excluded"] = dict(self.latency_excluded)
+        if self.reward is not None:                # absent without rewards
+            d["reward"] = self.reward.to_dict()
         return d
 
     @_decoder("version window")
@@ -196,4 +208,6 @@ class VersionWindow:
         w.segments = _nested(f"{where}.segments", SegmentCounts.from_dict, _get(d, "segments", dict, where))
         if d.get("attributions") is not None:
             w.attributions = _nested(f"{where}.attributions", AttributionSummary.from_dict, d["attributions"])
+        if d.get("reward") is not None:
+            w.reward = _nested(f"{where}.reward", RewardSums.from_dict, d["reward"])
         return w

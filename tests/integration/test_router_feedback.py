@@ -5,10 +5,11 @@ import random
 import time
 
 import httpx
+import pytest
 
 from modelrollout.models.ranker import simulate_clicks
 from policies.summaries import InterleaveSummary, VersionWindow
-from tests.router_support import metric_value, post_many, rollout_doc, summaries, write_config
+from tests.router_support import metric_value, post_many, rollout_doc, summaries, wait_until, write_config
 
 
 def _ranking_body(i: int) -> dict:
@@ -92,8 +93,10 @@ def test_feedback_refuses_forged_replayed_foreign_and_expired_ids(procs, tmp_pat
         time.sleep(1.3)
         late = c.post(f"{base}/fraud/feedback", json={"request_id": old, "clicks": []})
         assert late.status_code == 404
-        for bad, field in (({"label": 1}, "request_id"), ({"request_id": rid}, "label or clicks"),
-                           ({"request_id": rid, "clicks": "x"}, "clicks"), ([1, 2], "JSON object")):
+        for bad, field in (({"label": 1}, "request_id"), ({"request_id": rid}, "label, clicks or reward"),
+                           ({"request_id": rid, "clicks": "x"}, "clicks"), ([1, 2], "JSON object"),
+                           ({"request_id": rid, "label": 1, "clicks": []}, "not both"),
+                           ({"request_id": rid, "reward": "12"}, "reward: expected a finite number")):
             r = c.post(f"{base}/fraud/feedback", json=bad)
             assert r.status_code == 400 and field in r.json()["detail"]
 
@@ -117,3 +120,56 @@ def test_labels_join_their_prediction_by_segment(procs, tmp_path):
     n_cand = {g: sum(1 for i, v in enumerate(versions) if v == "v2" and "fm"[i % 2] == g) for g in "fm"}
     # v2 scores ~0.9 (predicted positive) and every label is 1: all its labelled predictions are correct
     assert {g: acc[g] for g in acc} == {g: (n_cand[g], n_cand[g]) for g in "fm" if n_cand[g]}
+
+
+def test_rewards_join_their_prediction_with_the_propensity_of_its_arm(procs, tmp_path):
+    """A reward (alone or with a label) is counted in the summaries of the version that answered, and its log
+    record carries the probability with which the router chose that version: the canary's 30% share for the
+    candidate, 70% for the baseline. replay --estimate reward recovers each version's mean reward."""
+    import json
+    import signal
+
+    from modelrollout.replay import reward_estimates
+    from policies.spec import parse_rollout
+    from router.predlog import read_records
+
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2", "--mean", "0.9", "--std", "0.01")
+    doc = rollout_doc("shop", v1.url, v2.url, weight=30)
+    logs = tmp_path / "log"
+    router = procs.router(write_config(tmp_path / "r.yaml", [doc]), "--log-dir", str(logs))
+    base = f"{router.url}/v1/rollouts/shop"
+    answers = post_many([(f"{base}/predict", {"features": {"age": 30}}, {"x-user-id": f"u{i}"}) for i in range(300)])
+    reward_of = {"v1": 1.0, "v2": 3.0}
+    posts = []
+    for i, (_, h, _) in enumerate(answers):
+        fb = {"request_id": h["x-request-id"], "reward": reward_of[h["x-model-version"]]}
+        if i % 3 == 0:
+            fb["label"] = 1
+        posts.append((f"{base}/feedback", fb, {}))
+    replies = post_many(posts)
+    assert {s for s, _, _ in replies} == {200}
+    assert {json.loads(b)["kind"] for _, _, b in replies} == {"reward", "label"}
+    served = {v: sum(h["x-model-version"] == v for _, h, _ in answers) for v in ("v1", "v2")}
+
+    def windows_when_served():          # 503 "try again" while a busy machine's worker has not answered yet
+        try:
+            return summaries(router.url, "shop")["windows"]
+        except httpx.HTTPStatusError as e:
+            if e.response.status_code != 503:
+                raise
+            return None
+    windows = wait_until(windows_when_served, timeout=60, every=1.0, what="summaries served")
+    merged = {arm: VersionWindow.new("score") for arm in ("baseline", "candidate")}
+    for w in windows:
+        for arm in merged:
+            merged[arm] = merged[arm].merge(VersionWindow.from_dict(w[arm]))
+    assert merged["baseline"].reward.n == served["v1"] and merged["baseline"].reward.mean() == 1.0
+    assert merged["candidate"].reward.n == served["v2"] and merged["candidate"].reward.mean() == 3.0
+    assert router.stop(signal.SIGTERM) == 0
+    feedback = [r for r in read_records(logs) if r.role == "feedback"]
+    assert len(feedback) == 300
+    assert {(r.arm, r.propensity) for r in feedback} == {("baseline", 0.7), ("candidate", 0.3)}
+    est = reward_estimates(parse_rollout(doc).spec, feedback)
+    # IPW of a constant reward per version: the version's share of the log over its propensity, times it
+    assert est["candidate"]["snipw"] == pytest.approx(3.0) and est["baseline"]["snipw"] == pytest.approx(1.0)
+    assert est["candidate"]["ipw"] == pytest.approx(3.0 * served["v2"] / 300 / 0.3)

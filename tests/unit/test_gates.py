@@ -82,6 +82,13 @@ def _paired_classes(disagree_every):
     return p
 
 
+def _rewards(seed, mean):
+    w = window(_scores(seed, n=50))
+    for r in _rng(seed).normal(mean, 1.0, N):
+        w.observe_reward(float(r))
+    return w
+
+
 def _latency(seed, scale):
     return _rng(seed).lognormal(math.log(0.05), 0.3, 2000) * scale
 
@@ -139,6 +146,8 @@ def cases():
                        lambda: (window(B), window(B), {"paired": _paired_rankings(0.5)})),
         "shadow-ndcg": ("ranking", {"min": 0.9}, lambda: (window(B), window(B), {"paired": _paired_rankings(1.0)}),
                         lambda: (window(B), window(B), {"paired": _paired_rankings(0.5)})),
+        "reward": ("score", {"min": -0.1}, lambda: (_rewards(1, 1.0), _rewards(2, 1.0)),
+                   lambda: (_rewards(1, 1.0), _rewards(2, 0.5))),
         "interleave": ("ranking", {"minPValue": 0.001},
                        lambda: (window(kind="ranking"), window(kind="ranking"),
                                 {"interleave": InterleaveSummary(300, 300, 50)}),
@@ -164,7 +173,8 @@ def test_decisive_difference_fails_and_identical_inputs_pass(metric, plan):
     if metric == "interleave":
         steps = [{"interleave": {"duration": "1m" if plan == "short" else "210m"}}]
     spec = make_spec([{"name": "g", "metric": metric, **fields}], kind=kind, steps=steps)
-    routing = Routing(0, interleave=True) if metric == "interleave" else Routing(0, shadow=True)
+    routing = Routing(0, interleave=True) if metric == "interleave" else Routing(50) if metric == "reward" else \
+        Routing(0, shadow=True)
     verdicts = {}
     for label, build in (("same", same), ("differ", differ)):
         b, c, *extra = build()

@@ -47,7 +47,10 @@ def records(draw, kind: str):
             rec["clicks"] = ["i1"]
             rec["outcome"] = draw(st.sampled_from(["win", "loss", "tie", None]))
         else:
-            rec["label"] = draw(st.one_of(st.booleans(), st.sampled_from(["a", "b", 1, 0, 0.7])))
+            rec["label"] = draw(st.one_of(st.none(), st.booleans(), st.sampled_from(["a", "b", 1, 0, 0.7])))
+        if draw(st.booleans()):
+            rec["reward"] = draw(st.one_of(st.floats(-5, 5), st.integers(0, 3)))
+            rec["propensity"] = draw(st.sampled_from([0.1, 0.5, 1.0]))
         return rec
     error = draw(st.sampled_from([None, None, None, "timeout", "http_5xx", "invalid_output"]))
     rec.update(status=None if error == "timeout" else 200, error=error,
@@ -73,13 +76,15 @@ def reference_fold(w: Bucket, rec: dict, spec) -> None:
     role = rec.get("role")
     arm = rec.get("arm")
     if role == "feedback":
+        if rec.get("reward") is not None and arm in ("baseline", "candidate"):
+            getattr(w, arm).observe_reward(rec["reward"])
         if "clicks" in rec:
             outcome = rec.get("outcome")
             if outcome is not None:
                 if w.interleave is None:
                     w.interleave = InterleaveSummary()
                 w.interleave.add(_WINNER[outcome])
-        elif arm in ("baseline", "candidate"):
+        elif arm in ("baseline", "candidate") and rec.get("label") is not None:
             output, label = rec.get("output"), rec.get("label")
             predicted, actual = positive(spec, output), label_positive(label, spec)
             correct = predicted == actual if spec.output.kind == "score" else str(output) == str(label)
