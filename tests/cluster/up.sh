@@ -41,6 +41,16 @@ log "binaries and images ready in $((SECONDS - t0)) s"
 
 serve_log="$workdir-serve.log"
 cd "$repo"
+# A state dir left by a run that was killed without down.sh holds a stale `ready` (and the old kubeconfig):
+# waiting on it would hand the caller a dead apiserver. Refuse if its cluster still runs, else sweep it first.
+if [[ -d "$workdir" ]]; then
+    if [[ -f "$workdir/serve.pid" ]] && kill -0 "$(cat "$workdir/serve.pid")" 2>/dev/null; then
+        log "error: a cluster is already running (pid $(cat "$workdir/serve.pid")); run tests/cluster/down.sh first"
+        exit 1
+    fi
+    log "removing the leftovers of an earlier run in $workdir"
+    "$py" -m tests.cluster.node down >&2
+fi
 # In its own session, holding none of this script's file descriptors (a caller reading our output gets EOF).
 MODELROLLOUT_K8S_BIN="$k8s_bin" MODELROLLOUT_NODE_BIN="$node_bin" MODELROLLOUT_NODE_IMAGES="$images" \
     setsid "$py" -m tests.cluster.node serve >"$serve_log" 2>&1 </dev/null &
