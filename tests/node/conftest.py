@@ -104,6 +104,17 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
                 f"{diagnose() if diagnose else ''}")
 
 
+def metrics_token(c: Cluster) -> str:
+    """A token the routers' /metrics accepts (--internal-auth kubernetes): a ServiceAccount bound to
+    modelrollout-metrics-reader, issued for the audience modelrollout-router, as a Prometheus would hold."""
+    if c.kubectl("get", "serviceaccount", "metrics-probe", "-n", SYSTEM_NS, check=False).returncode != 0:
+        c.kubectl("create", "serviceaccount", "metrics-probe", "-n", SYSTEM_NS)
+        c.kubectl("create", "clusterrolebinding", "modelrollout-metrics-probe",
+                  "--clusterrole=modelrollout-metrics-reader", f"--serviceaccount={SYSTEM_NS}:metrics-probe")
+    out = c.kubectl("create", "token", "metrics-probe", "-n", SYSTEM_NS, "--audience", "modelrollout-router")
+    return out.stdout.strip()
+
+
 def http(url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 10):
     """POST `body` (or GET) straight to `url`: Service and pod addresses exist only on this machine, so no proxy."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

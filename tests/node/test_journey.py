@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from tests.node.conftest import (SYSTEM_NS, http, model_server, rollout_doc, traffic_pod, wait_for)
+from tests.node.conftest import (SYSTEM_NS, http, metrics_token, model_server, rollout_doc, traffic_pod, wait_for)
 
 # the first test also waits for the package's cluster (up.sh --image): minutes on a cold machine
 pytestmark = pytest.mark.timeout(3000)
@@ -34,17 +34,6 @@ def models(installed):
 
 def router_cluster_ip(c) -> str:
     return c.get("service", "modelrollout-router", "-n", SYSTEM_NS)["spec"]["clusterIP"]
-
-
-def metrics_token(c) -> str:
-    """A token the routers' /metrics accepts (--internal-auth kubernetes): a ServiceAccount bound to
-    modelrollout-metrics-reader, issued for the audience modelrollout-router, as a Prometheus would hold."""
-    if c.kubectl("get", "serviceaccount", "metrics-probe", "-n", SYSTEM_NS, check=False).returncode != 0:
-        c.kubectl("create", "serviceaccount", "metrics-probe", "-n", SYSTEM_NS)
-        c.kubectl("create", "clusterrolebinding", "modelrollout-metrics-probe",
-                  "--clusterrole=modelrollout-metrics-reader", f"--serviceaccount={SYSTEM_NS}:metrics-probe")
-    out = c.kubectl("create", "token", "metrics-probe", "-n", SYSTEM_NS, "--audience", "modelrollout-router")
-    return out.stdout.strip()
 
 
 def host_predictions(c, rollout: str, n: int) -> Counter:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.node.conftest import IMAGE, MODELS, SYSTEM_NS, http, model_server, rollout_doc, wait_for
+from tests.node.conftest import IMAGE, MODELS, SYSTEM_NS, http, metrics_token, model_server, rollout_doc, wait_for
 
 pytestmark = pytest.mark.timeout(3000)
 
@@ -73,9 +73,9 @@ def test_a_client_calls_the_service_by_name_unchanged_through_the_handover_and_a
     # every request answered 200, none failed, across the hand-over and every step of the rollout
     assert report["transport_errors"] == 0 and report["statuses"] == {"200": report["sent"]}, report
     assert report["versions"].get("v2", 0) > 0 and report["versions"].get("v1", 0) > 0, report
-    served = 0.0
+    served, token = 0.0, metrics_token(c)   # the routers run --internal-auth kubernetes
     for ip in routers:
-        _, _, body = http(f"http://{ip}:8080/metrics")
+        _, _, body = http(f"http://{ip}:8080/metrics", headers={"authorization": f"Bearer {token}"})
         served += sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
                       if line.startswith("modelrollout_router_requests_total") and 'rollout="fraud"' in line
                       and 'role="primary"' in line)
