@@ -134,7 +134,10 @@ def evaluate_window(spec: RolloutSpec, status: RolloutStatus, window: tuple[floa
 
 def step(spec: RolloutSpec, status: RolloutStatus, now: float, source: EvidenceSource,
          command: Command | None = None) -> Decision:
-    """One reconcile of one rollout: evaluate a window if one is due, then `policies.machine.decide`."""
+    """One reconcile of one rollout: evaluate a window if one is due, then `policies.machine.decide`.
+
+    The spec runs resolved against `status.stable` (the candidate is compared with the stable)."""
+    spec = spec.resolved(status.stable)
     window = analysis_window(spec, status, now)
     results = evaluate_window(spec, status, window, source) if window is not None else None
     return decide(spec, status, results, now, command)

@@ -59,6 +59,14 @@ class ListWatcher:
         self.cache: dict[str, dict] = {}
         self.synced = threading.Event()
         self.relists = 0
+        self.connected = False
+        """True since the last successful LIST, False since the last failure to list or watch."""
+        self.error: str | None = None
+        """Why the last LIST or WATCH failed (None while connected)."""
+        self.since: float | None = None
+        """Wall-clock time `connected` last changed."""
+        self.last_sync: float | None = None
+        """Wall-clock time of the last successful LIST (the cache is at least this fresh)."""
         self._lock = threading.Lock()
         self._watch: watch.Watch | None = None
 
@@ -87,6 +95,7 @@ class ListWatcher:
             except Exception as e:  # noqa: BLE001 - the apiserver may be restarting; relist after a pause
                 if stop.is_set():
                     break
+                self._connected(False, _short(e))
                 log.warning("list/watch of %s failed: %s; relisting in %.1fs", PLURAL, _short(e), backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -114,6 +123,8 @@ class ListWatcher:
             gone = [k for k in before if k not in items]
             self.cache = items
         self.relists += 1
+        self.last_sync = time.time()
+        self._connected(True, None)
         self.synced.set()
         self.on_resync(list(items.values()))
         for k in gone:
@@ -125,6 +136,13 @@ class ListWatcher:
             if old is None or _version(old) != _version(o):
                 self.on_event(k, old, o)
         return listed["metadata"]["resourceVersion"]
+
+    def _connected(self, up: bool, error: str | None) -> None:
+        if up != self.connected or self.since is None:
+            self.since = time.time()
+            if up and self.relists > 1:
+                log.info("list/watch of %s reconnected", PLURAL)
+        self.connected, self.error = up, error
 
     def _watch_until(self, stop: threading.Event, rv: str, deadline: float) -> None:
         while not stop.is_set():

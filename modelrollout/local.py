@@ -176,8 +176,8 @@ def exit_code(tracked: Sequence[Tracked]) -> int:
     phases = [t.status.get("phase") for t in tracked]
     if any(p in (Phase.ROLLED_BACK, Phase.FAILED) for p in phases):
         return EXIT_ROLLED_BACK
-    if all(p == Phase.PROMOTED for p in phases):
-        return EXIT_PROMOTED
+    if all(p in (Phase.PROMOTED, Phase.STABLE) for p in phases):
+        return EXIT_PROMOTED        # a steady state (no candidate) has nothing left to do either
     return EXIT_STUCK
 
 
@@ -314,7 +314,7 @@ _DECIDED_BY_A_CHECK = (Phase.ROLLED_BACK, Phase.PAUSED, Phase.FAILED)
 
 
 def _terminal(status: Mapping[str, Any]) -> bool:
-    return status.get("phase") in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+    return status.get("phase") in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.STABLE)
 
 
 def _transitioned(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -328,6 +328,8 @@ def describe_route(status: Mapping[str, Any]) -> str:
     r = status.get("routing") or {}
     if status.get("phase") == Phase.PROMOTED:
         return "candidate 100%"
+    if status.get("phase") == Phase.STABLE:
+        return "stable 100%"
     if r.get("shadow"):
         return "shadow (mirrored)"
     if r.get("interleave"):

@@ -17,10 +17,12 @@ from rich.table import Table
 from rich.text import Text
 
 from policies.api import Phase
+from policies.spec import Step
 from policies.status import RolloutStatus, format_left
 
 PHASE_STYLES = {Phase.SHADOWING: "cyan", Phase.PROGRESSING: "yellow", Phase.INTERLEAVING: "magenta", Phase.PAUSED: "bold yellow",
-                Phase.PROMOTED: "bold green", Phase.ROLLED_BACK: "bold red", Phase.FAILED: "bold red", Phase.PENDING: "dim"}
+                Phase.PROMOTED: "bold green", Phase.ROLLED_BACK: "bold red", Phase.FAILED: "bold red", Phase.PENDING: "dim",
+                Phase.STABLE: "green"}
 VERDICT_STYLES = {"Pass": "green", "Fail": "bold red", "Inconclusive": "dim"}
 
 
@@ -51,8 +53,11 @@ class LiveView:
                 self.events = self.events[-8:]
 
     def panel(self, spec: Any, status: Mapping[str, Any]) -> Panel:
+        from policies.status import stable_from
+
         phase = status.get("phase", Phase.PENDING)
-        steps = spec.steps
+        spec = spec.resolved(stable_from(status.get("stable")))   # the baseline is the stable once promoted
+        steps = spec.steps or (Step("pause"),)
         step = int(status.get("currentStep") or 0)
         routing = status.get("routing") or {}
         weight = 100 if phase == Phase.PROMOTED else int(routing.get("candidateWeight") or 0)

@@ -42,10 +42,13 @@ class Phase(str, Enum):
     PROMOTED = "Promoted"
     ROLLED_BACK = "RolledBack"
     FAILED = "Failed"
+    STABLE = "Stable"
+    """Steady state: the spec names no candidate, or its candidate is the stable; 100% to the stable."""
 
     @property
     def is_terminal(self) -> bool:
-        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+        """No step runs and nothing is analysed; only a new candidate revision (or a command) moves on."""
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.STABLE)
 
     @property
     def is_active(self) -> bool:

@@ -106,13 +106,22 @@ def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
            results: Iterable[CheckResult] | None, now: float, command: Command | None = None) -> Decision:
     """The next status and the actions to carry out. `results=None`: no analysis window this time."""
     before = RolloutStatus.from_status(status)
+    spec = spec.resolved(before.stable)
     m = _Machine(spec, now)
     s = replace(before, observed_generation=spec.generation)
     invalid = s.condition(Cond.INVALID_SPEC)
-    if s.revision != spec.revision or (s.phase is Phase.FAILED and invalid is not None and invalid.status == "True"):
+    was_invalid = invalid is not None and invalid.status == "True"
+    if spec.steady:
+        # the candidate just promoted stays Promoted; no candidate at all is Stable
+        kept = (Phase.STABLE,) if spec.no_candidate else (Phase.STABLE, Phase.PROMOTED)
+        if s.revision != spec.revision or s.phase not in kept:
+            s = m.steady(s)
+    elif s.revision != spec.revision or (s.phase is Phase.FAILED and was_invalid):
         s = m.start(s, fresh_calibration=True)
     elif not s.phase.is_terminal and s.current_step >= len(spec.steps):
         s = replace(s, current_step=len(spec.steps) - 1)   # the spec lost steps under us
+    if was_invalid and s.condition(Cond.INVALID_SPEC).status == "True":
+        s = m.valid_again(s)
     if command is not None and (not command.id or command.id != s.last_command_id):
         s = m.command(s, command)
         s = replace(s, last_command_id=command.id or s.last_command_id)
@@ -132,13 +141,19 @@ def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
 
 def invalid_spec_status(status: RolloutStatus | Mapping[str, Any] | None, error: SpecError,
                         now: float) -> RolloutStatus:
-    """Status for a spec that can never work: phase Failed, condition InvalidSpec naming the field.
+    """Status for a spec that can never work as written: condition InvalidSpec naming the field.
 
-    Routing goes back to the baseline (the candidate is not known to be valid). A later valid spec
-    restarts the rollout from step 0 (see `decide`)."""
+    Fail-static: a rollout that already runs (a revision, not Failed) keeps its phase, step and routing,
+    so nobody changes version because of a bad edit; it only stops advancing and analysing until the spec
+    is valid again (then it continues, or restarts from step 0 for a new revision: see `decide`). A rollout
+    that never had a valid spec is Failed, with the routing of a fresh one (100% baseline)."""
     s = RolloutStatus.from_status(status)
-    msg = f"invalid spec: {error}"
-    s = replace(s, phase=Phase.FAILED, routing=Routing(), message=msg, pause_reason=None, drift=None)
+    if s.revision is not None and s.phase is not Phase.FAILED:
+        msg = f"invalid spec, keeping the last valid routing: {error}"
+        s = replace(s, message=msg)
+    else:
+        msg = f"invalid spec: {error}"
+        s = replace(s, phase=Phase.FAILED, routing=Routing(), message=msg, pause_reason=None, drift=None)
     if not s.history or s.history[-1].reason != msg:
         s = s.with_history(now, "InvalidSpec", msg)
     s = s.with_condition(Cond.INVALID_SPEC, "True", "InvalidSpec", str(error), now)
@@ -182,11 +197,13 @@ class _Machine:
     # --- starting and moving between steps -------------------------------------------------------
 
     def start(self, s: RolloutStatus, fresh_calibration: bool) -> RolloutStatus:
-        restart = s.revision is not None
+        # after a promotion (or in a steady state) a new candidate is a new rollout, not a restart
+        restart = s.revision is not None and not (s.phase in (Phase.STABLE, Phase.PROMOTED)
+                                                  and s.revision != self.spec.revision)
         keep = {} if fresh_calibration else {c.name: c.calibration for c in s.checks}
         checks = tuple(CheckState(c.name, c.metric, action=c.action, calibration=keep.get(c.name, ()))
                        for c in self.spec.analysis.checks)
-        if s.revision is None:
+        if not restart:
             why = f"rollout of {self.spec.candidate.version} started"
         elif s.revision != self.spec.revision:
             why = f"new candidate revision {self.spec.revision} (was {s.revision}): restarting from step 1"
@@ -194,6 +211,7 @@ class _Machine:
             why = "spec is valid again: restarting from step 1"
         else:
             why = "retry: restarting from step 1"
+        why += f", compared with {self.baseline_label()}"
         event = "Started" if not restart else ("RevisionChanged" if s.revision != self.spec.revision else "Restarted")
         s = replace(s, revision=self.spec.revision, checks=checks, pause_reason=None, message=why)
         s = s.with_history(self.now, event, why)
@@ -214,10 +232,37 @@ class _Machine:
         self.emit("Normal", "StepStarted", text)
         return s
 
+    def baseline_label(self) -> str:
+        """`the stable v2 (spec.baseline says v1)`, or `the baseline v1` before any promotion."""
+        b, written = self.spec.baseline, self.spec.spec_baseline
+        if written is None:
+            return f"the baseline {b.version}"
+        said = written.version if written.version != b.version else f"{written.version} at {written.url}"
+        return f"the stable {b.version} (spec.baseline says {said})"
+
+    def steady(self, s: RolloutStatus) -> RolloutStatus:
+        """No candidate, or the candidate is the stable: 100% to the stable, nothing analysed, no step."""
+        b = self.spec.baseline
+        text = f"steady state: {b.version} serves all traffic, no rollout"
+        s = replace(s, phase=Phase.STABLE, revision=self.spec.revision, routing=Routing(), checks=(),
+                    current_step=0, step_started_at=None, step_windows=0, last_analysis_at=None,
+                    pause_reason=None, message=text)
+        if s.conditions:
+            s = s.with_condition(Cond.INVALID_SPEC, "False", "SpecValid", "spec is valid", self.now)
+        self.emit("Normal", "Stable", text)
+        return s.with_history(self.now, "Stable", text)
+
+    def valid_again(self, s: RolloutStatus) -> RolloutStatus:
+        """The spec is valid again for the same revision: go on from where the last valid one left off."""
+        text = "spec is valid again: continuing"
+        s = s.with_condition(Cond.INVALID_SPEC, "False", "SpecValid", "spec is valid", self.now)
+        self.emit("Normal", "SpecValid", text)
+        return replace(s, message=text).with_history(self.now, "SpecValid", text)
+
     def promote(self, s: RolloutStatus, why: str) -> RolloutStatus:
-        text = f"promoted {self.spec.candidate.version}: {why}"
+        text = f"promoted {self.spec.candidate.version}: {why}; it is the stable now"
         s = replace(s, phase=Phase.PROMOTED, routing=Routing(100), pause_reason=None, message=text,
-                    current_step=len(self.spec.steps))
+                    current_step=len(self.spec.steps), stable=self.spec.candidate)
         self.emit("Normal", "Promoted", text)
         return s.with_history(self.now, "Promoted", text)
 

@@ -7,7 +7,7 @@ expected (`spec.analysis.checks[2].max: expected a number, got 'high'`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from policies import check_rules
@@ -158,7 +158,8 @@ class RolloutSpec:
     name: str
     namespace: str
     baseline: VersionRef
-    candidate: VersionRef
+    candidate: VersionRef | None
+    """None: no rollout, the stable serves everything (`policies.stable.resolve` fills it in)."""
     predict_path: str = "/predict"
     output: OutputSpec = OutputSpec()
     features_path: str | None = None
@@ -174,6 +175,22 @@ class RolloutSpec:
     """What the prediction log may hold of each request (`policies.privacy`)."""
     service: ServiceSpec | None = None
     """Transparent mode (`spec.service`): None when clients call only the router's API."""
+    spec_baseline: VersionRef | None = None
+    """What `spec.baseline` says, when `resolved` replaced the baseline with the stable (else None)."""
+    no_candidate: bool = False
+    """The spec names no candidate (`resolved` made the stable the candidate)."""
+
+    def resolved(self, stable: VersionRef | None) -> "RolloutSpec":
+        """The spec as the rollout runs it: the baseline is the stable once a promotion made one (whatever
+        `spec.baseline` still says), and without a candidate the candidate is that baseline (steady state).
+        Idempotent; router, controller, local mode and replay all run the resolved spec."""
+        base = stable or self.baseline
+        cand = self.candidate or base
+        if base == self.baseline and cand is self.candidate:
+            return self
+        written = self.spec_baseline or self.baseline
+        return replace(self, baseline=base, candidate=cand, spec_baseline=written if written != base else None,
+                       no_candidate=self.no_candidate or self.candidate is None)
 
     @property
     def key(self) -> str:
@@ -181,8 +198,16 @@ class RolloutSpec:
 
     @property
     def revision(self) -> str:
-        """Identifies the candidate under test: a change restarts the analysis from step 0."""
-        return f"{self.candidate.version}@{self.candidate.url}"
+        """Identifies the candidate under test: a change restarts the analysis from step 0 (without a
+        candidate, the baseline's: a steady state)."""
+        ref = self.candidate if self.candidate is not None else self.baseline
+        return f"{ref.version}@{ref.url}"
+
+    @property
+    def steady(self) -> bool:
+        """No rollout to run: no candidate, or the candidate is the baseline (after `resolve`: the stable)."""
+        c, b = self.candidate, self.baseline
+        return c is None or (c.version == b.version and c.url == b.url)
 
     def segments(self) -> tuple[str, ...]:
         return tuple(sorted({c.segment for c in self.analysis.checks if c.segment}))
@@ -314,9 +339,8 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
                generation: int = 0) -> RolloutSpec:
     r = _Reader(spec, path)
     baseline = _version(r.sub("baseline", required=True))
-    candidate = _version(r.sub("candidate", required=True))
-    if baseline.version == candidate.version and baseline.url == candidate.url:
-        raise SpecError(r.at("candidate"), "candidate is the same version and url as the baseline")
+    cand = r.sub("candidate")
+    candidate = _version(cand) if cand is not None else None   # none (or the stable): a steady state
     predict_path = r.str("predictPath", "/predict")
     if not predict_path.startswith("/"):
         raise SpecError(r.at("predictPath"), f"expected a path starting with '/', got {predict_path!r}")
@@ -329,7 +353,7 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
     strategy = r.sub("strategy") or _Reader({}, r.at("strategy"))
     sticky = strategy.sub("stickiness")
     steps = tuple(_step(s, f"{strategy.at('steps')}[{i}]") for i, s in enumerate(strategy.list("steps")))
-    if not steps:
+    if not steps and (candidate is not None or "strategy" in r.data):
         raise SpecError(strategy.at("steps"), "expected at least one step")
     for i, s in enumerate(steps):
         if s.kind == "interleave" and output.kind != "ranking":

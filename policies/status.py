@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.api import Condition as ConditionType, Phase, Verdict
+from policies.spec import VersionRef
 
 HISTORY_LIMIT = 50
 """History entries kept in status (oldest dropped first)."""
@@ -254,6 +255,9 @@ class RolloutStatus:
     """Why the phase is Paused: "step" (a pause step), "user", "inconclusive" or "check"."""
     drift: str | None = None
     """`NAME VALUE/THRESHOLD` of the worst check (see `worst_check`), for `kubectl get mro`."""
+    stable: VersionRef | None = None
+    """The version the last promotion made the stable: every later candidate is compared with it, and it
+    serves everything when no rollout runs (None before the first promotion: `spec.baseline` is)."""
 
     def step_ends_at(self) -> float | None:
         """When the current step's duration is over (None: no timed step running)."""
@@ -309,6 +313,7 @@ class RolloutStatus:
             "lastCommandId": self.last_command_id,
             "pauseReason": self.pause_reason,
             "drift": self.drift,
+            "stable": {"version": self.stable.version, "url": self.stable.url} if self.stable else None,
         }
 
     @staticmethod
@@ -341,10 +346,21 @@ class RolloutStatus:
             last_command_id=cmd if isinstance(cmd, str) else None,
             pause_reason=pause if isinstance(pause, str) else None,
             drift=drift if isinstance(drift, str) else None,
+            stable=stable_from(d.get("stable")),
         )
 
 
 _COND_ORDER = {t.value: i for i, t in enumerate(ConditionType)}
+
+
+def stable_from(d: Any) -> VersionRef | None:
+    """`status.stable` as written by the controller, or None when absent or not `{version, url}` strings."""
+    if not isinstance(d, Mapping):
+        return None
+    version, url = d.get("version"), d.get("url")
+    if not (isinstance(version, str) and version and isinstance(url, str) and url):
+        return None
+    return VersionRef(version, url)
 
 
 def worst_check(checks: tuple[CheckState, ...]) -> str | None:

@@ -259,7 +259,8 @@ def build_api(router: Router) -> FastAPI:
     async def readyz():
         if not router.ready:
             return _response(error_reply(503, "not ready", "no routing configuration loaded yet"))
-        return {"ready": True, "rollouts": sorted(router.targets)}
+        # Still ready when the source is unreachable: the router serves its last routing (and says so).
+        return {"ready": True, "rollouts": sorted(router.targets), "source": router.health()}
 
     return api
 
@@ -267,4 +268,5 @@ def build_api(router: Router) -> FastAPI:
 def create_app(source: RoutingSource, settings: RouterSettings | None = None) -> RouterApp:
     """The router as an ASGI app serving the rollouts `source` yields (run it with lifespan on)."""
     router = Router(settings)
+    router.source_health = getattr(source, "health", None)
     return RouterApp(router, source, build_api(router))

@@ -13,7 +13,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
 
@@ -27,7 +27,7 @@ from router.metrics import RouterMetrics
 from router.predlog import log_metrics, open_log
 from router.privacy import Privacy
 from router.recorder import Recorder, keep_folding
-from router.routing import BASELINE, CANDIDATE, Routing, pick
+from router.routing import BASELINE, CANDIDATE, Routing, pick, served
 from router.settings import RouterSettings
 from router.shadow import Mirror, ShadowCaller, ShadowTarget, read_output, record_call
 from router.upstream import ERROR_STATUS, Answer, Upstreams
@@ -71,13 +71,13 @@ class Target:
 
     @classmethod
     def of(cls, rollout: Rollout) -> "Target":
-        s = rollout.spec
+        s, routing = served(rollout)
         arms = {BASELINE: s.baseline, CANDIDATE: s.candidate}
         by_version = {s.baseline.version: BASELINE}
         by_version.setdefault(s.candidate.version, CANDIDATE)
         output_path = split_path(s.output.path)
         attributions_path = split_path(s.output.attributions) if s.output.attributions else None
-        return cls(spec=s, routing=Routing.from_status(rollout.status), arms=arms, by_version=by_version,
+        return cls(spec=s, routing=routing, arms=arms, by_version=by_version,
                    output_path=output_path, attributions_path=attributions_path,
                    features_path=split_path(s.features_path) if s.features_path else None,
                    features=s.watched_features(), segments=s.segments(),
@@ -111,6 +111,8 @@ class Router:
         """The shadow calls, when this process makes them (--no-worker); else the worker does."""
         self._rng = random.Random()
         self.metrics.gauges.append(self._gauges)
+        self.source_health: Callable[[], dict] | None = None
+        """The routing source's `health()` (connected, error, invalid and deleted rollouts), when it has one."""
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -353,8 +355,38 @@ class Router:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
+    def health(self) -> dict:
+        """Where the routing comes from and whether it is current (for /readyz and /metrics)."""
+        if self.source_health is None:
+            return {"kind": "static", "connected": True, "error": None, "invalid": {}, "deleted": []}
+        return self.source_health()
+
+    def _source_gauges(self):
+        from prometheus_client.core import GaugeMetricFamily
+        h = self.health()
+        g = GaugeMetricFamily("modelrollout_router_source_connected", "1 while the router reads its routing source "
+                              "(the Kubernetes API, its file); 0: it serves the routing it last read.")
+        g.add_metric([], 1 if h.get("connected") else 0)
+        yield g
+        if h.get("lastSync") is not None:
+            g = GaugeMetricFamily("modelrollout_router_source_last_sync_timestamp_seconds",
+                                  "When the router last listed the ModelRollouts successfully.")
+            g.add_metric([], h["lastSync"])
+            yield g
+        for name, keys, what in (
+                ("modelrollout_router_rollout_invalid", h.get("invalid") or {},
+                 "1 for a rollout whose current spec is invalid: its last valid version is served (fail-static)."),
+                ("modelrollout_router_rollout_deleted", h.get("deleted") or [],
+                 "1 for a deleted rollout still served, 100% to its stable, during --deletion-grace.")):
+            g = GaugeMetricFamily(name, what, labels=["rollout", "rollout_namespace"])
+            for key in keys:
+                ns, _, rollout = key.rpartition("/")
+                g.add_metric([rollout, ns], 1)
+            yield g
+
     def _gauges(self):
         from prometheus_client.core import GaugeMetricFamily
+        yield from self._source_gauges()
         g = GaugeMetricFamily("modelrollout_router_shadow_inflight", "Shadow calls in flight.")
         g.add_metric([], self.shadow_inflight)
         yield g

@@ -12,62 +12,55 @@ import threading
 from typing import AsyncIterator
 
 from kubeio.watch import ListWatcher
-from policies.spec import Rollout, SpecError, parse_rollout
+from policies.spec import Rollout
+from router.source import LastValid
 
 log = logging.getLogger("modelrollout.router.kube")
 
 
 def served(obj: dict) -> tuple:
     """What the router serves a ModelRollout from: its spec (by uid and generation, which the apiserver bumps
-    on every spec change) and `status.routing`. The controller's other status writes (a window's verdicts)
-    leave it unchanged, and the router then has nothing to redo."""
+    on every spec change) and the status fields routing depends on (`routing`, `stable`, `revision`, `phase`).
+    The controller's other status writes (a window's verdicts) leave it unchanged, and the router then has
+    nothing to redo."""
     meta = obj.get("metadata") or {}
-    routing = (obj.get("status") or {}).get("routing")
+    status = obj.get("status") or {}
     generation = meta.get("generation")
     return (meta.get("namespace"), meta.get("name"), meta.get("uid"),
             generation if generation is not None else meta.get("resourceVersion"),
-            json.dumps(routing, sort_keys=True, default=str))
+            json.dumps([status.get(k) for k in ("routing", "stable", "revision", "phase")], sort_keys=True,
+                       default=str))
 
 
-def parse_objects(objects: list[dict], cache: dict[str, tuple[tuple, Rollout | None]] | None = None) -> list[Rollout]:
+def parse_objects(objects: list[dict], cache: dict | None = None) -> list[Rollout]:
     """Every ModelRollout that parses; invalid ones are logged (with the field path) and skipped.
 
     With `cache` (per "namespace/name": what it was parsed from, see `served`, and the result), an object
     served from the same spec and routing as before is not parsed again and yields the very same `Rollout`,
-    which `Router.apply` keeps serving without rebuilding."""
-    from router.routing import Routing
-
-    out = []
-    seen = set()
-    for obj in sorted(objects, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"].get("name", ""))):
-        meta = obj.get("metadata") or {}
-        key = f"{meta.get('namespace')}/{meta.get('name')}"
-        seen.add(key)
-        version = served(obj)
-        if cache is not None and key in cache and cache[key][0] == version:
-            rollout = cache[key][1]
-        else:
-            try:
-                rollout = parse_rollout(obj)
-                Routing.from_status(rollout.status)
-            except SpecError as e:
-                log.error("ModelRollout %s/%s skipped: %s", meta.get("namespace"), meta.get("name"), e)
-                rollout = None
-            if cache is not None:
-                cache[key] = (version, rollout)
-        if rollout is not None:
-            out.append(rollout)
-    if cache is not None:
-        for key in [k for k in cache if k not in seen]:
-            del cache[key]
-    return out
+    which `Router.apply` keeps serving without rebuilding. `KubeSource` itself serves through one
+    `router.source.LastValid`, which also remembers each rollout's last valid version (fail-static)."""
+    return LastValid(source="apiserver", version=served, parsed=cache).update(objects)
 
 
 class KubeSource:
-    """`RoutingSource` over the apiserver; `namespace=None` watches every namespace."""
+    """`RoutingSource` over the apiserver; `namespace=None` watches every namespace.
 
-    def __init__(self, api_client, namespace: str | None = None, *, resync: float = 300.0):
+    Fail-static (`LastValid`): an invalid edit keeps the rollout's last valid routing, a deleted rollout is
+    served 100% to its stable for `deletion_grace` seconds, and while the apiserver cannot be reached the
+    last routing read stays in force (`health()` says so, for /readyz and /metrics)."""
+
+    def __init__(self, api_client, namespace: str | None = None, *, resync: float = 300.0,
+                 deletion_grace: float = 60.0):
         self.api_client, self.namespace, self.resync = api_client, namespace, resync
+        self.last_valid = LastValid(grace=deletion_grace, source="apiserver", version=served)
+        self.watcher: ListWatcher | None = None
+
+    def health(self) -> dict:
+        w = self.watcher
+        return {"kind": "kube", "connected": bool(w is not None and w.connected),
+                "error": w.error if w is not None else None,
+                "since": w.since if w is not None else None,
+                "lastSync": w.last_sync if w is not None else None, **self.last_valid.health()}
 
     async def watch(self) -> AsyncIterator[list[Rollout]]:
         loop = asyncio.get_running_loop()
@@ -80,24 +73,28 @@ class KubeSource:
         # on_resync too: a LIST with no items reports no key, and the router must still learn that the
         # (empty) set is loaded, or /readyz stays 503 until the first rollout is applied
         watcher = ListWatcher(self.api_client, self.namespace, on_change=poke, on_resync=poke, resync=self.resync)
+        self.watcher = watcher
         thread = threading.Thread(target=watcher.run, args=(stop,), name="kube-source", daemon=True)
         thread.start()
         try:
-            last: list | None = None
-            cache: dict[str, tuple[tuple, Rollout | None]] = {}
+            last: list[Rollout] | None = None
             while True:
-                await changed.wait()
+                try:        # wake up too when the grace of a deleted rollout ends
+                    await asyncio.wait_for(changed.wait(), self.last_valid.next_expiry())
+                except asyncio.TimeoutError:
+                    pass
                 changed.clear()
                 if not watcher.synced.is_set():
                     continue
-                objects = watcher.objects()
+                rollouts = self.last_valid.update(watcher.objects())
                 # yield only when what the router serves differs: a resync re-reports unchanged objects, and
-                # most status writes (a window's verdicts) change neither a spec nor a routing
-                fingerprint = sorted(served(o) for o in objects)
-                if fingerprint == last:
+                # most status writes (a window's verdicts) change neither a spec nor a routing; both parse to
+                # the same Rollout objects (cached by `served`), so comparing identities is enough (`last`
+                # keeps the old ones alive, so their ids cannot be reused)
+                if last is not None and [id(r) for r in rollouts] == [id(r) for r in last]:
                     continue
-                last = fingerprint
-                yield parse_objects(objects, cache)
+                last = rollouts
+                yield rollouts
         finally:
             stop.set()
             watcher.stop()
@@ -107,7 +104,7 @@ class KubeSource:
 
 def parser():
     """router.server's flags, with --config optional and the Kubernetes source's flags added."""
-    from router.server import parser as file_parser
+    from router.server import _duration, parser as file_parser
 
     p = file_parser()
     p.prog = "modelrollout router --kube"
@@ -117,6 +114,9 @@ def parser():
     p.add_argument("--kube", action="store_true", help="read rollouts from the Kubernetes API (list+watch)")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG)")
     p.add_argument("--namespace", default="all", help="namespace whose rollouts to serve, or 'all' (default)")
+    p.add_argument("--deletion-grace", type=_duration, default=60.0,
+                   help="keep serving a deleted ModelRollout, 100%% to its stable, this long (default 60s), so "
+                   "a delete and re-apply is no outage")
     return p
 
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     namespace = None if args.namespace in ("all", "", "*") else args.namespace
     # The same main as --config: uvloop + httptools, coalesced writes, graceful SIGTERM drain.
-    return run(KubeSource(api, namespace), settings, args)
+    return run(KubeSource(api, namespace, deletion_grace=args.deletion_grace), settings, args)
 
 
 if __name__ == "__main__":

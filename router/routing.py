@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from policies.api import Phase
-from policies.spec import SpecError
+from policies.spec import Rollout, RolloutSpec, SpecError
+from policies.status import stable_from
 
 BUCKETS = 10_000
 BASELINE, CANDIDATE = "baseline", "candidate"
@@ -51,6 +52,26 @@ class Routing:
     @property
     def promoted(self) -> bool:
         return self.candidate_weight >= 100
+
+
+def served(rollout: Rollout) -> tuple[RolloutSpec, Routing]:
+    """What the router serves for a rollout: its spec resolved against `status.stable` (the baseline arm is
+    the stable once a promotion made one; without a candidate both arms are the stable) and the routing.
+
+    100% baseline (the stable) in a steady state, and while the status is about another candidate revision
+    than the spec's (the controller has not started the new one yet: nobody meets an unannounced
+    candidate). Raises SpecError for a malformed `status.routing` or `status.stable`."""
+    status = rollout.status or {}
+    raw = status.get("stable")
+    stable = stable_from(raw)
+    if raw is not None and stable is None:
+        raise SpecError("status.stable", f"expected {{version, url}} strings, got {raw!r}")
+    spec = rollout.spec.resolved(stable)
+    routing = Routing.from_status(status)
+    revision = status.get("revision")
+    if spec.steady or (revision is not None and revision != spec.revision):
+        routing = Routing()
+    return spec, routing
 
 
 def sticky_bucket(key: str, salt: str = "") -> int:

@@ -56,6 +56,9 @@ def parse_args(argv: list[str]):
     p.add_argument("--http-timeout", type=_duration, default=5.0,
                    help="timeout of one router or Prometheus query (default 5s)")
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--deletion-grace", type=_duration, default=60.0,
+                   help="remember a deleted rollout's stable this long: re-created within it, it starts from that "
+                   "stable (default 60s, the routers' --deletion-grace)")
     p.add_argument("--identity", help="this replica's name in the Lease and in Events (default: host + random)")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
@@ -76,7 +79,7 @@ def parse_args(argv: list[str]):
         leader_elect=a.leader_elect, lease_name=a.lease_name,
         lease_namespace=a.lease_namespace or os.environ.get("POD_NAMESPACE") or namespace or "default",
         lease_duration=a.lease_duration, renew_deadline=a.renew_deadline, retry_period=a.retry_period,
-        resync=a.resync, http_timeout=a.http_timeout, workers=a.workers,
+        resync=a.resync, http_timeout=a.http_timeout, workers=a.workers, deletion_grace=a.deletion_grace,
         router_token_file=a.router_token_file,
         identity=a.identity or default_identity())
     return a, settings

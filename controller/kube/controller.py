@@ -71,6 +71,8 @@ class ControllerSettings:
     router_token_file: str | None = None
     """Token sent to the routers' /summaries (`controller/kube/token.py`); None: none sent."""
     identity: str = field(default_factory=default_identity)
+    deletion_grace: float = 60.0
+    """Seconds a deleted rollout's stable is remembered: re-created within them, it starts from that stable."""
 
 
 class Controller:
@@ -100,7 +102,7 @@ class Controller:
         write_timeout = min(settings.http_timeout, self.elector.write_budget) if self.elector else settings.http_timeout
         self.reconciler = Reconciler(api_client, evidence=self.evidence, events=self.events, metrics=self.metrics,
                                      notifier=self.notifier, identity=self.identity, may_write=self.is_leader,
-                                     write_timeout=write_timeout)
+                                     write_timeout=write_timeout, deletion_grace=settings.deletion_grace)
         self.watcher = ListWatcher(api_client, settings.namespace, on_event=self._changed, resync=settings.resync)
         # Transparent mode: rollouts' own Services, whose EndpointSlices follow the router Service's.
         self.router_endpoints = None
@@ -145,6 +147,7 @@ class Controller:
             self.services.forget(key)
             self.queue.forget(key)
             self.reconciler.forget(key)
+            self.reconciler.deleted(key, old)       # its stable, for a re-apply within the deletion grace
             ns, _, name = key.partition("/")
             self.metrics.forget(ns, name)
             return

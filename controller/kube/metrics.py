@@ -28,6 +28,10 @@ class ControllerMetrics:
         r = self.registry
         self.phase = Gauge("modelrollout_rollout_phase", "1 for the rollout's current phase, 0 for the others",
                            ["rollout_namespace", "rollout", "phase"], registry=r)
+        self.invalid_spec = Gauge("modelrollout_rollout_invalid_spec",
+                                  "1 while the rollout's spec is invalid (condition InvalidSpec): the routers keep "
+                                  "its last valid routing and it neither advances nor is analysed",
+                                  ["rollout_namespace", "rollout"], registry=r)
         self.weight = Gauge("modelrollout_rollout_weight", "Percent of live traffic routed to the candidate",
                             ["rollout_namespace", "rollout"], registry=r)
         self.check_value = Gauge("modelrollout_check_value", "Last window's value of a check",
@@ -72,6 +76,9 @@ class ControllerMetrics:
         for p in PHASES:
             self._set(self.phase, (ns, name, p), 1 if p == current else 0)
         self._set(self.weight, (ns, name), (status.get("routing") or {}).get("candidateWeight") or 0)
+        invalid = any(isinstance(c, dict) and c.get("type") == "InvalidSpec" and c.get("status") == "True"
+                      for c in status.get("conditions") or [])
+        self._set(self.invalid_spec, (ns, name), 1 if invalid else 0)
         specs = {c.name: c for c in spec.analysis.checks} if spec is not None else {}
         checks = [c for c in status.get("checks") or [] if isinstance(c, dict)]
         names = {str(c.get("name", "")) for c in checks}
@@ -91,7 +98,7 @@ class ControllerMetrics:
                 self._set(self.check_verdict, (ns, name, check, severity, target, v), 1 if v == verdict else 0)
 
     def _gauges(self) -> tuple[Gauge, ...]:
-        return (self.phase, self.weight, self.check_value, self.check_threshold, self.check_failing,
+        return (self.phase, self.weight, self.invalid_spec, self.check_value, self.check_threshold, self.check_failing,
                 self.check_verdict)
 
     def _drop(self, ns: str, name: str, match: Any, gauges: tuple[Gauge, ...] | None = None) -> None:

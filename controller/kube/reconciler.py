@@ -22,7 +22,7 @@ from controller.notify import Notifier
 from policies.api import API_VERSION, COMMAND_ANNOTATION, GROUP, KIND, PLURAL, VERSION
 from policies.errors import KubeError
 from policies.machine import Command, CommandError, Emit, Notify, invalid_spec_status
-from policies.spec import RolloutSpec, SpecError, parse_rollout
+from policies.spec import RolloutSpec, SpecError, VersionRef, parse_rollout
 from policies.status import RolloutStatus
 
 from .events import EventRecorder
@@ -47,7 +47,7 @@ class Reconciler:
     def __init__(self, api_client: client.ApiClient, *, evidence: EvidenceSource, events: EventRecorder,
                  metrics: ControllerMetrics, notifier: Notifier, identity: str,
                  may_write: Callable[[], bool] = lambda: True, write_timeout: float = 5.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, deletion_grace: float = 60.0):
         self.api = client.CustomObjectsApi(api_client)
         self.evidence, self.events, self.metrics, self.notifier = evidence, events, metrics, notifier
         self.identity, self.may_write, self.write_timeout, self.clock = identity, may_write, write_timeout, clock
@@ -56,6 +56,9 @@ class Reconciler:
         self._written: dict[str, tuple[dict, str | None]] = {}
         """Per "namespace/name": the cleaned status last sent and the resourceVersion its write returned
         (None while the write is in flight), for `controller.kube.triggers` to recognise its own writes."""
+        self.deletion_grace = deletion_grace
+        self._gone: dict[str, tuple[float, VersionRef]] = {}
+        """Stables of rollouts deleted in the last `deletion_grace` seconds, by key."""
 
     def written(self, key: str) -> tuple[dict | None, str | None]:
         """(the status this controller last wrote or is writing for `key`, that write's resourceVersion)."""
@@ -65,6 +68,15 @@ class Reconciler:
         self._written.pop(key, None)
         self._specs.pop(key, None)
         self._bad_commands.pop(key, None)
+
+    def deleted(self, key: str, obj: dict | None) -> None:
+        """Remember a deleted rollout's stable: re-created within the grace (a delete and re-apply), the
+        new object starts from it instead of from whatever its `spec.baseline` says."""
+        now = self.clock()
+        self._gone = {k: v for k, v in self._gone.items() if now - v[0] < self.deletion_grace}
+        stable = RolloutStatus.from_status((obj or {}).get("status")).stable
+        if stable is not None and self.deletion_grace > 0:
+            self._gone[key] = (now, stable)
 
     def reconcile(self, obj: dict) -> Outcome:
         """One reconcile of `obj` (as last seen); retries a 409 by re-reading, at most 3 times."""
@@ -84,6 +96,9 @@ class Reconciler:
     def _once(self, obj: dict, source: "_MemoSource") -> Outcome:
         now = self.clock()
         old = RolloutStatus.from_status(obj.get("status"))
+        gone = self._gone.get("/".join(_ns_name(obj)))
+        if gone is not None and old.revision is None and old.stable is None and now - gone[0] < self.deletion_grace:
+            old = replace(old, stable=gone[1])      # re-created within the grace: same stable as before
         try:
             spec = self._spec(obj)
         except SpecError as e:
@@ -94,6 +109,7 @@ class Reconciler:
                 self.events.record(obj, "Warning", "InvalidSpec", str(e))
             self.metrics.observe_status(*_ns_name(obj), new)
             return Outcome(None, wrote, status.phase.value)
+        spec = spec.resolved(old.stable)     # the baseline is the stable once there is one
         decision = core.step(spec, old, now, source, self._command(obj))
         new = clean_status(decision.status.to_status())
         wrote = self._write(obj, new)

@@ -211,8 +211,10 @@ def _step_kinds() -> dict:
 
 def spec_schema() -> dict:
     return _obj({
-        "baseline": _version("The version serving now."),
-        "candidate": _version("The version under test; changing it restarts the analysis from step 0."),
+        "baseline": _version("The version serving now; after the first promotion status.stable serves "
+                             "instead and every candidate is compared with it."),
+        "candidate": _version("The version under test; changing it restarts the analysis from step 0. Omitted, "
+                              "or equal to the stable: a steady state (100% to the stable, no analysis)."),
         "predictPath": _str("Path the router forwards predictions to (default /predict).", pattern="^/"),
         "output": _obj({
             "kind": _str("score | class | ranking | embedding (default score).", enum=list(OUTPUT_KINDS)),
@@ -230,7 +232,7 @@ def spec_schema() -> dict:
             "stickiness": _obj({"header": _str(minLength=1)},
                                "Requests with the same value of this header see the same version throughout."),
             "steps": {"type": "array", "minItems": 1, "maxItems": 64, "items": _step()},
-        }, required=["steps"]),
+        }, "How the candidate is rolled out (required with a candidate).", required=["steps"]),
         "analysis": _obj({
             "interval": _duration("How often a window is analysed (default 1m)."),
             "minSamples": _int("Fewer samples make a window Inconclusive, never Pass (default 200).", minimum=1),
@@ -263,10 +265,10 @@ def spec_schema() -> dict:
         }, "Transparent mode: the rollout answers as this Service, so clients change nothing; every request "
            "to it (any method and path) goes through the router to the version the split picks.",
             required=["name", "port"]),
-    }, required=["baseline", "candidate", "strategy"], **{"x-kubernetes-validations": [
-        {"rule": "!(self.baseline.version == self.candidate.version && self.baseline.url == self.candidate.url)",
-         "message": "candidate is the same version and url as the baseline", "fieldPath": ".candidate"},
-        {"rule": "!self.strategy.steps.exists(s, has(s.interleave))"
+    }, required=["baseline"], **{"x-kubernetes-validations": [
+        {"rule": "!has(self.candidate) || has(self.strategy)",
+         "message": "a candidate needs spec.strategy.steps", "fieldPath": ".strategy"},
+        {"rule": "!has(self.strategy) || !self.strategy.steps.exists(s, has(s.interleave))"
                  " || (has(self.output) && has(self.output.kind) && self.output.kind == 'ranking')",
          "message": "interleaving needs spec.output.kind ranking", "fieldPath": ".output"},
         {"rule": "!has(self.analysis) || !has(self.analysis.checks)"
@@ -296,6 +298,11 @@ def status_schema() -> dict:
                                     "is stepStartedAt + this - now, computed by whoever shows it.", minimum=0,
                                     **null),
         "lastAnalysisAt": _str("RFC 3339 time of the last analysed window.", **null),
+        "stable": _obj({
+            "version": _str(minLength=1), "url": _str(pattern=URL_PATTERN),
+        }, "The version the last promotion made the stable: later candidates are compared with it, and it "
+           "serves everything when no rollout runs; absent before the first promotion (spec.baseline serves).",
+            required=["version", "url"], **null),
         "routing": _obj({
             "candidateWeight": _int(minimum=0, maximum=100),
             "shadow": {"type": "boolean"},
@@ -360,6 +367,9 @@ def crd() -> dict:
                             "kubectl modelrollout status).", priority=1),
                     _column("Baseline", "string", ".spec.baseline.version", priority=1),
                     _column("Candidate", "string", ".spec.candidate.version", priority=1),
+                    _column("Stable", "string", ".status.stable.version",
+                            "The promoted version serving when no rollout runs (empty: spec.baseline).",
+                            priority=1),
                     _column("Message", "string", ".status.message", priority=1),
                 ],
                 "schema": {"openAPIV3Schema": schema()},

@@ -20,6 +20,7 @@ from policies.status import Phase, RolloutStatus, Verdict, format_left, parse_ti
 PHASE_STYLE = {
     Phase.PENDING: "dim", Phase.SHADOWING: "cyan", Phase.PROGRESSING: "cyan", Phase.INTERLEAVING: "cyan",
     Phase.PAUSED: "yellow", Phase.PROMOTED: "green", Phase.ROLLED_BACK: "red", Phase.FAILED: "bold red",
+    Phase.STABLE: "green",
 }
 VERDICT_MARK = {Verdict.PASS: ("✔", "green"), Verdict.FAIL: ("✖", "red"), Verdict.INCONCLUSIVE: ("?", "yellow")}
 
@@ -116,8 +117,19 @@ def summary(obj: Mapping[str, Any], now: float) -> Table:
     grid.add_row("Phase", _phase_text(st, bool(obj.get("status"))))
     if st.message:
         grid.add_row("Message", st.message)
-    grid.add_row("Baseline", _version_line(spec.get("baseline")))
-    grid.add_row("Candidate", _version_line(spec.get("candidate")))
+    written = spec.get("baseline") if isinstance(spec.get("baseline"), Mapping) else {}
+    if st.stable is not None:
+        same = (written.get("version"), written.get("url")) == (st.stable.version, st.stable.url)
+        grid.add_row("Stable", f"{st.stable.version}  {st.stable.url}  (promoted; serves when no rollout runs)")
+        grid.add_row("Baseline", f"{st.stable.version}  {st.stable.url}  (the stable" + (
+            ")" if same else f"; spec.baseline says {_version_line(written)})"))
+    else:
+        grid.add_row("Stable", "- (nothing promoted yet: spec.baseline serves)")
+        grid.add_row("Baseline", _version_line(written))
+    if spec.get("candidate"):
+        grid.add_row("Candidate", _version_line(spec.get("candidate")))
+    else:
+        grid.add_row("Candidate", "- (none: steady state, 100% to the stable)")
     if st.revision:
         grid.add_row("Revision", st.revision)
     step = str(st.current_step)
@@ -150,6 +162,8 @@ def steps_table(obj: Mapping[str, Any]) -> Table:
             state = Text("pending", style="dim")
         elif st.phase is Phase.PROMOTED:
             state = Text("done", style="green")
+        elif st.phase is Phase.STABLE:
+            state = Text("for the next candidate", style="dim")
         elif i < st.current_step:
             state = Text("done", style="green")
         elif i > st.current_step:
@@ -160,7 +174,8 @@ def steps_table(obj: Mapping[str, Any]) -> Table:
             state = Text("paused", style="yellow")
         else:
             state = Text("running", style="cyan")
-        current = i == st.current_step and st.phase is not Phase.PROMOTED and bool(obj.get("status"))
+        current = (i == st.current_step and st.phase not in (Phase.PROMOTED, Phase.STABLE)
+                   and bool(obj.get("status")))
         table.add_row("▶" if current else "", str(i), label, state)
     return table
 

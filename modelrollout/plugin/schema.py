@@ -49,12 +49,12 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
         lambda s: not _has(s, "routingKey"),
     "!(has(self.url) && has(self.urlFrom))":
         lambda s: not (_has(s, "url") and _has(s, "urlFrom")),
-    "!(self.baseline.version == self.candidate.version && self.baseline.url == self.candidate.url)":
-        lambda s: not (s["baseline"].get("version") == s["candidate"].get("version")
-                       and s["baseline"].get("url") == s["candidate"].get("url")),
-    "!self.strategy.steps.exists(s, has(s.interleave))"
+    "!has(self.candidate) || has(self.strategy)":
+        lambda s: not _has(s, "candidate") or _has(s, "strategy"),
+    "!has(self.strategy) || !self.strategy.steps.exists(s, has(s.interleave))"
     " || (has(self.output) && has(self.output.kind) && self.output.kind == 'ranking')":
-        lambda s: not any(_has(step, "interleave") for step in s["strategy"]["steps"])
+        lambda s: not _has(s, "strategy")
+        or not any(_has(step, "interleave") for step in s["strategy"].get("steps") or [])
         or (_has(s, "output") and s["output"].get("kind") == "ranking"),
     "!has(self.analysis) || !has(self.analysis.checks)"
     " || !self.analysis.checks.exists(c, has(c.metric) && c.metric == 'attribution-tau')"

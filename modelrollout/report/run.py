@@ -66,7 +66,8 @@ def rollout_header(spec: Any) -> dict[str, Any]:
     return {
         "key": spec.key, "name": spec.name, "namespace": spec.namespace,
         "baseline": {"version": spec.baseline.version, "url": spec.baseline.url},
-        "candidate": {"version": spec.candidate.version, "url": spec.candidate.url},
+        "candidate": {"version": (spec.candidate or spec.baseline).version,     # none: a steady state
+                      "url": (spec.candidate or spec.baseline).url},
         "output_kind": spec.output.kind, "interval": spec.analysis.interval,
         "steps": [s.describe() for s in spec.steps],
         "checks": [{"name": c.name, "metric": c.metric or "prometheus", "on": c.on, "action": c.action,

@@ -63,9 +63,9 @@ class Processes:
             args += [f"--{k.replace('_', '-')}", str(v)]
         return self._keep(start("modelrollout.models.scorer", args, log_dir=self.tmp / "logs"))
 
-    def router(self, kubeconfig: str, namespace: str, bucket: str = "1s") -> Proc:
+    def router(self, kubeconfig: str, namespace: str, bucket: str = "1s", *extra: str) -> Proc:
         return self._keep(start("router.kube_source", ["--kube", "--kubeconfig", kubeconfig, "--namespace",
-                                                       namespace, "--bucket", bucket],
+                                                       namespace, "--bucket", bucket, *extra],
                                 ready="/healthz", log_dir=self.tmp / "logs"))
 
     def controller(self, kubeconfig: str, namespace: str, *args: str, identity: str | None = None,

@@ -147,7 +147,7 @@ def test_get_mro_shows_printer_columns(crd, kubectl, namespace):
     row = lines[1].split()
     assert row[:6] == ["fraud-scorer", "Progressing", "2", "25", "score-psi", "0.04/0.2"]
     wide = kubectl("get", "mro", "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[-3:] == ["BASELINE", "CANDIDATE", "MESSAGE"]
+    assert wide[0].split()[-4:] == ["BASELINE", "CANDIDATE", "STABLE", "MESSAGE"]
     assert "v1" in wide[1].split() and "v2" in wide[1].split()
 
 

@@ -58,6 +58,9 @@ ROUTER_SERIES = [
     (ROUTER_A, f'modelrollout_router_errors_total{{{ml(rollout="fraud", version="v1", role="primary", kind="timeout")}}}',
      "0+1x30"),
     (ROUTER_A, "modelrollout_router_log_dropped_total{}", "0+5x30"),
+    # router A lost the apiserver from 5m on (it serves its last routing), router B only for 2 minutes
+    (ROUTER_A, "modelrollout_router_source_connected{}", "1x4 0x26"),
+    (ROUTER_B, "modelrollout_router_source_connected{}", "1x9 0x2 1x19"),
     (ROUTER_A, "modelrollout_router_worker_lost_total{}", "0x30"),
     (ROUTER_B, "modelrollout_router_log_dropped_total{}", "0x30"),
     (ROUTER_B, "modelrollout_router_worker_lost_total{}", "0x30"),
@@ -91,6 +94,9 @@ CONTROLLER_SERIES = [
                               ("loans", "nan-or-5xx", "critical", "operational", "0x9 1x21"))],
     (f'modelrollout_rollout_phase{{{ml(rollout="loans", phase="Progressing")}}}', "1x9 0x21"),
     (f'modelrollout_rollout_phase{{{ml(rollout="loans", phase="RolledBack")}}}', "0x9 1x21"),
+    # "fraud" got an invalid edit at 10m (fixed at 20m); "churn" never did.
+    (f'modelrollout_rollout_invalid_spec{{{ml(rollout="fraud")}}}', "0x9 1x10 0x11"),
+    (f'modelrollout_rollout_invalid_spec{{{ml(rollout="churn")}}}', "0x30"),
 ]
 SERIES = [(scraped(s, pod), v) for pod, s, v in ROUTER_SERIES] + [(scraped(s, CONTROLLER), v)
                                                                   for s, v in CONTROLLER_SERIES]
@@ -104,7 +110,8 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
     """Critical fires for the failing version and the recently rolled-back critical check only, warning for the
     shifted rollout, the failing drift check of a running rollout and the rollbacks, info for the version whose
     p99 is over twice the other's and the running rollout's attribution shift; finished rollouts' stale
-    verdicts stay silent."""
+    verdicts stay silent; an invalid spec warns while it lasts, a router that cannot reach the apiserver for
+    5 minutes warns."""
     doc = yaml.safe_load((ROOT / "manifests" / "alerts.yaml").read_text())
     assert doc["kind"] == "PrometheusRule"
     rules = tmp_path / "rules.yaml"
@@ -130,6 +137,8 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
         "ModelRolloutAttributionShift": [alert("info", {"rollout_namespace": "ml", "rollout": "fraud",
                                                         "check": "why-changed"})],
         "ModelRolloutPausedTooLong": [],
+        "ModelRolloutInvalidSpec": [alert("warning", {"rollout_namespace": "ml", "rollout": "fraud"})],
+        "ModelRolloutRouterDisconnected": [alert("warning", {"namespace": SYSTEM, "pod": ROUTER_A})],
         "ModelRolloutShadowDropped": [],
         # the router pod, named by the labels Prometheus gave its series
         "ModelRolloutRouterLosingRecords": [alert("warning", {"namespace": SYSTEM, "pod": ROUTER_A})],
@@ -137,7 +146,9 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
     slower = [{"eval_time": "25m", "alertname": "ModelRolloutCandidateSlower",
                "exp_alerts": [alert("info", fraud_v2)]},
               # 15 minutes after the rollback the page has resolved
-              {"eval_time": "25m", "alertname": "ModelRolloutCriticalCheckFailing", "exp_alerts": []}]
+              {"eval_time": "25m", "alertname": "ModelRolloutCriticalCheckFailing", "exp_alerts": []},
+              # the spec was fixed at 20m
+              {"eval_time": "25m", "alertname": "ModelRolloutInvalidSpec", "exp_alerts": []}]
     tests = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
         "interval": "1m",
         "input_series": [{"series": s, "values": v} for s, v in SERIES],

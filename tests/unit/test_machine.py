@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -660,25 +661,130 @@ def test_history_is_bounded():
     assert len(s.history) == 50
 
 
-def test_invalid_spec_status_reports_failed_with_condition():
-    """An invalid spec gives phase Failed, routing to baseline, and an InvalidSpec condition naming the field."""
-    spec = make_spec()
-    s = start(spec).status
+def test_invalid_spec_status_of_a_new_rollout_is_failed_with_condition():
+    """A spec that was never valid gives phase Failed, routing to baseline, and an InvalidSpec condition
+    naming the field."""
     err = SpecError("spec.analysis.checks[2].max", "expected a number, got 'high'")
-    out = invalid_spec_status(s, err, T0 + 5).to_status()
+    out = invalid_spec_status(None, err, T0 + 5).to_status()
     assert out["phase"] == "Failed" and out["routing"]["candidateWeight"] == 0 and out["drift"] is None
     cond = {c["type"]: c for c in out["conditions"]}["InvalidSpec"]
     assert cond["status"] == "True" and "checks[2].max" in cond["message"]
     assert json.loads(json.dumps(out)) == out
 
 
-def test_a_fixed_spec_restarts_after_invalid_spec():
-    """Once the spec is valid again, the rollout restarts from step 0."""
+def test_invalid_edit_of_a_running_rollout_keeps_phase_step_and_routing():
+    """Fail-static: a bad edit mid-canary changes nobody's version: phase, step and routing stay, the
+    InvalidSpec condition names the field and the rollout is Degraded."""
+    spec = make_spec(steps=[{"canary": {"weight": 30, "duration": "1h"}}, {"canary": {"weight": 60}}])
+    s = start(spec).status
+    assert s.phase is Phase.PROGRESSING and s.routing.candidate_weight == 30
+    out = invalid_spec_status(s, SpecError("spec.analysis.checks[2].max", "expected a number"), T0 + 5)
+    assert (out.phase, out.current_step, out.routing, out.revision) == (s.phase, 0, s.routing, s.revision)
+    assert out.condition("InvalidSpec").status == "True" and "checks[2].max" in out.condition("InvalidSpec").message
+    assert out.condition("Degraded").status == "True" and "keeping the last valid routing" in out.message
+    again = invalid_spec_status(out, SpecError("spec.analysis.checks[2].max", "expected a number"), T0 + 9)
+    assert len(again.history) == len(out.history)       # one history entry per distinct error
+
+
+def test_a_fixed_spec_continues_a_running_rollout_where_it_was():
+    """The same revision valid again: the rollout goes on at its step (no restart), condition cleared."""
     spec = make_spec()
-    out = invalid_spec_status(start(spec).status, SpecError("spec.x", "bad"), T0 + 5)
+    s = run_windows(spec, start(spec).status, T0, 11, all_pass)[0].status
+    assert s.current_step == 1
+    out = invalid_spec_status(s, SpecError("spec.x", "bad"), T0 + 700)
+    d = decide(spec, out, None, T0 + 710)
+    assert d.status.current_step == 1 and d.status.phase is Phase.PROGRESSING
+    assert d.status.condition("InvalidSpec").status == "False"
+    assert d.status.condition("Degraded").status == "False"
+    assert [a.reason for a in kinds(d.actions, Emit)] == ["SpecValid"]
+
+
+def test_a_fixed_spec_restarts_a_rollout_that_never_ran():
+    """A rollout Failed on its first (invalid) spec starts from step 0 once the spec is valid."""
+    spec = make_spec()
+    out = invalid_spec_status(None, SpecError("spec.x", "bad"), T0 + 5)
     d = decide(spec, out, None, T0 + 10)
     assert d.status.phase is Phase.SHADOWING
     assert d.status.condition("InvalidSpec").status == "False"
+
+
+# --- the stable version and the steady state ---------------------------------------------------------
+
+def _no_candidate(**kw):
+    spec = make_spec(**kw)
+    return replace(spec, candidate=None)
+
+
+def test_promotion_makes_the_candidate_the_stable():
+    """Promoted writes status.stable = the candidate (version and url); routing 100% to it."""
+    spec = make_spec()
+    s = decide(spec, start(spec).status, None, T0 + 1, Command("promote", full=True, id="f")).status
+    assert s.phase is Phase.PROMOTED and s.stable == spec.candidate and s.routing.candidate_weight == 100
+    assert s.to_status()["stable"] == {"version": "v2", "url": "http://c:1"}
+    assert RolloutStatus.from_status(json.loads(json.dumps(s.to_status()))).stable == spec.candidate
+    # the promoted spec is a steady state of its own: it stays Promoted
+    assert decide(spec, s, None, T0 + 100).status.phase is Phase.PROMOTED
+
+
+def test_next_candidate_is_compared_with_the_stable_whatever_spec_baseline_says():
+    """After v2 was promoted, candidate v3 starts a new rollout from step 0 against v2, although
+    spec.baseline still says v1; status says so."""
+    spec = make_spec()
+    s = decide(spec, start(spec).status, None, T0 + 1, Command("promote", full=True, id="f")).status
+    spec3 = replace(make_spec(candidate="v3"), candidate=replace(spec.candidate, version="v3", url="http://c3:1"))
+    d = decide(spec3, s, None, T0 + 2)
+    assert d.status.phase is Phase.SHADOWING and d.status.current_step == 0 and d.status.stable == spec.candidate
+    assert d.status.revision == "v3@http://c3:1"
+    assert "compared with the stable v2 (spec.baseline says v1)" in d.status.history[-2].reason
+    assert [a.reason for a in kinds(d.actions, Emit)][:1] == ["Started"]
+    # rolled back: 100% to the stable again; promoted: v3 becomes the stable
+    rb = decide(spec3, d.status, None, T0 + 3, Command("abort", id="a")).status
+    assert rb.phase is Phase.ROLLED_BACK and rb.routing.candidate_weight == 0 and rb.stable == spec.candidate
+    pr = decide(spec3, d.status, None, T0 + 3, Command("promote", full=True, id="p3")).status
+    assert pr.stable == spec3.candidate
+
+
+def test_no_candidate_is_a_steady_state():
+    """A spec without a candidate: phase Stable, 100% to the stable (or the baseline before any
+    promotion), no checks, no analysis, every command rejected; the next candidate starts at step 0."""
+    spec = _no_candidate()
+    d = decide(spec, None, None, T0)
+    s = d.status
+    assert s.phase is Phase.STABLE and s.routing == Routing() and s.checks == () and s.revision == "v1@http://b:1"
+    assert [a.reason for a in kinds(d.actions, Emit)] == ["Stable"]
+    assert s.condition("Progressing").status == "False" and s.condition("Degraded").status == "False"
+    assert s.condition("Analyzing").status == "False"
+    # analysis results are ignored, time passes, nothing moves
+    d2 = decide(spec, s, all_pass(make_spec()), T0 + 3600)
+    assert d2.status.phase is Phase.STABLE and d2.status.history == s.history and not d2.actions
+    d3 = decide(spec, s, None, T0 + 5, Command("promote", id="x"))
+    assert d3.status.phase is Phase.STABLE and kinds(d3.actions, Emit)[0].reason == "CommandRejected"
+    d4 = decide(make_spec(), s, None, T0 + 10)
+    assert d4.status.phase is Phase.SHADOWING and d4.status.current_step == 0
+
+
+def test_candidate_equal_to_the_stable_is_a_steady_state():
+    """After a rollback of v3, setting the candidate back to the stable v2 is steady: 100% to v2."""
+    spec = make_spec()
+    s = decide(spec, start(spec).status, None, T0 + 1, Command("promote", full=True, id="f")).status
+    spec3 = replace(spec, candidate=replace(spec.candidate, version="v3"))
+    s = decide(spec3, s, None, T0 + 2, Command("abort", id="a")).status
+    assert s.phase is Phase.ROLLED_BACK
+    d = decide(spec, s, None, T0 + 3)
+    assert d.status.phase is Phase.STABLE and d.status.routing == Routing() and d.status.stable == spec.candidate
+    assert d.status.revision == spec.revision
+    # no candidate at all, after the promotion: the stable v2 serves, not spec.baseline v1
+    d = decide(replace(spec, candidate=None), s, None, T0 + 4)
+    assert d.status.phase is Phase.STABLE and d.status.revision == "v2@http://c:1"
+    assert "v2 serves all traffic" in d.status.message
+
+
+def test_spec_baseline_moved_onto_the_running_candidate_ends_the_rollout_steady():
+    """A rollout whose baseline is edited to be the candidate has nothing left to compare: Stable."""
+    spec = make_spec()
+    s = start(spec).status
+    d = decide(replace(spec, baseline=spec.candidate), s, None, T0 + 5)
+    assert d.status.phase is Phase.STABLE and d.status.routing == Routing()
 
 
 def test_conditions_transition_time_moves_only_on_flip():
@@ -739,3 +845,15 @@ def test_every_status_field_tolerates_junk(junk):
         assert isinstance(d.status, RolloutStatus)
     nested = dict(good, checks=[dict(good["checks"][0], recent=junk, calibration=junk, failures=junk, value=junk)])
     assert isinstance(decide(spec, nested, all_pass(spec), T0 + 120).status, RolloutStatus)
+
+
+def test_removing_the_candidate_after_its_promotion_is_stable():
+    """Promoted stays while the spec still names the promoted candidate; without a candidate it is Stable."""
+    spec = make_spec()
+    s = decide(spec, start(spec).status, None, T0 + 1, Command("promote", full=True, id="f")).status
+    d = decide(replace(spec, candidate=None), s, None, T0 + 2)
+    assert d.status.phase is Phase.STABLE and d.status.stable == spec.candidate
+    assert decide(spec, d.status, None, T0 + 3).status.phase is Phase.STABLE   # candidate v2 = the stable
+    # resolved before decide (as the controller does): the same
+    d = decide(replace(spec, candidate=None).resolved(s.stable), s, None, T0 + 2)
+    assert d.status.phase is Phase.STABLE

@@ -83,7 +83,7 @@ def test_kubectl_json_spelling_of_on_is_accepted(doc):
      "spec.strategy.steps[1].canary.weight", "<= 100"),
     (lambda d: d["spec"]["strategy"]["steps"][0]["shadow"].__setitem__("duration", "ten minutes"),
      "spec.strategy.steps[0].shadow.duration", "duration like 30s"),
-    (lambda d: d["spec"].pop("candidate"), "spec.candidate", "required"),
+    (lambda d: d["spec"].pop("strategy"), "spec.strategy.steps", "at least one step"),
     (lambda d: d["spec"]["output"].__setitem__("kind", "regression"), "spec.output.kind", "one of"),
     (lambda d: d["spec"]["candidate"].__setitem__("url", "fraud-v2:8080"), "spec.candidate.url", "http://"),
     (lambda d: d["spec"]["analysis"]["checks"].append({"name": "score-psi", "metric": "psi", "max": 1}),
@@ -163,3 +163,39 @@ def test_yaml_without_a_rollout_is_a_clear_error():
         load_documents("apiVersion: v1\nkind: ConfigMap\n", "cm.yaml")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_documents("a: [", "broken.yaml")
+
+
+def test_a_spec_without_candidate_is_a_steady_state(doc):
+    """No candidate (and no strategy) parses: nothing to roll out, the baseline (or the stable) serves."""
+    d = copy.deepcopy(doc)
+    del d["spec"]["candidate"], d["spec"]["strategy"]
+    spec = parse_rollout(d).spec
+    assert spec.candidate is None and spec.steps == () and spec.steady
+    assert spec.revision == "v1@http://fraud-v1.ml.svc:8080"
+
+
+def test_candidate_equal_to_baseline_is_a_steady_state(doc):
+    """baseline == candidate is no longer an error: it is the steady state of that version."""
+    d = copy.deepcopy(doc)
+    d["spec"]["candidate"] = dict(d["spec"]["baseline"])
+    spec = parse_rollout(d).spec
+    assert spec.steady and spec.candidate == spec.baseline
+
+
+def test_resolved_compares_the_candidate_with_the_stable(doc):
+    """Once a promotion made a stable, the spec runs with the stable as baseline whatever spec.baseline
+    says; without a candidate the stable is the candidate too (steady); resolving twice changes nothing."""
+    from policies.spec import VersionRef
+
+    spec = parse_rollout(doc).spec
+    assert spec.resolved(None) is spec and not spec.steady
+    v0 = VersionRef("v0", "http://fraud-v0.ml.svc:8080")
+    r = spec.resolved(v0)
+    assert r.baseline == v0 and r.candidate == spec.candidate and r.spec_baseline == spec.baseline
+    assert r.resolved(v0) == r and r.revision == spec.revision
+    promoted = spec.resolved(spec.candidate)
+    assert promoted.steady and promoted.baseline == spec.candidate
+    d = copy.deepcopy(doc)
+    del d["spec"]["candidate"]
+    steady = parse_rollout(d).spec.resolved(v0)
+    assert steady.steady and steady.candidate == v0 and steady.revision == f"v0@{v0.url}"
