@@ -83,7 +83,8 @@ BAD_SPECS = [
     ("weight: 5,", "weight: 150,", "spec.strategy.steps[1].canary.weight"),
     ("interval: 1m", "interval: 1 minute", "spec.analysis.interval"),
     ("kind: score", "kind: probability", "spec.output.kind"),
-    ("  candidate: {version: v2, url: http://fraud-v2.ml.svc:8080}\n", "", "spec.candidate"),
+    ("  candidate: {version: v2, url: http://fraud-v2.ml.svc:8080}\n", "  candidate: {version: v2}\n",
+     "spec.candidate.url"),
     ("action: rollback}", "action: explode}", "spec.analysis.checks[0].action"),
     ("- pause: {}", "- pause: {}\n      - hold: {}", "spec.strategy.steps[4].hold"),
     ("{name: score-psi, metric: psi, on: prediction, max: 0.2, action: rollback}",
@@ -94,7 +95,7 @@ BAD_SPECS = [
 
 
 @pytest.mark.parametrize("old, new, path", BAD_SPECS,
-                         ids=["weight", "duration", "output-kind", "no-candidate", "action", "step-kind",
+                         ids=["weight", "duration", "output-kind", "candidate-without-url", "action", "step-kind",
                               "no-threshold", "null-step", "attribution-without-path"])
 def test_bad_specs_are_rejected_with_the_field_path(crd, kubectl, namespace, old, new, path):
     """The apiserver refuses a bad spec and names the field; offline lint flags the same field."""
@@ -188,3 +189,21 @@ def test_server_side_apply_merges_checks_by_name(crd, kubectl, namespace):
     names = [c["name"] for c in get(kubectl, namespace)["spec"]["analysis"]["checks"]]
     assert names[:8] == [c.name for c in parse_rollout(yaml.safe_load(example_text(namespace))).spec.analysis.checks]
     assert names[8:] == ["score-js"]
+
+
+def test_a_steady_spec_is_accepted_and_a_candidate_needs_steps(crd, kubectl, namespace):
+    """Without a candidate (or with the baseline as candidate) the apiserver accepts a spec without strategy;
+    a candidate without strategy is refused by the CEL rule, naming spec.strategy; lint agrees."""
+    doc = yaml.safe_load(example_text(namespace))
+    strategy = doc["spec"].pop("strategy")
+    del doc["spec"]["candidate"], doc["spec"]["analysis"]
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    assert lint_document(doc) == []
+    both = copy.deepcopy(doc)
+    both["spec"].update(candidate=dict(doc["spec"]["baseline"]), strategy=strategy)
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(both))     # baseline == candidate: no longer an error
+    assert lint_document(both) == []
+    doc["spec"]["candidate"] = {"version": "v2", "url": "http://fraud-v2.ml.svc:8080"}
+    out = kubectl("apply", "-f", "-", input=yaml.safe_dump(doc), check=False)
+    assert out.returncode != 0 and "spec.strategy" in out.stderr and "needs spec.strategy.steps" in out.stderr, out.stderr
+    assert any(p.path == "spec.strategy" for p in lint_document(doc)), [str(p) for p in lint_document(doc)]
