@@ -31,8 +31,11 @@ _PREDICT_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "description": "Forwarded unchanged to the chosen model version's predictPath.",
     "additionalProperties": True}}}}
 _FEEDBACK_BODY = {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["request_id"],
-    "properties": {"request_id": {"type": "string", "description": "x-request-id of the prediction"},
+    "type": "object",
+    "properties": {"feedback_id": {"type": "string", "description": "x-feedback-id of the prediction's answer "
+                                                                    "(accepted by any replica)"},
+                   "request_id": {"type": "string", "description": "x-request-id of the prediction (only on "
+                                                                   "the replica that answered it)"},
                    "label": {"description": "ground truth (number, string or boolean)"},
                    "clicks": {"type": "array", "items": {"type": "string"}, "description": "clicked item ids"},
                    "reward": {"type": "number", "description": "a numeric outcome (conversion, revenue), alone or "

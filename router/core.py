@@ -22,7 +22,7 @@ from policies.interleaving import credit, team_draft
 from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
 from router.extract import get_path, scalar, set_path, split_path
-from router.feedback import FeedbackRefused, Issued, IssuedIds
+from router.feedback import FeedbackKeys, FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics
 from router.predlog import log_metrics, open_log
 from router.privacy import Privacy
@@ -36,6 +36,7 @@ from router.worker import Worker, WorkerUnavailable
 log = logging.getLogger("modelrollout.router")
 
 OVERRIDE_HEADER = "x-modelrollout-version"
+FEEDBACK_HEADER = "x-feedback-id"
 JSON = "application/json"
 _MAX_REQUEST_ID = 128
 
@@ -91,7 +92,7 @@ class Router:
         s = self.settings
         self.metrics = RouterMetrics()
         self.upstreams = Upstreams(s.upstream_connections, ca_file=s.upstream_ca)
-        self.issued = IssuedIds(s.feedback_ttl_seconds, s.feedback_max_ids)
+        self.issued = IssuedIds(s.feedback_ttl_seconds, s.feedback_max_ids, FeedbackKeys(s.feedback_key_file))
         self.recorder = Recorder(s.bucket_seconds, s.retention_seconds, s.reservoir)
         # With a worker, the worker folds the records and writes the log; this process only answers.
         self.log = open_log(s) if not s.worker else None
@@ -189,14 +190,15 @@ class Router:
         version = target.arms[arm]
         answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
                                            {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
-        self.answered(target, now, request_id, arm, answer, doc, body, override is not None, sticky)
-        return self._reply(answer, version.version, request_id)
+        feedback_id = self.answered(target, now, request_id, arm, answer, doc, body, override is not None, sticky)
+        return self._reply(answer, version.version, request_id, feedback_id)
 
     def answered(self, target: Target, now: float, request_id: str, arm: str, answer: Answer, doc: Any,
-                 body: bytes | None, override: bool = False, sticky: str | None = None) -> None:
+                 body: bytes | None, override: bool = False, sticky: str | None = None) -> str | None:
         """After a primary answer (the predict API's or a transparent predictPath request's): record it,
-        remember its id for feedback and, when shadowing and the baseline answered, mirror `body` (None: the
-        request body is not at hand, no mirror). An `override` answer is only recorded (flagged)."""
+        issue its feedback id (returned, for `x-feedback-id`) and, when shadowing and the baseline answered,
+        mirror `body` (None: the request body is not at hand, no mirror). An `override` answer is only
+        recorded (flagged), and takes no feedback (None)."""
         features, segments = self._inputs(target, doc) if doc is not None else (None, None)
         version = target.arms[arm].version
         output, error, attributions = self._output(target, answer)
@@ -204,10 +206,11 @@ class Router:
                      features, segments, doc, attributions=attributions, override=override, sticky=sticky)
         if override:
             # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
-            return
+            return None
         share = target.routing.candidate_weight / 100.0       # the split that chose `arm` for this request
-        self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version,
-                                             output, segments, None, now, share if arm == CANDIDATE else 1.0 - share))
+        feedback_id = self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version,
+                                                           output, segments, None, now,
+                                                           share if arm == CANDIDATE else 1.0 - share))
         if target.routing.shadow and arm == BASELINE and body is not None:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
@@ -216,6 +219,7 @@ class Router:
                 self.worker.submit(target.calls, mirror)
             else:
                 asyncio.get_running_loop().call_soon(self.shadows.submit, target.calls, mirror)
+        return feedback_id
 
     def _inputs(self, target: Target, doc: Any) -> tuple[dict | None, dict | None]:
         features = segments = None
@@ -234,8 +238,10 @@ class Router:
     def _output(target: Target, answer: Answer) -> tuple[Any, str | None, dict | None]:
         return read_output(target.calls, answer)
 
-    def _reply(self, answer: Answer, version: str, request_id: str) -> Reply:
+    def _reply(self, answer: Answer, version: str, request_id: str, feedback_id: str | None = None) -> Reply:
         headers = [("x-model-version", version), ("x-request-id", request_id)]
+        if feedback_id is not None:
+            headers.append((FEEDBACK_HEADER, feedback_id))
         if answer.error in ERROR_STATUS:
             what = {"timeout": "model timeout", "unreachable": "model unreachable", "http_5xx": "model error"}
             return error_reply(ERROR_STATUS[answer.error], what[answer.error],
@@ -286,16 +292,17 @@ class Router:
             # One side failed: serve the other unmerged; the impression earns no interleaving credit.
             arm, ans, out = (CANDIDATE, b, out_b) if out_a is None and out_b is not None else (BASELINE, a, out_a)
             version = target.arms[arm].version
-            self.issued.issue(request_id, Issued(spec.key, spec.revision, arm, version, out, segments, None, now))
-            return self._reply(ans, version, request_id)
+            fid = self.issued.issue(request_id, Issued(spec.key, spec.revision, arm, version, out, segments, None, now))
+            return self._reply(ans, version, request_id, fid)
         merged, teams = team_draft(out_a, out_b, self._rng, max(len(out_a), len(out_b)))
         response = orjson.loads(a.body)
         if not set_path(response, target.output_path, merged):
             response = merged
         label = f"{spec.baseline.version}+{spec.candidate.version}"
-        self.issued.issue(request_id, Issued(spec.key, spec.revision, "interleave", label, merged, segments,
-                                             dict(zip(merged, teams)), now))
-        return Reply(200, orjson.dumps(response), [("x-model-version", label), ("x-request-id", request_id)])
+        fid = self.issued.issue(request_id, Issued(spec.key, spec.revision, "interleave", label, merged, segments,
+                                                   dict(zip(merged, teams)), now))
+        return Reply(200, orjson.dumps(response), [("x-model-version", label), ("x-request-id", request_id),
+                                                   (FEEDBACK_HEADER, fid)])
 
     # --- feedback --------------------------------------------------------------------------------
 
@@ -315,7 +322,8 @@ class Router:
         kind = "clicks" if "clicks" in doc else "label" if "label" in doc else "reward"
         now = time.time()
         try:
-            entry = self.issued.claim(doc["request_id"], spec.key, now)
+            token = doc.get("feedback_id") or self.issued.by_request_id(doc["request_id"], spec.key)
+            entry = self.issued.claim(token, spec.key, now)
         except FeedbackRefused as e:
             self.metrics.feedback[(spec.name, spec.namespace, kind, str(e.status))] += 1
             return error_reply(e.status, e.error, e.detail)
@@ -323,14 +331,14 @@ class Router:
         if kind == "clicks" and entry.teams is not None:
             outcome = {"b": "win", "a": "loss", "tie": "tie"}[credit(entry.teams, doc["clicks"])]
             self.metrics.interleave[(spec.name, spec.namespace, outcome)] += 1
-        record = Outcome(now, doc["request_id"], spec.name, spec.namespace, entry.revision, entry.version,
+        record = Outcome(now, entry.request_id, spec.name, spec.namespace, entry.revision, entry.version,
                          entry.arm, "feedback", output=entry.output, segments=entry.segments,
                          label=doc["label"] if kind == "label" else None,
                          clicks=doc["clicks"] if kind == "clicks" else None, outcome=outcome,
                          prediction_time=entry.issued_at, reward=doc.get("reward"), propensity=entry.propensity)
         self.keep(target.calls, record)
         self.metrics.feedback[(spec.name, spec.namespace, kind, "200")] += 1
-        return Reply(200, orjson.dumps({"accepted": True, "request_id": doc["request_id"], "kind": kind,
+        return Reply(200, orjson.dumps({"accepted": True, "request_id": entry.request_id, "kind": kind,
                                         "version": entry.version, "outcome": outcome}))
 
     # --- summaries -------------------------------------------------------------------------------
@@ -411,8 +419,14 @@ class Router:
                                   "while the CPU is saturated).")
             g.add_metric([], max(0, self.worker.backlog()))
             yield g
-        g = GaugeMetricFamily("modelrollout_router_feedback_ids", "Issued request ids remembered for feedback.")
+        g = GaugeMetricFamily("modelrollout_router_feedback_ids", "Feedback ids accepted and remembered (until "
+                              "they expire) so that each counts once on this replica.")
         g.add_metric([], len(self.issued))
+        yield g
+        g = GaugeMetricFamily("modelrollout_router_feedback_keys", "Keys feedback ids are verified with; source "
+                              "file: --feedback-key-file, shared by the replicas; random: this process only.",
+                              labels=["source"])
+        g.add_metric([self.issued.keys.source], len(self.issued.keys.keys))
         yield g
         if self.settings.log_dir is not None:
             yield from log_metrics(self.log.counters() if self.log is not None else self.worker.log_counts)
@@ -446,10 +460,13 @@ class Router:
 
 def _feedback_problem(doc: Any) -> str | None:
     if not isinstance(doc, dict):
-        return f"expected a JSON object with request_id and label, clicks or reward, got {type(doc).__name__}"
-    rid = doc.get("request_id")
-    if not isinstance(rid, str) or not rid:
-        return f"request_id: expected the x-request-id of a prediction, got {rid!r}"
+        return f"expected a JSON object with feedback_id and label, clicks or reward, got {type(doc).__name__}"
+    fid, rid = doc.get("feedback_id"), doc.get("request_id")
+    if "feedback_id" in doc and (not isinstance(fid, str) or not fid):
+        return f"feedback_id: expected the {FEEDBACK_HEADER} header of the prediction's answer, got {fid!r}"
+    if "feedback_id" not in doc and (not isinstance(rid, str) or not rid):
+        return (f"feedback_id: expected the {FEEDBACK_HEADER} header of the prediction's answer (or request_id, "
+                f"its x-request-id, on the replica that answered it), got {fid!r}")
     if "label" in doc and "clicks" in doc:
         return "expected label or clicks, not both"
     if not ("label" in doc or "clicks" in doc or "reward" in doc):

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -105,7 +106,12 @@ def parser() -> argparse.ArgumentParser:
                    help="uniform sample size per numeric summary and window (default 2048)")
     p.add_argument("--feedback-ttl", type=_duration, default=3600.0, help="feedback accepted this long (1h)")
     p.add_argument("--feedback-max-ids", type=_positive_int, default=200_000,
-                   help="issued request ids remembered for feedback (default 200000)")
+                   help="accepted feedback ids remembered so each counts once (default 200000)")
+    p.add_argument("--feedback-key-file", default=os.environ.get("MODELROLLOUT_FEEDBACK_KEY_FILE"), metavar="FILE",
+                   help="keys of the signed feedback ids, one per line (at least 16 bytes; the first signs, all "
+                   "verify; re-read on change), shared by every replica, e.g. a mounted Secret; default "
+                   "$MODELROLLOUT_FEEDBACK_KEY_FILE; without it a random key of this process: only this replica "
+                   "accepts its feedback ids")
     p.add_argument("--upstream-ca", default=None, help="PEM file of CA certificates to trust for https model "
                    "URLs (in addition to the system's)")
     p.add_argument("--internal-auth", choices=("none", "kubernetes"), default="none",
@@ -159,7 +165,8 @@ def settings_from(args: argparse.Namespace):
         log_max_total=args.log_max_total, log_max_age=args.log_max_age,
         feedback_ttl_seconds=args.feedback_ttl, feedback_max_ids=args.feedback_max_ids or 1,
         internal_auth=args.internal_auth, internal_auth_audiences=tuple(args.internal_auth_audience or ("modelrollout-router",)),
-        auth_kubeconfig=args.auth_kubeconfig or getattr(args, "kubeconfig", None), **extra)
+        auth_kubeconfig=args.auth_kubeconfig or getattr(args, "kubeconfig", None),
+        feedback_key_file=Path(args.feedback_key_file) if args.feedback_key_file else None, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,10 @@ class RouterSettings:
     feedback_ttl_seconds: float = 3600.0
     """How long after its prediction a request id accepts feedback, seconds."""
     feedback_max_ids: int = 200_000
-    """Issued request ids remembered for feedback (oldest forgotten first)."""
+    """Accepted feedback ids remembered (until they expire) so each counts once (oldest forgotten first)."""
+    feedback_key_file: Path | None = None
+    """Keys of the signed feedback ids, one per line, the first signs (a Secret mounted into every replica);
+    None: a random key for this process only."""
     upstream_connections: int = 512
     """Keep-alive connections per model upstream."""
     upstream_ca: Path | None = None

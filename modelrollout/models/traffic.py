@@ -75,18 +75,18 @@ async def _one(session: aiohttp.ClientSession, base: str, args: argparse.Namespa
             report.statuses[r.status] += 1
             report.versions[r.headers.get("x-model-version", "-")] += 1
             payload = await r.read()
-            request_id = r.headers.get("x-request-id")
+            feedback_id = r.headers.get("x-feedback-id")
             ok = r.status == 200
-        if not (args.feedback and ok and request_id):
+        if not (args.feedback and ok and feedback_id):
             return
         if args.kind == "ranking":
             ranking = json.loads(payload).get("ranking", [])
-            feedback = {"request_id": request_id, "clicks": simulate_clicks(ranking, user.id, rng)}
+            feedback = {"feedback_id": feedback_id, "clicks": simulate_clicks(ranking, user.id, rng)}
         else:
             # Ground truth: fraud is likelier for large amounts at night (independent of the model).
             f = body["features"]
             p = 0.05 + 0.3 * (f["amount"] > 100) + 0.2 * (f["hour"] < 6)
-            feedback = {"request_id": request_id, "label": int(rng.random() < p)}
+            feedback = {"feedback_id": feedback_id, "label": int(rng.random() < p)}
         async with session.post(f"{base}/feedback", json=feedback) as r:
             report.feedback[r.status] += 1
             await r.read()

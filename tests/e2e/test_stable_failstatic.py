@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -247,3 +248,85 @@ def test_delete_and_reapply_within_the_grace_fails_nothing(procs, kubeconfig, ku
     report = finished(traffic)
     assert_no_failure(report)
     assert set(report["versions"]) == {"v2"}, report
+
+
+def test_feedback_sent_to_the_other_replica_counts_once(procs, kubeconfig, kubectl, k8s_api, namespace, tmp_path):
+    """Two router replicas reading the apiserver, sharing the feedback key (as the Secret mounted into every
+    router pod does): rankings interleaved by one, every click posted to the other. Every click is accepted
+    and credited exactly once: the interleaving tallies of both replicas add up to the clicks posted (all on
+    the replica that received them), a repeat is refused, and the controller judges the clicks."""
+    import random
+
+    from modelrollout.models.ranker import simulate_clicks
+    from modelrollout.models.proc import start
+
+    keys = tmp_path / "feedback-keys"
+    keys.write_text("shared-feedback-key-0123456789\n")
+    r1 = procs._keep(start("modelrollout.models.ranker", ["--version", "r1", "--quality", "0.1"]))
+    r2 = procs._keep(start("modelrollout.models.ranker", ["--version", "r2", "--quality", "0.9"]))
+    a = procs.router(kubeconfig, namespace, "1s", "--feedback-key-file", str(keys))
+    b = procs.router(kubeconfig, namespace, "1s", "--feedback-key-file", str(keys))
+    ctl = procs.controller(kubeconfig, namespace, "--router-url", a.url, "--router-url", b.url)
+    doc = {"apiVersion": "modelrollout.io/v1alpha1", "kind": "ModelRollout",
+           "metadata": {"name": "rank", "namespace": namespace},
+           "spec": {"baseline": {"version": "r1", "url": r1.url}, "candidate": {"version": "r2", "url": r2.url},
+                    "output": {"kind": "ranking", "path": "ranking"},
+                    "strategy": {"steps": [{"interleave": {"duration": "10m"}}]},
+                    "analysis": {"interval": "2s", "minSamples": 10,
+                                 "checks": [{"name": "clicks", "metric": "interleave", "minPValue": 0.01,
+                                             "action": "warn"}]}}}
+    apply(kubectl, doc)
+    wait_phase(k8s_api, namespace, "rank", {"Interleaving"}, 60, diagnose=lambda: logs(ctl, a, b))
+    wait_for(lambda: all(_predict_rank(r, namespace, 0)[0].get("x-model-version") == "r1+r2" for r in (a, b)), 10,
+             "both replicas interleaving")
+    rng = random.Random(5)
+    credited = {"win": 0, "loss": 0, "tie": 0}
+    for i in range(80):
+        headers, ranking, user = _predict_rank(a, namespace, i)
+        fid = headers["x-feedback-id"]
+        clicks = simulate_clicks(ranking, user, rng)
+        answer = _post(f"{b.url}/v1/rollouts/rank/feedback?namespace={namespace}", {"feedback_id": fid, "clicks": clicks})
+        assert answer["status"] == 200, answer
+        credited[answer["body"]["outcome"]] += 1
+        if i % 10 == 0:
+            again = _post(f"{b.url}/v1/rollouts/rank/feedback?namespace={namespace}", {"feedback_id": fid, "clicks": clicks})
+            assert again["status"] == 409, again
+    assert sum(credited.values()) == 80 and credited["win"] > credited["loss"], credited
+
+    def tally(router):
+        got = {"win": 0, "loss": 0, "tie": 0}
+        with urllib.request.urlopen(f"{router.url}/v1/rollouts/rank/summaries?namespace={namespace}", timeout=10) as r:
+            for w in json.loads(r.read())["windows"]:
+                if w["interleave"]:
+                    for k, n in (("win", "wins"), ("loss", "losses"), ("tie", "ties")):
+                        got[k] += w["interleave"][n]
+        return got
+
+    wait_for(lambda: tally(b) == credited, 20, "the clicks in b's summaries", diagnose=lambda: str(tally(b)))
+    assert tally(a) == {"win": 0, "loss": 0, "tie": 0}
+    # the controller merges both replicas: its check saw the clicks
+    obj = wait_for(lambda: (lambda o: o if any(c["name"] == "clicks" and c.get("samples", 0) > 0
+                                               for c in o["status"].get("checks", [])) else None)(
+        get_rollout(k8s_api, namespace, "rank")), 30, "the interleave check judging clicks", diagnose=lambda: logs(ctl))
+    assert obj["status"]["phase"] == "Interleaving"
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return {"status": r.status, "body": json.loads(r.read()), "headers": dict(r.headers)}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "body": json.loads(e.read())}
+
+
+def _predict_rank(router, namespace: str, i: int) -> tuple[dict, list, str]:
+    import random
+
+    rng = random.Random(i)
+    user = f"u{i % 30}"
+    body = {"user": user, "candidates": [f"i{rng.randrange(500)}" for _ in range(10)]}
+    answer = _post(f"{router.url}/v1/rollouts/rank/predict?namespace={namespace}", body)
+    assert answer["status"] == 200, answer
+    headers = {k.lower(): v for k, v in answer["headers"].items()}
+    return headers, answer["body"]["ranking"], user

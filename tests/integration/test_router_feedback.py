@@ -1,6 +1,7 @@
 """Interleaving and feedback through a real router: credit per impression, label joins, refused replays."""
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -39,7 +40,7 @@ def test_interleaving_merges_rankings_and_credits_the_team_that_placed_the_click
                 continue
             outcome = "win" if merged[0] == own_b[0] else "loss"
             expected[outcome] += 1
-            fb = c.post(f"{url}/feedback", json={"request_id": r.headers["x-request-id"], "clicks": [merged[0]]})
+            fb = c.post(f"{url}/feedback", json={"feedback_id": r.headers["x-feedback-id"], "clicks": [merged[0]]})
             assert fb.status_code == 200 and fb.json()["outcome"] == outcome
     assert expected["win"] > 0 and expected["loss"] > 0
     tally = InterleaveSummary()
@@ -61,7 +62,7 @@ def test_better_ranker_wins_under_simulated_clicks(procs, tmp_path):
     bodies = [_ranking_body(i) for i in range(300)]
     answers = post_many([(f"{url}/predict", b, {}) for b in bodies])
     rng = random.Random(3)
-    clicks = [(f"{url}/feedback", {"request_id": h["x-request-id"],
+    clicks = [(f"{url}/feedback", {"feedback_id": h["x-feedback-id"],
                                    "clicks": simulate_clicks(__import__("json").loads(raw)["ranking"], b["user"], rng)},
                {}) for (s, h, raw), b in zip(answers, bodies)]
     assert {s for s, _, _ in post_many(clicks)} == {200}
@@ -74,31 +75,87 @@ def test_better_ranker_wins_under_simulated_clicks(procs, tmp_path):
 
 
 def test_feedback_refuses_forged_replayed_foreign_and_expired_ids(procs, tmp_path):
-    """Feedback counts once per id this router issued for that rollout: forged or expired → 404, replayed → 409."""
+    """Feedback counts once per feedback id issued for that rollout: forged, altered, foreign or expired → 404,
+    replayed → 409; a body without feedback_id (the old request_id) is a 400 saying what to send."""
     v1, v2 = procs.scorer("v1"), procs.scorer("v2")
     cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url),
                                              rollout_doc("other", v1.url, v2.url)])
     router = procs.router(cfg, "--feedback-ttl", "1s")
     base = f"{router.url}/v1/rollouts"
     with httpx.Client(timeout=10) as c:
-        rid = c.post(f"{base}/fraud/predict", json={"features": {"age": 30}}).headers["x-request-id"]
-        assert c.post(f"{base}/other/feedback", json={"request_id": rid, "label": 1}).status_code == 404
-        first = c.post(f"{base}/fraud/feedback", json={"request_id": rid, "label": 1})
-        assert first.status_code == 200 and first.json()["version"] == "v1"
-        again = c.post(f"{base}/fraud/feedback", json={"request_id": rid, "label": 0})
-        assert again.status_code == 409 and rid in again.json()["detail"]
-        forged = c.post(f"{base}/fraud/feedback", json={"request_id": "f" * 32, "label": 1})
-        assert forged.status_code == 404 and forged.json()["error"] == "unknown request_id"
-        old = c.post(f"{base}/fraud/predict", json={"features": {"age": 30}}).headers["x-request-id"]
+        answer = c.post(f"{base}/fraud/predict", json={"features": {"age": 30}}, headers={"x-request-id": "rq-1"})
+        fid = answer.headers["x-feedback-id"]
+        foreign = c.post(f"{base}/other/feedback", json={"feedback_id": fid, "label": 1})
+        assert foreign.status_code == 404 and "issued for rollout ml/fraud" in foreign.json()["detail"]
+        first = c.post(f"{base}/fraud/feedback", json={"feedback_id": fid, "label": 1})
+        assert first.status_code == 200 and first.json()["version"] == "v1" and first.json()["request_id"] == "rq-1"
+        again = c.post(f"{base}/fraud/feedback", json={"feedback_id": fid, "label": 0})
+        assert again.status_code == 409 and "rq-1" in again.json()["detail"]
+        forged = c.post(f"{base}/fraud/feedback", json={"feedback_id": "f" * 32, "label": 1})
+        assert forged.status_code == 404 and forged.json()["error"] == "unknown feedback_id"
+        head, kid, payload, mac = fid.split(".")
+        tampered = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB")
+        altered = c.post(f"{base}/fraud/feedback", json={"feedback_id": f"{head}.{kid}.{tampered}.{mac}", "label": 1})
+        assert altered.status_code == 404 and "signature" in altered.json()["detail"]
+        old = c.post(f"{base}/fraud/predict", json={"features": {"age": 30}}).headers["x-feedback-id"]
         time.sleep(1.3)
-        late = c.post(f"{base}/fraud/feedback", json={"request_id": old, "clicks": []})
-        assert late.status_code == 404
-        for bad, field in (({"label": 1}, "request_id"), ({"request_id": rid}, "label, clicks or reward"),
-                           ({"request_id": rid, "clicks": "x"}, "clicks"), ([1, 2], "JSON object"),
-                           ({"request_id": rid, "label": 1, "clicks": []}, "not both"),
-                           ({"request_id": rid, "reward": "12"}, "reward: expected a finite number")):
+        late = c.post(f"{base}/fraud/feedback", json={"feedback_id": old, "clicks": []})
+        assert late.status_code == 404 and late.json()["error"] == "expired feedback_id"
+        for bad, field in (({"label": 1}, "feedback_id"), ({"feedback_id": fid}, "label, clicks or reward"),
+                           ({"feedback_id": fid, "clicks": "x"}, "clicks"), ([1, 2], "JSON object"),
+                           ({"feedback_id": fid, "label": 1, "clicks": []}, "not both"),
+                           ({"feedback_id": fid, "reward": "12"}, "reward: expected a finite number"),
+                           ({"feedback_id": 7, "label": 1}, "feedback_id")):
             r = c.post(f"{base}/fraud/feedback", json=bad)
-            assert r.status_code == 400 and field in r.json()["detail"]
+            assert r.status_code == 400 and field in r.json()["detail"], r.text
+
+
+def test_a_shared_key_lets_any_replica_accept_any_feedback_once(procs, tmp_path):
+    """Two router processes with the same --feedback-key-file: every label for a prediction of one, posted to
+    the other, is accepted once and joined to the right version and segment; a router with another key
+    refuses it. Rotation: with the new key added first in the file, ids signed with the old one still count."""
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2", "--mean", "0.9", "--std", "0.01")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=50)])
+    keys = tmp_path / "keys"
+    keys.write_text("old-key-0123456789abcdef\n")
+    a = procs.router(cfg, "--feedback-key-file", str(keys))
+    b = procs.router(cfg, "--feedback-key-file", str(keys))
+    other = tmp_path / "other-keys"
+    other.write_text("another-installation-key\n")
+    stranger = procs.router(cfg, "--feedback-key-file", str(other))
+    answers = post_many([(f"{a.url}/v1/rollouts/fraud/predict", {"features": {"age": 30, "gender": "fm"[i % 2]}},
+                          {"x-user-id": f"u{i}"}) for i in range(70)])
+    versions = [h["x-model-version"] for _, h, _ in answers]
+    assert set(versions) == {"v1", "v2"}
+    refused = httpx.post(f"{stranger.url}/v1/rollouts/fraud/feedback",
+                         json={"feedback_id": answers[0][1]["x-feedback-id"], "label": 1})
+    assert refused.status_code == 404 and "unknown key" in refused.json()["detail"]
+    posted = post_many([(f"{b.url}/v1/rollouts/fraud/feedback", {"feedback_id": h["x-feedback-id"], "label": 1}, {})
+                        for _, h, _ in answers[:60]])
+    assert [s for s, _, _ in posted] == [200] * 60
+    assert [json.loads(raw)["version"] for _, _, raw in posted] == versions[:60]
+    again = httpx.post(f"{b.url}/v1/rollouts/fraud/feedback", json={"feedback_id": answers[0][1]["x-feedback-id"],
+                                                                    "label": 1})
+    assert again.status_code == 409
+    cand = VersionWindow.new("score")
+    for w in summaries(b.url, "fraud")["windows"]:
+        cand = cand.merge(VersionWindow.from_dict(w["candidate"]))
+    n_cand = {g: sum(1 for i, v in enumerate(versions[:60]) if v == "v2" and "fm"[i % 2] == g) for g in "fm"}
+    assert cand.segments.accuracy("gender") == {g: (n_cand[g], n_cand[g]) for g in "fm" if n_cand[g]}
+    # rotation: the new key first (it signs), the old one still verifies; both routers re-read the file
+    old_kid = answers[0][1]["x-feedback-id"].split(".")[1]
+    keys.write_text("new-key-0123456789abcdef\nold-key-0123456789abcdef\n")
+
+    def new_id(router):
+        fid = httpx.post(f"{router.url}/v1/rollouts/fraud/predict", json={"features": {"age": 1}}).headers["x-feedback-id"]
+        return fid if fid.split(".")[1] != old_kid else None
+
+    fid = wait_until(lambda: new_id(b), 10, what="b signing with the new key")
+    wait_until(lambda: new_id(a), 10, what="a signing with the new key")
+    assert httpx.post(f"{a.url}/v1/rollouts/fraud/feedback", json={"feedback_id": fid, "label": 0}).status_code == 200
+    late = post_many([(f"{b.url}/v1/rollouts/fraud/feedback", {"feedback_id": h["x-feedback-id"], "label": 1}, {})
+                      for _, h, _ in answers[60:]])
+    assert [s for s, _, _ in late] == [200] * 10           # signed with the old key before the rotation
 
 
 def test_labels_join_their_prediction_by_segment(procs, tmp_path):
@@ -110,7 +167,7 @@ def test_labels_join_their_prediction_by_segment(procs, tmp_path):
     answers = post_many([(f"{base}/predict", {"features": {"age": 30, "gender": "fm"[i % 2]}}, {"x-user-id": f"u{i}"})
                          for i in range(200)])
     versions = [h["x-model-version"] for _, h, _ in answers]
-    posted = post_many([(f"{base}/feedback", {"request_id": h["x-request-id"], "label": 1}, {})
+    posted = post_many([(f"{base}/feedback", {"feedback_id": h["x-feedback-id"], "label": 1}, {})
                         for _, h, _ in answers])
     assert {s for s, _, _ in posted} == {200}
     cand = VersionWindow.new("score")

@@ -72,10 +72,10 @@ def test_allowed_override_picks_the_version_and_stays_out_of_the_analysis(procs,
                         code="200") == 30
     assert metric_value(metrics, "modelrollout_router_requests_total", rollout="fraud", role="primary") == 20
 
-    refused = httpx.post(f"{router.url}/v1/rollouts/fraud/feedback", json={"request_id": "forced-3", "label": True})
-    assert refused.status_code == 404, refused.text
-    accepted = httpx.post(f"{router.url}/v1/rollouts/fraud/feedback", json={"request_id": "normal-3", "label": True})
-    assert accepted.status_code == 200, accepted.text
+    assert not any("x-feedback-id" in h for _, h, _ in forced)      # an overridden answer takes no feedback
+    accepted = httpx.post(f"{router.url}/v1/rollouts/fraud/feedback",
+                          json={"feedback_id": normal[3][1]["x-feedback-id"], "label": True})
+    assert accepted.status_code == 200 and accepted.json()["request_id"] == "normal-3", accepted.text
 
     assert router.stop(signal.SIGTERM) == 0
     records = list(read_records(logs))

@@ -61,7 +61,7 @@ def test_log_rotates_survives_sigterm_and_replays_to_the_same_summaries(procs, t
                           "--shadow-max-inflight", "1000")
     n = 300
     answers = post_many([(f"{router.url}/v1/rollouts/fraud/predict", body(i=i), {}) for i in range(n)])
-    labels = post_many([(f"{router.url}/v1/rollouts/fraud/feedback", {"request_id": h["x-request-id"], "label": i % 2},
+    labels = post_many([(f"{router.url}/v1/rollouts/fraud/feedback", {"feedback_id": h["x-feedback-id"], "label": i % 2},
                          {}) for i, (_, h, _) in enumerate(answers[:100])])
     assert {s for s, _, _ in answers} == {200} and {s for s, _, _ in labels} == {200}
     wait_until(lambda: metric_value(httpx.get(f"{router.url}/metrics").text,

@@ -64,3 +64,17 @@ def test_internal_endpoints_are_closed_and_the_controller_can_open_them():
     assert delegator["subjects"][0]["name"] == "modelrollout-router"
     assert docs[("ClusterRole", "modelrollout-metrics-reader")]["rules"] == [{"nonResourceURLs": ["/metrics"],
                                                                              "verbs": ["get"]}]
+
+
+def test_every_router_replica_reads_the_same_feedback_keys_from_a_secret():
+    """The signed feedback ids' keys come from one Secret mounted read-only into every router pod (so any
+    replica accepts any feedback), readable by the router's group only."""
+    pod = _router_pod()
+    container = pod["containers"][0]
+    args = parser().parse_args(container["args"][1:])
+    assert args.feedback_key_file
+    mount = next(m for m in container["volumeMounts"] if args.feedback_key_file.startswith(m["mountPath"] + "/"))
+    assert mount["readOnly"] is True
+    secret = next(v for v in pod["volumes"] if v["name"] == mount["name"])["secret"]
+    assert secret["secretName"] == "modelrollout-feedback-key" and secret["defaultMode"] == 0o440
+    assert args.feedback_key_file.endswith("/keys")        # the Secret's key named in the manifest's comment
