@@ -102,6 +102,8 @@ class FeedbackKeys:
     def _use(self, keys: list[bytes]) -> None:
         self.keys = {key_id(k): k for k in keys}
         self.signing = key_id(keys[0])
+        # keyed HMAC states to copy per message: the key schedule is computed once, not per prediction
+        self._macs = {kid: hmac.new(k, digestmod=hashlib.sha256) for kid, k in self.keys.items()}
 
     def reload(self) -> bool:
         """Read the key file if it changed; True when the keys changed. A missing, unreadable or invalid file
@@ -132,7 +134,9 @@ class FeedbackKeys:
         return True
 
     def sign(self, message: bytes, kid: str | None = None) -> bytes:
-        return hmac.new(self.keys[kid or self.signing], message, hashlib.sha256).digest()[:_MAC_BYTES]
+        mac = self._macs[kid or self.signing].copy()
+        mac.update(message)
+        return mac.digest()[:_MAC_BYTES]
 
 
 class _Table:
