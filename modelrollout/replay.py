@@ -26,7 +26,7 @@ from policies.outcome import Bucket, Outcome, bucket_start, merge, rebuild
 from policies.spec import Rollout, RolloutSpec, SpecError
 from router.predlog import LogError, read_log
 
-TERMINAL = (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+TERMINAL = tuple(p for p in Phase if p.is_terminal)
 
 __all__ = ["LogError", "LogGatherer", "Replayed", "main", "read_log", "record_from_log", "replay_rollout"]
 
