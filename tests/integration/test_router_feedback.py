@@ -76,7 +76,7 @@ def test_better_ranker_wins_under_simulated_clicks(procs, tmp_path):
 
 def test_feedback_refuses_forged_replayed_foreign_and_expired_ids(procs, tmp_path):
     """Feedback counts once per feedback id issued for that rollout: forged, altered, foreign or expired → 404,
-    replayed → 409; a body without feedback_id (the old request_id) is a 400 saying what to send."""
+    replayed → 409; a request_id names the prediction on the replica that answered it."""
     v1, v2 = procs.scorer("v1"), procs.scorer("v2")
     cfg = write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url),
                                              rollout_doc("other", v1.url, v2.url)])
@@ -97,6 +97,14 @@ def test_feedback_refuses_forged_replayed_foreign_and_expired_ids(procs, tmp_pat
         tampered = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB")
         altered = c.post(f"{base}/fraud/feedback", json={"feedback_id": f"{head}.{kid}.{tampered}.{mac}", "label": 1})
         assert altered.status_code == 404 and "signature" in altered.json()["detail"]
+        # the request id names the same prediction on the replica that answered it (credited already)
+        by_rid = c.post(f"{base}/fraud/feedback", json={"request_id": "rq-1", "label": 1})
+        assert by_rid.status_code == 409, by_rid.text
+        other = c.post(f"{base}/fraud/predict", json={"features": {"age": 31}}, headers={"x-request-id": "rq-2"})
+        by_rid = c.post(f"{base}/fraud/feedback", json={"request_id": "rq-2", "label": 1})
+        assert by_rid.status_code == 200 and by_rid.json()["version"] == other.headers["x-model-version"]
+        unknown = c.post(f"{base}/fraud/feedback", json={"request_id": "rq-9", "label": 1})
+        assert unknown.status_code == 404 and unknown.json()["error"] == "unknown request_id"
         old = c.post(f"{base}/fraud/predict", json={"features": {"age": 30}}).headers["x-feedback-id"]
         time.sleep(1.3)
         late = c.post(f"{base}/fraud/feedback", json={"feedback_id": old, "clicks": []})

@@ -114,3 +114,17 @@ def test_the_table_of_accepted_ids_is_bounded_and_expires(tmp_path):
     assert len(ids) <= 64
     ids.expire(T + 200)
     assert len(ids) == 0
+
+
+def test_the_replica_that_answered_finds_the_id_by_request_id(tmp_path):
+    """Feedback naming only the request id (transparent mode's answers carry no x-feedback-id) works on the
+    replica that issued it, as the same id; elsewhere it is unknown."""
+    keys = keyfile(tmp_path, "k" * 32)
+    a, b = IssuedIds(3600, 1000, keys), IssuedIds(3600, 1000, keys)
+    token = a.issue("req-1", entry())
+    assert a.by_request_id("req-1", "ml/fraud") == token
+    assert b.claim(a.by_request_id("req-1", "ml/fraud"), "ml/fraud", T + 1).request_id == "req-1"
+    e = pytest.raises(FeedbackRefused, b.by_request_id, "req-1", "ml/fraud").value
+    assert (e.status, e.error) == (404, "unknown request_id") and "feedback_id" in e.detail
+    a.expire(T + 3601)
+    assert pytest.raises(FeedbackRefused, a.by_request_id, "req-1", "ml/fraud").value.status == 404
