@@ -52,31 +52,35 @@ def _entry(t: float, key: str = "ml/fraud") -> Issued:
 
 
 def test_issued_ids_are_bounded_and_expire():
-    """The table never holds much more than max_ids, forgets the oldest first, and honours the TTL."""
+    """The tables (accepted ids; issued ids by request id) never hold much more than max_ids, forget the oldest
+    first, and honour the TTL; a feedback id itself is accepted until it expires, whatever was forgotten."""
     ids = IssuedIds(ttl_seconds=100.0, max_ids=1000)
-    for i in range(5000):
-        ids.issue(f"r{i}", _entry(float(i) / 100))
-        assert len(ids) <= 1000 + 1000 // IssuedIds.SEGMENTS
+    tokens = [ids.issue(f"r{i}", _entry(float(i) / 100)) for i in range(5000)]
     with pytest.raises(FeedbackRefused) as e:
-        ids.claim("r0", "ml/fraud", 50.0)
+        ids.by_request_id("r0", "ml/fraud")              # the oldest request ids are forgotten
     assert e.value.status == 404
-    assert ids.claim("r4999", "ml/fraud", 50.0).version == "v1"
+    assert ids.claim(ids.by_request_id("r4999", "ml/fraud"), "ml/fraud", 50.0).version == "v1"
     with pytest.raises(FeedbackRefused) as e:
-        ids.claim("r4999", "ml/fraud", 50.0)
+        ids.claim(tokens[4999], "ml/fraud", 50.0)
     assert e.value.status == 409
+    assert ids.claim(tokens[0], "ml/fraud", 50.0).request_id == "r0"
     with pytest.raises(FeedbackRefused) as e:
-        ids.claim("r4998", "ml/fraud", 49.98 + 100.5)
+        ids.claim(tokens[4998], "ml/fraud", 49.98 + 100.5)
     assert e.value.status == 404 and "older" in e.value.detail
+    for t in tokens[1:4999]:
+        ids.claim(t, "ml/fraud", 50.0)
+        assert len(ids) <= 1000 + 1000 // 16             # 16 segments of max_ids / 16, plus the one filling
     ids.expire(1000.0)
     assert len(ids) == 0
 
 
 def test_interleaving_teams_survive_the_table_with_integer_item_ids():
-    """Teams of an interleaved answer come back from the id table keyed exactly as the items were (ints stay ints)."""
+    """Teams of an interleaved answer come back from its feedback id keyed exactly as the items were (ints stay
+    ints)."""
     ids = IssuedIds(ttl_seconds=100.0, max_ids=10)
     teams = {7: "a", "x": "b", 3: "b"}
-    ids.issue("r1", Issued("ml/rank", "r2@http://x", "interleave", "r1+r2", [7, "x", 3], None, teams, 1.0))
-    assert ids.claim("r1", "ml/rank", 2.0).teams == teams
+    token = ids.issue("r1", Issued("ml/rank", "r2@http://x", "interleave", "r1+r2", [7, "x", 3], None, teams, 1.0))
+    assert ids.claim(token, "ml/rank", 2.0).teams == teams
 
 
 def test_outputs_are_validated_by_kind():
