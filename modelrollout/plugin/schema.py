@@ -157,7 +157,7 @@ def _object(value: dict, schema: dict, path: str) -> Iterator[SchemaError]:
         elif isinstance(extra, dict):
             yield from _validate(item, extra, _join(path, name))
         elif strict:
-            yield SchemaError(_join(path, name), "unknown field")
+            yield SchemaError(_join(path, name or '""'), "unknown field")     # an empty key is named too
 
 
 def _key(key: Any) -> str:

@@ -133,3 +133,10 @@ def _yaml_safe(v):
     if isinstance(v, dict):
         return {k: _yaml_safe(x) for k, x in v.items()}
     return v
+
+
+def test_an_empty_key_is_named_in_the_path():
+    """A key "" (which hypothesis found) is reported at a path that names it, not at an empty one."""
+    doc = copy.deepcopy(BASES[0])
+    doc[""] = 1
+    assert [(p.path, p.message) for p in lint_document(doc) if p.message == "unknown field"] == [('""', "unknown field")]
