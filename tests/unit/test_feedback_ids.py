@@ -31,11 +31,11 @@ def refusal(ids: IssuedIds, token, key="ml/fraud", now=T + 1) -> FeedbackRefused
 def test_another_replica_with_the_same_key_gets_everything_crediting_needs(tmp_path):
     keys = keyfile(tmp_path, "k" * 32)
     a, b = IssuedIds(3600, 1000, keys), IssuedIds(3600, 1000, FeedbackKeys(tmp_path / "keys"))
-    token = a.issue("req-7", entry())
+    token = a.issue("req-7", entry(propensity=0.25))
     got = b.claim(token, "ml/fraud", T + 5)
     assert (got.rollout_key, got.revision, got.arm, got.version, got.output, got.segments, got.teams,
-            got.issued_at, got.request_id) == ("ml/fraud", "v2@http://v2:1", "candidate", "v2", 0.83,
-                                               {"gender": "f"}, None, T, "req-7")
+            got.issued_at, got.request_id, got.propensity) == ("ml/fraud", "v2@http://v2:1", "candidate", "v2", 0.83,
+                                                               {"gender": "f"}, None, T, "req-7", 0.25)
     assert token.startswith(f"mrf1.{key_id(b'k' * 32)}.")
 
 
