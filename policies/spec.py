@@ -393,7 +393,7 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
         if len(service.name) > 63:
             raise SpecError(svc.at("name"), f"expected at most 63 characters, got {len(service.name)}")
         for key, version in (("baseline", baseline), ("candidate", candidate)):
-            if _calls_service(version.url, service.name, namespace):
+            if version is not None and _calls_service(version.url, service.name, namespace):
                 raise SpecError(f"{r.at(key)}.url", f"{version.url!r} is spec.service {service.name!r} itself: "
                                 "the router would send every request back to itself; give each version a "
                                 f"Service of its own (e.g. {service.name}-{version.version})")
