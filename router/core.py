@@ -202,15 +202,16 @@ class Router:
         features, segments = self._inputs(target, doc) if doc is not None else (None, None)
         version = target.arms[arm].version
         output, error, attributions = self._output(target, answer)
+        share = target.routing.candidate_weight / 100.0       # the split that chose `arm` for this request
+        propensity = None if override else share if arm == CANDIDATE else 1.0 - share
         self._record(target, now, request_id, arm, version, "primary", answer, output, error,
-                     features, segments, doc, attributions=attributions, override=override, sticky=sticky)
-        if override:
+                     features, segments, doc, attributions=attributions, override=override, sticky=sticky,
+                     propensity=propensity)
+        if propensity is None:
             # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
             return None
-        share = target.routing.candidate_weight / 100.0       # the split that chose `arm` for this request
         feedback_id = self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version,
-                                                           output, segments, None, now,
-                                                           share if arm == CANDIDATE else 1.0 - share))
+                                                           output, segments, None, now, propensity))
         if target.routing.shadow and arm == BASELINE and body is not None:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
@@ -251,12 +252,13 @@ class Router:
     def _record(self, target: Target, now: float, request_id: str, arm: str, version: str, role: str,
                 answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
                 doc: Any = None, attributions: dict | None = None, override: bool = False,
-                sticky: str | None = None) -> None:
+                sticky: str | None = None, propensity: float | None = None) -> None:
         # The body goes to the keeper only when the spec's privacy settings keep or hash it (router.privacy).
         logged = doc if doc is not None and target.spec.privacy.inputs != "drop" else None
         self.keep(target.calls, record_call(self.metrics, target.calls, now, request_id, arm, version, role, answer,
                                             output, error, features, segments, attributions=attributions,
-                                            input_doc=logged, override=override, sticky=sticky))
+                                            input_doc=logged, override=override, sticky=sticky,
+                                            propensity=propensity))
 
     def keep_here(self, target: ShadowTarget, record: Outcome) -> None:
         record = self.privacy.apply(target.spec, record)
@@ -287,7 +289,7 @@ class Router:
         out_b, err_b, _ = self._output(target, b)
         for arm, ans, out, err in ((BASELINE, a, out_a, err_a), (CANDIDATE, b, out_b, err_b)):
             self._record(target, now, request_id, arm, target.arms[arm].version, "interleave", ans, out, err,
-                         features, segments, doc if arm == BASELINE else None, sticky=sticky)
+                         features, segments, doc if arm == BASELINE else None, sticky=sticky, propensity=1.0)
         if out_a is None or out_b is None:
             # One side failed: serve the other unmerged; the impression earns no interleaving credit.
             arm, ans, out = (CANDIDATE, b, out_b) if out_a is None and out_b is not None else (BASELINE, a, out_a)

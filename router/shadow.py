@@ -106,10 +106,12 @@ def read_output(t: ShadowTarget, answer: Answer) -> tuple[Any, str | None, dict 
 def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id: str, arm: str, version: str,
                 role: str, answer: Answer, output: Any, error: str | None, features: dict | None,
                 segments: dict | None, primary_output: Any = None, attributions: dict | None = None,
-                input_doc: Any = None, override: bool = False, sticky: str | None = None) -> Outcome:
+                input_doc: Any = None, override: bool = False, sticky: str | None = None,
+                propensity: float | None = None) -> Outcome:
     """Count one model call in `metrics` and return its outcome record (as seen: the spec's privacy settings
     are applied by whoever keeps it, `router.privacy`). An `override` (the caller picked the version) is
-    counted apart and its record flagged, so it never enters the analysis."""
+    counted apart and its record flagged, so it never enters the analysis. `propensity`: the probability with
+    which the router chose this arm for the request (None for an override: the caller chose)."""
     spec = t.spec
     excluded = answer.excluded
     more = {}
@@ -127,6 +129,8 @@ def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id:
         more["input"] = input_doc
     if sticky is not None:
         more["sticky"] = sticky
+    if propensity is not None:
+        more["propensity"] = propensity
     if excluded is not None:
         more["latency_excluded"] = excluded
     return Outcome.answer(now, request_id, spec.name, spec.namespace, spec.revision, version, arm, role,
@@ -280,7 +284,7 @@ class ShadowCaller:
         output, error, attributions = read_output(t, answer)
         self.keep(t, record_call(self.metrics, t, m.time, m.request_id, CANDIDATE, version.version, "shadow",
                                  answer, output, error, m.features, m.segments, primary_output=m.primary_output,
-                                 attributions=attributions))
+                                 attributions=attributions, propensity=1.0))
 
     async def drain(self, timeout: float) -> None:
         """Take no more mirrors; wait (at most `timeout` seconds) for the queued and in-flight ones."""

@@ -189,8 +189,8 @@ def test_labels_join_their_prediction_by_segment(procs, tmp_path):
 
 def test_rewards_join_their_prediction_with_the_propensity_of_its_arm(procs, tmp_path):
     """A reward (alone or with a label) is counted in the summaries of the version that answered, and its log
-    record carries the probability with which the router chose that version: the canary's 30% share for the
-    candidate, 70% for the baseline. replay --estimate reward recovers each version's mean reward."""
+    record, like the answer's own, carries the probability with which the router chose that version: the
+    canary's 30% share for the candidate, 70% for the baseline. replay --estimate reward recovers each version's mean reward."""
     import json
     import signal
 
@@ -231,9 +231,14 @@ def test_rewards_join_their_prediction_with_the_propensity_of_its_arm(procs, tmp
     assert merged["baseline"].reward.n == served["v1"] and merged["baseline"].reward.mean() == 1.0
     assert merged["candidate"].reward.n == served["v2"] and merged["candidate"].reward.mean() == 3.0
     assert router.stop(signal.SIGTERM) == 0
-    feedback = [r for r in read_records(logs) if r.role == "feedback"]
+    records = list(read_records(logs))
+    feedback = [r for r in records if r.role == "feedback"]
     assert len(feedback) == 300
     assert {(r.arm, r.propensity) for r in feedback} == {("baseline", 0.7), ("candidate", 0.3)}
+    # every answer is logged with the same probability, so a log without feedback can be reweighted too
+    answered = [r for r in records if r.role == "primary"]
+    assert len(answered) == 300
+    assert {(r.arm, r.propensity) for r in answered} == {("baseline", 0.7), ("candidate", 0.3)}
     est = reward_estimates(parse_rollout(doc).spec, feedback)
     # IPW of a constant reward per version: the version's share of the log over its propensity, times it
     assert est["candidate"]["snipw"] == pytest.approx(3.0) and est["baseline"]["snipw"] == pytest.approx(1.0)
