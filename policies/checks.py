@@ -120,7 +120,7 @@ class _Ctx:
 def _evaluate_one(ctx: _Ctx) -> CheckResult:
     c = ctx.check
     if not applies(c, ctx.status.routing):
-        mode = "mirroring" if c.metric != "interleave" else "interleaving"
+        mode = {"interleave": "interleaving", "reward": "a canary or interleave step"}.get(c.metric, "mirroring")
         return ctx.inconclusive(f"not applicable without {mode}", skipped=True)
     try:
         if c.prometheus is not None:

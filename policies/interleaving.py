@@ -62,6 +62,22 @@ def credit(teams_by_item: Mapping[str, str], clicks: Iterable[str]) -> str:
     return "a" if score["a"] > score["b"] else "b"
 
 
+def reward_delta(teams_by_item: Mapping[str, str], clicks: Iterable[str], reward: float) -> float | None:
+    """The reward of one interleaved impression credited to the teams by the clicked items they placed:
+    team b (the candidate) gets reward·c_b/(c_a + c_b), team a (the baseline) reward·c_a/(c_a + c_b), with c_x
+    the clicks on shown items of team x; the value is the candidate's credit minus the baseline's,
+    reward·(c_b − c_a)/(c_a + c_b). None (not credited) without a click on a shown item."""
+    score = {"a": 0, "b": 0}
+    for item in clicks:
+        team = teams_by_item.get(item)
+        if team in score:
+            score[team] += 1
+    total = score["a"] + score["b"]
+    if total == 0:
+        return None
+    return reward * (score["b"] - score["a"]) / total
+
+
 def interleave_test(wins: int, losses: int, ties: int) -> StatResult:
     """Candidate's interleaving preference: value Δ = (wins + ties/2)/n − 0.5, n = all impressions.
 

@@ -181,14 +181,14 @@ def judge_calibrated(check: CheckSpec, metric: str, value: float, units: Sequenc
 
 def applies(check: CheckSpec, routing: Routing) -> bool:
     """Whether the check has evidence to judge under this routing: shadow pair checks need mirroring,
-    interleave needs interleaving; every other check applies always. A check that does not apply
+    interleave needs interleaving, reward a canary or interleave step; every other check applies always. A check that does not apply
     neither blocks a step nor counts towards inconclusiveLimit."""
     if check.metric in ("shadow-agreement", "shadow-mean-abs-delta") or check.metric in PAIRED_METRICS:
         return routing.shadow
     if check.metric == "interleave":
         return routing.interleave
-    if check.metric == "reward":            # both versions serve requests (and earn rewards) only in a canary
-        return routing.candidate_weight > 0 and not routing.interleave
+    if check.metric == "reward":            # both versions earn rewards in a canary, or credited in interleaving
+        return routing.interleave or routing.candidate_weight > 0
     return True
 
 

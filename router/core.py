@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from policies.errors import http_status
-from policies.interleaving import credit, team_draft
+from policies.interleaving import credit, reward_delta, team_draft
 from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
 from router.extract import get_path, scalar, set_path, split_path
@@ -329,15 +329,18 @@ class Router:
         except FeedbackRefused as e:
             self.metrics.feedback[(spec.name, spec.namespace, kind, str(e.status))] += 1
             return error_reply(e.status, e.error, e.detail)
-        outcome = None
+        outcome = delta = None
         if kind == "clicks" and entry.teams is not None:
             outcome = {"b": "win", "a": "loss", "tie": "tie"}[credit(entry.teams, doc["clicks"])]
             self.metrics.interleave[(spec.name, spec.namespace, outcome)] += 1
+            if doc.get("reward") is not None:
+                delta = reward_delta(entry.teams, doc["clicks"], float(doc["reward"]))
         record = Outcome(now, entry.request_id, spec.name, spec.namespace, entry.revision, entry.version,
                          entry.arm, "feedback", output=entry.output, segments=entry.segments,
                          label=doc["label"] if kind == "label" else None,
                          clicks=doc["clicks"] if kind == "clicks" else None, outcome=outcome,
-                         prediction_time=entry.issued_at, reward=doc.get("reward"), propensity=entry.propensity)
+                         prediction_time=entry.issued_at, reward=doc.get("reward"), propensity=entry.propensity,
+                         reward_delta=delta)
         self.keep(target.calls, record)
         self.metrics.feedback[(spec.name, spec.namespace, kind, "200")] += 1
         return Reply(200, orjson.dumps({"accepted": True, "request_id": entry.request_id, "kind": kind,

@@ -241,7 +241,8 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
     request for their arm and add its error kind, its latency (when there was an HTTP
     answer), its prediction and features (sampled by `key_from_request_id`, so every version samples the same
     requests), its segments and attributions; a shadow answer with both outputs adds a shadow pair. Feedback
-    adds a label (correct or not, per segment) to its arm, or an interleaving outcome.
+    adds a label (correct or not, per segment) to its arm, or an interleaving outcome (and the reward it credits
+    to the teams, when it carries one), and a reward to its arm.
 
     Each summary receives its values in record order through one batch call, which builds exactly what adding
     them one at a time builds; summaries are independent of each other, so only that order matters. The
@@ -271,6 +272,8 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
                     if b.interleave is None:
                         b.interleave = InterleaveSummary()
                     b.interleave.add(_WINNER[rec.outcome])
+                    if rec.reward_delta is not None:
+                        b.interleave.add_reward_delta(rec.reward_delta)
             elif a is not None and rec.label is not None:
                 output = rec.output
                 predicted, actual = positive(spec, output), label_positive(rec.label, spec)

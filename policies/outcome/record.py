@@ -87,7 +87,10 @@ class Outcome:
     """A numeric outcome the caller reported through `/feedback` (a conversion, revenue): feedback only."""
     propensity: float | None = None
     """The probability with which the router chose the arm that served the request (the canary weight's share;
-    1 in shadow and interleave steps): on feedback, for off-policy estimates (`policies.ipw`)."""
+    1 in shadow and interleave steps): on answers and feedback, for off-policy estimates (`policies.ipw`)."""
+    reward_delta: float | None = None
+    """On feedback with a reward and clicks for an interleaved answer: the reward credited to the candidate's
+    team minus the baseline's, by the clicked items each placed (`policies.interleaving.reward_delta`)."""
     extra: Mapping[str, Any] | None = None
     """Keys of the line this version does not know, written back unchanged."""
 
@@ -99,14 +102,15 @@ class Outcome:
                  label: Any = None, clicks: list | None = None, outcome: str | None = None,
                  prediction_time: float | None = None, override: bool | None = None,
                  sticky: str | None = None, reward: float | None = None, propensity: float | None = None,
-                 extra: Mapping[str, Any] | None = None) -> None:
+                 extra: Mapping[str, Any] | None = None, reward_delta: float | None = None) -> None:
         _set_dict(self, "__dict__", {
             "time": time, "request_id": request_id, "rollout": rollout, "namespace": namespace,
             "revision": revision, "version": version, "arm": arm, "role": role, "status": status, "error": error,
             "latency_ms": latency_ms, "latency_excluded": latency_excluded, "output": output, "features": features,
             "segments": segments, "primary_output": primary_output, "attributions": attributions, "input": input,
             "label": label, "clicks": clicks, "outcome": outcome, "prediction_time": prediction_time,
-            "override": override, "sticky": sticky, "reward": reward, "propensity": propensity, "extra": extra})
+            "override": override, "sticky": sticky, "reward": reward, "propensity": propensity,
+            "reward_delta": reward_delta, "extra": extra})
 
     @classmethod
     def answer(cls, time: float, request_id: str, rollout: str, namespace: str, revision: str, version: str,
@@ -194,7 +198,7 @@ class Outcome:
             x = d.get(k)
             if x is not None and not isinstance(x, str):
                 raise OutcomeError(f"{k}: expected a string or null, got {x!r}"[:200])
-        for k in ("latency_ms", "prediction_time", "reward", "propensity"):
+        for k in ("latency_ms", "prediction_time", "reward", "propensity", "reward_delta"):
             x = d.get(k)
             if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
                 raise OutcomeError(f"{k}: expected a number or null, got {x!r}"[:200])
@@ -213,7 +217,7 @@ class Outcome:
         return cls(t, *ident, status, g("error"), g("latency_ms"), g("latency_excluded"), g("output"),
                    g("features"), g("segments"), g("primary_output"), g("attributions"), g("input"), g("label"),
                    clicks, g("outcome"), g("prediction_time"), override, g("sticky"), g("reward"), g("propensity"),
-                   extra)
+                   extra, g("reward_delta"))
 
     @classmethod
     def from_json(cls, line: bytes | str) -> "Outcome":

@@ -7,12 +7,23 @@ from policies._result import StatResult
 from policies.interleaving import interleave_test
 from .base import check_mergeable, SummaryError
 from .codec import _count, _decoder
+from .reward import RewardSums
+
 
 class InterleaveSummary:
-    """Per-impression outcomes of the candidate against the baseline in team-draft interleaving."""
+    """Per-impression outcomes of the candidate against the baseline in team-draft interleaving, and the
+    rewards credited to the teams (`reward_deltas`: per rewarded impression with clicks, the candidate's
+    credited reward minus the baseline's, `policies.interleaving.reward_delta`; None until there is one)."""
 
-    def __init__(self, wins: int = 0, losses: int = 0, ties: int = 0) -> None:
+    def __init__(self, wins: int = 0, losses: int = 0, ties: int = 0,
+                 reward_deltas: RewardSums | None = None) -> None:
         self.wins, self.losses, self.ties = wins, losses, ties
+        self.reward_deltas = reward_deltas
+
+    def add_reward_delta(self, delta: float) -> None:
+        if self.reward_deltas is None:
+            self.reward_deltas = RewardSums()
+        self.reward_deltas.add(delta)
 
     def add(self, winner: str) -> None:
         """``winner`` is "candidate", "baseline" or "tie"."""
@@ -35,12 +46,19 @@ class InterleaveSummary:
 
     def merge(self, other: "InterleaveSummary") -> "InterleaveSummary":
         check_mergeable(self, other)
-        return InterleaveSummary(self.wins + other.wins, self.losses + other.losses, self.ties + other.ties)
+        ra, rb = self.reward_deltas, other.reward_deltas
+        return InterleaveSummary(self.wins + other.wins, self.losses + other.losses, self.ties + other.ties,
+                                 ra.merge(rb) if ra is not None and rb is not None else (ra or rb))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "interleave", "wins": self.wins, "losses": self.losses, "ties": self.ties}
+        d = {"type": "interleave", "wins": self.wins, "losses": self.losses, "ties": self.ties}
+        if self.reward_deltas is not None:           # absent without credited rewards
+            d["reward_deltas"] = self.reward_deltas.to_dict()
+        return d
 
     @_decoder("interleave summary")
     def from_dict(cls, d: Mapping[str, Any]) -> "InterleaveSummary":
         where = "interleave summary"
-        return cls(_count(d, "wins", where), _count(d, "losses", where), _count(d, "ties", where))
+        deltas = d.get("reward_deltas")
+        return cls(_count(d, "wins", where), _count(d, "losses", where), _count(d, "ties", where),
+                   RewardSums.from_dict(deltas) if deltas is not None else None)

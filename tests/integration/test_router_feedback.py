@@ -74,6 +74,36 @@ def test_better_ranker_wins_under_simulated_clicks(procs, tmp_path):
     assert tally.wins > 1.5 * tally.losses, (tally.wins, tally.losses, tally.ties)
 
 
+def test_rewards_on_interleaved_rankings_are_credited_to_the_team_that_placed_the_clicked_items(procs, tmp_path):
+    """Clicks with a reward (revenue: 2.0 per clicked item) on interleaved impressions: the router credits each
+    rewarded impression's reward to the teams by the clicked items they placed, and the window holds the
+    candidate's credit minus the baseline's per impression; the better candidate earns more."""
+    r1, r2 = procs.ranker("r1", "--quality", "0.1"), procs.ranker("r2", "--quality", "0.9")
+    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("rank", r1.url, r2.url, kind="ranking", interleave=True,
+                                                         versions=("r1", "r2"))])
+    router = procs.router(cfg)
+    url = f"{router.url}/v1/rollouts/rank"
+    bodies = [_ranking_body(i) for i in range(300)]
+    answers = post_many([(f"{url}/predict", b, {}) for b in bodies])
+    rng = random.Random(5)
+    posts, rewarded = [], 0
+    for (_, h, raw), b in zip(answers, bodies):
+        clicked = simulate_clicks(json.loads(raw)["ranking"], b["user"], rng)
+        rewarded += bool(clicked)
+        posts.append((f"{url}/feedback", {"feedback_id": h["x-feedback-id"], "clicks": clicked,
+                                          "reward": 2.0 * len(clicked)}, {}))
+    assert {s for s, _, _ in post_many(posts)} == {200}
+    tally = InterleaveSummary()
+    for w in summaries(router.url, "rank")["windows"]:
+        if w["interleave"]:
+            tally = tally.merge(InterleaveSummary.from_dict(w["interleave"]))
+    assert tally.n == 300
+    deltas = tally.reward_deltas
+    assert deltas is not None and deltas.n == rewarded > 0      # impressions without a click are not credited
+    # each credited difference is 2 x (candidate's clicked items - baseline's): its sum is twice the click margin
+    assert deltas.mean() > 0 and deltas.sum % 2 == 0, (deltas.n, deltas.mean())
+
+
 def test_feedback_refuses_forged_replayed_foreign_and_expired_ids(procs, tmp_path):
     """Feedback counts once per feedback id issued for that rollout: forged, altered, foreign or expired → 404,
     replayed → 409; a request_id names the prediction on the replica that answered it."""

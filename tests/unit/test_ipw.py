@@ -145,3 +145,56 @@ def test_replay_estimate_reward_from_a_log(tmp_path, capsys):
     for arm in ("baseline", "candidate"):
         assert est[arm]["snipw_low"] <= TRUE[arm] <= est[arm]["snipw_high"]
     assert est["candidate"]["matched"] == sum(a == "candidate" for a in arms)
+
+
+def interleaved_window(spec, p_candidate: float, n=2000, seed=0):
+    """Feedback on n interleaved impressions: one clicked item each, placed by the candidate's team with
+    probability `p_candidate`, worth a lognormal reward credited to that team (a reward_delta of ±reward, as
+    the router computes it), folded as the router folds them."""
+    from policies.interleaving import reward_delta
+    rng = np.random.default_rng(seed)
+    recs = []
+    for i in range(n):
+        team = "b" if rng.random() < p_candidate else "a"
+        reward = float(rng.lognormal(0.0, 0.5))
+        recs.append(Outcome(1000.0 + i * 0.001, f"q{i}", "shop", "ml", spec.revision, "v1+v2", "interleave",
+                            "feedback", output=["x", "y"], clicks=["x"], outcome="win" if team == "b" else "loss",
+                            reward=reward, propensity=1.0,
+                            reward_delta=reward_delta({"x": team, "y": "a" if team == "b" else "b"}, ["x"], reward)))
+    b = Bucket.new(1000.0, 1010.0, spec.revision, "score")
+    fold(b, recs, spec)
+    return Observations(1000.0, 1060.0, b.baseline, b.candidate, interleave=b.interleave)
+
+
+def test_reward_delta_credits_the_teams_by_their_clicked_items():
+    from policies.interleaving import reward_delta
+    teams = {"x": "a", "y": "b", "z": "b"}
+    assert reward_delta(teams, ["y", "z", "x"], 3.0) == pytest.approx(3.0 * (2 - 1) / 3)
+    assert reward_delta(teams, ["x"], 5.0) == -5.0
+    assert reward_delta(teams, ["unshown"], 5.0) is None and reward_delta(teams, [], 5.0) is None
+
+
+def test_reward_in_an_interleave_step_judges_the_credited_difference():
+    spec = make_spec(min=0.0)
+    interleaving = RolloutStatus(current_step=0, routing=Routing(0, interleave=True))
+    obs = interleaved_window(spec, 0.35)
+    d = obs.interleave.reward_deltas
+    assert d.n == 2000 and obs.baseline.reward is None and obs.candidate.reward is None
+    (r,) = evaluate(spec, obs, interleaving)
+    mean, se = d.mean(), (d.variance() / d.n) ** 0.5
+    assert r.verdict is Verdict.FAIL and r.value == pytest.approx(mean) and "credited to the candidate" in r.reason
+    low, high = mean - 1.959963984540054 * se, mean + 1.959963984540054 * se
+    assert f"95% CI {low:.3g} to {high:.3g}" in r.reason and r.evidence["plan"]["mde"] > 0
+    (ok,) = evaluate(spec, interleaved_window(spec, 0.6, seed=1), interleaving)
+    assert ok.verdict is Verdict.PASS and ok.value > 0, ok.reason
+    few = evaluate(spec, interleaved_window(spec, 0.6, n=50), interleaving)[0]
+    assert few.verdict is Verdict.INCONCLUSIVE and "rewarded interleaved impressions" in few.reason
+
+
+def test_interleave_summary_keeps_its_credited_rewards_over_the_wire():
+    from policies.summaries import InterleaveSummary
+    spec = make_spec(min=0.0)
+    s = interleaved_window(spec, 0.5, n=30).interleave
+    back = InterleaveSummary.from_dict(s.to_dict())
+    assert back.reward_deltas.n == 30 and back.reward_deltas.sum == s.reward_deltas.sum
+    assert back.merge(back).reward_deltas.n == 60 and "reward_deltas" not in InterleaveSummary(1, 2, 3).to_dict()
