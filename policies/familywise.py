@@ -32,8 +32,9 @@ def finish(spec: Any, status: RolloutStatus, results: list[CheckResult], tested:
            seconds: float, reevaluate: Callable[[Any, Mapping[str, float]], CheckResult]) -> list[CheckResult]:
     """Apply Holm (when `spec.analysis.multipleTesting` is holm) to the non-sequential checks that were judged
     on a p-value this window — re-evaluating those it turns from Fail to Pass, and stating the adjustment in
-    every member's evidence — then the sequential checks' evidence, then each check's plan for the step
-    (`policies.planning`, from the window's samples over its `seconds`)."""
+    every member's evidence — then the sequential checks' evidence (with holm, a second family: Holm over
+    their anytime-valid p-values, a check deciding Fail only when its adjusted one is below its α too), then
+    each check's plan for the step (`policies.planning`, from the window's samples over its `seconds`)."""
     checks = {c.name: c for c in spec.analysis.checks}
     out = list(results)
     if spec.analysis.multiple_testing == "holm":
@@ -48,13 +49,21 @@ def finish(spec: Any, status: RolloutStatus, results: list[CheckResult], tested:
                 r = reevaluate(checks[r.name], adjusted)
             note = {"family": sorted(family), "pValue": p, "level": a, "adjustedPValue": adjusted[r.name]}
             out[i] = replace(r, evidence={**dict(r.evidence or {}), "holm": note})
-    for i, r in enumerate(out):
-        c = checks.get(r.name)
-        if c is None or not c.sequential or r.skipped:
-            continue
-        prior = status.check(c.name)
-        out[i] = sequential.apply(c, prior.evidence if prior is not None else None, status.current_step,
-                                  tested.get(c.name), r, spec.analysis.min_samples)
+    seq = [(i, checks[r.name]) for i, r in enumerate(out)
+           if r.name in checks and checks[r.name].sequential and not r.skipped]
+
+    def prior(name: str) -> Any:
+        st = status.check(name)
+        return st.evidence if st is not None else None
+    adjusted_seq: dict[str, float] = {}
+    if spec.analysis.multiple_testing == "holm":
+        adjusted_seq = holm({c.name: (sequential.anytime_p(c, prior(c.name), status.current_step,
+                                                           tested.get(c.name)), sequential.alpha(c))
+                             for _, c in seq})
+    for i, c in seq:
+        h = (adjusted_seq[c.name], len(seq)) if c.name in adjusted_seq else None
+        out[i] = sequential.apply(c, prior(c.name), status.current_step, tested.get(c.name), out[i],
+                                  spec.analysis.min_samples, holm=h)
     step = spec.steps[min(status.current_step, len(spec.steps) - 1)]
     windows = planned_windows(spec)
     for i, r in enumerate(out):

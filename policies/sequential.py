@@ -104,13 +104,10 @@ def _state(prior: Any, step: int) -> dict[str, Any]:
     return out
 
 
-def apply(check: Any, prior_evidence: Mapping[str, Any] | None, step: int, tested: Mapping[str, Any] | None,
-          r: CheckResult, min_samples: int = 0) -> CheckResult:
-    """The window's result `r` judged by the check's sequential test: its evidence updated with what the
-    window `tested` (p-values, or error counts) and the verdict Fail when the evidence against the candidate
-    crossed 1/α, Pass (`decided: pass`) when the evidence for it did, else `r`'s verdict — for error-rate,
-    Inconclusive while the step has fewer than `min_samples` requests."""
-    a = alpha(check)
+def _update(prior_evidence: Mapping[str, Any] | None, step: int, check: Any,
+            tested: Mapping[str, Any] | None) -> tuple[dict[str, Any], float, float, str, str, str]:
+    """The check's evidence after this window: (state, log E against the candidate, log E for it, what was
+    counted, the null each E tests against)."""
     st = _state((prior_evidence or {}).get("sequential"), step)
     tested = tested or {}
     if "requests" in tested:
@@ -138,13 +135,41 @@ def apply(check: Any, prior_evidence: Mapping[str, Any] | None, step: int, teste
         what = f"{int(st['windows'])} windows ({int(st['passWindows'])} this step for the candidate)"
         against, for_ = "no harmful change", "a harmful change"
     st["eFail"], st["ePass"] = _e(log_fail), _e(log_pass)
+    prior = (prior_evidence or {}).get("sequential")
+    st["eFailMax"] = max(_num(prior, "eFailMax") if isinstance(prior, Mapping) else 0.0, st["eFail"])
+    return st, log_fail, log_pass, what, against, for_
+
+
+def anytime_p(check: Any, prior_evidence: Mapping[str, Any] | None, step: int,
+              tested: Mapping[str, Any] | None) -> float:
+    """The check's anytime-valid p-value after this window, min(1, 1/sup E) with E its evidence against the
+    candidate over every window so far: by Ville's inequality P(it ever falls to x) <= x under the null, so
+    Holm's step-down over these p-values bounds the chance of any false Fail, at any time (`policies.familywise`)."""
+    st = _update(prior_evidence, step, check, tested)[0]
+    return min(1.0, 1.0 / max(st["eFailMax"], 1e-300))
+
+
+def apply(check: Any, prior_evidence: Mapping[str, Any] | None, step: int, tested: Mapping[str, Any] | None,
+          r: CheckResult, min_samples: int = 0, holm: tuple[float, int] | None = None) -> CheckResult:
+    """The window's result `r` judged by the check's sequential test: its evidence updated with what the
+    window `tested` (p-values, or error counts) and the verdict Fail when the evidence against the candidate
+    crossed 1/α, Pass (`decided: pass`) when the evidence for it did, else `r`'s verdict — for error-rate,
+    Inconclusive while the step has fewer than `min_samples` requests. `holm`: (the check's Holm-adjusted
+    anytime p-value, the family's size) when `multipleTesting: holm` groups several sequential checks: it
+    decides Fail only when that adjusted p-value is below α too."""
+    a = alpha(check)
+    st, log_fail, log_pass, what, against, for_ = _update(prior_evidence, step, check, tested)
     st["alpha"] = a
     bar = 1.0 / a
     evidence = {**dict(prior_evidence or {}), "sequential": st}
-    if st["decided"] != "fail" and log_fail >= math.log(bar):
+    held = holm is not None and holm[0] >= a      # decisive alone, not after Holm over the family
+    if holm is not None:
+        st["holm"] = {"adjustedPValue": holm[0], "family": holm[1]}
+    if st["decided"] != "fail" and log_fail >= math.log(bar) and not held:
+        more = f"; Holm over {holm[1]} sequential checks: adjusted p {fmt(holm[0])} < {fmt(a)}" if holm else ""
         st.update(decided="fail", decidedWindows=int(st["windows"] or 0),
                   decidedReason=f"evidence against '{against}' reached {fmt(st['eFail'])} >= 1/alpha = {fmt(bar)} "
-                                f"({what})")
+                                f"({what}){more}")
     elif st["decided"] is None and log_pass >= math.log(bar) and r.verdict is not Verdict.FAIL:
         st.update(decided="pass", decidedWindows=int(st["passWindows"]),
                   decidedReason=f"evidence against '{for_}' reached {fmt(st['ePass'])} >= 1/alpha = {fmt(bar)} "
@@ -157,6 +182,9 @@ def apply(check: Any, prior_evidence: Mapping[str, Any] | None, step: int, teste
                                                        f"{st['decidedReason']}", evidence=evidence)
     note = (f"sequential: undecided, evidence against the candidate {fmt(st['eFail'])}, for it "
             f"{fmt(st['ePass'])}, decisive at {fmt(bar)} ({what})")
+    if held:
+        note += (f"; Holm over {holm[1]} sequential checks: adjusted anytime p {fmt(holm[0])} >= {fmt(a)}, "
+                 "not decisive yet")
     if "requests" in tested and st["stepRequests"] < min_samples and r.verdict is Verdict.PASS:
         return replace(r, verdict=Verdict.INCONCLUSIVE, evidence=evidence,
                        reason=f"{check.name}: the step has {int(st['stepRequests'])} requests < minSamples "

@@ -286,3 +286,56 @@ def test_sequential_checks_are_not_in_the_holm_family():
     res = evaluate(make_spec(checks, multipleTesting="holm"), o)
     assert all("holm" not in (r.evidence or {}) for r in res)      # a family of one: nothing to adjust
     assert "sequential" in res[0].evidence and replace(res[1], evidence=None).evidence is None
+
+
+def test_holm_over_anytime_p_values_bounds_any_false_fail_over_every_look():
+    """Three sequential checks under their null (uniform p-values, 40 windows, α = 0.05 each), 4,000 rollouts:
+    deciding each alone (E >= 1/α) fails some check in up to 3α of them (the mixtures are conservative:
+    about 4% here); deciding on Holm over the anytime p-values min(1, 1/sup E), as `policies.familywise` does
+    every window, fails one in at most α, and in fewer rollouts than alone."""
+    from policies.familywise import holm as holm_adjust
+    rng = np.random.default_rng(4)
+    alone = together = 0
+    for _ in range(4000):
+        s = np.cumsum(-np.log(rng.random((3, 40))), axis=1)
+        sup = np.zeros(3)
+        any_alone = any_holm = False
+        for t in range(40):
+            e = np.array([math.exp(min(log_mixture_p(t + 1, s[k, t]), 700)) for k in range(3)])
+            sup = np.maximum(sup, e)
+            any_alone |= bool((e >= 20).any())
+            adj = holm_adjust({k: (min(1.0, 1 / sup[k]), 0.05) for k in range(3)})
+            any_holm |= any(adj[k] < 0.05 and e[k] >= 20 for k in range(3))
+        alone += any_alone
+        together += any_holm
+    assert together / 4000 <= 0.05 and together < alone and alone / 4000 <= 0.15, (together, alone)
+
+
+def test_holm_holds_back_a_sequential_fail_that_is_decisive_alone_but_not_in_its_family():
+    from policies.sequential import apply
+    check = make_spec([{"name": "ks-a", "metric": "ks", "on": "feature:a", "minPValue": 0.05,
+                        "sequential": True}]).analysis.checks[0]
+    window = replace(evaluate(make_spec([{"name": "ks-a", "metric": "ks", "on": "feature:a", "minPValue": 0.05}]),
+                              Observations(0, 60, feature_window(np.random.default_rng(0), {"a": 0}, 300),
+                                           feature_window(np.random.default_rng(1), {"a": 0}, 300)))[0])
+    prior = {"sequential": {"windows": 3, "sumLogInvP": 9.0, "step": 0}}     # E after one more p = 0.01: ~26
+    alone = apply(check, prior, 0, {"p": 0.01}, window)
+    assert alone.verdict is Verdict.FAIL and alone.evidence["sequential"]["eFail"] >= 20
+    held = apply(check, prior, 0, {"p": 0.01}, window, holm=(0.07, 2))
+    assert held.verdict is not Verdict.FAIL and held.evidence["sequential"]["decided"] is None
+    assert "Holm over 2 sequential checks: adjusted anytime p 0.07 >= 0.05" in held.reason
+    assert held.evidence["sequential"]["holm"] == {"adjustedPValue": 0.07, "family": 2}
+
+
+def test_sequential_checks_form_a_holm_family_of_their_own():
+    """With multipleTesting holm, two sequential checks: a clear shift decides Fail with the family stated;
+    the other carries its adjusted anytime p-value and stays undecided."""
+    checks = [{"name": f"ks-{f}", "metric": "ks", "on": f"feature:{f}", "minPValue": 0.05, "sequential": True}
+              for f in ("a", "b")]
+    rng = np.random.default_rng(0)
+    o = Observations(0, 60, feature_window(rng, {"a": 0, "b": 0}, 600), feature_window(rng, {"a": 0.8, "b": 0}, 600))
+    a, b = evaluate(make_spec(checks, multipleTesting="holm"), o)
+    assert a.verdict is Verdict.FAIL and "Holm over 2 sequential checks" in a.reason
+    assert b.evidence["sequential"]["decided"] is None and b.evidence["sequential"]["holm"]["family"] == 2
+    assert a.evidence["sequential"]["holm"]["adjustedPValue"] < 0.05 <= b.evidence["sequential"]["holm"][
+        "adjustedPValue"]
