@@ -433,6 +433,7 @@ def _shadow(ctx: _Ctx) -> CheckResult:
     need = ctx.spec.analysis.min_samples
     if n < need:
         return ctx.inconclusive(f"{n} shadow pairs < minSamples {need}", n)
+    ctx.tested[c.name] = {"samples": n}         # for the plan (policies.planning)
     return ctx.judged(_bounds(ctx, v), v, n)
 
 
@@ -470,6 +471,7 @@ def _interleave(ctx: _Ctx) -> CheckResult:
         return ctx.inconclusive(f"{n} interleaved impressions with feedback < minSamples {need}", n)
     res = il.test()
     delta = res.value
+    ctx.tested.setdefault(c.name, {}).update(samples=n)
     js: list[Judgement] = []
     if c.min is not None:
         js.append(judge_min(c.name, delta, c.min))
@@ -505,6 +507,7 @@ def _accuracy(ctx: _Ctx) -> CheckResult:
         return ctx.inconclusive(f"candidate has {n} labelled predictions < minSamples {need}", n)
     if ctx.check.segment is None:
         v = sum(r[1] for r in rows.values()) / n
+        ctx.tested[ctx.check.name] = {"samples": n}
         return ctx.judged(_bounds(ctx, v), v, n)
     worst = min(rows, key=lambda k: rows[k][1] / rows[k][0])
     v = rows[worst][1] / rows[worst][0]

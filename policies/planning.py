@@ -58,14 +58,23 @@ def needed(check: Any, alpha: float, spread: float | None = None, power: float =
     - shadow-rbo / shadow-ndcg `min` m: the tolerated disagreement 1 − m, harmful 1.5·(1 − m), δ = 0.5·(1 − m),
       σ = `spread`, the sd of the per-request agreement;
     - reward `min` m < 0 (a tolerated loss): δ = 0.5·|m|, σ = `spread` = sqrt(var_candidate + var_baseline),
-      n per version."""
+      n per version;
+    - shadow-agreement / accuracy `min` m (no segment): the tolerated disagreement or error 1 − m against
+      1.5·(1 − m), σ = sqrt(r(1 − r)) at each (shadow pairs; the candidate's labelled predictions);
+    - interleave `min` m < 0 (a tolerated preference for the baseline): the candidate's share of the
+      impressions 0.5 + m against 0.5 + 1.5·m, σ = sqrt(p(1 − p)) at each (impressions with feedback)."""
     za, zb = _Z(1.0 - alpha), _Z(power)
     metric = check.metric
     if metric == "error-rate" and check.max is not None and 0 < check.max < 1 / HARM:
         r0, r1 = check.max, HARM * check.max
         if check.sequential:
             return _sequential_rate(r0, r1, alpha, zb)
-        n = ((za * math.sqrt(r0 * (1 - r0)) + zb * math.sqrt(r1 * (1 - r1))) / (r1 - r0)) ** 2
+        n = _proportions(r0, r1, za, zb)
+    elif metric in ("shadow-agreement", "accuracy") and check.min is not None and check.segment is None \
+            and 0 < 1 - check.min < 1 / HARM:
+        n = _proportions(1 - check.min, HARM * (1 - check.min), za, zb)
+    elif metric == "interleave" and check.min is not None and -0.5 / HARM < check.min < 0:
+        n = _proportions(0.5 + check.min, 0.5 + HARM * check.min, za, zb)
     elif metric in ("shadow-wilcoxon", "shadow-mcnemar") and check.max:
         delta = (HARM - 1.0) * check.max
         if metric == "shadow-mcnemar":
@@ -86,6 +95,11 @@ def needed(check: Any, alpha: float, spread: float | None = None, power: float =
     else:
         return None
     return max(1, int(math.ceil(n)))
+
+
+def _proportions(p0: float, p1: float, za: float, zb: float) -> float:
+    """One-sample test of a proportion: n to tell p0 from p1 at z-quantiles za (level) and zb (power)."""
+    return ((za * math.sqrt(p0 * (1 - p0)) + zb * math.sqrt(p1 * (1 - p1))) / (p1 - p0)) ** 2
 
 
 def _sequential_rate(r0: float, r1: float, alpha: float, zb: float) -> int:

@@ -126,3 +126,40 @@ def test_paired_plan_uses_the_measured_spread():
     plan = r.evidence["plan"]
     assert plan["per"] == "window" and plan["rate"] == pytest.approx(10.0)
     assert plan["samples"] == needed(spec.analysis.checks[0], plan["level"], spread=float(np.std(p.deltas(), ddof=1)))
+
+
+@pytest.mark.parametrize("check, bad, good", [
+    ({"name": "agree", "metric": "shadow-agreement", "min": 0.96}, 0.06, 0.04),   # disagreement 4% vs 6%
+    ({"name": "acc", "metric": "accuracy", "min": 0.9}, 0.15, 0.10),              # error 10% vs 15%
+    ({"name": "il", "metric": "interleave", "min": -0.1}, 0.35, 0.40),            # candidate share 40% vs 35%
+])
+def test_proportion_plans_give_the_stated_power(check, bad, good):
+    """needed() for the checks on a proportion: n samples of a one-sided z-test at 5% against the tolerance
+    (the `good` proportion) reject at 1.5x of it (`bad`) in ~80% of 20,000 simulated windows."""
+    spec = make_spec([check]) if check["metric"] != "interleave" else parse_spec(
+        {"baseline": {"version": "v1", "url": "http://b:1"}, "candidate": {"version": "v2", "url": "http://c:1"},
+         "output": {"kind": "ranking", "path": "ranking"},
+         "strategy": {"steps": [{"interleave": {"duration": "10m"}}]},
+         "analysis": {"interval": "1m", "minSamples": 100, "checks": [check]}}, "rank", "ml")
+    (c,) = spec.analysis.checks
+    n = needed(c, 0.05)
+    rng = np.random.default_rng(7)
+    share = rng.binomial(n, bad, 20000) / n
+    z = (share - good) / math.sqrt(good * (1 - good) / n) * (1 if bad > good else -1)
+    assert 0.76 <= float(np.mean(z > 1.6448536)) <= 0.84, n
+
+
+def test_shadow_agreement_plan_is_in_status():
+    spec = make_spec([{"name": "agree", "metric": "shadow-agreement", "min": 0.96}],
+                     steps=[{"shadow": {"duration": "30m"}}])
+    rng = np.random.default_rng(5)
+    p = PairedSummary()
+    labels = rng.integers(0, 3, 600)
+    flip = rng.random(600) < 0.03
+    for x, f in zip(labels, flip):
+        p.add_categorical(str(x), str((x + 1) % 3) if f else str(x))
+    st = decide(spec, None, None, T0).status
+    (r,) = evaluate(spec, Observations(T0, T0 + 60, _traffic(600, 0, rng), _traffic(600, 0, rng), paired=p), st)
+    plan = r.evidence["plan"]
+    assert plan["samples"] == needed(spec.analysis.checks[0], 0.05) and plan["rate"] == pytest.approx(10.0)
+    assert plan["enough"] is (plan["samples"] <= 600)
