@@ -12,8 +12,10 @@ What runs, per case (a fresh control plane each):
 * a traffic process sending `--per-window` real predictions per rollout per analysis interval through the
   routers (keep-alive HTTP/1.1, rollouts and replicas taken round-robin), so every window of every rollout
   has real outcomes to judge;
-* `python -m controller.kube` with `--router-url` for every replica and leader election on, run from the
-  baseline's source tree (`PYTHONPATH`) or this one's; everything else runs this tree's code;
+* `python -m controller.kube` with `--router-url` for every replica and leader election on;
+* the controller, the routers and the model servers run from the side's source tree (`PYTHONPATH`: the
+  baseline's checkout or this one), so "before" is the system as it was (its routers re-parsed every
+  rollout on every status write); the traffic generator and this bench run this tree's code;
 * the bench's own watch of the namespace, which counts the watch events every client of the resource
   receives and reads, from each status write, how late its window was judged.
 
@@ -59,8 +61,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench"
-BASELINE_REF = "cf47373"
-"""main before the controller wrote status only when something changed (issue 20)."""
+BASELINE_REF = "d36b748"
+"""main just before the controller wrote status only when something changed (issue 20)."""
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -280,6 +282,16 @@ class Watch:
                                                       "modelrollouts")["metadata"]["resourceVersion"]
 
 
+def histogram_quantiles(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """p50/p90/p99/max (upper bucket bounds) of a Prometheus histogram's observations between two scrapes."""
+    buckets = sorted((float(re.search(r'le="([^"]+)"', k).group(1)), after[k] - before.get(k, 0.0)) for k in after)
+    count = buckets[-1][1] if buckets else 0
+    out = {}
+    for q, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (1.0, "max")):
+        out[name] = next((le for le, c in buckets if count and c >= q * count), float("nan"))
+    return out
+
+
 def quantiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {k: float("nan") for k in ("p50", "p90", "p99", "max")}
@@ -297,7 +309,7 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
 
     logs = Path(tempfile.mkdtemp(prefix="bench-controller-"))
     procs: list = []
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(controller_tree)}     # models, routers and controller of this side
     with ControlPlane() as plane:
         try:
             plane.run_kubectl("apply", "-f", str(REPO / "manifests" / "crd.yaml"))
@@ -326,7 +338,8 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
             traffic = subprocess.Popen([sys.executable, "-m", "bench.controller", "--traffic", "--rollouts", str(n),
                                         "--rate", str(rate), "--seconds", str(warm + a.seconds + 10),
                                         *sum((["--url", r.url] for r in routers), [])],
-                                       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=open(logs / "traffic.log", "wb"))
+                                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                                       stderr=open(logs / "traffic.log", "wb"))
             watcher = Watch(a.interval)
             wt = threading.Thread(target=watcher.run, args=(api,), daemon=True)
             wt.start()
@@ -336,8 +349,7 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
                 [sys.executable, "-m", "controller.kube", "--kubeconfig", plane.kubeconfig, "--namespace", NAMESPACE,
                  *sum((["--router-url", r.url] for r in routers), []), "--metrics-port", str(port),
                  "--metrics-host", "127.0.0.1", "--lease-namespace", NAMESPACE, "--log-level", "WARNING"],
-                cwd=controller_tree, env={**os.environ, "PYTHONPATH": str(controller_tree)},
-                stdout=ctl_log, stderr=subprocess.STDOUT)
+                cwd=controller_tree, env=env, stdout=ctl_log, stderr=subprocess.STDOUT)
             metrics_url = f"http://127.0.0.1:{port}/metrics"
             wait_http(metrics_url, 60, ctl)
             # warm-up: every rollout has had a window judged (then one more interval)
@@ -356,6 +368,8 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
                         "apiserver_cpu": sum(cpu_seconds(p) for p in pids["apiserver"]),
                         "etcd_cpu": sum(cpu_seconds(p) for p in pids["etcd"]),
                         "reconciles": total(m, "modelrollout_reconcile_duration_seconds_count"),
+                        "durations": {k: v for k, v in m.items()
+                                      if k.startswith("modelrollout_reconcile_duration_seconds_bucket")},
                         "writes": total(m, "modelrollout_status_writes_total"),
                         "conflicts": total(m, "modelrollout_status_conflicts_total"),
                         "errors": total(m, "modelrollout_reconcile_errors_total"),
@@ -383,6 +397,7 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
         if s0["wall"] <= t <= s1["wall"]:
             verdicts[v] = verdicts.get(v, 0) + 1
     return {
+        "reconcile_seconds": histogram_quantiles(s0["durations"], s1["durations"]),
         "rollouts": n, "seconds": wall, "rollout_windows": rollout_windows, "judged_before_measuring": judged_all,
         "reconciles": (s1["reconciles"] - s0["reconciles"]) / rollout_windows,
         "writes": (s1["writes"] - s0["writes"]) / rollout_windows,
@@ -394,7 +409,10 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
         "etcd_cpu": (s1["etcd_cpu"] - s0["etcd_cpu"]) / wall,
         "api_writes": (s1["api_writes"][0] - s0["api_writes"][0]) / wall,
         "api_status_writes": (s1["api_writes"][1] - s0["api_writes"][1]) / wall,
-        "windows": len(lags), "judged_lag": quantiles([j for j, _ in lags]), "seen_lag": quantiles([s for _, s in lags]),
+        "windows": len(lags), "windows_per": len(lags) / rollout_windows,
+        "cpu_per_window_ms": 1000 * (s1["ctl_cpu"] - s0["ctl_cpu"]) / max(1, len(lags)),
+        "reconciles_per_window": (s1["reconciles"] - s0["reconciles"]) / max(1, len(lags)),
+        "cores_needed": (s1["ctl_cpu"] - s0["ctl_cpu"]) / max(1, len(lags)) * n / a.interval, "judged_lag": quantiles([j for j, _ in lags]), "seen_lag": quantiles([s for _, s in lags]),
         "verdicts": verdicts, "samples_p50": quantiles(samples)["p50"] if samples else 0,
         "load": (load0, load1), "controller_alive": alive, "traffic": sent, "logs": str(logs),
     }
@@ -415,6 +433,10 @@ ROWS = [
     ("etcd CPU (cores)", "etcd_cpu", "{:.3f}"),
     ("routers CPU (cores, with workers)", "router_cpu", "{:.3f}"),
     ("windows judged in the interval", "windows", "{:.0f}"),
+    ("windows judged / rollout-window", "windows_per", "{:.2f}"),
+    ("reconciles / window judged", "reconciles_per_window", "{:.2f}"),
+    ("controller CPU ms / window judged", "cpu_per_window_ms", "{:.1f}"),
+    ("cores to judge every window on time", "cores_needed", "{:.2f}"),
 ]
 LAGS = ("p50", "p90", "p99", "max")
 TARGETS = {200: {"reconciles": 1.2, "writes": 1.1, "cpu": 0.25}, 1000: {"cpu": 1.0, "rss": 500.0}}
@@ -427,7 +449,8 @@ def table(n: int, results: dict[str, dict], interval: float) -> str:
              f"(load average {loads})"]
     head = f"{'':42}" + "".join(f"{c:>12}" for c in cols) + ("       ratio" if len(cols) == 2 else "") + "   target"
     lines.append(head)
-    rows = ROWS + [(f"window lag judged {q} (s)", ("judged_lag", q), "{:.2f}") for q in LAGS] + \
+    rows = ROWS + [(f"reconcile duration {q} <= (s)", ("reconcile_seconds", q), "{:g}") for q in LAGS] + \
+        [(f"window lag judged {q} (s)", ("judged_lag", q), "{:.2f}") for q in LAGS] + \
         [(f"window lag seen {q} (s)", ("seen_lag", q), "{:.2f}") for q in LAGS]
     for label, key, fmt in rows:
         vals = [results[c][key[0]][key[1]] if isinstance(key, tuple) else results[c][key] for c in cols]

@@ -52,6 +52,9 @@ ORIGINAL = "modelrollout.io/original-service"
 """Annotation of an adopted Service: its selector and ports before, restored when the rollout lets it go."""
 HANDBACK_WAIT = 10.0
 """Seconds a Service given back may wait for its own pods' endpoints before the routers' are removed."""
+_INVALID = object()
+"""A spec that does not parse (its Service is left as it was)."""
+
 RECHECK_SECONDS = 30.0
 """A Service found as wanted is read again after this long (someone may have changed or deleted it)."""
 
@@ -149,6 +152,8 @@ class ServiceKeeper:
         self.routers, self.events, self.may_write = routers, events, may_write
         self._done: dict[str, tuple] = {}
         """rollout key -> (what was ensured, when): unchanged and recent → nothing to read or write."""
+        self._parsed: dict[str, tuple] = {}
+        """rollout key -> ((uid, generation), its spec.service or _INVALID)."""
         self._warned: dict[str, str] = {}
         self.endpoints = Gauge("modelrollout_service_endpoints", "Router endpoints (ready or not) in the "
                                "EndpointSlices of a rollout's Service (transparent mode)",
@@ -160,15 +165,25 @@ class ServiceKeeper:
     def ensure(self, obj: dict) -> None:
         meta = obj.get("metadata") or {}
         ns, name, uid = meta.get("namespace", "default"), meta.get("name", ""), meta.get("uid")
-        try:
-            service = parse_rollout(obj).spec.service
-        except SpecError:
+        key = f"{ns}/{name}"
+        version = (uid, meta.get("generation"))
+        parsed = self._parsed.get(key)
+        if parsed is None or parsed[0] != version or None in version:
+            try:               # parsed once per spec change (generation), not on every reconcile
+                parsed = (version, parse_rollout(obj).spec.service)
+            except SpecError:
+                parsed = (version, _INVALID)
+            self._parsed[key] = parsed
+        service = parsed[1]
+        if service is _INVALID:
             return                      # fail-static: the last valid Service keeps serving
         port, endpoints = self.routers.current() if self.routers is not None else (None, {})
-        key = f"{ns}/{name}"
         wanted = (uid, service, port, repr(sorted(endpoints.items())))
         done = self._done.get(key)
-        if done is not None and done[0] == wanted and time.monotonic() - done[1] < RECHECK_SECONDS:
+        # Without spec.service only Services an earlier spec made can be left to drop: looked for once per
+        # change, not every RECHECK_SECONDS (a LIST per rollout every 30 s, for nothing).
+        if done is not None and done[0] == wanted and (service is None or
+                                                      time.monotonic() - done[1] < RECHECK_SECONDS):
             return
         if not self.may_write():
             return
@@ -182,6 +197,7 @@ class ServiceKeeper:
     def forget(self, key: str) -> None:
         """The rollout is gone (its Services go with it: the garbage collector follows the ownerReference)."""
         self._done.pop(key, None)
+        self._parsed.pop(key, None)
 
     # ---- the Service ---------------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ attributions.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, Iterable, Sequence
 
 from policies._paired import ndcg, rbo
 from policies._result import StatError

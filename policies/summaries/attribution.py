@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .base import check_mergeable, SummaryError
 from .codec import _count, _decoder, _expect_type, _get

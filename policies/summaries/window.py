@@ -1,7 +1,8 @@
 """VersionWindow: everything one replica observed of one version during one window."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .attribution import AttributionSummary
 from .base import check_mergeable, ERROR_KINDS, OUTPUT_KINDS, SummaryError
