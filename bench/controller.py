@@ -26,7 +26,10 @@ process, in cores) and RSS (VmRSS at the end, VmHWM peak); the apiserver's mutat
 (`apiserver_request_total`, all resources and modelrollouts/status alone); the routers' CPU (with their
 worker processes); the lag of window judgments: `lastAnalysisAt - (previous lastAnalysisAt or
 stepStartedAt + interval)` ("judged", when the reconcile decided) and the watch event's arrival minus the
-same due time ("seen", after evidence, write and watch), as p50/p90/p99/max.
+same due time ("seen", after evidence, write and watch), as p50/p90/p99/max. "Runnable, waiting for a CPU"
+sums the run-queue delay of the controller's threads (/proc/PID/task/*/schedstat): time it was ready to run
+but the machine's CPUs were busy with other work; "cores to judge every window on time" is its CPU per
+judged window times rollouts / interval.
 
 The routers' workers run at normal priority (`--worker-priority normal`): on a machine shared with other
 jobs an idle-priority worker answers `/summaries` only when the neighbours leave CPU, which would measure
@@ -156,6 +159,17 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / TICK
     return total
+
+
+def runqueue_wait(pid: int) -> float:
+    """Seconds the threads of `pid` have spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
 
 
 def descendants(pid: int) -> list[int]:
@@ -364,6 +378,7 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
                 m = scrape(metrics_url)
                 api_m = parse_metrics(plane.run_kubectl("get", "--raw", "/metrics").stdout)
                 return {"t": time.monotonic(), "wall": time.time(), "ctl_cpu": cpu_seconds(ctl.pid),
+                        "ctl_wait": runqueue_wait(ctl.pid),
                         "router_cpu": sum(cpu_seconds(r.pid, children=True) for r in routers),
                         "apiserver_cpu": sum(cpu_seconds(p) for p in pids["apiserver"]),
                         "etcd_cpu": sum(cpu_seconds(p) for p in pids["etcd"]),
@@ -404,6 +419,7 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
         "events": (s1["events"] - s0["events"]) / rollout_windows,
         "conflicts": s1["conflicts"] - s0["conflicts"], "errors": s1["errors"] - s0["errors"],
         "cpu": (s1["ctl_cpu"] - s0["ctl_cpu"]) / wall, "rss": rss, "hwm": hwm,
+        "ctl_wait": (s1["ctl_wait"] - s0["ctl_wait"]) / wall,
         "router_cpu": (s1["router_cpu"] - s0["router_cpu"]) / wall,
         "apiserver_cpu": (s1["apiserver_cpu"] - s0["apiserver_cpu"]) / wall,
         "etcd_cpu": (s1["etcd_cpu"] - s0["etcd_cpu"]) / wall,
@@ -425,6 +441,7 @@ ROWS = [
     ("status writes / rollout-window", "writes", "{:.2f}"),
     ("watch events / rollout-window", "events", "{:.2f}"),
     ("controller CPU (cores)", "cpu", "{:.3f}"),
+    ("controller runnable, waiting for a CPU (s/s)", "ctl_wait", "{:.3f}"),
     ("controller RSS (MB)", "rss", "{:.0f}"),
     ("controller peak RSS (MB)", "hwm", "{:.0f}"),
     ("apiserver writes/s (all)", "api_writes", "{:.1f}"),
