@@ -17,8 +17,10 @@ from typing import Callable
 from controller.evidence import (
     Evidence, EvidenceSource, Failure, FailureKind, describe, empty_observations,
 )
+from policies import golden as golden_checks
+from policies.api import Phase
 from policies.checks import Observations, evaluate
-from policies.errors import verdict_for
+from policies.errors import ModelRolloutError, verdict_for
 from policies.machine import Command, Decision, decide
 from policies.spec import Rollout, RolloutSpec
 from policies.status import CheckResult, RolloutStatus, Verdict
@@ -26,7 +28,7 @@ from policies.status import CheckResult, RolloutStatus, Verdict
 log = logging.getLogger("modelrollout.core")
 
 __all__ = ["analysis_window", "next_wakeup", "gather", "judge", "evaluate_window", "step",
-           "reconcile_step"]
+           "reconcile_step", "golden_due", "run_golden"]
 
 
 WAKE_MARGIN = 0.02
@@ -40,8 +42,8 @@ def analysis_window(spec: RolloutSpec, status: RolloutStatus, now: float) -> tup
     rollout has started on the current revision, never after it finished, and never for a rollout without
     checks (nothing to judge: its steps run on their durations, and no window is recorded in its status).
     """
-    if not spec.analysis.checks:
-        return None
+    if not spec.analysis.checks or _golden_step(spec, status):
+        return None        # the golden step judges the golden set (`golden_due`), not live windows
     if status.phase.is_terminal or status.revision != spec.revision or status.revision is None:
         return None
     last = status.last_analysis_at if status.last_analysis_at is not None else status.step_started_at
@@ -64,6 +66,9 @@ def next_wakeup(spec: RolloutSpec, status: RolloutStatus, now: float) -> float |
     deadline (the work queue runs on the monotonic clock, decisions on the wall clock)."""
     if status.phase.is_terminal:
         return None
+    if status.phase is Phase.VERIFYING and _golden_step(spec, status):
+        last = status.last_analysis_at if status.step_windows else None
+        return WAKE_MARGIN if last is None else max(0.0, last + spec.analysis.interval - now) + WAKE_MARGIN
     wait: float | None = None
     if spec.analysis.checks:
         last = status.last_analysis_at if status.last_analysis_at is not None else status.step_started_at
@@ -75,6 +80,37 @@ def next_wakeup(spec: RolloutSpec, status: RolloutStatus, now: float) -> float |
             if end > 0:
                 wait = end if wait is None else min(wait, end)
     return None if wait is None else max(0.0, wait) + WAKE_MARGIN
+
+
+def _golden_step(spec: RolloutSpec, status: RolloutStatus) -> bool:
+    i = status.current_step
+    return 0 <= i < len(spec.steps) and spec.steps[i].kind == "golden"
+
+
+def golden_due(spec: RolloutSpec, status: RolloutStatus, now: float) -> bool:
+    """Whether the golden set is to be answered now: the golden step runs (phase Verifying) on the current
+    revision and has no run yet, or its last run was inconclusive `interval` ago."""
+    if status.phase is not Phase.VERIFYING or status.revision != spec.revision or not _golden_step(spec, status):
+        return False
+    if status.step_windows == 0 or status.last_analysis_at is None:
+        return True
+    return now - status.last_analysis_at >= spec.analysis.interval
+
+
+def run_golden(spec: RolloutSpec, runner) -> tuple[CheckResult, ...]:
+    """The golden checks' verdicts on one run of the golden set by `runner` (`controller.golden.GoldenRunner`);
+    whatever keeps the set from being answered makes them Inconclusive with the reason, never Pass."""
+    if runner is None:
+        return golden_checks.unavailable(spec, "this controller runs no golden sets (no router client)")
+    try:
+        run = runner.run(spec)
+    except ModelRolloutError as e:
+        log.warning("%s: golden set: %s", spec.key, e)
+        return golden_checks.unavailable(spec, str(e))
+    except Exception as e:  # noqa: BLE001 - a bug must pause, not crash, the loop
+        log.exception("%s: running the golden set failed", spec.key)
+        return golden_checks.unavailable(spec, f"golden run failed: {type(e).__name__}: {e}")
+    return golden_checks.judge(spec, run)
 
 
 def gather(source: EvidenceSource | Callable[..., Observations], spec: RolloutSpec, start: float,
@@ -133,17 +169,22 @@ def evaluate_window(spec: RolloutSpec, status: RolloutStatus, window: tuple[floa
 
 
 def step(spec: RolloutSpec, status: RolloutStatus, now: float, source: EvidenceSource,
-         command: Command | None = None) -> Decision:
-    """One reconcile of one rollout: evaluate a window if one is due, then `policies.machine.decide`.
+         command: Command | None = None, golden=None) -> Decision:
+    """One reconcile of one rollout: run the golden set if due (`golden`: its runner), else evaluate a
+    window if one is due, then `policies.machine.decide`.
 
     The spec runs resolved against `status.stable` (the candidate is compared with the stable)."""
     spec = spec.resolved(status.stable)
-    window = analysis_window(spec, status, now)
-    results = evaluate_window(spec, status, window, source) if window is not None else None
+    if golden_due(spec, status, now):
+        results: tuple[CheckResult, ...] | None = run_golden(spec, golden)
+    else:
+        window = analysis_window(spec, status, now)
+        results = evaluate_window(spec, status, window, source) if window is not None else None
     return decide(spec, status, results, now, command)
 
 
-def reconcile_step(rollout: Rollout, now: float, source: EvidenceSource, command: Command | None = None) -> Decision:
+def reconcile_step(rollout: Rollout, now: float, source: EvidenceSource, command: Command | None = None,
+                   golden=None) -> Decision:
     """`step` on a parsed ModelRollout document (its status as written, a dict or a `RolloutStatus`)."""
-    return step(rollout.spec, RolloutStatus.from_status(rollout.status), now, source, command)
+    return step(rollout.spec, RolloutStatus.from_status(rollout.status), now, source, command, golden)
 

@@ -214,10 +214,13 @@ class LocalController:
     """Reconciles every tracked rollout at each tick; calls `listeners` on transitions and windows."""
 
     def __init__(self, tracked: Sequence[Tracked], router: RouterThread, bucket: float,
-                 listeners: Sequence[Listener] = (), prometheus_url: str | None = None):
+                 listeners: Sequence[Listener] = (), prometheus_url: str | None = None,
+                 config_maps: Mapping[tuple[str, str], Mapping[str, Any]] | None = None):
         import httpx
 
         from controller.evidence import RouterSummaries, http_sources
+        from controller.golden import GoldenRunner
+        from modelrollout.local_golden import LocalConfigMaps
 
         self.tracked = list(tracked)
         self.router = router
@@ -228,6 +231,8 @@ class LocalController:
         self.summaries = RouterSummaries(self.http, lambda spec: [router.url])
         self.evidence = CapturingSource(http_sources(self.http, lambda spec: [router.url], prometheus_url,
                                                      self.prometheus_http))
+        self.golden = GoldenRunner(self.http, lambda spec: [router.url], LocalConfigMaps(config_maps or {}))
+        """Golden steps: the same runner as the controller's, against this router and the file's ConfigMaps."""
         self.stop = threading.Event()
         self.notifier = None
         self.wait_for_traffic = True
@@ -248,7 +253,7 @@ class LocalController:
             if not t.status and self.wait_for_traffic and not self.traffic_seen(t.spec, now):
                 continue
             old = t.status
-            decision = reconcile_step(t.current(), now, self.evidence)
+            decision = reconcile_step(t.current(), now, self.evidence, golden=self.golden)
             self.carry_out(t, decision.actions, now)
             new = decision.status.to_status()
             if t.started is None:
@@ -281,6 +286,7 @@ class LocalController:
                    for w in body["windows"] if isinstance(w, dict) for arm in ("baseline", "candidate"))
 
     def close(self) -> None:
+        self.golden.close()
         self.http.close()
         self.prometheus_http.close()
 
@@ -422,6 +428,8 @@ class RunOptions:
     verbose: bool = False
     quiet: bool = False
     wait_for_traffic: bool = True
+    config_maps: dict = field(default_factory=dict)
+    """`{(namespace, name): data}`: the ConfigMaps of the rollout file, for golden steps."""
 
 
 class LocalRun:
@@ -445,7 +453,7 @@ class LocalRun:
         if not options.quiet:
             own.append(Printer(self.started, options.verbose))
         self.controller = LocalController(self.tracked, self.router, self.bucket, [*own, *listeners],
-                                          options.prometheus_url)
+                                          options.prometheus_url, options.config_maps)
         self.controller.wait_for_traffic = options.wait_for_traffic
         self.timed_out = False
 
@@ -533,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
 
         timeout = parse_duration(args.timeout, "--timeout") if args.timeout is not None else None
         rollouts = load_rollouts(args.file)
+        from modelrollout.local_golden import config_maps
+
+        maps = config_maps(args.file)
     except SpecError as e:
         what = "" if e.path.startswith("--") else "invalid spec: "
         print(f"modelrollout run: {what}{e}", file=sys.stderr)
@@ -540,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"exit_code": EXIT_INVALID, "error": str(e), "path": e.path, "rollouts": {}}))
         return EXIT_INVALID
     options = RunOptions(args.host, args.port, timeout, args.log_dir, args.record, args.report,
-                         args.prometheus_url, args.verbose, quiet=False, wait_for_traffic=not args.start_now)
+                         args.prometheus_url, args.verbose, quiet=False, wait_for_traffic=not args.start_now,
+                         config_maps=maps)
     run = LocalRun(rollouts, options, source_name=str(args.file))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, run.request_stop)

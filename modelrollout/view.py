@@ -20,7 +20,7 @@ from policies.api import Phase
 from policies.spec import Step
 from policies.status import RolloutStatus, format_left
 
-PHASE_STYLES = {Phase.SHADOWING: "cyan", Phase.PROGRESSING: "yellow", Phase.INTERLEAVING: "magenta", Phase.PAUSED: "bold yellow",
+PHASE_STYLES = {Phase.VERIFYING: "blue", Phase.SHADOWING: "cyan", Phase.PROGRESSING: "yellow", Phase.INTERLEAVING: "magenta", Phase.PAUSED: "bold yellow",
                 Phase.PROMOTED: "bold green", Phase.ROLLED_BACK: "bold red", Phase.FAILED: "bold red", Phase.PENDING: "dim",
                 Phase.STABLE: "green"}
 VERDICT_STYLES = {"Pass": "green", "Fail": "bold red", "Inconclusive": "dim"}

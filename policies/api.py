@@ -35,6 +35,8 @@ class Condition(str, Enum):
 
 class Phase(str, Enum):
     PENDING = "Pending"
+    VERIFYING = "Verifying"
+    """The golden step: both versions answer the golden set; no user traffic reaches the candidate."""
     SHADOWING = "Shadowing"
     PROGRESSING = "Progressing"
     INTERLEAVING = "Interleaving"
@@ -53,7 +55,7 @@ class Phase(str, Enum):
     @property
     def is_active(self) -> bool:
         """Running a step: traffic is shifting and analysis may advance it."""
-        return self in (Phase.SHADOWING, Phase.PROGRESSING, Phase.INTERLEAVING)
+        return self in (Phase.VERIFYING, Phase.SHADOWING, Phase.PROGRESSING, Phase.INTERLEAVING)
 
 
 class Verdict(str, Enum):

@@ -126,8 +126,11 @@ def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
         s = m.command(s, command)
         s = replace(s, last_command_id=command.id or s.last_command_id)
     if results is not None and not s.phase.is_terminal:
-        s = m.record(s, list(results))
-        s = m.act_on_checks(s)
+        if m.in_golden_step(s):
+            s = m.golden(s, list(results))
+        else:
+            s = m.record(s, list(results))
+            s = m.act_on_checks(s)
     s = m.advance(s)
     s = m.describe(s)
     s = replace(s, step_duration=_step_duration(spec, s))
@@ -165,6 +168,8 @@ def invalid_spec_status(status: RolloutStatus | Mapping[str, Any] | None, error:
 def step_routing(steps: tuple[Step, ...], i: int) -> Routing:
     """Routing while step `i` runs; a pause step keeps the routing of the step before it."""
     for step in reversed(steps[: i + 1]):
+        if step.kind == "golden":
+            return Routing()          # the golden set is answered through the router: no user traffic
         if step.kind == "shadow":
             return Routing(0, shadow=True)
         if step.kind == "canary":
@@ -174,7 +179,7 @@ def step_routing(steps: tuple[Step, ...], i: int) -> Routing:
     return Routing()
 
 
-_STEP_PHASE = {"shadow": Phase.SHADOWING, "canary": Phase.PROGRESSING, "interleave": Phase.INTERLEAVING,
+_STEP_PHASE = {"golden": Phase.VERIFYING, "shadow": Phase.SHADOWING, "canary": Phase.PROGRESSING, "interleave": Phase.INTERLEAVING,
                "pause": Phase.PAUSED}
 
 
@@ -202,7 +207,7 @@ class _Machine:
                                                   and s.revision != self.spec.revision)
         keep = {} if fresh_calibration else {c.name: c.calibration for c in s.checks}
         checks = tuple(CheckState(c.name, c.metric, action=c.action, calibration=keep.get(c.name, ()))
-                       for c in self.spec.analysis.checks)
+                       for c in self.spec.analysis.checks + self.spec.golden_checks)
         if not restart:
             why = f"rollout of {self.spec.candidate.version} started"
         elif s.revision != self.spec.revision:
@@ -303,8 +308,12 @@ class _Machine:
         return self.enter_step(s, s.current_step + 1, f"{self.step_label(s.current_step)} passed")
 
     def blocking_not_passed(self, s: RolloutStatus) -> list[str]:
-        """Blocking checks whose last window in this step was not a Pass (all of them before one)."""
-        blocking = [c for c in self.spec.analysis.checks if c.action != "warn" and applies(c, s.routing)]
+        """Blocking checks whose last window in this step was not a Pass (all of them before one); in the
+        golden step, the golden checks (the live checks have no traffic of the candidate to judge)."""
+        if self.in_golden_step(s):
+            blocking = list(self.spec.golden_checks)
+        else:
+            blocking = [c for c in self.spec.analysis.checks if c.action != "warn" and applies(c, s.routing)]
         if not blocking:
             return []
         if s.step_windows == 0:
@@ -327,7 +336,40 @@ class _Machine:
                 c.name, c.metric, None, None, Verdict.INCONCLUSIVE, 0,
                 reason=f"{c.name}: no result for this window", action=c.action, immediate=c.immediate)
             checks.append(replace(old, reason=r.reason) if r.skipped else _update_check(old, r, self.now))
+        golden = {c.name for c in self.spec.golden_checks}
+        checks += [st for st in s.checks if st.name in golden]     # the golden step's verdicts stay shown
         return replace(s, checks=tuple(checks), last_analysis_at=self.now, step_windows=s.step_windows + 1)
+
+    # --- the golden step -------------------------------------------------------------------------
+
+    def in_golden_step(self, s: RolloutStatus) -> bool:
+        steps = self.spec.steps
+        return 0 <= s.current_step < len(steps) and steps[s.current_step].kind == "golden"
+
+    def golden(self, s: RolloutStatus, results: list[CheckResult]) -> RolloutStatus:
+        """One run of the golden set: record each golden check's verdict; any Fail rolls back at once (the
+        set is fixed, a second run would say the same), Inconclusive runs (no router, a router error) are
+        retried every interval and pause after `inconclusiveLimit`; all Pass ends the step (`advance`)."""
+        by_name = {r.name: r for r in results}
+        updated = {}
+        for c in self.spec.golden_checks:
+            old = s.check(c.name) or CheckState(c.name, c.metric, action=c.action)
+            r = by_name.get(c.name) or CheckResult(c.name, c.metric, None, None, Verdict.INCONCLUSIVE, 0,
+                                                   reason=f"{c.name}: no result for this run", action=c.action)
+            updated[c.name] = _update_check(old, r, self.now)
+        checks = tuple(updated.pop(st.name, st) for st in s.checks) + tuple(updated.values())
+        s = replace(s, checks=checks, last_analysis_at=self.now, step_windows=s.step_windows + 1)
+        golden = [s.check(c.name) for c in self.spec.golden_checks]
+        failed = [st for st in golden if st is not None and st.verdict is Verdict.FAIL]
+        if failed:
+            return self.rollback(s, "golden set failed: " + "; ".join(st.reason for st in failed), "critical",
+                                 check=failed[0])
+        limit = self.spec.analysis.inconclusive_limit
+        stuck = [st for st in golden if st is not None and st.inconclusive >= limit]
+        if stuck:
+            why = "; ".join(f"{st.reason} ({st.inconclusive} inconclusive runs, limit {limit})" for st in stuck[:1])
+            return self.pause(s, "inconclusive", why, check=stuck[0])
+        return s
 
     def act_on_checks(self, s: RolloutStatus) -> RolloutStatus:
         """Apply the most severe action any check has earned; then the inconclusive pause."""
@@ -408,6 +450,11 @@ class _Machine:
         if not s.phase.is_active:
             return s
         label = self.step_label(s.current_step)
+        if self.in_golden_step(s) and s.phase is Phase.VERIFYING:
+            last = [st.reason for st in s.checks if st.name in {c.name for c in self.spec.golden_checks}
+                    and st.verdict is Verdict.INCONCLUSIVE]
+            why = f" (last run: {last[0]})" if last and s.step_windows else ""
+            return replace(s, message=f"{label}: waiting for both versions' answers to the golden set{why}")
         waiting = self.blocking_not_passed(s)
         if waiting:
             return replace(s, message=f"{label}: waiting for a passing window of {', '.join(waiting)}")
@@ -473,8 +520,9 @@ def _conditions(spec: RolloutSpec, s: RolloutStatus, now: float) -> RolloutStatu
         s = s.with_condition(Cond.PROGRESSING, "False", ph.value, s.message, now)
     else:
         s = s.with_condition(Cond.PROGRESSING, "True", ph.value, s.message, now)
-    if spec.analysis.checks and not ph.is_terminal:
-        live = {c.name for c in spec.analysis.checks if applies(c, s.routing)}
+    golden = 0 <= s.current_step < len(spec.steps) and spec.steps[s.current_step].kind == "golden"
+    if (spec.analysis.checks or golden) and not ph.is_terminal:
+        live = {c.name for c in (spec.golden_checks if golden else spec.analysis.checks) if applies(c, s.routing)}
         verdicts = [c.verdict for c in s.checks if c.verdict is not None and c.name in live]
         if len(verdicts) < len(live):
             s = s.with_condition(Cond.ANALYZING, "True", "WaitingForData", "no analysis window yet", now)

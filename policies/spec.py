@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from policies import check_rules
 from policies.api import API_VERSION, KIND, Phase  # noqa: E402  (re-exported)
 from policies.check_rules import PAIRED_METRICS
+from policies.golden_spec import GOLDEN_METRICS, GoldenSpec, parse_golden
 from policies.notifications import (  # noqa: F401  (re-exported)
     NOTIFICATION_SECRET_LABEL, NOTIFY_ON_DEFAULT, NOTIFY_PHASES, PAGERDUTY_URL, Notification, SecretKeyRef,
     parse_notification as _notification,
@@ -23,7 +24,9 @@ from policies.specreader import (  # noqa: F401  (re-exported)
 )
 
 OUTPUT_KINDS = ("score", "class", "ranking", "embedding")
-STEP_KINDS = ("shadow", "canary", "pause", "interleave")
+STEP_KINDS = ("golden", "shadow", "canary", "pause", "interleave")
+TRAFFIC_STEPS = ("shadow", "canary", "interleave")
+"""Steps that send user traffic (or its mirror) to the candidate: a golden step must come before all of them."""
 ACTIONS = ("rollback", "pause", "warn")
 # Metrics a check may name. Drift metrics compare prediction/feature distributions; the rest are
 # operational or fairness metrics computed from the per-version counters.
@@ -80,12 +83,15 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str                       # shadow | canary | pause | interleave
+    kind: str                       # golden | shadow | canary | pause | interleave
     weight: int = 0                 # candidate share of live traffic, percent (canary)
     duration: float | None = None   # seconds; None = until promoted (pause) / no minimum
     method: str = "team-draft"      # interleave only
+    golden: GoldenSpec | None = None  # golden only
 
     def describe(self) -> str:
+        if self.kind == "golden" and self.golden is not None:
+            return self.golden.describe()
         if self.kind == "canary":
             text = f"canary {self.weight}%"
         elif self.kind == "pause":
@@ -212,6 +218,21 @@ class RolloutSpec:
     def segments(self) -> tuple[str, ...]:
         return tuple(sorted({c.segment for c in self.analysis.checks if c.segment}))
 
+    @property
+    def golden(self) -> GoldenSpec | None:
+        """The golden step's settings (at most one golden step), or None."""
+        return next((s.golden for s in self.steps if s.golden is not None), None)
+
+    @property
+    def golden_checks(self) -> tuple[CheckSpec, ...]:
+        """The golden step's checks as `CheckSpec`s (for status, metrics, alerts and the report): each
+        acts at once (one run of the set decides) and rolls back."""
+        g = self.golden
+        if g is None:
+            return ()
+        return tuple(CheckSpec(name, metric=name, min=lo, max=hi, action="rollback", immediate=True)
+                     for name, lo, hi in g.thresholds())
+
     def watched_features(self) -> tuple[str, ...]:
         return tuple(sorted({c.feature for c in self.analysis.checks if c.feature}))
 
@@ -230,7 +251,7 @@ def _version(r: _Reader) -> VersionRef:
     return VersionRef(version=r.str("version", required=True), url=_url(r, "url"))
 
 
-def _step(raw: Any, path: str) -> Step:
+def _step(raw: Any, path: str, output_kind: str = "score") -> Step:
     r = _Reader(raw, path)
     kinds = [k for k in r.data if k in STEP_KINDS]
     unknown = [k for k in r.data if k not in STEP_KINDS]
@@ -245,6 +266,11 @@ def _step(raw: Any, path: str) -> Step:
     if kind == "interleave":
         method = body.str("method", "team-draft", choices=("team-draft",))
         return Step(kind, duration=duration, method=method)
+    if kind == "golden":
+        if duration is not None:
+            raise SpecError(body.at("duration"), "a golden step has no duration: it ends when both versions "
+                                                 "have answered the golden set")
+        return Step(kind, golden=parse_golden(body, output_kind))
     return Step(kind, duration=duration)
 
 
@@ -325,6 +351,19 @@ def _check(raw: Any, path: str, output: OutputSpec, sequential_default: bool = F
     return check
 
 
+def _check_golden_place(steps: tuple[Step, ...], path: str) -> None:
+    """At most one golden step, before every step that sends traffic (or its mirror) to the candidate."""
+    golden = [i for i, s in enumerate(steps) if s.kind == "golden"]
+    if len(golden) > 1:
+        raise SpecError(f"{path}[{golden[1]}].golden", f"expected at most one golden step, got {len(golden)}")
+    if golden:
+        first = next((i for i, s in enumerate(steps) if s.kind in TRAFFIC_STEPS), None)
+        if first is not None and first < golden[0]:
+            raise SpecError(f"{path}[{golden[0]}].golden", f"a golden step must come before any shadow, canary or "
+                            f"interleave step (step {first} is {steps[first].kind}): the golden set is answered "
+                            "before the candidate meets any user traffic")
+
+
 def _calls_service(url: str, service: str, namespace: str) -> bool:
     """Whether `url`'s host names the Service `service` of `namespace` (name, name.ns, name.ns.svc...)."""
     host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1].lower()
@@ -352,13 +391,14 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
     feats = r.sub("features")
     strategy = r.sub("strategy") or _Reader({}, r.at("strategy"))
     sticky = strategy.sub("stickiness")
-    steps = tuple(_step(s, f"{strategy.at('steps')}[{i}]") for i, s in enumerate(strategy.list("steps")))
+    steps = tuple(_step(s, f"{strategy.at('steps')}[{i}]", output.kind) for i, s in enumerate(strategy.list("steps")))
     if not steps and (candidate is not None or "strategy" in r.data):
         raise SpecError(strategy.at("steps"), "expected at least one step")
     for i, s in enumerate(steps):
         if s.kind == "interleave" and output.kind != "ranking":
             raise SpecError(f"{strategy.at('steps')}[{i}].interleave",
                             f"interleaving needs spec.output.kind ranking, got {output.kind!r}")
+    _check_golden_place(steps, strategy.at("steps"))
     an = r.sub("analysis") or _Reader({}, r.at("analysis"))
     sequential = an.bool("sequential", False)
     checks = tuple(_check(c, f"{an.at('checks')}[{i}]", output, sequential)
@@ -367,6 +407,8 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
     for i, c in enumerate(checks):
         if c.name in seen:
             raise SpecError(f"{an.at('checks')}[{i}].name", f"duplicate check name {c.name!r}")
+        if c.name in GOLDEN_METRICS and any(s.kind == "golden" for s in steps):
+            raise SpecError(f"{an.at('checks')}[{i}].name", f"{c.name!r} is the name of a golden step's check")
         seen.add(c.name)
     interval = an.duration("interval", 60.0)
     if interval <= 0:

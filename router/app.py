@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.core import Reply, Router, error_reply
+from router.golden import MAX_BYTES as GOLDEN_MAX_BYTES, answer_golden
 from router.internal_auth import internal_guard
 from router.settings import RouterSettings
 from router.source import RoutingSource
@@ -40,6 +41,12 @@ _FEEDBACK_BODY = {"required": True, "content": {"application/json": {"schema": {
                    "clicks": {"type": "array", "items": {"type": "string"}, "description": "clicked item ids"},
                    "reward": {"type": "number", "description": "a numeric outcome (conversion, revenue), alone or "
                                                                "with a label or clicks"}}}}}}
+_GOLDEN_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["revision", "requests"],
+    "properties": {"revision": {"type": "string", "description": "the candidate revision (version@url) the golden "
+                                                                 "step runs for"},
+                   "requests": {"type": "array", "items": {}, "minItems": 1, "maxItems": 1000,
+                                "description": "JSON bodies, each sent to both versions' predictPath"}}}}}}
 _ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {
     "error": {"type": "string"}, "detail": {"type": "string"}}}}}}
 
@@ -249,6 +256,15 @@ def build_api(router: Router) -> FastAPI:
             if isinstance(v, Reply):
                 return _response(v)
         return _response(await router.summaries(name, namespace, lo, hi))
+
+    @api.post("/v1/rollouts/{name}/golden", responses={**responses, 409: _ERROR}, dependencies=internal,
+              openapi_extra={"requestBody": _GOLDEN_BODY},
+              summary="Both versions answer every request of a golden set (for the controller's golden step)")
+    async def golden(name: str, request: Request, namespace: str | None = Query(None)):
+        body = await request.body()
+        if len(body) > GOLDEN_MAX_BYTES:
+            return _response(_too_large(GOLDEN_MAX_BYTES, str(len(body))))
+        return _response(await answer_golden(router, name, namespace, body))
 
     @api.get("/metrics", summary="Prometheus metrics", dependencies=internal)
     async def metrics():

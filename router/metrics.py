@@ -57,6 +57,7 @@ class RouterMetrics:
         self.client_errors: dict[int, int] = defaultdict(int)     # code (before a rollout is known)
         self.overrides: dict[tuple, int] = defaultdict(int)       # rollout, namespace, version, code
         self.passthrough: dict[tuple, int] = defaultdict(int)     # rollout, namespace, version, code
+        self.golden: dict[tuple, int] = defaultdict(int)          # rollout, namespace, version, code
         self.gauges: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
 
     def observe(self, rollout: str, namespace: str, version: str, role: str, code: int | None,
@@ -150,11 +151,18 @@ class RouterMetrics:
         for k, v in list(self.passthrough.items()):
             c.add_metric(list(k), v)
         yield c
+        c = CounterMetricFamily("modelrollout_router_golden_requests", "Calls of a version with a golden request "
+                                "(a golden step, POST /v1/rollouts/NAME/golden; code 0 = no answer): counted here "
+                                "only, never in the requests, errors and latency above nor in the analysis.",
+                                labels=["rollout", "rollout_namespace", "version", "code"])
+        for k, v in list(self.golden.items()):
+            c.add_metric(list(k), v)
+        yield c
         for gauge in self.gauges:
             yield from gauge()
 
     _COUNTERS = ("requests", "errors", "shadow_dropped", "shadow_queued", "latency_excluded", "interleave", "feedback",
-                 "client_errors", "overrides", "passthrough")
+                 "client_errors", "overrides", "passthrough", "golden")
     _HISTOGRAMS = ("durations", "predictions")
 
     def snapshot(self) -> dict:

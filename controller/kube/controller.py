@@ -20,6 +20,7 @@ import httpx
 from kubernetes import client
 
 from controller.evidence import http_sources
+from controller.golden import GoldenRunner
 from controller.notify import Notifier
 
 from .events import EventRecorder
@@ -29,6 +30,7 @@ from .reconciler import NotLeader, Reconciler, clean_status
 from .routers import RouterDiscovery
 from .services import RECHECK_SECONDS, RouterEndpoints, ServiceKeeper
 from .secrets import SecretReader
+from .configmaps import ConfigMapReader
 from .token import RouterToken
 from . import triggers
 from kubeio.watch import ListWatcher
@@ -89,6 +91,7 @@ class Controller:
             RouterToken(settings.router_token_file) if settings.router_token_file else None))
         self.prometheus_http = httpx.Client(timeout=settings.http_timeout, verify=False)
         self.evidence = http_sources(self.http, self.discovery.urls, settings.prometheus_url, self.prometheus_http)
+        self.golden = GoldenRunner(self.http, self.discovery.urls, ConfigMapReader(api_client))
         from .workqueue import WorkQueue
 
         self.queue = WorkQueue()
@@ -102,7 +105,8 @@ class Controller:
         write_timeout = min(settings.http_timeout, self.elector.write_budget) if self.elector else settings.http_timeout
         self.reconciler = Reconciler(api_client, evidence=self.evidence, events=self.events, metrics=self.metrics,
                                      notifier=self.notifier, identity=self.identity, may_write=self.is_leader,
-                                     write_timeout=write_timeout, deletion_grace=settings.deletion_grace)
+                                     write_timeout=write_timeout, deletion_grace=settings.deletion_grace,
+                                     golden=self.golden)
         self.watcher = ListWatcher(api_client, settings.namespace, on_event=self._changed, resync=settings.resync)
         # Transparent mode: rollouts' own Services, whose EndpointSlices follow the router Service's.
         self.router_endpoints = None
@@ -189,6 +193,7 @@ class Controller:
         self.notifier.close()
         self.http.close()
         self.prometheus_http.close()
+        self.golden.close()
         if self._metrics_server is not None:
             server = self._metrics_server[0] if isinstance(self._metrics_server, tuple) else self._metrics_server
             server.shutdown()

@@ -47,7 +47,7 @@ class Reconciler:
     def __init__(self, api_client: client.ApiClient, *, evidence: EvidenceSource, events: EventRecorder,
                  metrics: ControllerMetrics, notifier: Notifier, identity: str,
                  may_write: Callable[[], bool] = lambda: True, write_timeout: float = 5.0,
-                 clock: Callable[[], float] = time.time, deletion_grace: float = 60.0):
+                 clock: Callable[[], float] = time.time, deletion_grace: float = 60.0, golden: Any = None):
         self.api = client.CustomObjectsApi(api_client)
         self.evidence, self.events, self.metrics, self.notifier = evidence, events, metrics, notifier
         self.identity, self.may_write, self.write_timeout, self.clock = identity, may_write, write_timeout, clock
@@ -57,6 +57,8 @@ class Reconciler:
         """Per "namespace/name": the cleaned status last sent and the resourceVersion its write returned
         (None while the write is in flight), for `controller.kube.triggers` to recognise its own writes."""
         self.deletion_grace = deletion_grace
+        self.golden = golden
+        """Runs golden steps' sets (`controller.golden.GoldenRunner`); None: golden steps stay Inconclusive."""
         self._gone: dict[str, tuple[float, VersionRef]] = {}
         """Stables of rollouts deleted in the last `deletion_grace` seconds, by key."""
 
@@ -80,7 +82,7 @@ class Reconciler:
 
     def reconcile(self, obj: dict) -> Outcome:
         """One reconcile of `obj` (as last seen); retries a 409 by re-reading, at most 3 times."""
-        memo = _MemoSource(self.evidence)
+        memo = _MemoSource(self.evidence, self.golden)
         for attempt in range(3):
             try:
                 return self._once(obj, memo)
@@ -110,7 +112,7 @@ class Reconciler:
             self.metrics.observe_status(*_ns_name(obj), new)
             return Outcome(None, wrote, status.phase.value)
         spec = spec.resolved(old.stable)     # the baseline is the stable once there is one
-        decision = core.step(spec, old, now, source, self._command(obj))
+        decision = core.step(spec, old, now, source, self._command(obj), golden=source if self.golden else None)
         new = clean_status(decision.status.to_status())
         wrote = self._write(obj, new)
         if wrote:
@@ -184,10 +186,25 @@ class Reconciler:
 
 
 class _MemoSource:
-    """Same evidence for every retry of one reconcile (a 409 re-decides, it does not re-measure)."""
+    """Same evidence (and golden run) for every retry of one reconcile (a 409 re-decides, it does not
+    re-measure)."""
 
-    def __init__(self, inner: EvidenceSource):
-        self.inner, self.memo = inner, {}
+    def __init__(self, inner: EvidenceSource, golden: Any = None):
+        self.inner, self.memo, self.golden = inner, {}, golden
+        self.runs: dict = {}
+
+    def run(self, spec: RolloutSpec):
+        """The golden runner's `run`, once per reconcile (a failure is raised again on a retry)."""
+        key = (spec.key, spec.revision)
+        if key not in self.runs:
+            try:
+                self.runs[key] = (self.golden.run(spec), None)
+            except Exception as e:  # noqa: BLE001 - kept for the retry, raised to controller.core
+                self.runs[key] = (None, e)
+        run, error = self.runs[key]
+        if error is not None:
+            raise error
+        return run
 
     def gather(self, spec: RolloutSpec, start: float, end: float) -> Evidence:
         key = (spec.key, spec.revision)

@@ -39,7 +39,7 @@ table.rollouts{width:100%}
 table.rollouts tr:hover td{background:color-mix(in srgb,var(--focus) 8%,transparent)}
 .phase{display:inline-block;padding:1px 9px;border-radius:11px;font-size:12px;font-weight:600;border:1px solid var(--line)}
 .p-Promoted{background:#2e7d32;color:#fff}.p-RolledBack,.p-Failed{background:#c62828;color:#fff}
-.p-Paused{background:#f9d65c;color:#222}.p-Shadowing,.p-Progressing,.p-Interleaving{background:#1a73e8;color:#fff}
+.p-Paused{background:#f9d65c;color:#222}.p-Verifying,.p-Shadowing,.p-Progressing,.p-Interleaving{background:#1a73e8;color:#fff}
 .v-Pass{color:var(--pass);font-weight:600}.v-Fail{color:var(--fail);font-weight:600}.v-Inconclusive{color:var(--inc)}
 .Warning{color:var(--warn);font-weight:600}
 .message{color:var(--muted);margin:2px 0}

@@ -17,7 +17,8 @@ the model then predicts the same scores for other reasons, which only an attribu
 coordinate, seed), `--shift` added to the first `--shift-dims` coordinates. `--favour FEATURE=VALUE:DELTA`
 adds DELTA to the scores of requests whose FEATURE is VALUE (a model unfair to the others).
 `--backlog N` sets the listen backlog (Python's http.server uses 5): a small backlog drops connections
-that arrive in bursts.
+that arrive in bursts. `GET /healthz` counts the requests received: `served`, and `requests` by kind
+(`live`, `shadow` mirrored by the router, `golden` answers to a golden set).
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ class Scorer:
         self.args = args
         self.rng = random.Random(args.seed ^ 0x5EED)
         self.served = 0
+        self.counts = {"live": 0, "shadow": 0, "golden": 0}
+        """Requests received by kind: the router marks golden calls (`x-modelrollout-golden`) and mirrored
+        ones (`x-modelrollout-shadow`); the rest are live user requests. `GET /healthz` shows them."""
         self.classes = [c for c in args.classes.split(",") if c]
 
     def score(self, features: object) -> float:
@@ -76,6 +80,9 @@ class Scorer:
     async def predict(self, request: web.Request) -> web.Response:
         a = self.args
         self.served += 1
+        kind = ("golden" if request.headers.get("x-modelrollout-golden") == "true" else
+                "shadow" if request.headers.get("x-modelrollout-shadow") == "true" else "live")
+        self.counts[kind] += 1
         if a.hang_after is not None and self.served > a.hang_after:
             await asyncio.sleep(3600)
         if a.latency_ms > 0:
@@ -111,7 +118,8 @@ class Scorer:
         return web.json_response(answer)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "version": self.args.version, "served": self.served})
+        return web.json_response({"ok": True, "version": self.args.version, "served": self.served,
+                                  "requests": self.counts})
 
 
 def build_app(args: argparse.Namespace) -> web.Application:

@@ -192,11 +192,46 @@ def _step() -> dict:
     # the null key and find an empty step.
     kinds = _step_kinds()
     return _obj({k: {**v, "nullable": True} for k, v in kinds.items()},
-                "Exactly one of shadow, canary, pause, interleave.", minProperties=1, maxProperties=1)
+                "Exactly one of golden, shadow, canary, pause, interleave.", minProperties=1, maxProperties=1)
+
+
+def _golden() -> dict:
+    share = "a share in [0, 1]"
+    return _obj({
+        "configMap": _obj({"name": _str("ConfigMap in the rollout's namespace.", minLength=1),
+                           "key": _str("Its key holding the set (JSON array or JSON Lines).", minLength=1)},
+                          "The golden set is a key of a ConfigMap (read by the controller for each run).",
+                          required=["name", "key"]),
+        "url": _str("The golden set is the body of this URL (fetched with no credentials, at most 4 MiB).",
+                    pattern=URL_PATTERN),
+        "requests": {"type": "array", "maxItems": 1000, "description": "The golden set, inline.",
+                     "items": _obj({
+                         "request": {"x-kubernetes-preserve-unknown-fields": True,
+                                     "description": "The JSON body both versions get at predictPath."},
+                         "expected": {"x-kubernetes-preserve-unknown-fields": True,
+                                      "description": "The output expected at spec.output.path (optional)."},
+                         "id": _str("A name for the request in reasons."),
+                     }, "One golden request.", required=["request"])},
+        "maxErrorRate": _num(f"golden-errors: {share} of the candidate's answers that may fail (default 0).",
+                             minimum=0, maximum=1),
+        "minAgreement": _num(f"golden-agreement: {share} of the paired answers that must agree (class label, "
+                             "top item, score decision at output.threshold).", minimum=0, maximum=1),
+        "maxAbsDelta": _num("golden-max-abs-delta (scores): largest |candidate - baseline| allowed.", minimum=0),
+        "maxMeanAbsDelta": _num("golden-mean-abs-delta (scores): largest mean |candidate - baseline| allowed.",
+                                minimum=0),
+        "minAccuracy": _num(f"golden-accuracy: {share} of the requests with an expected output the candidate "
+                            "must answer correctly.", minimum=0, maximum=1),
+        "tolerance": _num("Numbers equal expected outputs within this (default 1e-6).", minimum=0),
+    }, "Before any user traffic reaches the candidate, both versions answer every request of a golden set; a "
+       "failing golden check rolls back. At most one, before every shadow, canary and interleave step.", **{
+        "x-kubernetes-validations": [{
+            "rule": "[has(self.configMap), has(self.url), has(self.requests)].filter(x, x).size() == 1",
+            "message": "expected exactly one of configMap, url, requests"}]})
 
 
 def _step_kinds() -> dict:
     return {
+        "golden": _golden(),
         "shadow": _obj({"duration": _duration()},
                        "Mirror all traffic to the candidate; users see only the baseline."),
         "canary": _obj({"weight": _int("Percent of live traffic the candidate serves.", minimum=0, maximum=100),

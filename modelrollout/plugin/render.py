@@ -18,7 +18,7 @@ from policies.spec import SpecError, parse_rollout
 from policies.status import Phase, RolloutStatus, Verdict, format_left, parse_time, rfc3339
 
 PHASE_STYLE = {
-    Phase.PENDING: "dim", Phase.SHADOWING: "cyan", Phase.PROGRESSING: "cyan", Phase.INTERLEAVING: "cyan",
+    Phase.PENDING: "dim", Phase.VERIFYING: "cyan", Phase.SHADOWING: "cyan", Phase.PROGRESSING: "cyan", Phase.INTERLEAVING: "cyan",
     Phase.PAUSED: "yellow", Phase.PROMOTED: "green", Phase.ROLLED_BACK: "red", Phase.FAILED: "bold red",
     Phase.STABLE: "green",
 }

@@ -41,6 +41,8 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
         or _has(s, "segment"),
     "[has(self.webhook), has(self.slack), has(self.pagerduty)].filter(x, x).size() == 1":
         lambda s: sum(_has(s, k) for k in ("webhook", "slack", "pagerduty")) == 1,
+    "[has(self.configMap), has(self.url), has(self.requests)].filter(x, x).size() == 1":
+        lambda s: sum(_has(s, k) for k in ("configMap", "url", "requests")) == 1,
     "has(self.url) != has(self.urlFrom)":
         lambda s: _has(s, "url") != _has(s, "urlFrom"),
     "!has(self.url)":

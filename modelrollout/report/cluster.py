@@ -21,7 +21,7 @@ from .run import FORMAT, _finite, distribution, prediction_values, rollout_heade
 
 _ACTION_PHASE = {"Promoted": Phase.PROMOTED, "RolledBack": Phase.ROLLED_BACK, "Paused": Phase.PAUSED,
                  "InvalidSpec": Phase.FAILED}
-_STEP_PHASE = {"shadow": Phase.SHADOWING, "canary": Phase.PROGRESSING, "interleave": Phase.INTERLEAVING,
+_STEP_PHASE = {"golden": Phase.VERIFYING, "shadow": Phase.SHADOWING, "canary": Phase.PROGRESSING, "interleave": Phase.INTERLEAVING,
                "pause": Phase.PAUSED}
 
 

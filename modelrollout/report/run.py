@@ -71,7 +71,7 @@ def rollout_header(spec: Any) -> dict[str, Any]:
         "output_kind": spec.output.kind, "interval": spec.analysis.interval,
         "steps": [s.describe() for s in spec.steps],
         "checks": [{"name": c.name, "metric": c.metric or "prometheus", "on": c.on, "action": c.action,
-                    "bound": describe_bound(c)} for c in spec.analysis.checks],
+                    "bound": describe_bound(c)} for c in spec.analysis.checks + spec.golden_checks],
         "windows": [], "transitions": [], "outcome": None, "status": {},
     }
 

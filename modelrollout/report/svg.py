@@ -13,7 +13,7 @@ BASELINE_COLOR = "#4c78a8"
 CANDIDATE_COLOR = "#f58518"
 VERDICT_COLORS = {"Pass": "#54a24b", "Fail": "#e45756", "Inconclusive": "#9d9d9d"}
 PHASE_COLORS = {
-    Phase.PENDING: "#e6e6e6", Phase.SHADOWING: "#d8e6f3", Phase.PROGRESSING: "#fde3c8", Phase.INTERLEAVING: "#e5d8f0",
+    Phase.PENDING: "#e6e6e6", Phase.VERIFYING: "#dde9d5", Phase.SHADOWING: "#d8e6f3", Phase.PROGRESSING: "#fde3c8", Phase.INTERLEAVING: "#e5d8f0",
     Phase.PAUSED: "#fff1a8", Phase.PROMOTED: "#cfe8c9", Phase.ROLLED_BACK: "#f7c6c6", Phase.FAILED: "#f7c6c6", Phase.STABLE: "#cfe8c9",
 }
 OUTCOME_COLORS = {Phase.PROMOTED: "#2e7d32", Phase.ROLLED_BACK: "#c62828", Phase.FAILED: "#c62828", Phase.PAUSED: "#b7791f"}
