@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 from controller import core
 from controller.evidence import Evidence, EvidenceSource
 from controller.notify import Notifier
+from kubeio.client import replace_status
 from policies.api import API_VERSION, COMMAND_ANNOTATION, GROUP, KIND, PLURAL, VERSION
 from policies.errors import KubeError
 from policies.machine import Command, CommandError, Emit, Notify, invalid_spec_status
@@ -176,8 +177,8 @@ class Reconciler:
         ns, name = _ns_name(obj)
         key = f"{ns}/{name}"
         self._written[key] = (status, None)     # before the call: its watch event may come before its answer
-        written = self.api.replace_namespaced_custom_object_status(
-            GROUP, VERSION, ns, PLURAL, name, body, _request_timeout=self.write_timeout)
+        written = replace_status(self.api.api_client, GROUP, VERSION, ns, PLURAL, name, body,
+                                 timeout=self.write_timeout)
         self._written[key] = (status, ((written or {}).get("metadata") or {}).get("resourceVersion"))
         self.metrics.status_writes.inc()
         obj["status"] = (written or {}).get("status", status)
