@@ -179,7 +179,8 @@ def step_routing(steps: tuple[Step, ...], i: int) -> Routing:
     return Routing()
 
 
-_STEP_PHASE = {"golden": Phase.VERIFYING, "shadow": Phase.SHADOWING, "canary": Phase.PROGRESSING, "interleave": Phase.INTERLEAVING,
+_STEP_PHASE = {"golden": Phase.VERIFYING, "shadow": Phase.SHADOWING, "canary": Phase.PROGRESSING,
+               "interleave": Phase.INTERLEAVING,
                "pause": Phase.PAUSED}
 
 

@@ -79,7 +79,7 @@ class ControllerMetrics:
         invalid = any(isinstance(c, dict) and c.get("type") == "InvalidSpec" and c.get("status") == "True"
                       for c in status.get("conditions") or [])
         self._set(self.invalid_spec, (ns, name), 1 if invalid else 0)
-        specs = {c.name: c for c in spec.analysis.checks} if spec is not None else {}
+        specs = {c.name: c for c in spec.analysis.checks + spec.golden_checks} if spec is not None else {}
         checks = [c for c in status.get("checks") or [] if isinstance(c, dict)]
         names = {str(c.get("name", "")) for c in checks}
         self._drop(ns, name, lambda labels: labels[2] not in names)    # checks removed from the spec

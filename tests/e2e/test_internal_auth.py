@@ -1,5 +1,5 @@
-"""The routers' internal endpoints on a real apiserver: with --internal-auth kubernetes, /summaries and /metrics
-answer only ServiceAccount tokens issued for the audience modelrollout-router whose user RBAC lets `get` the
+"""The routers' internal endpoints on a real apiserver: with --internal-auth kubernetes, /summaries, /golden and
+/metrics answer only ServiceAccount tokens issued for the audience modelrollout-router whose user RBAC lets `get` the
 path (manifests/rbac.yaml: the controller for /v1/rollouts/*, modelrollout-metrics-reader for /metrics); the
 client-facing routes stay open; the controller, running as its ServiceAccount with its router token, drives
 a rollout to Promoted through such a router."""
@@ -52,16 +52,26 @@ def test_internal_endpoints_need_an_authorized_token_and_the_controller_has_one(
     router = procs._keep(start("router.kube_source", [
         "--kube", "--kubeconfig", router_kubeconfig, "--namespace", namespace, "--bucket", "1s",
         "--internal-auth", "kubernetes"], ready="/healthz", log_dir=tmp_path / "logs"))
-    doc = rollout_doc("guarded", namespace, v1, v2)
+    # a golden step first: the controller's golden run goes through the same guard as its /summaries
+    steps = [{"golden": {"requests": [{"request": {"features": {"age": 40}}}], "maxAbsDelta": 0.01}},
+             {"shadow": {"duration": "3s"}}, {"canary": {"weight": 50, "duration": "3s"}}]
+    doc = rollout_doc("guarded", namespace, v1, v2, steps=steps)
     apply(kubectl, doc)
     summaries = f"{router.url}/v1/rollouts/guarded/summaries"
+    golden = f"{router.url}/v1/rollouts/guarded/golden"
     metrics = f"{router.url}/metrics"
 
     def get(url: str, tok: str | None = None) -> httpx.Response:
         return httpx.get(url, headers={"Authorization": f"Bearer {tok}"} if tok is not None else {}, timeout=30)
 
+    def post(url: str, tok: str | None = None) -> httpx.Response:
+        return httpx.post(url, json={"revision": f"v2@{v2.url}", "requests": [{"features": {"age": 1}}]},
+                          headers={"Authorization": f"Bearer {tok}"} if tok is not None else {}, timeout=30)
+
     controller_token = token("modelrollout-controller")
     refused = {
+        "no token on /golden": post(golden),
+        "a token without RBAC on /golden": post(golden, token("intruder")),
         "no token": get(summaries),
         "not a token": get(summaries, "hello"),
         "the controller's token for the apiserver": get(summaries, token("modelrollout-controller", None)),
@@ -71,7 +81,8 @@ def test_internal_endpoints_need_an_authorized_token_and_the_controller_has_one(
         "a token without RBAC on /metrics": get(metrics, token("intruder")),
     }
     codes = {what: r.status_code for what, r in refused.items()}
-    assert codes == {"no token": 401, "not a token": 401, "the controller's token for the apiserver": 401,
+    assert codes == {"no token on /golden": 401, "a token without RBAC on /golden": 403,
+                     "no token": 401, "not a token": 401, "the controller's token for the apiserver": 401,
                      "a token without RBAC": 403, "the controller on /metrics": 403, "no token on /metrics": 401,
                      "a token without RBAC on /metrics": 403}, {w: r.text for w, r in refused.items()}
     assert refused["no token"].headers["www-authenticate"] == f'Bearer realm="{AUDIENCE}"'
@@ -96,3 +107,4 @@ def test_internal_endpoints_need_an_authorized_token_and_the_controller_has_one(
     obj = wait_phase(k8s_api, namespace, "guarded", {"Promoted"}, 120, forbid={"RolledBack", "Failed", "Paused"},
                      diagnose=lambda: logs(ctl, router))
     assert all(c["samples"] > 0 for c in obj["status"]["checks"]), obj["status"]["checks"]
+    assert {c["name"]: c["verdict"] for c in obj["status"]["checks"]}["golden-max-abs-delta"] == "Pass"

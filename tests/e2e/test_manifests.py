@@ -156,6 +156,9 @@ def test_controller_identity_can_write_status_but_not_delete_or_read_secrets(con
     assert can_i(control_plane, controller, "update", "leases.coordination.k8s.io", namespace)
     assert not can_i(control_plane, controller, "update", "leases.coordination.k8s.io", "default")
     assert not can_i(control_plane, controller, "create", "pods", namespace)
+    # golden steps: the golden set's ConfigMap, read only
+    assert can_i(control_plane, controller, "get", "configmaps", namespace)
+    assert not can_i(control_plane, controller, "update", "configmaps", namespace)
 
 
 def test_router_identity_is_read_only(control_plane, identities, namespace):
