@@ -273,3 +273,58 @@ def test_reconcile_step_runs_the_golden_set_through_its_runner():
     # without a runner the golden checks are Inconclusive, never passed
     d = core.step(spec, s, T0 + 1, source=None, golden=None)
     assert d.status.phase is Phase.VERIFYING and d.status.check("golden-errors").verdict is Verdict.INCONCLUSIVE
+
+
+def test_local_mode_reads_the_golden_set_from_the_rollout_files_configmaps(tmp_path):
+    from controller.golden import GoldenUnavailable
+    from modelrollout.local_golden import LocalConfigMaps, config_maps
+
+    f = tmp_path / "rollouts.yaml"
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: g, namespace: ml}\n"
+                 "data: {set.jsonl: '{\"request\": {\"a\": 1}}'}\n---\n"
+                 "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n")
+    maps = config_maps(f)
+    assert maps == {("ml", "g"): {"set.jsonl": '{"request": {"a": 1}}'}}
+    read = LocalConfigMaps(maps, str(f))
+    assert parse_set(read("ml", "g", "set.jsonl"), "g") == (GoldenCase({"a": 1}),)
+    with pytest.raises(GoldenUnavailable, match="ConfigMap ml/other key k: not found in .*rollouts.yaml"):
+        read("ml", "other", "k")
+    with pytest.raises(GoldenUnavailable, match=r"no such key \(keys: set.jsonl\)"):
+        read("ml", "g", "k")
+
+
+def test_golden_runner_posts_the_set_to_one_replica_and_tries_the_next(tmp_path):
+    import httpx
+
+    from controller.golden import GoldenRunner, GoldenUnavailable
+
+    spec = make({"url": "https://sets.test/golden.jsonl", "minAccuracy": 0.5})
+    seen = []
+
+    def routers(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.url.path, dict(request.url.params), json.loads(request.content)))
+        if request.url.host == "r1":
+            return httpx.Response(503, json={"error": "unavailable"})
+        answers = [{"baseline": {"status": 200, "error": None, "output": 0.5},
+                    "candidate": {"status": 200, "error": None, "output": 0.5}}]
+        return httpx.Response(200, json={"answers": answers})
+
+    def sets(request: httpx.Request) -> httpx.Response:
+        assert "authorization" not in request.headers       # the routers' token never goes to the set's URL
+        return httpx.Response(200, text='{"request": {"features": {"x": 1}}, "expected": 0.5, "id": "g0"}\n')
+
+    http = httpx.Client(transport=httpx.MockTransport(routers), headers={"authorization": "Bearer router-token"})
+    runner = GoldenRunner(http, lambda s: ["http://r1:8080", "http://r2:8080"],
+                          fetch=httpx.Client(transport=httpx.MockTransport(sets)))
+    run = runner.run(spec)
+    assert [s[0] for s in seen] == ["r1", "r2"]
+    assert seen[1][1:] == ("/v1/rollouts/fraud/golden", {"namespace": "ml"},
+                           {"revision": "v2@http://c:1", "requests": [{"features": {"x": 1}}]})
+    assert verdicts(judge(spec, run))["golden-accuracy"][:2] == (Verdict.PASS, 1.0)
+    with pytest.raises(GoldenUnavailable, match="no router replica answered the golden set: http://r1:8080: HTTP 503"):
+        GoldenRunner(http, lambda s: ["http://r1:8080"], fetch=httpx.Client(transport=httpx.MockTransport(sets))).run(spec)
+    with pytest.raises(GoldenUnavailable, match="no router replica known"):
+        GoldenRunner(http, lambda s: [], fetch=httpx.Client(transport=httpx.MockTransport(sets))).run(spec)
+    bad = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, text="{not json\n")))
+    with pytest.raises(GoldenUnavailable, match="golden set: https://sets.test/golden.jsonl line 1"):
+        GoldenRunner(http, lambda s: ["http://r2:8080"], fetch=bad).run(spec)
