@@ -124,7 +124,7 @@ def test_a_candidate_right_on_the_golden_set_goes_on_to_shadow(procs, kubeconfig
 
 def test_kubectl_explain_documents_the_golden_step_and_inline_sets_are_accepted(kubectl, namespace):
     out = kubectl("explain", "modelrollout.spec.strategy.steps.golden").stdout
-    for words in ("configMap", "minAccuracy", "maxAbsDelta", "requests", "before any user traffic"):
+    for words in ("configMap", "minAccuracy", "maxAbsDelta", "maxErrorRate", "requests", "tolerance"):
         assert words in out, out
     out = kubectl("explain", "modelrollout.spec.strategy.steps.golden.configMap").stdout
     assert "key" in out and "name" in out, out
