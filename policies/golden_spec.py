@@ -20,6 +20,9 @@ from typing import Any
 
 from policies.specreader import Reader, SpecError, url_field
 
+GOLDEN_SET_LABEL = "modelrollout.io/golden-set"
+"""A ConfigMap the controller reads as a golden set must carry this label with the value "true": a rollout's
+author could otherwise have any ConfigMap of the namespace sent to URLs of their choosing (its versions)."""
 MAX_CASES = 1000
 """Most requests a golden set may hold."""
 MAX_SET_BYTES = 4 * 1024 * 1024

@@ -2,7 +2,8 @@
 
 `ConfigMapReader(api_client)(namespace, name, key)` gets the ConfigMap (RBAC: `get` on `configmaps`, in the
 controller's ClusterRole; manifests/rbac.yaml and the chart) and returns the key's text (`data`, else
-`binaryData` decoded as UTF-8). Errors name the ConfigMap and why (`GoldenUnavailable`): the golden step's
+`binaryData` decoded as UTF-8), only when it is labelled `modelrollout.io/golden-set=true`: a rollout's
+author could otherwise have any ConfigMap of the namespace sent to URLs of their choosing. Errors name the ConfigMap and why (`GoldenUnavailable`): the golden step's
 checks are then Inconclusive, retried every analysis interval.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controller.golden import GoldenUnavailable
+from policies.golden_spec import GOLDEN_SET_LABEL
 
 
 class ConfigMapReader:
@@ -31,6 +33,10 @@ class ConfigMapReader:
             raise GoldenUnavailable(f"{what}: {why}") from None
         except Exception as e:  # noqa: BLE001 - apiserver unreachable, timeouts
             raise GoldenUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+        labels = (cm.metadata.labels or {}) if cm.metadata else {}
+        if labels.get(GOLDEN_SET_LABEL) != "true":
+            raise GoldenUnavailable(f"{what}: the ConfigMap is not labelled {GOLDEN_SET_LABEL}=true, so golden "
+                                    "steps may not use it")
         data, binary = cm.data or {}, cm.binary_data or {}
         if key in data:
             return data[key]

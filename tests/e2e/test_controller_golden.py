@@ -55,7 +55,8 @@ def golden_configmap(kubectl, namespace: str, baseline) -> None:
     for i in range(N):
         body = {"features": {"amount": 7 * i, "country": ["fr", "de", "us"][i % 3]}}
         lines.append(json.dumps({"id": f"g{i}", "request": body, "expected": predict(baseline.url, body)}))
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "scorer-golden", "namespace": namespace},
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "scorer-golden", "namespace": namespace,
+                                                               "labels": {"modelrollout.io/golden-set": "true"}},
           "data": {"set.jsonl": "\n".join(lines) + "\n"}}
     kubectl("apply", "-f", "-", input=yaml.safe_dump(cm))
 
@@ -120,6 +121,26 @@ def test_a_candidate_right_on_the_golden_set_goes_on_to_shadow(procs, kubeconfig
     assert reasons.count("StepStarted") == 3 and "Promoted" in reasons, reasons
     got = counts(v2)
     assert got["golden"] == N and got["shadow"] > 0 and got["live"] > 0, got
+
+
+def test_an_unlabelled_configmap_is_not_read_and_the_rollout_pauses(procs, kubeconfig, kubectl, k8s_api,
+                                                                    namespace, controller_identity):
+    """A ConfigMap without the label modelrollout.io/golden-set=true is no golden set: the golden checks are
+    Inconclusive saying so, the rollout pauses after inconclusiveLimit runs, the candidate gets nothing."""
+    v1, v2 = procs.scorer("v1", seed=3), procs.scorer("v2", seed=3)
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "scorer-golden", "namespace": namespace},
+          "data": {"set.jsonl": json.dumps({"request": {"features": {"amount": 1}}}) + "\n"}}
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(cm))
+    router = procs.router(kubeconfig, namespace)
+    ctl = procs.controller(controller_identity, namespace, "--router-url", router.url)
+    apply(kubectl, rollout_doc("golden-unlabelled", namespace, v1, v2, steps=STEPS))
+    obj = wait_phase(k8s_api, namespace, "golden-unlabelled", {"Paused"}, 60,
+                     forbid={"Shadowing", "Progressing", "Promoted", "RolledBack"}, diagnose=lambda: logs(ctl, router))
+    st = obj["status"]
+    assert st["pauseReason"] == "inconclusive" and st["currentStep"] == 0
+    assert f"ConfigMap {namespace}/scorer-golden key set.jsonl: the ConfigMap is not labelled " \
+           "modelrollout.io/golden-set=true" in st["message"], st["message"]
+    assert counts(v2) == {"live": 0, "shadow": 0, "golden": 0}
 
 
 def test_kubectl_explain_documents_the_golden_step_and_inline_sets_are_accepted(kubectl, namespace):
