@@ -23,7 +23,7 @@ def test_both_versions_answer_the_golden_set_and_nothing_is_analysed(procs, tmp_
     config = write_config(tmp_path / "rollouts.yaml", [
         rollout_doc("same", base.url, same.url, weight=0),
         rollout_doc("nan", base.url, nan.url, weight=0, versions=("v1", "v3"))])
-    router = procs.router(config, "--bucket", "1")
+    router = procs.router(config, "--bucket", "1s")
     requests = [body(age=20 + i, i=i) for i in range(10)]
     r = _golden(router, "same", {"revision": f"v2@{same.url}", "requests": requests}, namespace="ml")
     assert r.status_code == 200, r.text
