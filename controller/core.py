@@ -15,10 +15,11 @@ from dataclasses import replace
 from typing import Callable
 
 from controller.evidence import (
-    Evidence, EvidenceSource, Failure, FailureKind, describe, empty_observations,
+    PROMETHEUS, Evidence, EvidenceSource, Failure, FailureKind, describe, empty_observations,
 )
 from policies import golden as golden_checks
 from policies.api import Phase
+from policies.expectations import INPUT_CHECK
 from policies.checks import Observations, evaluate
 from policies.errors import ModelRolloutError, verdict_for
 from policies.machine import Command, Decision, decide
@@ -135,6 +136,10 @@ def gather(source: EvidenceSource | Callable[..., Observations], spec: RolloutSp
 def judge(spec: RolloutSpec, status: RolloutStatus, evidence: Evidence) -> tuple[CheckResult, ...]:
     """The checks' verdicts on `evidence`; a check a failure left without evidence is Inconclusive with
     that failure as its reason (PromQL checks keep their verdicts when only routers failed, and so on)."""
+    lost_inputs = spec.expectations is not None and any(
+        f.source != PROMETHEUS for f in evidence.failures)
+    if lost_inputs:     # inputs read from routers that failed are not evidence of broken inputs
+        spec = replace(spec, expectations=None)
     try:
         results = evaluate(spec, evidence.observations, status)
     except Exception as e:  # noqa: BLE001
@@ -144,6 +149,9 @@ def judge(spec: RolloutSpec, status: RolloutStatus, evidence: Evidence) -> tuple
         if evidence.failures:
             why = f"{describe(evidence.failures)}; {why}"
         return _all_inconclusive(spec, why)
+    if lost_inputs:
+        results += (CheckResult(INPUT_CHECK, INPUT_CHECK, None, None, Verdict.INCONCLUSIVE, 0, action="pause",
+                                reason=f"{INPUT_CHECK}: {describe(evidence.failures)}"),)
     if not evidence.failures:
         return results
     checks = {c.name: c for c in spec.analysis.checks}

@@ -6,7 +6,8 @@ import re
 
 from .spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, CheckSpec, RolloutSpec
 
-TARGETS = ("prediction", "feature", "attribution", "operational")
+TARGETS = ("prediction", "feature", "attribution", "operational", "inputs")
+"""`inputs`: the verdict of spec.expectations (`input-expectations`), which is no check of the spec."""
 SEVERITIES = ("critical", "warning", "info")
 
 

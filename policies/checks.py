@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import fairness, familywise, stats
+from . import fairness, familywise, input_checks, stats
 from ._result import StatError, StatResult
 from .errors import EvidenceError, ModelRolloutError, verdict_for
 from .paired_checks import evaluate_paired
@@ -61,12 +61,20 @@ class Observations:
 def evaluate(spec: RolloutSpec, obs: Observations, status: RolloutStatus | Mapping[str, Any] | None = None
              ) -> tuple[CheckResult, ...]:
     """One `CheckResult` per configured check, in spec order; Holm's adjustment and the sequential checks'
-    evidence applied (`policies.familywise`)."""
+    evidence applied (`policies.familywise`). With `spec.expectations`, the inputs' verdict follows
+    (`policies.input_checks`); when it fails, no other check is judged on the window (each is `skipped`)."""
     st = RolloutStatus.from_status(status)
+    inputs = input_checks.judge(spec, obs.baseline, obs.candidate) if spec.expectations is not None else None
+    if inputs is not None and inputs.verdict is Verdict.FAIL:
+        why = "not judged: the window's inputs are broken (see input-expectations)"
+        return tuple(CheckResult(c.name, c.metric, None, None, Verdict.INCONCLUSIVE, 0, reason=f"{c.name}: {why}",
+                                 action=c.action, immediate=c.immediate, skipped=True)
+                     for c in spec.analysis.checks) + (inputs,)
     tested: dict[str, dict[str, Any]] = {}
     results = [_evaluate_one(_Ctx(spec, c, obs, st, tested)) for c in spec.analysis.checks]
     return tuple(familywise.finish(spec, st, results, tested, obs.window_end - obs.window_start,
-                                   lambda c, adjusted: _evaluate_one(_Ctx(spec, c, obs, st, {}, adjusted))))
+                                   lambda c, adjusted: _evaluate_one(_Ctx(spec, c, obs, st, {}, adjusted)))
+                 ) + ((inputs,) if inputs is not None else ())
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from .api import COMMAND_ANNOTATION, Condition as Cond
 from . import sequential
 from .checks import check_severity
 from .errors import InvalidInput
+from .expectations import INPUT_CHECK
 from .spec import RolloutSpec, SpecError, Step
 from .thresholds import applies, failure_limit
 from .status import (
@@ -208,7 +209,7 @@ class _Machine:
                                                   and s.revision != self.spec.revision)
         keep = {} if fresh_calibration else {c.name: c.calibration for c in s.checks}
         checks = tuple(CheckState(c.name, c.metric, action=c.action, calibration=keep.get(c.name, ()))
-                       for c in self.spec.analysis.checks + self.spec.golden_checks)
+                       for c in self.spec.analysis.checks + self.spec.golden_checks) + self.input_state(None)
         if not restart:
             why = f"rollout of {self.spec.candidate.version} started"
         elif s.revision != self.spec.revision:
@@ -237,6 +238,16 @@ class _Machine:
         s = replace(s, message=text).with_history(self.now, "StepStarted", text)
         self.emit("Normal", "StepStarted", text)
         return s
+
+    def input_state(self, s: RolloutStatus | None, r: CheckResult | None = None) -> tuple[CheckState, ...]:
+        """The input expectations' entry among the checks (none without spec.expectations), updated by `r`."""
+        if self.spec.expectations is None:
+            return ()
+        old = (s.check(INPUT_CHECK) if s is not None else None) or CheckState(INPUT_CHECK, INPUT_CHECK,
+                                                                               action="pause")
+        if r is None:
+            return (old,)
+        return (_update_check(old, r, self.now),)
 
     def baseline_label(self) -> str:
         """`the stable v2 (spec.baseline says v1)`, or `the baseline v1` before any promotion."""
@@ -339,7 +350,13 @@ class _Machine:
             checks.append(replace(old, reason=r.reason) if r.skipped else _update_check(old, r, self.now))
         golden = {c.name for c in self.spec.golden_checks}
         checks += [st for st in s.checks if st.name in golden]     # the golden step's verdicts stay shown
-        return replace(s, checks=tuple(checks), last_analysis_at=self.now, step_windows=s.step_windows + 1)
+        inputs = by_name.get(INPUT_CHECK) or CheckResult(
+            INPUT_CHECK, INPUT_CHECK, None, None, Verdict.INCONCLUSIVE, 0, action="pause",
+            reason=f"{INPUT_CHECK}: no result for this window")
+        checks.extend(self.input_state(s, inputs))
+        # a window whose inputs are broken judges nothing: it does not count towards the step
+        judged = not (self.spec.expectations is not None and inputs.verdict is Verdict.FAIL)
+        return replace(s, checks=tuple(checks), last_analysis_at=self.now, step_windows=s.step_windows + judged)
 
     # --- the golden step -------------------------------------------------------------------------
 
@@ -392,6 +409,9 @@ class _Machine:
             severity = "critical" if any(check_severity(c) == "critical" for c, _ in acting) else "error"
             return self.rollback(s, "; ".join(_for_windows(st) for _, st in acting), severity,
                                  check=acting[0][1])
+        inputs = s.check(INPUT_CHECK) if self.spec.expectations is not None else None
+        if inputs is not None and inputs.verdict is Verdict.FAIL and s.phase is not Phase.PAUSED:
+            return self.pause(s, "inputs", inputs.reason.removeprefix(f"{INPUT_CHECK}: "), check=inputs)
         if worst == "pause" and s.phase is not Phase.PAUSED:
             pausing = [st for c, st, _ in triggered if c.action == "pause"]
             return self.pause(s, "check", "; ".join(_for_windows(st) for st in pausing), check=pausing[0])
@@ -506,13 +526,13 @@ def _severity(s: RolloutStatus) -> str:
     if s.phase is Phase.FAILED:
         return "error"
     if s.phase is Phase.PAUSED:
-        return "warning" if s.pause_reason in ("check", "inconclusive") else "info"
+        return "warning" if s.pause_reason in ("check", "inconclusive", "inputs") else "info"
     return "info"
 
 
 _ANALYZING_REASONS = {Verdict.PASS: "Passing", Verdict.FAIL: "Failing", Verdict.INCONCLUSIVE: "Inconclusive"}
 _PAUSE_REASONS = {"step": "PauseStep", "user": "PausedByUser", "inconclusive": "InconclusiveAnalysis",
-                  "check": "CheckFailed"}
+                  "check": "CheckFailed", "inputs": "InputsBroken"}
 
 
 def _conditions(spec: RolloutSpec, s: RolloutStatus, now: float) -> RolloutStatus:

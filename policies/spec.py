@@ -18,6 +18,7 @@ from policies.notifications import (  # noqa: F401  (re-exported)
     NOTIFICATION_SECRET_LABEL, NOTIFY_ON_DEFAULT, NOTIFY_PHASES, PAGERDUTY_URL, Notification, SecretKeyRef,
     parse_notification as _notification,
 )
+from policies.expectations import INPUT_CHECK, ExpectationsSpec, parse_expectations
 from policies.privacy import PrivacySpec, check_privacy as _check_privacy, parse_privacy as _privacy
 from policies.specreader import (  # noqa: F401  (re-exported)
     FIELD_PATH as _FIELD_PATH, Reader as _Reader, SpecError, format_duration, parse_duration, url_field as _url,
@@ -185,6 +186,8 @@ class RolloutSpec:
     """What `spec.baseline` says, when `resolved` replaced the baseline with the stable (else None)."""
     no_candidate: bool = False
     """The spec names no candidate (`resolved` made the stable the candidate)."""
+    expectations: ExpectationsSpec | None = None
+    """What the live inputs must look like for a window to judge the models (`policies.expectations`)."""
 
     def resolved(self, stable: VersionRef | None) -> "RolloutSpec":
         """The spec as the rollout runs it: the baseline is the stable once a promotion made one (whatever
@@ -234,7 +237,8 @@ class RolloutSpec:
                      for name, lo, hi in g.thresholds())
 
     def watched_features(self) -> tuple[str, ...]:
-        return tuple(sorted({c.feature for c in self.analysis.checks if c.feature}))
+        expected = self.expectations.names() if self.expectations is not None else ()
+        return tuple(sorted({c.feature for c in self.analysis.checks if c.feature} | set(expected)))
 
 
 @dataclass(frozen=True)
@@ -405,6 +409,9 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
                    for i, c in enumerate(an.list("checks")))
     seen: set[str] = set()
     for i, c in enumerate(checks):
+        if c.name == INPUT_CHECK:
+            raise SpecError(f"{an.at('checks')}[{i}].name", f"{INPUT_CHECK!r} is the name of spec.expectations' "
+                                                            "verdict in status; choose another")
         if c.name in seen:
             raise SpecError(f"{an.at('checks')}[{i}].name", f"duplicate check name {c.name!r}")
         if c.name in GOLDEN_METRICS and any(s.kind == "golden" for s in steps):
@@ -424,6 +431,7 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
     notifications = tuple(_notification(n, f"{r.at('notifications')}[{i}]")
                           for i, n in enumerate(r.list("notifications")))
     privacy = _privacy(r.sub("privacy"))
+    expectations = parse_expectations(r.sub("expectations"), feats.str("path", "features") if feats else None)
     _check_privacy(privacy, checks, an.at("checks"))
     svc = r.sub("service")
     service = None
@@ -445,7 +453,7 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
         stickiness_header=sticky.str("header") if sticky else None,
         steps=steps, analysis=analysis, notifications=notifications,
         timeout=r.duration("timeout", 10.0), shadow_timeout=r.duration("shadowTimeout", 10.0),
-        generation=generation, privacy=privacy, service=service,
+        generation=generation, privacy=privacy, service=service, expectations=expectations,
     )
 
 

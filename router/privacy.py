@@ -5,6 +5,10 @@ and the request body only when the settings keep or hash it); whoever keeps reco
 router with --no-worker) passes each through `Privacy.apply` before folding it into the summaries and
 writing it to the prediction log. So the summaries the controller reads, the log and `replay`'s rebuild of
 it all hold the same values: kept, `hmac:…` hashes under the router's key, or nothing.
+
+Before that, a live request's watched features are checked against the spec's input expectations
+(`policies.expectations.issues`) on their raw values, and what they broke is kept in the record
+(`input_issues`): so expectations hold on hashed and dropped features too, and replay folds the same counts.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
+from policies.expectations import ExpectationsSpec, issues as input_issues
 from policies.outcome import Outcome
 from policies.privacy import PrivacySpec, keyed_hash
 from policies.spec import RolloutSpec
@@ -21,13 +26,14 @@ from router.extract import redact, split_path
 class RecordPrivacy:
     """One rollout's privacy settings, ready to apply under `key`."""
 
-    __slots__ = ("policy", "key", "redact_paths", "noop")
+    __slots__ = ("policy", "key", "redact_paths", "noop", "expect")
 
-    def __init__(self, policy: PrivacySpec, key: bytes):
+    def __init__(self, policy: PrivacySpec, key: bytes, expect: ExpectationsSpec | None = None):
         self.policy, self.key = policy, key
+        self.expect = expect if expect is not None and expect.features else None
         self.redact_paths = tuple(split_path(p) for p in policy.redact)
         self.noop = (policy.sticky_key == policy.inputs == policy.features == policy.segments == "keep"
-                     and not policy.fields and not policy.redact)
+                     and not policy.fields and not policy.redact and self.expect is None)
 
     def _fields(self, values: Mapping[str, Any], mode_of: Callable[[str], str]) -> dict[str, Any]:
         out = {}
@@ -43,6 +49,11 @@ class RecordPrivacy:
         if self.noop:
             return rec
         p, d, changes = self.policy, rec.__dict__, {}
+        if self.expect is not None and not d.get("override") and (
+                d["role"] == "primary" or (d["role"] == "interleave" and d["arm"] == "baseline")):
+            found = input_issues(self.expect, d.get("features"))
+            if found:
+                changes["input_issues"] = found
         sticky = d.get("sticky")
         if sticky is not None and p.sticky_key != "keep":
             changes["sticky"] = keyed_hash(self.key, sticky) if p.sticky_key == "hash" else None
@@ -68,12 +79,13 @@ class Privacy:
 
     def __init__(self, key: bytes):
         self.key = key
-        self._by_policy: dict[PrivacySpec, RecordPrivacy] = {}
+        self._by_policy: dict[tuple, RecordPrivacy] = {}
 
     def of(self, spec: RolloutSpec) -> RecordPrivacy:
-        rp = self._by_policy.get(spec.privacy)
+        k = (spec.privacy, spec.expectations)
+        rp = self._by_policy.get(k)
         if rp is None:
-            rp = self._by_policy[spec.privacy] = RecordPrivacy(spec.privacy, self.key)
+            rp = self._by_policy[k] = RecordPrivacy(spec.privacy, self.key, spec.expectations)
         return rp
 
     def apply(self, spec: RolloutSpec, rec: Outcome) -> Outcome:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from policies.api import Phase, Verdict
 from policies.checks import CheckSpec, check_severity, check_target
+from policies.expectations import INPUT_CHECK
 from policies.spec import ATTRIBUTION_METRICS, OPERATIONAL_METRICS, RolloutSpec
 
 VERDICTS = tuple(v.value for v in Verdict)
@@ -44,6 +45,10 @@ class ControllerMetrics:
         self.check_verdict = Gauge("modelrollout_check_verdict",
                                    "1 for the check's last window verdict (Pass, Fail, Inconclusive), 0 for the others",
                                    ["rollout_namespace", "rollout", "check", "severity", "target", "verdict"], registry=r)
+        self.input_failing = Gauge("modelrollout_input_failing_fraction",
+                                   "Share of the last window's live inputs breaking an expectation of spec.expectations "
+                                   "(rows: the row count), one series per broken expectation while it is broken",
+                                   ["rollout_namespace", "rollout", "feature", "expectation"], registry=r)
         self.reconcile_seconds = Histogram("modelrollout_reconcile_duration_seconds",
                                            "Time of one reconcile of one rollout",
                                            buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), registry=r)
@@ -96,10 +101,26 @@ class ControllerMetrics:
             self._set(self.check_failing, (ns, name, check, severity, target), 1 if verdict == Verdict.FAIL else 0)
             for v in VERDICTS:
                 self._set(self.check_verdict, (ns, name, check, severity, target, v), 1 if v == verdict else 0)
+        self._observe_inputs(ns, name, next((c for c in checks if c.get("name") == INPUT_CHECK), None))
+
+    def _observe_inputs(self, ns: str, name: str, entry: dict | None) -> None:
+        """One series per broken input expectation of the last window (none once they hold again)."""
+        broken = []
+        if entry is not None and entry.get("verdict") == Verdict.FAIL:
+            evidence = entry.get("evidence") if isinstance(entry.get("evidence"), dict) else {}
+            for b in (evidence.get("inputs") or {}).get("failing") or []:
+                if isinstance(b, dict):
+                    v = b.get("fraction", b.get("value"))
+                    broken.append(((ns, name, str(b.get("feature") or ""), str(b.get("expectation"))),
+                                   float(v) if isinstance(v, (int, float)) else math.nan))
+        keep = {labels for labels, _ in broken}
+        self._drop(ns, name, lambda labels: labels not in keep, (self.input_failing,))
+        for labels, v in broken:
+            self._set(self.input_failing, labels, v)
 
     def _gauges(self) -> tuple[Gauge, ...]:
         return (self.phase, self.weight, self.invalid_spec, self.check_value, self.check_threshold, self.check_failing,
-                self.check_verdict)
+                self.check_verdict, self.input_failing)
 
     def _drop(self, ns: str, name: str, match: Any, gauges: tuple[Gauge, ...] | None = None) -> None:
         """Remove the rollout's series whose label values satisfy `match` (check gauges only by default).
@@ -136,6 +157,8 @@ def _labels_of(check: CheckSpec | None, recorded: dict) -> tuple[str, str]:
     if check is not None:
         return check_severity(check), check_target(check)
     metric, action = recorded.get("metric"), recorded.get("action")
+    if metric == INPUT_CHECK:
+        return "warning", "inputs"
     if metric is None or metric in OPERATIONAL_METRICS:
         target = "operational"
     else:

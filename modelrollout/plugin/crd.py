@@ -15,6 +15,7 @@ import yaml
 from policies.api import (
     API_VERSION, COMMAND_ANNOTATION, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, Phase, Verdict,
 )
+from policies.expectations import MAX_ALLOWED, TYPES as EXPECTATION_TYPES
 from policies.privacy import MODES as PRIVACY_MODES
 from policies.spec import (
     ACTIONS, METRICS, NOTIFICATION_SECRET_LABEL, NOTIFY_PHASES, OUTPUT_KINDS, PAGERDUTY_URL, SERVICE_NAME_PATTERN,
@@ -129,6 +130,31 @@ def _privacy() -> dict:
         "fields": {"description": "Per feature or segment name, overriding features and segments.",
                    "type": "object", "maxProperties": 256, "additionalProperties": _str(enum=modes)},
     }, "What the prediction log, and the summaries folded from the same records, may hold of a request.")
+
+
+def _expectations() -> dict:
+    allowed = _str("An allowed value, as text (numbers as '42', booleans as 'true').")
+    feature = _obj({
+        "name": _str("A feature in the request's features object (spec.features.path).", minLength=1),
+        "type": _str("The type every non-null value has: number, integer, string or boolean.",
+                     enum=list(EXPECTATION_TYPES)),
+        "maxNullRate": _num("Largest share of rows whose feature is null or missing.", minimum=0, maximum=1),
+        "min": _num("Smallest allowed value (numbers)."),
+        "max": _num("Largest allowed value (numbers)."),
+        "in": {"description": "The allowed values.", "type": "array", "minItems": 1, "maxItems": MAX_ALLOWED,
+               "items": allowed},
+        "mostly": _num("Share of the non-null values that must meet type, min, max and in (default 1).",
+                       minimum=0, maximum=1),
+    }, "What one watched feature's live values must look like (at least one of type, maxNullRate, min, max, "
+       "in).", required=["name"])
+    return _obj({
+        "rows": _obj({"min": _int("Fewest live requests per analysis window.", minimum=0),
+                      "max": _int("Most live requests per analysis window.", minimum=0)},
+                     "Live requests (both versions) per analysis window (min, max or both)."),
+        "features": {"type": "array", "maxItems": 64, "x-kubernetes-list-type": "map",
+                     "x-kubernetes-list-map-keys": ["name"], "items": feature},
+    }, "Input expectations checked on the live inputs every analysis window: broken inputs pause the rollout "
+       "and the window judges nothing else (a model is never judged on broken inputs).")
 
 
 def _notify_phases(description: str) -> dict:
@@ -291,6 +317,7 @@ def spec_schema() -> dict:
                 "rule": "[has(self.webhook), has(self.slack), has(self.pagerduty)].filter(x, x).size() == 1",
                 "message": "expected exactly one of webhook, slack, pagerduty"}]})},
         "privacy": _privacy(),
+        "expectations": _expectations(),
         "timeout": _duration("How long the router waits for a model before answering 504 (default 10s)."),
         "shadowTimeout": _duration("How long a mirrored call may take before it is abandoned (default 10s)."),
         "service": _obj({

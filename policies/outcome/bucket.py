@@ -23,9 +23,11 @@ from typing import Any, Iterable, Sequence
 from policies._paired import ndcg, rbo
 from policies._result import StatError
 from policies.spec import RolloutSpec
+from policies.privacy import REDACTED
 from policies.summaries import (
-    InterleaveSummary, PairedSummary, SummaryError, VersionWindow, key_from_request_id,
+    ISSUE_KINDS, InputSummary, InterleaveSummary, PairedSummary, SummaryError, VersionWindow, key_from_request_id,
 )
+from policies.summaries.inputs import add_batch as _add_inputs, example_text
 
 from .record import ARMS, Outcome
 
@@ -176,7 +178,7 @@ def label_positive(label: Any, spec: RolloutSpec) -> bool:
 class _ArmBatch:
     """The values of one arm's records in a batch, per summary, in record order."""
     __slots__ = ("requests", "errors", "latencies", "excluded", "outputs", "output_keys", "segment_ops", "features",
-                 "attributions", "rewards")
+                 "attributions", "rewards", "input_rows", "input_issues")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -189,6 +191,8 @@ class _ArmBatch:
         self.features: dict[str, tuple[list[Any], list[float]]] = {}
         self.attributions: list[Mapping] = []
         self.rewards: list[Any] = []
+        self.input_rows = 0
+        self.input_issues: list[tuple[str, str, str | None]] = []
 
     def apply(self, vw: VersionWindow) -> None:
         vw.requests += self.requests
@@ -208,6 +212,29 @@ class _ArmBatch:
             vw.observe_attributions(a)
         for r in self.rewards:
             vw.observe_reward(r)
+        if self.input_rows:
+            if vw.inputs is None:
+                vw.inputs = InputSummary()
+            _add_inputs(vw.inputs, self.input_rows, self.input_issues)
+
+
+def _input_row(a: _ArmBatch, rec: Outcome, features: Mapping[str, Any] | None) -> None:
+    """One live request's inputs, checked against spec.expectations by the router (`rec.input_issues`); each
+    example as the privacy settings left the value in the record ("[redacted]" when they dropped it)."""
+    a.input_rows += 1
+    issues = rec.input_issues
+    if not issues:
+        return
+    for name, kind in issues.items():
+        if kind not in ISSUE_KINDS or not isinstance(name, str):
+            continue            # a hand-written log line: not an issue this version knows
+        if kind == "null":
+            example = None
+        elif features is not None and name in features:
+            example = example_text(features[name])
+        else:
+            example = REDACTED
+        a.input_issues.append((name, kind, example))
 
 
 def _add_segment_ops(vw: VersionWindow, ops: list[tuple]) -> None:
@@ -255,6 +282,7 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
     shadows: list[Any] = []
     pair_keys: list[float] = []
     agreements = ranking_agreements(spec) if kind == "ranking" else ()
+    expect = spec.expectations is not None
     for rec in records:
         if rec.override:                # the caller picked the version: logged, never analysed
             continue
@@ -284,6 +312,8 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
         if a is None:
             continue
         a.requests += 1
+        if expect and (rec.role == "primary" or (rec.role == "interleave" and arm == "baseline")):
+            _input_row(a, rec, rec.features)
         error = rec.error
         if error:
             a.errors.append(error)

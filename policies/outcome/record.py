@@ -92,6 +92,11 @@ class Outcome:
     reward_delta: float | None = None
     """On feedback with a reward and clicks for an interleaved answer: the reward credited to the candidate's
     team minus the baseline's, by the clicked items each placed (`policies.interleaving.reward_delta`)."""
+    input_issues: Mapping[str, str] | None = None
+    """The watched features of a live request that broke `spec.expectations`, `{feature: kind}` (kind one of
+    `policies.summaries.ISSUE_KINDS`), classified by the router on the raw values before the privacy settings
+    applied; absent when every expectation held (or the spec has none). Primary (and the baseline's interleaved)
+    answers only."""
     extra: Mapping[str, Any] | None = None
     """Keys of the line this version does not know, written back unchanged."""
 
@@ -103,7 +108,8 @@ class Outcome:
                  label: Any = None, clicks: list | None = None, outcome: str | None = None,
                  prediction_time: float | None = None, override: bool | None = None,
                  sticky: str | None = None, reward: float | None = None, propensity: float | None = None,
-                 extra: Mapping[str, Any] | None = None, reward_delta: float | None = None) -> None:
+                 extra: Mapping[str, Any] | None = None, reward_delta: float | None = None,
+                 input_issues: Mapping[str, str] | None = None) -> None:
         _set_dict(self, "__dict__", {
             "time": time, "request_id": request_id, "rollout": rollout, "namespace": namespace,
             "revision": revision, "version": version, "arm": arm, "role": role, "status": status, "error": error,
@@ -111,7 +117,7 @@ class Outcome:
             "segments": segments, "primary_output": primary_output, "attributions": attributions, "input": input,
             "label": label, "clicks": clicks, "outcome": outcome, "prediction_time": prediction_time,
             "override": override, "sticky": sticky, "reward": reward, "propensity": propensity,
-            "reward_delta": reward_delta, "extra": extra})
+            "reward_delta": reward_delta, "input_issues": input_issues, "extra": extra})
 
     @classmethod
     def answer(cls, time: float, request_id: str, rollout: str, namespace: str, revision: str, version: str,
@@ -203,7 +209,7 @@ class Outcome:
             x = d.get(k)
             if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
                 raise OutcomeError(f"{k}: expected a number or null, got {x!r}"[:200])
-        for k in ("features", "segments", "attributions"):
+        for k in ("features", "segments", "attributions", "input_issues"):
             x = d.get(k)
             if x is not None and not isinstance(x, Mapping):
                 raise OutcomeError(f"{k}: expected an object or null, got {x!r}"[:200])
@@ -218,7 +224,7 @@ class Outcome:
         return cls(t, *ident, status, g("error"), g("latency_ms"), g("latency_excluded"), g("output"),
                    g("features"), g("segments"), g("primary_output"), g("attributions"), g("input"), g("label"),
                    clicks, g("outcome"), g("prediction_time"), override, g("sticky"), g("reward"), g("propensity"),
-                   extra, g("reward_delta"))
+                   extra, g("reward_delta"), g("input_issues"))
 
     @classmethod
     def from_json(cls, line: bytes | str) -> "Outcome":

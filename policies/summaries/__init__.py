@@ -45,7 +45,7 @@ The package, by concept (every name is importable from `policies.summaries`):
 | `exact` | `ExactSum` and the batched exact additions |
 | `sample` | the bottom-k sampler and number/key coercions |
 | `numeric`, `categorical`, `embedding` | the prediction and feature summaries |
-| `paired`, `latency`, `segments`, `interleave`, `attribution`, `reward` | the other per-window summaries |
+| `paired`, `latency`, `segments`, `interleave`, `attribution`, `reward`, `inputs` | the other per-window summaries (`inputs`: what the input expectations need) |
 | `window` | `VersionWindow`, one version's summaries in one window |
 """
 from .base import (
@@ -61,11 +61,12 @@ from .segments import SegmentCounts
 from .interleave import InterleaveSummary
 from .attribution import AttributionSummary
 from .reward import RewardSums
+from .inputs import ISSUE_KINDS, InputSummary
 from .window import VersionWindow
 
 __all__ = [
     "AttributionSummary", "BUCKETS_PER_DECADE", "CategoricalSummary", "ERROR_KINDS", "EmbeddingSummary", "ExactSum",
-    "InterleaveSummary", "LATENCY_BOUNDS", "LATENCY_EXCLUSIONS", "LATENCY_MAX", "LATENCY_MIN", "LatencyHistogram",
+    "ISSUE_KINDS", "InputSummary", "InterleaveSummary", "LATENCY_BOUNDS", "LATENCY_EXCLUSIONS", "LATENCY_MAX", "LATENCY_MIN", "LatencyHistogram",
     "NumericSummary", "OTHER", "OUTPUT_KINDS", "PairedSummary", "RewardSums", "SegmentCounts", "Summary", "SummaryError",
     "VersionWindow", "check_mergeable", "key_from_request_id",
 ]

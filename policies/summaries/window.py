@@ -12,6 +12,7 @@ from .embedding import EmbeddingSummary
 from .latency import LatencyHistogram
 from .numeric import NumericSummary
 from .reward import RewardSums
+from .inputs import InputSummary
 from .segments import SegmentCounts
 
 _PREDICTION_TYPES = {"numeric": NumericSummary, "categorical": CategoricalSummary, "embedding": EmbeddingSummary}
@@ -57,6 +58,8 @@ class VersionWindow:
         """Per-feature importance when the model returns attributions (spec.output.attributions), else None."""
         self.reward: RewardSums | None = None
         """The rewards reported through /feedback for this version's answers, once there is one."""
+        self.inputs: InputSummary | None = None
+        """The live inputs checked against spec.expectations (rows, issues per feature), when it has some."""
 
     @classmethod
     def new(cls, output_kind: str, capacity: int = 2048, embedding_capacity: int = 512) -> "VersionWindow":
@@ -165,6 +168,8 @@ class VersionWindow:
         out.attributions = a.merge(b) if a is not None and b is not None else (a if a is not None else b)
         ra, rb = self.reward, other.reward
         out.reward = ra.merge(rb) if ra is not None and rb is not None else (ra if ra is not None else rb)
+        ia, ib = self.inputs, other.inputs
+        out.inputs = ia.merge(ib) if ia is not None and ib is not None else (ia if ia is not None else ib)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +184,8 @@ class VersionWindow:
             d["latency_excluded"] = dict(self.latency_excluded)
         if self.reward is not None:                # absent without rewards
             d["reward"] = self.reward.to_dict()
+        if self.inputs is not None:                # absent without spec.expectations
+            d["inputs"] = self.inputs.to_dict()
         return d
 
     @_decoder("version window")
@@ -211,4 +218,6 @@ class VersionWindow:
             w.attributions = _nested(f"{where}.attributions", AttributionSummary.from_dict, d["attributions"])
         if d.get("reward") is not None:
             w.reward = _nested(f"{where}.reward", RewardSums.from_dict, d["reward"])
+        if d.get("inputs") is not None:
+            w.inputs = _nested(f"{where}.inputs", InputSummary.from_dict, d["inputs"])
         return w

@@ -29,7 +29,11 @@ def exported_metric_names() -> set[str]:
     router.shadow_dropped[("fraud", "ml")] += 1
     ctl = ControllerMetrics("test")
     ctl.observe_status("ml", "fraud", {"phase": "Progressing", "routing": {"candidateWeight": 5},
-                                       "checks": [{"name": "psi", "value": 0.1, "threshold": 0.2}]})
+                                       "checks": [{"name": "psi", "value": 0.1, "threshold": 0.2},
+                                                  {"name": "input-expectations", "metric": "input-expectations",
+                                                   "verdict": "Fail", "evidence": {"inputs": {"failing": [
+                                                       {"feature": "amount", "expectation": "notNull",
+                                                        "fraction": 0.2}]}}}]})
     text = router.render().decode() + generate_latest(ctl.registry).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 

@@ -97,6 +97,10 @@ CONTROLLER_SERIES = [
     # "fraud" got an invalid edit at 10m (fixed at 20m); "churn" never did.
     (f'modelrollout_rollout_invalid_spec{{{ml(rollout="fraud")}}}', "0x9 1x10 0x11"),
     (f'modelrollout_rollout_invalid_spec{{{ml(rollout="churn")}}}', "0x30"),
+    # "fraud"'s inputs had 20% null amounts from 10m on; "churn" (rolled back) keeps a stale broken one
+    (f'modelrollout_input_failing_fraction{{{ml(rollout="fraud", feature="amount", expectation="notNull")}}}',
+     "_x9 0.2x21"),
+    (f'modelrollout_input_failing_fraction{{{ml(rollout="churn", feature="amount", expectation="rows")}}}', "3x30"),
 ]
 SERIES = [(scraped(s, pod), v) for pod, s, v in ROUTER_SERIES] + [(scraped(s, CONTROLLER), v)
                                                                   for s, v in CONTROLLER_SERIES]
@@ -137,6 +141,8 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
         "ModelRolloutAttributionShift": [alert("info", {"rollout_namespace": "ml", "rollout": "fraud",
                                                         "check": "why-changed"})],
         "ModelRolloutPausedTooLong": [],
+        "ModelRolloutInputQuality": [alert("warning", {"rollout_namespace": "ml", "rollout": "fraud",
+                                                       "feature": "amount", "expectation": "notNull"})],
         "ModelRolloutInvalidSpec": [alert("warning", {"rollout_namespace": "ml", "rollout": "fraud"})],
         "ModelRolloutRouterDisconnected": [alert("warning", {"namespace": SYSTEM, "pod": ROUTER_A})],
         "ModelRolloutShadowDropped": [],
