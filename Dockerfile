@@ -23,7 +23,7 @@ COPY modelrollout/ modelrollout/
 # The image carries only what the controller and the router import (docs/install.md "The image"):
 #   - no extras: pyarrow (Parquet in `modelrollout analyze`) is `modelrollout[parquet]`;
 #   - no pip or setuptools (nothing is installed at run time);
-#   - not the test suites numpy and scipy ship, nor C headers, Cython sources and type stubs;
+#   - not the test suites numpy, scipy and scikit-learn ship, nor C headers, Cython sources and type stubs;
 #   - not the kubernetes client's asyncio copy (kubernetes.aio: nothing here imports it);
 #   - extension modules without their symbol tables (strip --strip-unneeded); the vendored libraries in
 #     numpy.libs/ and scipy.libs/ are left alone: auditwheel rewrote them with patchelf, and strip breaks
@@ -33,13 +33,13 @@ ARG SITE=/opt/modelrollout/lib/python3.11/site-packages
 RUN /opt/modelrollout/bin/pip install --no-compile . \
  && /opt/modelrollout/bin/python -m pip uninstall -q -y pip setuptools \
  && rm -rf "$SITE/kubernetes/aio" \
- && find "$SITE/numpy" "$SITE/scipy" -depth -type d -name tests -exec rm -rf {} + \
+ && find "$SITE/numpy" "$SITE/scipy" "$SITE/sklearn" -depth -type d -name tests -exec rm -rf {} + \
  && find "$SITE" -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.h' -o -name '*.c' \
          -o -name '*.cpp' \) -delete \
  && find "$SITE" -path "$SITE/*.libs" -prune -o -type f -name '*.so' -exec strip --strip-unneeded {} + \
  && /opt/modelrollout/bin/python -c "import policies, router, controller, kubeio, modelrollout, \
 controller.kube.controller, router.server, router.kube_source, router.worker, modelrollout.cli, \
-modelrollout.models.scorer, scipy.stats, scipy.spatial.distance, uvloop"
+modelrollout.models.scorer, scipy.stats, scipy.spatial.distance, sklearn.ensemble, uvloop"
 
 FROM ${PYTHON_IMAGE:-python:3.11-slim-bookworm}
 LABEL org.opencontainers.image.title="modelrollout" \

@@ -19,6 +19,7 @@ from ._result import StatError, StatResult
 from .errors import EvidenceError, ModelRolloutError, verdict_for
 from .paired_checks import evaluate_paired
 from .reward_checks import evaluate_reward
+from .outlier import outlier_rate
 from .check_meta import SEVERITIES, TARGETS, check_severity, check_target, render_query
 from .spec import PAIRED_METRICS, CheckSpec, RolloutSpec
 from .status import CheckResult, RolloutStatus, Verdict
@@ -148,6 +149,8 @@ def _evaluate_one(ctx: _Ctx) -> CheckResult:
 
 def _summaries(ctx: _Ctx) -> tuple[Any, Any, str]:
     feat = ctx.check.feature
+    if ctx.check.on == "embedding":
+        return ctx.obs.baseline.embedding, ctx.obs.candidate.embedding, "the embedding"
     if feat is None:
         return ctx.obs.baseline.prediction, ctx.obs.candidate.prediction, "prediction"
     return ctx.obs.baseline.features.get(feat), ctx.obs.candidate.features.get(feat), f"feature {feat!r}"
@@ -168,6 +171,10 @@ def _data(summary: Any) -> Any:
 
 
 def _compute(metric: str, b: Any, c: Any, bins: int, level: float | None = None) -> StatResult:
+    if metric == "outlier-rate":
+        if not isinstance(b, np.ndarray) or not isinstance(c, np.ndarray):
+            raise StatError("outlier-rate needs numbers or embeddings, not categories")
+        return outlier_rate(b, c)
     if metric == "mmd":
         # The permutation count follows the level the p-value is judged at, so the gate can fail.
         return stats.compute("mmd", b, c, seed=0, level=level)
@@ -611,7 +618,8 @@ def _attribution(ctx: _Ctx) -> CheckResult:
 
 
 _EVALUATORS: dict[str, Callable[[_Ctx], CheckResult]] = {
-    **{m: _drift for m in ("psi", "kl", "js", "hellinger", "ks", "chi2", "wasserstein", "mmd", "centroid-cosine")},
+    **{m: _drift for m in ("psi", "kl", "js", "hellinger", "ks", "chi2", "wasserstein", "mmd", "centroid-cosine",
+                           "outlier-rate")},
     "error-rate": _error_rate,
     **{m: _latency for m in ("latency-p50", "latency-p90", "latency-p99", "latency-mean")},
     "mann-whitney-latency": _mann_whitney_latency,

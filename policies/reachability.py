@@ -23,7 +23,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "disparate-impact": (0.0, 1.0), "equal-opportunity": (0.0, 1.0), "shadow-agreement": (0.0, 1.0),
     "shadow-mean-abs-delta": (0.0, math.inf), "interleave": (-1.0, 1.0), "attribution-tau": (-1.0, 1.0),
     "shadow-mcnemar": (0.0, 1.0), "shadow-wilcoxon": (0.0, math.inf), "shadow-rbo": (0.0, 1.0),
-    "shadow-ndcg": (0.0, 1.0),
+    "shadow-ndcg": (0.0, 1.0), "outlier-rate": (-1.0, 1.0),
 }
 """For shadow-mcnemar and shadow-wilcoxon the range is that of |effect|, which `max` (the tolerance) bounds."""
 

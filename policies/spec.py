@@ -31,7 +31,10 @@ TRAFFIC_STEPS = ("shadow", "canary", "interleave")
 ACTIONS = ("rollback", "pause", "warn")
 # Metrics a check may name. Drift metrics compare prediction/feature distributions; the rest are
 # operational or fairness metrics computed from the per-version counters.
-DRIFT_METRICS = ("psi", "kl", "js", "hellinger", "ks", "chi2", "wasserstein", "mmd", "centroid-cosine")
+DRIFT_METRICS = ("psi", "kl", "js", "hellinger", "ks", "chi2", "wasserstein", "mmd", "centroid-cosine",
+                 "outlier-rate")
+VECTOR_METRICS = ("mmd", "centroid-cosine")
+"""Metrics that compare embeddings (rows of numbers); outlier-rate takes numbers or rows."""
 OPERATIONAL_METRICS = (
     "error-rate", "latency-p50", "latency-p90", "latency-p99", "latency-mean", "mann-whitney-latency",
 )
@@ -72,6 +75,9 @@ class OutputSpec:
     attributions: str | None = None
     """Dotted path of per-feature attributions in the response (`{"age": 0.12, "amount": -0.4}`, e.g. SHAP
     values); None when the model returns none. Needed by `attribution-tau` checks."""
+    embedding: str | None = None
+    """Dotted path of an embedding (a list of numbers) the model returns beside its prediction, for checks
+    `on: embedding` (mmd, centroid-cosine, outlier-rate); None when not watched."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,7 @@ class PrometheusQuery:
 class CheckSpec:
     name: str
     metric: str | None = None         # None for a pure prometheus check
-    on: str = "prediction"            # prediction | feature:NAME
+    on: str = "prediction"            # prediction | embedding | feature:NAME
     max: float | None = None
     min: float | None = None
     min_p_value: float | None = None
@@ -295,8 +301,14 @@ def _check(raw: Any, path: str, output: OutputSpec, sequential_default: bool = F
     if metric is not None and prometheus is not None:
         raise SpecError(path, "expected either metric or prometheus, not both")
     on = r.str("on", "prediction")
-    if on != "prediction" and not (on.startswith("feature:") and len(on) > len("feature:")):
-        raise SpecError(r.at("on"), f"expected 'prediction' or 'feature:NAME', got {on!r}")
+    if on not in ("prediction", "embedding") and not (on.startswith("feature:") and len(on) > len("feature:")):
+        raise SpecError(r.at("on"), f"expected 'prediction', 'embedding' or 'feature:NAME', got {on!r}")
+    if on == "embedding":
+        if metric not in VECTOR_METRICS + ("outlier-rate",):
+            raise SpecError(r.at("on"), f"'embedding' is compared by {', '.join(VECTOR_METRICS)} or outlier-rate; "
+                                        f"got metric {metric}")
+        if output.embedding is None:
+            raise SpecError(r.at("on"), "set spec.output.embedding to where the model returns its embedding")
     dyn = r.sub("dynamic")
     dynamic = None
     if dyn is not None:
@@ -339,7 +351,16 @@ def _check(raw: Any, path: str, output: OutputSpec, sequential_default: bool = F
                                              f"({', '.join(DRIFT_METRICS)}), not {metric}")
         if metric in ("disparate-impact", "equal-opportunity") and not check.segment:
             raise SpecError(r.at("segment"), f"metric {metric} needs the segment field to compare")
-        if metric in ("mmd", "centroid-cosine") and output_kind != "embedding" and check.feature is None:
+        if metric == "outlier-rate":
+            extra = [f for f, v in (("min", check.min), ("minPValue", check.min_p_value), ("dynamic", dynamic))
+                     if v is not None]
+            if extra or check.max is None:
+                raise SpecError(r.at(extra[0] if extra else "max"), "outlier-rate takes max: the tolerated rise of "
+                                "the outlier fraction over the baseline's own (e.g. 0.05)")
+            if on == "prediction" and output_kind not in ("score", "embedding"):
+                raise SpecError(r.at("metric"), f"outlier-rate needs numbers or embeddings; spec.output.kind is "
+                                                f"{output_kind!r}")
+        if metric in VECTOR_METRICS and output_kind != "embedding" and check.feature is None and on != "embedding":
             raise SpecError(r.at("metric"), f"{metric} compares embeddings; spec.output.kind is {output_kind!r}")
         if metric == "chi2" and output_kind not in ("class", "ranking") and check.feature is None:
             raise SpecError(r.at("metric"), f"chi2 compares categories; spec.output.kind is {output_kind!r}")
@@ -391,7 +412,8 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
     output = OutputSpec(kind=out.str("kind", "score", choices=OUTPUT_KINDS), path=out.str("path", "prediction"),
                         positive=out.str("positive"), threshold=out.num("threshold", 0.5),
                         attributions=out.str("attributions", pattern=_FIELD_PATH,
-                                             what="a dotted path like 'explanation.shap'"))
+                                             what="a dotted path like 'explanation.shap'"),
+                        embedding=out.str("embedding", pattern=_FIELD_PATH, what="a dotted path like 'embedding'"))
     feats = r.sub("features")
     strategy = r.sub("strategy") or _Reader({}, r.at("strategy"))
     sticky = strategy.sub("stickiness")

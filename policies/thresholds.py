@@ -33,13 +33,14 @@ from typing import Sequence
 from .spec import PAIRED_METRICS, CheckSpec, RolloutSpec
 from .status import Routing, Verdict
 
-DRIFT_CONFIDENCE: dict[str, float] = {"psi": 0.5, "kl": 0.5, "js": 0.7, "hellinger": 0.7, "wasserstein": 0.7}
+DRIFT_CONFIDENCE: dict[str, float] = {"psi": 0.5, "kl": 0.5, "js": 0.7, "hellinger": 0.7, "wasserstein": 0.7,
+                                     "outlier-rate": 0.7}
 """One-sided confidence of the lower bound that must exceed `max` for a drift Fail, per metric, tuned by
 `bench/decisions.py` (windows of 100-2,000 samples, failureLimit 2). PSI's bootstrap estimate already
 over-corrects at small n (mean 0.24 for a true 0.30 at n = 100), so its point estimate (0.5) is enough;
 the distances (js, hellinger, wasserstein) are noisier near zero and need the 70% bound to keep A/A and
 half-threshold rollbacks rare (at 65%, js A/A rolled back 1.1% and wasserstein at half the threshold 3%)."""
-ESTIMATED = frozenset({"psi", "kl", "js", "hellinger", "wasserstein"})
+ESTIMATED = frozenset({"psi", "kl", "js", "hellinger", "wasserstein", "outlier-rate"})
 """Metrics whose `max` is judged on the bias-corrected estimate and its CI."""
 LINEAR_SCALE = frozenset({"psi", "kl", "chi2", "mmd"})
 SQRT_SCALE = frozenset({"js", "hellinger", "wasserstein", "ks"})

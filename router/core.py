@@ -83,7 +83,8 @@ class Target:
                    features_path=split_path(s.features_path) if s.features_path else None,
                    features=s.watched_features(), segments=s.segments(),
                    sticky_header=s.stickiness_header.lower() if s.stickiness_header else None,
-                   headers={}, calls=ShadowTarget(s, output_path, attributions_path))
+                   headers={}, calls=ShadowTarget(s, output_path, attributions_path,
+                                                  split_path(s.output.embedding) if s.output.embedding else None))
 
 
 class Router:
@@ -201,11 +202,11 @@ class Router:
         recorded (flagged), and takes no feedback (None)."""
         features, segments = self._inputs(target, doc) if doc is not None else (None, None)
         version = target.arms[arm].version
-        output, error, attributions = self._output(target, answer)
+        output, error, extras = self._output(target, answer)
         share = target.routing.candidate_weight / 100.0       # the split that chose `arm` for this request
         propensity = None if override else share if arm == CANDIDATE else 1.0 - share
         self._record(target, now, request_id, arm, version, "primary", answer, output, error,
-                     features, segments, doc, attributions=attributions, override=override, sticky=sticky,
+                     features, segments, doc, extras=extras, override=override, sticky=sticky,
                      propensity=propensity)
         if propensity is None:
             # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
@@ -251,12 +252,12 @@ class Router:
 
     def _record(self, target: Target, now: float, request_id: str, arm: str, version: str, role: str,
                 answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
-                doc: Any = None, attributions: dict | None = None, override: bool = False,
+                doc: Any = None, extras: dict | None = None, override: bool = False,
                 sticky: str | None = None, propensity: float | None = None) -> None:
         # The body goes to the keeper only when the spec's privacy settings keep or hash it (router.privacy).
         logged = doc if doc is not None and target.spec.privacy.inputs != "drop" else None
         self.keep(target.calls, record_call(self.metrics, target.calls, now, request_id, arm, version, role, answer,
-                                            output, error, features, segments, attributions=attributions,
+                                            output, error, features, segments, extras=extras,
                                             input_doc=logged, override=override, sticky=sticky,
                                             propensity=propensity))
 

@@ -64,6 +64,7 @@ class ShadowTarget:
     spec: RolloutSpec
     output_path: tuple[str, ...]
     attributions_path: tuple[str, ...] | None
+    embedding_path: tuple[str, ...] | None = None
     wid: int = field(default_factory=lambda: next(_TARGET_IDS))
     """Names this target to the worker (unique in the router process)."""
 
@@ -85,7 +86,8 @@ class Mirror:
 
 
 def read_output(t: ShadowTarget, answer: Answer) -> tuple[Any, str | None, dict | None]:
-    """(prediction, error kind, attributions): attributions only with a valid prediction and a path."""
+    """(prediction, error kind, extras): extras are the record's `attributions` and `embedding` when the spec
+    names their paths and the answer has a valid prediction (None when there are none)."""
     if answer.error is not None:
         return None, answer.error, None
     if answer.status != 200:
@@ -98,14 +100,24 @@ def read_output(t: ShadowTarget, answer: Answer) -> tuple[Any, str | None, dict 
     value, ok = output_value(t.spec.output.kind, None if is_missing(raw) else raw)
     if not ok:
         return None, "invalid_output", None
-    if t.attributions_path is None:
+    if t.attributions_path is None and t.embedding_path is None:
         return value, None, None
-    return value, None, attribution_values(get_path(doc, t.attributions_path))
+    extras = {}
+    if t.attributions_path is not None:
+        a = attribution_values(get_path(doc, t.attributions_path))
+        if a is not None:
+            extras["attributions"] = a
+    if t.embedding_path is not None:
+        raw = get_path(doc, t.embedding_path)
+        e, ok = output_value("embedding", None if is_missing(raw) else raw)
+        if ok:
+            extras["embedding"] = e
+    return value, None, extras or None
 
 
 def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id: str, arm: str, version: str,
                 role: str, answer: Answer, output: Any, error: str | None, features: dict | None,
-                segments: dict | None, primary_output: Any = None, attributions: dict | None = None,
+                segments: dict | None, primary_output: Any = None, extras: dict | None = None,
                 input_doc: Any = None, override: bool = False, sticky: str | None = None,
                 propensity: float | None = None) -> Outcome:
     """Count one model call in `metrics` and return its outcome record (as seen: the spec's privacy settings
@@ -123,8 +135,8 @@ def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id:
                         output if spec.output.kind == "score" else None, excluded)
     if primary_output is not None:
         more["primary_output"] = primary_output
-    if attributions is not None:
-        more["attributions"] = attributions
+    if extras:
+        more.update(extras)
     if input_doc is not None:
         more["input"] = input_doc
     if sticky is not None:
@@ -281,10 +293,10 @@ class ShadowCaller:
             stall = self.watch.stalled(end - answer.latency, end)
             if stall >= STALL_MIN and stall >= STALL_SHARE * answer.latency:
                 answer.excluded = "stalled"
-        output, error, attributions = read_output(t, answer)
+        output, error, extras = read_output(t, answer)
         self.keep(t, record_call(self.metrics, t, m.time, m.request_id, CANDIDATE, version.version, "shadow",
                                  answer, output, error, m.features, m.segments, primary_output=m.primary_output,
-                                 attributions=attributions, propensity=1.0))
+                                 extras=extras, propensity=1.0))
 
     async def drain(self, timeout: float) -> None:
         """Take no more mirrors; wait (at most `timeout` seconds) for the queued and in-flight ones."""

@@ -3,7 +3,7 @@
 Each simulated user has a sticky id (sent as `x-user-id`), an age and a gender; score requests carry
 `{"features": {...}}`, ranking requests `{"user", "candidates"}`. With `--feedback` it posts ground-truth
 labels for scores and simulated clicks (modelrollout.models.ranker.simulate_clicks) for rankings, the way a product
-would report outcomes back.
+would report outcomes back. `--null amount=0.2` sends a feature as null in a share of the requests (broken inputs).
 
     python -m modelrollout.models.traffic --url http://127.0.0.1:8080/v1/rollouts/fraud-scorer --rps 50 --duration 10
 """
@@ -68,6 +68,9 @@ def base_url(url: str) -> str:
 async def _one(session: aiohttp.ClientSession, base: str, args: argparse.Namespace, user: User,
                rng: random.Random, report: TrafficReport) -> None:
     body = ranking_body(user, rng, args.items) if args.kind == "ranking" else score_body(user, rng)
+    for name, share in args.null:
+        if "features" in body and rng.random() < share:
+            body["features"][name] = None       # broken inputs: an upstream pipeline lost this feature
     report.sent += 1
     try:
         headers = {"x-user-id": user.id, **({"Host": args.host_header} if args.host_header else {})}
@@ -140,7 +143,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "endpoints that change reach the client at once, instead of when a kept-alive connection closes)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--null", action="append", default=[], metavar="FEATURE=SHARE",
+                   help="send FEATURE as null in SHARE of the score requests (broken inputs), e.g. amount=0.2")
     args = p.parse_args(argv)
+    nulls = []
+    for item in args.null:
+        name, _, share = item.partition("=")
+        try:
+            value = float(share)
+        except ValueError:
+            value = -1.0
+        if not name or not 0.0 <= value <= 1.0:
+            p.error(f"--null: expected FEATURE=SHARE with SHARE in [0, 1], such as amount=0.2, got {item!r}")
+        nulls.append((name, value))
+    args.null = nulls
     if args.rps <= 0:
         p.error(f"--rps: expected a positive number, got {args.rps}")
     return args

@@ -26,7 +26,7 @@ VERDICTS = tuple(v.value for v in Verdict)
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 URL_PATTERN = r"^https?://[^\s]+$"
 CHECK_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-FEATURE_TARGET_PATTERN = r"^(prediction|feature:.+)$"
+FEATURE_TARGET_PATTERN = r"^(prediction|embedding|feature:.+)$"
 ATTRIBUTIONS_PATH_PATTERN = r"^[^.\s]+(\.[^.\s]+)*$"
 # YAML 1.1 reads a bare `on:` key as the boolean true; kubectl sends it on as the key "true".
 ON_ALIAS = "true"
@@ -162,14 +162,16 @@ def _notify_phases(description: str) -> dict:
 
 
 def _check() -> dict:
-    on = _str("What the metric compares: prediction (default) or feature:NAME.", pattern=FEATURE_TARGET_PATTERN)
+    on = _str("What the metric compares: prediction (default), embedding (spec.output.embedding: mmd, "
+              "centroid-cosine, outlier-rate) or feature:NAME.", pattern=FEATURE_TARGET_PATTERN)
     return _obj({
         "name": _str("Unique within the rollout.", pattern=CHECK_NAME_PATTERN),
         "metric": _str("Statistic computed per window (omit for a prometheus check).", enum=list(METRICS)),
         "on": on,
         ON_ALIAS: {**on, "description": "The key kubectl makes of a bare YAML `on:` (a YAML 1.1 boolean); "
                                         "same meaning as on."},
-        "max": _num("Fail when the value is above."),
+        "max": _num("Fail when the value is above (outlier-rate: the tolerated rise of the candidate's outlier "
+                    "fraction over the baseline's own)."),
         "min": _num("Fail when the value is below."),
         "minPValue": _num("Fail when the test's p-value is below.", minimum=0, maximum=1),
         "maxRatioToBaseline": _num("Fail when candidate/baseline is above.", minimum=0),
@@ -285,6 +287,8 @@ def spec_schema() -> dict:
             "attributions": _str("Dotted path of per-feature attributions ({feature: value}, e.g. SHAP values) "
                                  "in the response JSON; needed by attribution-tau checks.",
                                  pattern=ATTRIBUTIONS_PATH_PATTERN),
+            "embedding": _str("Dotted path of an embedding (a list of numbers) the model returns beside its "
+                              "prediction; compared by checks on: embedding.", pattern=ATTRIBUTIONS_PATH_PATTERN),
         }, "Where the prediction is in a model's JSON response, and what it is."),
         "features": _obj({
             "path": _str("Dotted path of the feature mapping in the request JSON (default features).", minLength=1),

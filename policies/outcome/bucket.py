@@ -178,7 +178,7 @@ def label_positive(label: Any, spec: RolloutSpec) -> bool:
 class _ArmBatch:
     """The values of one arm's records in a batch, per summary, in record order."""
     __slots__ = ("requests", "errors", "latencies", "excluded", "outputs", "output_keys", "segment_ops", "features",
-                 "attributions", "rewards", "input_rows", "input_issues")
+                 "attributions", "rewards", "input_rows", "input_issues", "embeddings", "embedding_keys")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -193,6 +193,8 @@ class _ArmBatch:
         self.rewards: list[Any] = []
         self.input_rows = 0
         self.input_issues: list[tuple[str, str, str | None]] = []
+        self.embeddings: list[Any] = []
+        self.embedding_keys: list[float] = []
 
     def apply(self, vw: VersionWindow) -> None:
         vw.requests += self.requests
@@ -212,6 +214,8 @@ class _ArmBatch:
             vw.observe_attributions(a)
         for r in self.rewards:
             vw.observe_reward(r)
+        if self.embeddings:
+            vw.observe_embeddings(self.embeddings, self.embedding_keys)
         if self.input_rows:
             if vw.inputs is None:
                 vw.inputs = InputSummary()
@@ -331,6 +335,10 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
             attributions = rec.attributions
             if attributions:
                 a.attributions.append(attributions)
+            embedding = rec.embedding
+            if embedding is not None:
+                a.embeddings.append(embedding)
+                a.embedding_keys.append(key)
             segments = rec.segments
             if segments:
                 a.segment_ops.append((segments, positive(spec, output)))

@@ -92,6 +92,8 @@ class Outcome:
     reward_delta: float | None = None
     """On feedback with a reward and clicks for an interleaved answer: the reward credited to the candidate's
     team minus the baseline's, by the clicked items each placed (`policies.interleaving.reward_delta`)."""
+    embedding: list | None = None
+    """The embedding the model returned beside its prediction (`spec.output.embedding`), when watched."""
     input_issues: Mapping[str, str] | None = None
     """The watched features of a live request that broke `spec.expectations`, `{feature: kind}` (kind one of
     `policies.summaries.ISSUE_KINDS`), classified by the router on the raw values before the privacy settings
@@ -109,7 +111,7 @@ class Outcome:
                  prediction_time: float | None = None, override: bool | None = None,
                  sticky: str | None = None, reward: float | None = None, propensity: float | None = None,
                  extra: Mapping[str, Any] | None = None, reward_delta: float | None = None,
-                 input_issues: Mapping[str, str] | None = None) -> None:
+                 embedding: list | None = None, input_issues: Mapping[str, str] | None = None) -> None:
         _set_dict(self, "__dict__", {
             "time": time, "request_id": request_id, "rollout": rollout, "namespace": namespace,
             "revision": revision, "version": version, "arm": arm, "role": role, "status": status, "error": error,
@@ -117,7 +119,7 @@ class Outcome:
             "segments": segments, "primary_output": primary_output, "attributions": attributions, "input": input,
             "label": label, "clicks": clicks, "outcome": outcome, "prediction_time": prediction_time,
             "override": override, "sticky": sticky, "reward": reward, "propensity": propensity,
-            "reward_delta": reward_delta, "input_issues": input_issues, "extra": extra})
+            "reward_delta": reward_delta, "embedding": embedding, "input_issues": input_issues, "extra": extra})
 
     @classmethod
     def answer(cls, time: float, request_id: str, rollout: str, namespace: str, revision: str, version: str,
@@ -216,15 +218,17 @@ class Outcome:
         override = d.get("override")
         if override is not None and not isinstance(override, bool):
             raise OutcomeError(f"override: expected true, false or null, got {override!r}"[:200])
+        for k in ("clicks", "embedding"):
+            x = d.get(k)
+            if x is not None and not isinstance(x, list):
+                raise OutcomeError(f"{k}: expected a list or null, got {x!r}"[:200])
         clicks = d.get("clicks")
-        if clicks is not None and not isinstance(clicks, list):
-            raise OutcomeError(f"clicks: expected a list or null, got {clicks!r}"[:200])
         extra = {k: x for k, x in d.items() if k not in _KNOWN} or None
         g = d.get
         return cls(t, *ident, status, g("error"), g("latency_ms"), g("latency_excluded"), g("output"),
                    g("features"), g("segments"), g("primary_output"), g("attributions"), g("input"), g("label"),
                    clicks, g("outcome"), g("prediction_time"), override, g("sticky"), g("reward"), g("propensity"),
-                   extra, g("reward_delta"), g("input_issues"))
+                   extra, g("reward_delta"), g("embedding"), g("input_issues"))
 
     @classmethod
     def from_json(cls, line: bytes | str) -> "Outcome":

@@ -58,6 +58,8 @@ class VersionWindow:
         """Per-feature importance when the model returns attributions (spec.output.attributions), else None."""
         self.reward: RewardSums | None = None
         """The rewards reported through /feedback for this version's answers, once there is one."""
+        self.embedding: EmbeddingSummary | None = None
+        """The embeddings returned beside the predictions (spec.output.embedding), once there is one."""
         self.inputs: InputSummary | None = None
         """The live inputs checked against spec.expectations (rows, issues per feature), when it has some."""
 
@@ -132,6 +134,13 @@ class VersionWindow:
             self.attributions = AttributionSummary()
         self.attributions.add(attributions)
 
+    def observe_embeddings(self, vectors: list[Any], keys: list[float]) -> None:
+        """Add the embeddings returned beside the predictions (the summary is created by the first one)."""
+        if self.embedding is None:
+            self.embedding = EmbeddingSummary(512)
+        for v, k in zip(vectors, keys):
+            self.embedding.add(v, k)
+
     def observe_reward(self, reward: Any) -> None:
         if self.reward is None:
             self.reward = RewardSums()
@@ -168,6 +177,8 @@ class VersionWindow:
         out.attributions = a.merge(b) if a is not None and b is not None else (a if a is not None else b)
         ra, rb = self.reward, other.reward
         out.reward = ra.merge(rb) if ra is not None and rb is not None else (ra if ra is not None else rb)
+        ea, eb = self.embedding, other.embedding
+        out.embedding = ea.merge(eb) if ea is not None and eb is not None else (ea if ea is not None else eb)
         ia, ib = self.inputs, other.inputs
         out.inputs = ia.merge(ib) if ia is not None and ib is not None else (ia if ia is not None else ib)
         return out
@@ -184,6 +195,8 @@ class VersionWindow:
             d["latency_excluded"] = dict(self.latency_excluded)
         if self.reward is not None:                # absent without rewards
             d["reward"] = self.reward.to_dict()
+        if self.embedding is not None:             # absent without spec.output.embedding
+            d["embedding"] = self.embedding.to_dict()
         if self.inputs is not None:                # absent without spec.expectations
             d["inputs"] = self.inputs.to_dict()
         return d
@@ -218,6 +231,8 @@ class VersionWindow:
             w.attributions = _nested(f"{where}.attributions", AttributionSummary.from_dict, d["attributions"])
         if d.get("reward") is not None:
             w.reward = _nested(f"{where}.reward", RewardSums.from_dict, d["reward"])
+        if d.get("embedding") is not None:
+            w.embedding = _nested(f"{where}.embedding", EmbeddingSummary.from_dict, d["embedding"])
         if d.get("inputs") is not None:
             w.inputs = _nested(f"{where}.inputs", InputSummary.from_dict, d["inputs"])
         return w

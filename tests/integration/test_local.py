@@ -63,14 +63,14 @@ class LocalRunProcess:
              *extra],
             stdout=self.out, stderr=subprocess.STDOUT, env=ENV, cwd=str(REPO))
 
-    def start_traffic(self, rps: int = 120) -> None:
+    def start_traffic(self, rps: int = 120, extra: dict[str, tuple[str, ...]] | None = None) -> None:
         """Start the generators at once: they boot while the router does (requests before it listens fail
         and are only counted by the generator; rollouts start with their first answered request)."""
         for i, name in enumerate(self.names):
             self.traffic.append(subprocess.Popen(
                 [sys.executable, "-m", "modelrollout.models.traffic", "--url",
                  f"http://127.0.0.1:{self.port}/v1/rollouts/{name}", "--rps", str(rps), "--duration", "120",
-                 "--users", "2000", "--seed", str(i + 3), "--timeout", "5"],
+                 "--users", "2000", "--seed", str(i + 3), "--timeout", "5", *(extra or {}).get(name, ())],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=str(REPO)))
 
     def wait(self, timeout: float = 90) -> int:

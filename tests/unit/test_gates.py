@@ -112,6 +112,7 @@ def cases():
                                                          window(_classes(1, .5), kind="class")),
                  lambda: (window(_classes(1, .5), kind="class"), window(_classes(2, .8), kind="class"))),
         "mmd": ("embedding", {"minPValue": 0.001}, lambda: (_emb(1), _emb(1)), lambda: (_emb(1), _emb(2, 0.5))),
+        "outlier-rate": ("embedding", {"max": 0.05}, lambda: (_emb(1), _emb(3)), lambda: (_emb(1), _emb(2, 4.0))),
         "centroid-cosine": ("embedding", {"min": 0.0}, lambda: (_emb(1, 3.0), _emb(1, 3.0)),
                             lambda: (_emb(1, 3.0), _emb(2, -3.0))),
         "error-rate": ("score", {"max": 0.05}, lambda: (window(B), window(B)),
