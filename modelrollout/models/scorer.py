@@ -16,6 +16,9 @@ the model then predicts the same scores for other reasons, which only an attribu
 `--kind embedding --dims D` answers a D-dimensional vector of standard-normal draws fixed by (features,
 coordinate, seed), `--shift` added to the first `--shift-dims` coordinates. `--favour FEATURE=VALUE:DELTA`
 adds DELTA to the scores of requests whose FEATURE is VALUE (a model unfair to the others).
+`--embedding-field NAME` answers, beside a score, such an embedding under NAME; `--cluster SHARE:OFFSET` moves
+the embeddings of a share of the requests (fixed by their features) by OFFSET in the first `--shift-dims`
+coordinates — a new cluster — while their scores stay as they were.
 `--backlog N` sets the listen backlog (Python's http.server uses 5): a small backlog drops connections
 that arrive in bursts. `GET /healthz` counts the requests received: `served`, and `requests` by kind
 (`live`, `shadow` mirrored by the router, `golden` answers to a golden set).
@@ -64,7 +67,13 @@ class Scorer:
 
     def embedding(self, features: object) -> list[float]:
         a = self.args
-        return [round(draw({"coordinate": i, "features": features}, a.seed) + (a.shift if i < a.shift_dims else 0.0),
+        shift = a.shift
+        if a.cluster:
+            share, _, offset = a.cluster.partition(":")
+            u = 0.5 + math.erf(draw({"cluster": features}, a.seed) / math.sqrt(2.0)) / 2.0   # uniform in (0, 1)
+            if u < float(share):
+                shift += float(offset)
+        return [round(draw({"coordinate": i, "features": features}, a.seed) + (shift if i < a.shift_dims else 0.0),
                       6) for i in range(a.dims)]
 
     def attributions(self, features: object) -> dict[str, float]:
@@ -113,6 +122,8 @@ class Scorer:
         else:
             prediction = round(score, 6)
         answer: dict[str, object] = {"prediction": prediction, "version": a.version}
+        if a.embedding_field:
+            answer[a.embedding_field] = self.embedding(features)
         if a.attributions:
             answer["attributions"] = self.attributions(features)
         return web.json_response(answer)
@@ -142,6 +153,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--favour", default=None, metavar="FEATURE=VALUE:DELTA",
                    help="add DELTA to the scores of requests whose FEATURE is VALUE, e.g. gender=f:0.3")
     p.add_argument("--backlog", type=int, default=128, help="listen backlog (default 128)")
+    p.add_argument("--embedding-field", default=None, metavar="NAME",
+                   help="answer an embedding (--dims) beside the prediction, under NAME")
+    p.add_argument("--cluster", default=None, metavar="SHARE:OFFSET",
+                   help="move the embeddings of SHARE of the requests by OFFSET (a new cluster), e.g. 0.3:4")
     p.add_argument("--classes", default="ok,fraud", help="class labels, low score to high (--kind class)")
     p.add_argument("--mean", type=float, default=0.3)
     p.add_argument("--std", type=float, default=0.1)
@@ -165,6 +180,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             sep = ""
         if not sep or "=" not in which:
             p.error(f"--favour: expected FEATURE=VALUE:DELTA such as gender=f:0.3, got {args.favour!r}")
+    if args.cluster is not None:
+        share, sep, offset = args.cluster.partition(":")
+        try:
+            ok = bool(sep) and 0.0 <= float(share) <= 1.0 and math.isfinite(float(offset))
+        except ValueError:
+            ok = False
+        if not ok:
+            p.error(f"--cluster: expected SHARE:OFFSET with SHARE in [0, 1], such as 0.3:4, got {args.cluster!r}")
     for name in ("error_rate", "nan_rate", "garbage_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             p.error(f"--{name.replace('_', '-')}: expected a share in [0, 1], got {getattr(args, name)}")

@@ -123,6 +123,41 @@ def events_table(rec: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def inputs_table(rec: Mapping[str, Any]) -> str:
+    """spec.expectations and, when the last window's inputs broke them, each broken expectation with its
+    failing share and examples (as the privacy settings keep them)."""
+    exp = rec.get("expectations")
+    entry = next((c for c in (rec.get("status") or {}).get("checks") or []
+                  if isinstance(c, Mapping) and c.get("name") == "input-expectations"), None)
+    if not exp and entry is None:
+        return ""
+    out = ["<h3>Input expectations</h3>"]
+    if exp:
+        rows = exp.get("rows") or {}
+        bounds = [f"{k} {rows[k]}" for k in ("min", "max") if rows.get(k) is not None]
+        out.append("<table class='inputs'><tr><th>feature</th><th>expected</th></tr>"
+                   + (f"<tr><td>rows per window</td><td>{_esc(', '.join(bounds))}</td></tr>" if bounds else "")
+                   + "".join(f"<tr><td>{_esc(f['name'])}</td><td>{_esc(f['expect'])}</td></tr>"
+                             for f in exp.get("features") or []) + "</table>")
+    failing = (((entry or {}).get("evidence") or {}).get("inputs") or {}).get("failing") or []
+    if entry is not None and entry.get("verdict") == "Fail" and failing:
+        out.append("<p class='meta'>Broken in the last analysed window (the models were not judged on it):</p>"
+                   "<table class='inputs-broken'><tr><th>feature</th><th>expectation</th><th>failing</th>"
+                   "<th>tolerated</th><th>examples</th></tr>")
+        for b in failing:
+            share = b.get("fraction")
+            shown = f"{share:.1%}" if isinstance(share, (int, float)) else f"{b.get('value')} rows"
+            tol = b.get("tolerated")
+            tol_shown = f"{tol:.1%}" if share is not None and isinstance(tol, (int, float)) else str(tol)
+            out.append(f"<tr><td>{_esc(b.get('feature') or '—')}</td><td>{_esc(b.get('expectation'))}</td>"
+                       f"<td class='num'>{_esc(shown)}</td><td class='num'>{_esc(tol_shown)}</td>"
+                       f"<td>{_esc(', '.join(b.get('examples') or []))}</td></tr>")
+        out.append("</table>")
+    elif entry is not None:
+        out.append(f"<p class='meta'>Last window: {_esc(entry.get('verdict') or 'not analysed yet')}.</p>")
+    return "\n".join(out)
+
+
 def rollout_section(rec: Mapping[str, Any], t0: float, t1: float) -> str:
     names = (f'baseline {rec["baseline"]["version"]}', f'candidate {rec["candidate"]["version"]}')
     phase, why = _decision_text(rec)
@@ -142,6 +177,7 @@ def rollout_section(rec: Mapping[str, Any], t0: float, t1: float) -> str:
         "<h3>Checks per window against their thresholds</h3>",
         check_charts(rec, t0, t1),
         checks_table(rec),
+        inputs_table(rec),
         "<h3>Versions</h3>",
         '<div class="grid">',
         distribution_svg(win.get("distribution") if win else None, dist_title, names),

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from policies.api import Phase
 from policies.errors import InvalidInput
+from policies.expectations import INPUT_CHECK
 from policies.status import RolloutStatus, format_left
 
 
@@ -61,6 +62,29 @@ def describe_bound(check: Any) -> str:
     return ", ".join(parts)
 
 
+def describe_expectation(f: Any) -> str:
+    """One feature's expectations as a person would read them ("number, null <= 5%, in [0, 1000]")."""
+    parts = [f.type] if f.type else []
+    if f.max_null_rate is not None:
+        parts.append(f"null <= {f.max_null_rate:.3g}")
+    if f.min is not None or f.max is not None:
+        parts.append(f"in [{'…' if f.min is None else f'{f.min:g}'}, {'…' if f.max is None else f'{f.max:g}'}]")
+    if f.allowed is not None:
+        shown = ", ".join(f.allowed[:8]) + (", …" if len(f.allowed) > 8 else "")
+        parts.append(f"one of {{{shown}}}")
+    if f.mostly < 1 and f.checks_values:
+        parts.append(f"mostly {f.mostly:g}")
+    return ", ".join(parts)
+
+
+def _expectations(spec: Any) -> dict[str, Any] | None:
+    e = getattr(spec, "expectations", None)
+    if e is None:
+        return None
+    return {"rows": {"min": e.rows_min, "max": e.rows_max},
+            "features": [{"name": f.name, "expect": describe_expectation(f)} for f in e.features]}
+
+
 def rollout_header(spec: Any) -> dict[str, Any]:
     """The static part of a rollout's record, from its RolloutSpec."""
     return {
@@ -71,7 +95,10 @@ def rollout_header(spec: Any) -> dict[str, Any]:
         "output_kind": spec.output.kind, "interval": spec.analysis.interval,
         "steps": [s.describe() for s in spec.steps],
         "checks": [{"name": c.name, "metric": c.metric or "prometheus", "on": c.on, "action": c.action,
-                    "bound": describe_bound(c)} for c in spec.analysis.checks + spec.golden_checks],
+                    "bound": describe_bound(c)} for c in spec.analysis.checks + spec.golden_checks] + (
+            [{"name": INPUT_CHECK, "metric": INPUT_CHECK, "on": "inputs", "action": "pause",
+              "bound": "spec.expectations"}] if getattr(spec, "expectations", None) is not None else []),
+        "expectations": _expectations(spec),
         "windows": [], "transitions": [], "outcome": None, "status": {},
     }
 

@@ -60,3 +60,11 @@ def test_twenty_percent_nulls_pause_the_rollout_naming_the_expectation(run):
     assert psi["failures"] == 0 and "inputs are broken" in psi["reason"]
     paused = next(c for c in status["conditions"] if c["type"] == "Paused")
     assert paused["status"] == "True" and paused["reason"] == "InputsBroken"
+
+
+def test_the_report_shows_the_expectations_and_what_broke(run):
+    r, _ = run
+    html = (r.tmp / "report.html").read_text()
+    assert "<h3>Input expectations</h3>" in html
+    assert "number, null &lt;= 0.05, in [0, …]" in html and "string, one of {f, m}" in html
+    assert "inputs-broken" in html and "notNull" in html
