@@ -187,3 +187,30 @@ def test_broken_inputs_pause_the_rollout_and_the_window_does_not_count():
     assert any(getattr(a, "reason", "") == "Paused" for a in d.actions)
     paused = next(c for c in s2.conditions if c.type == "Paused")
     assert paused.reason == "InputsBroken"
+
+
+def test_lint_names_the_new_fields():
+    import yaml
+
+    from modelrollout.plugin.lint import lint_document
+    doc = yaml.safe_load("""
+apiVersion: modelrollout.io/v1alpha1
+kind: ModelRollout
+metadata: {name: fraud, namespace: ml}
+spec:
+  baseline: {version: v1, url: http://a:1}
+  candidate: {version: v2, url: http://b:1}
+  output: {kind: score, path: prediction, embedding: emb}
+  features: {path: features}
+  strategy: {steps: [{shadow: {duration: 1m}}]}
+  analysis: {checks: [{name: o, metric: outlier-rate, on: embedding, max: 0.05}]}
+  expectations:
+    rows: {min: 10}
+    features: [{name: amount, type: number, maxNullRate: 0.05}, {name: country, in: [FR, DE]}]
+""")
+    assert lint_document(doc) == []
+    doc["spec"]["expectations"]["features"][0]["maxNullrate"] = 0.1
+    doc["spec"]["expectations"]["features"][1]["in"].append(3)
+    found = {(p.path, p.message) for p in lint_document(doc)}
+    assert ("spec.expectations.features[0].maxNullrate", "unknown field") in found
+    assert any(path == "spec.expectations.features[1].in[2]" and "string" in msg for path, msg in found)
