@@ -36,6 +36,9 @@ for n in (40, 12000):
 emb_b, emb_c = rng.normal(size=(200, 8)), rng.normal(0.5, 1.0, size=(200, 8))
 for metric in ("mmd", "centroid-cosine"):
     assert math.isfinite(stats.compute(metric, emb_b, emb_c).value), metric
+# the outlier-rate check's Isolation Forest (scikit-learn, its stripped extension modules)
+from policies.outlier import outlier_rate  # noqa: E402
+assert outlier_rate(emb_b, emb_c).value > 0
 assert math.isfinite(stats.kendall_tau(list("abcdefgh"), list("abcdefhg")).value)
 assert 0 <= stats.interleave_test(30, 12, 5).p_value <= 1
 assert effective_sigmas(3.0, 5) > 3.0
