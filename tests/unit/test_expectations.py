@@ -214,3 +214,27 @@ spec:
     found = {(p.path, p.message) for p in lint_document(doc)}
     assert ("spec.expectations.features[0].maxNullrate", "unknown field") in found
     assert any(path == "spec.expectations.features[1].in[2]" and "string" in msg for path, msg in found)
+
+
+def test_the_router_classifies_raw_values_before_privacy_hashes_or_drops_them():
+    """router.privacy: a hashed or dropped feature is still checked on its raw value; the examples the fold
+    keeps are what the record holds (the hash), or "[redacted]"."""
+    from router.privacy import RecordPrivacy
+
+    spec = make_spec({"features": [{"name": "amount", "type": "number", "min": 0},
+                                   {"name": "country", "in": ["FR"]}]},
+                     privacy={"features": "hash", "fields": {"amount": "drop"}},
+                     checks=[{"name": "c", "metric": "psi", "on": "feature:country", "max": 0.2}])
+    rp = RecordPrivacy(spec.privacy, b"k" * 32, spec.expectations)
+    rec = Outcome(T0, "r1", "fraud", "ml", spec.revision, "v1", "baseline", "primary", 200, None, 1.0, output=0.5,
+                  features={"amount": -3, "country": "US"})
+    kept = rp.apply(rec)
+    assert kept.input_issues == {"amount": "range", "country": "in"}
+    assert "amount" not in kept.features and kept.features["country"].startswith("hmac:")
+    shadow = rp.apply(Outcome(T0, "r1", "fraud", "ml", spec.revision, "v2", "candidate", "shadow", 200, None, 1.0,
+                              output=0.5, features={"amount": -3, "country": "US"}))
+    assert shadow.input_issues is None                       # a mirrored call is not a live input row
+    [b] = rebuild([kept] * 60, spec, bucket_seconds=60)
+    assert b.baseline.inputs.rows == 60
+    assert b.baseline.inputs.examples_of("amount", "range") == ["[redacted]"]
+    assert b.baseline.inputs.examples_of("country", "in") == [f'"{kept.features["country"]}"']
