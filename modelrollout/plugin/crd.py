@@ -151,7 +151,8 @@ def _expectations() -> dict:
         "rows": _obj({"min": _int("Fewest live requests per analysis window.", minimum=0),
                       "max": _int("Most live requests per analysis window.", minimum=0)},
                      "Live requests (both versions) per analysis window (min, max or both)."),
-        "features": {"type": "array", "maxItems": 64, "x-kubernetes-list-type": "map",
+        "features": {"description": "Per watched feature, what its live values must look like (at most 64).",
+                     "type": "array", "maxItems": 64, "x-kubernetes-list-type": "map",
                      "x-kubernetes-list-map-keys": ["name"], "items": feature},
     }, "Input expectations checked on the live inputs every analysis window: broken inputs pause the rollout "
        "and the window judges nothing else (a model is never judged on broken inputs).")

@@ -66,9 +66,11 @@ def test_a_new_embedding_cluster_fails_outlier_rate_while_psi_passes(procs, kube
 
 
 def test_kubectl_explain_documents_the_new_fields(kubectl):
-    out = kubectl("explain", "modelrollout.spec.expectations.features").stdout
+    def explain(field: str) -> str:
+        return " ".join(kubectl("explain", field).stdout.split())      # kubectl wraps descriptions
+
+    out = explain("modelrollout.spec.expectations.features")
     assert "maxNullRate" in out and "mostly" in out and "Largest share of rows" in out
-    out = kubectl("explain", "modelrollout.spec.output.embedding").stdout
-    assert "beside its" in out
-    out = kubectl("explain", "modelrollout.spec.expectations").stdout
-    assert "a model is never judged on broken inputs" in out
+    assert "Per watched feature, what its live values must look like" in out
+    assert "beside its prediction" in explain("modelrollout.spec.output.embedding")
+    assert "a model is never judged on broken inputs" in explain("modelrollout.spec.expectations")
