@@ -67,6 +67,14 @@ def test_bare_on_key_is_accepted_as_yaml_reads_it():
     (lambda d: d["spec"].update(service={"name": "fraud", "port": 0}), "spec.service.port",
      "greater than or equal to 1"),
     (lambda d: d["spec"].update(service={"name": "fraud"}), "spec.service.port", "Required value"),
+    # the golden step: exactly one source (the CRD's rule), and before any traffic (the parser)
+    (lambda d: d["spec"]["strategy"]["steps"].insert(0, {"golden": {"url": "https://g.test/set.json",
+                                                                   "configMap": {"name": "g", "key": "k"}}}),
+     "spec.strategy.steps[0].golden", "expected exactly one of configMap, url, requests"),
+    (lambda d: d["spec"]["strategy"]["steps"].append({"golden": {"configMap": {"name": "g", "key": "k"}}}),
+     "spec.strategy.steps[5].golden", "must come before any shadow, canary or interleave step (step 0 is shadow)"),
+    (lambda d: d["spec"]["strategy"]["steps"].insert(0, {"golden": {"requests": [{"expected": 1}]}}),
+     "spec.strategy.steps[0].golden.requests[0].request", "Required value"),
 ])
 def test_schema_errors_name_the_field(mutate, path, words):
     """Each kind of bad spec is reported with the field path the apiserver would print and why."""
