@@ -80,6 +80,16 @@ class Replayed:
                 "records": self.records, "windows": self.windows, "transitions": self.transitions}
 
 
+class _NoGolden:
+    """Replay cannot ask the models a golden set again: a golden step's checks are Inconclusive, saying so."""
+
+    def run(self, spec: RolloutSpec):
+        from controller.golden import GoldenUnavailable
+
+        raise GoldenUnavailable("replay cannot ask the models the golden set again (a log holds no golden answers); "
+                                "replay a spec without the golden step to backtest the live checks")
+
+
 def replay_rollout(spec: RolloutSpec, records: Iterable[Outcome], bucket: float | None = None,
                    start: float | None = None, recorder=None) -> Replayed:
     """Run the controller's reconcile step over `spec`'s records (in time order) on a bucket-boundary clock."""
@@ -99,7 +109,7 @@ def replay_rollout(spec: RolloutSpec, records: Iterable[Outcome], bucket: float 
     while True:
         old = out.status
         gatherer.last = None
-        new = reconcile_step(Rollout(spec, old), t, gatherer).status.to_status()
+        new = reconcile_step(Rollout(spec, old), t, gatherer, golden=_NoGolden()).status.to_status()
         out.status = new
         if new.get("lastAnalysisAt") != old.get("lastAnalysisAt") and gatherer.last is not None:
             out.windows += 1

@@ -328,3 +328,19 @@ def test_golden_runner_posts_the_set_to_one_replica_and_tries_the_next(tmp_path)
     bad = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, text="{not json\n")))
     with pytest.raises(GoldenUnavailable, match="golden set: https://sets.test/golden.jsonl line 1"):
         GoldenRunner(http, lambda s: ["http://r2:8080"], fetch=bad).run(spec)
+
+
+def test_replay_says_it_cannot_ask_a_golden_set_again():
+    """A log holds no golden answers: a replayed golden step is Inconclusive saying why, never passed."""
+    from policies.outcome import Outcome
+    from modelrollout.replay import replay_rollout
+
+    spec = make({"requests": [{"request": {}}]}, checks=[{"name": "e", "metric": "error-rate", "max": 0.1}],
+                interval="1s")
+    recs = [Outcome.from_json(json.dumps({
+        "time": 1000.0 + i, "rollout": "fraud", "namespace": "ml", "request_id": str(i), "arm": "baseline",
+        "role": "primary", "version": "v1", "revision": spec.revision, "status": 200, "error": None,
+        "latency_ms": 1, "output": 0.5, "features": None, "segments": None})) for i in range(20)]
+    st = replay_rollout(spec, recs).status
+    assert st["phase"] == "Paused" and st["pauseReason"] == "inconclusive"
+    assert "replay cannot ask the models the golden set again" in st["message"]
