@@ -80,23 +80,17 @@ class Replayed:
                 "records": self.records, "windows": self.windows, "transitions": self.transitions}
 
 
-class _NoGolden:
-    """Replay cannot ask the models a golden set again: a golden step's checks are Inconclusive, saying so."""
-
-    def run(self, spec: RolloutSpec):
-        from controller.golden import GoldenUnavailable
-
-        raise GoldenUnavailable("replay cannot ask the models the golden set again (a log holds no golden answers); "
-                                "replay a spec without the golden step to backtest the live checks")
-
-
 def replay_rollout(spec: RolloutSpec, records: Iterable[Outcome], bucket: float | None = None,
-                   start: float | None = None, recorder=None) -> Replayed:
+                   start: float | None = None, recorder=None, config_maps=None) -> Replayed:
     """Run the controller's reconcile step over `spec`'s records (in time order) on a bucket-boundary clock."""
     from controller.core import reconcile_step
     from modelrollout.local import bucket_seconds, deciding_check
 
-    mine = [r for r in records if r.rollout == spec.name and r.namespace in ("", spec.namespace)]
+    from modelrollout.local_golden import LoggedGolden
+
+    everything = [r for r in records if r.rollout == spec.name and r.namespace in ("", spec.namespace)]
+    golden = LoggedGolden(everything, config_maps)
+    mine = [r for r in everything if r.role != "golden"]
     if not mine:
         raise LogError(f"the log has no records of rollout {spec.key}")
     bucket = bucket or bucket_seconds([spec])
@@ -109,7 +103,7 @@ def replay_rollout(spec: RolloutSpec, records: Iterable[Outcome], bucket: float 
     while True:
         old = out.status
         gatherer.last = None
-        new = reconcile_step(Rollout(spec, old), t, gatherer, golden=_NoGolden()).status.to_status()
+        new = reconcile_step(Rollout(spec, old), t, gatherer, golden=golden).status.to_status()
         out.status = new
         if new.get("lastAnalysisAt") != old.get("lastAnalysisAt") and gatherer.last is not None:
             out.windows += 1
@@ -165,14 +159,17 @@ def record_from_log(path: Path, spec_path: Path | None = None) -> dict[str, Any]
     recorder = RunRecorder(str(path), records[0].time)
     recorder.finished = records[-1].time
     if spec_path is not None:
+        from modelrollout.local_golden import config_maps
+
+        maps = config_maps(spec_path)
         for rollout in load_rollouts(spec_path):
             recorder.add_rollout(rollout.spec)
-            result = replay_rollout(rollout.spec, records, recorder=recorder)
+            result = replay_rollout(rollout.spec, records, recorder=recorder, config_maps=maps)
             recorder.finish(rollout.spec.key, result.status)
         return recorder.to_dict()
     groups: dict[tuple[str, str], list[Outcome]] = {}
     for r in records:
-        if r.role != "feedback":
+        if r.role not in ("feedback", "golden"):
             groups.setdefault((r.rollout, r.namespace or "default"), []).append(r)
     rebuilt = []
     for (name, ns), recs in sorted(groups.items()):
@@ -225,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
+        from modelrollout.local_golden import config_maps
+
         rollouts = load_rollouts(args.file)
+        maps = config_maps(args.file)
         records = read_log(args.log)
-        results = [replay_rollout(r.spec, records, args.bucket, args.start) for r in rollouts]
+        results = [replay_rollout(r.spec, records, args.bucket, args.start, config_maps=maps) for r in rollouts]
     except (SpecError, LogError) as e:
         print(f"modelrollout replay: {e}", file=sys.stderr)
         return 2

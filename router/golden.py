@@ -7,17 +7,20 @@ its own target for that rollout with each body, exactly as it calls them for a l
 keep-alive client, `predictPath`, `Content-Type`, `x-request-id`, `spec.timeout`) plus the header
 `x-modelrollout-golden: true`, reads each answer at `spec.output.path` the way live answers are read, and
 answers the pairs in the set's order. Golden calls are counted in `modelrollout_router_golden_requests_total`
-only: they never enter the summaries, the live metrics, the prediction log or feedback.
+only and logged with the role `golden` (request ids `golden-RUN-INDEX`): they never enter the summaries, the
+live metrics or feedback, and replay reads them back (`modelrollout.replay`).
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 import orjson
 
 from policies.golden_spec import MAX_CASES
+from policies.outcome import Outcome
 from router.core import Reply, Router, Target, error_reply
 from router.shadow import read_output
 from router.upstream import Answer
@@ -53,6 +56,7 @@ async def answer_golden(router: Router, name: str, namespace: str | None, body: 
                                                       f"--max-body {router.settings.max_body_bytes}")
     run = os.urandom(6).hex()
     limit = asyncio.Semaphore(CONCURRENCY)
+    now = time.time()
 
     async def one(i: int, payload: bytes) -> dict[str, Any]:
         headers = {"Content-Type": "application/json", "x-request-id": f"golden-{run}-{i}", GOLDEN_HEADER: "true"}
@@ -60,8 +64,15 @@ async def answer_golden(router: Router, name: str, namespace: str | None, body: 
             a, b = await asyncio.gather(
                 router.upstreams.call(spec.baseline.url, spec.predict_path, payload, headers, spec.timeout),
                 router.upstreams.call(spec.candidate.url, spec.predict_path, payload, headers, spec.timeout))
-        return {"baseline": _view(router, target, spec.baseline.version, a),
-                "candidate": _view(router, target, spec.candidate.version, b)}
+        out = {"baseline": _view(router, target, spec.baseline.version, a),
+               "candidate": _view(router, target, spec.candidate.version, b)}
+        for arm, version in (("baseline", spec.baseline.version), ("candidate", spec.candidate.version)):
+            v = out[arm]
+            # logged with their own role (the fold skips it): replay judges the golden step from the log
+            router.keep(target.calls, Outcome.answer(now, headers["x-request-id"], spec.name, spec.namespace,
+                                                     spec.revision, version, arm, "golden", v["status"], v["error"],
+                                                     v["latency_ms"], v["output"], None, None))
+        return out
 
     answers = await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
     return Reply(200, orjson.dumps({"rollout": spec.name, "namespace": spec.namespace, "revision": spec.revision,

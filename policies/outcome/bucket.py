@@ -269,7 +269,8 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
     """Add outcome records, in order, to their bucket (every record belongs to `b`: same rollout, revision and
     bucket).
 
-    Records of overridden requests (`override`: the caller picked the version) are skipped. Answers count a
+    Records of overridden requests (`override`: the caller picked the version) and golden answers (role
+    `golden`) are skipped. Answers count a
     request for their arm and add its error kind, its latency (when there was an HTTP
     answer), its prediction and features (sampled by `key_from_request_id`, so every version samples the same
     requests), its segments and attributions; a shadow answer with both outputs adds a shadow pair. Feedback
@@ -288,8 +289,8 @@ def fold(b: Bucket, records: Sequence[Outcome], spec: RolloutSpec) -> None:
     agreements = ranking_agreements(spec) if kind == "ranking" else ()
     expect = spec.expectations is not None
     for rec in records:
-        if rec.override:                # the caller picked the version: logged, never analysed
-            continue
+        if rec.override or rec.role == "golden":   # logged, never analysed: the caller picked the version;
+            continue                                # a golden step's answer (policies.golden judges those)
         arm = rec.arm
         if arm == "baseline":
             a = base

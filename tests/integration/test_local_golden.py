@@ -111,3 +111,26 @@ def test_the_report_shows_the_golden_step_and_its_checks(run):
     assert "golden-max-abs-delta" in section and "golden-accuracy" in section
     record = next(x for x in r.record()["rollouts"] if x["key"] == "ci/golden-wrong")
     assert record["outcome"]["phase"] == "RolledBack" and record["outcome"]["check"].startswith("golden-")
+
+
+def test_replay_of_the_runs_log_judges_the_golden_step_as_it_went(run):
+    """The router logged the golden answers with their own role; `modelrollout replay` of the same file reads
+    them back (and the ConfigMap beside the rollouts) and decides the golden step as the run did."""
+    import subprocess
+    import sys
+
+    from tests.integration.test_local import ENV, REPO
+
+    r, _, _, _ = run
+    lines = [json.loads(line) for p in sorted((r.log_dir).glob("predictions-*.jsonl"))
+             for line in p.read_text().splitlines()]
+    golden = [x for x in lines if x["role"] == "golden"]
+    assert len(golden) == 2 * 2 * N and {x["arm"] for x in golden} == {"baseline", "candidate"}
+    assert all(x["request_id"].startswith("golden-") for x in golden)
+    out = subprocess.run([sys.executable, "-m", "modelrollout.cli", "replay", str(r.file), "--log", str(r.log_dir),
+                          "--json"], capture_output=True, text=True, env=ENV, cwd=str(REPO), timeout=120)
+    assert out.returncode == 0, out.stderr
+    decided = json.loads(out.stdout.strip().splitlines()[-1])["rollouts"]
+    assert decided["ci/golden-wrong"]["phase"] == "RolledBack", out.stdout
+    assert decided["ci/golden-wrong"]["check"] in ("golden-max-abs-delta", "golden-accuracy"), out.stdout
+    assert decided["ci/golden-right"]["phase"] == "Promoted", out.stdout

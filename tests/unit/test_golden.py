@@ -330,17 +330,26 @@ def test_golden_runner_posts_the_set_to_one_replica_and_tries_the_next(tmp_path)
         GoldenRunner(http, lambda s: ["http://r2:8080"], fetch=bad).run(spec)
 
 
-def test_replay_says_it_cannot_ask_a_golden_set_again():
-    """A log holds no golden answers: a replayed golden step is Inconclusive saying why, never passed."""
+def test_replay_judges_the_golden_step_on_the_logged_golden_answers():
+    """The router logs golden answers with the role golden (never folded): replay judges the golden step on
+    them, run by run, and says so when the log holds none."""
     from policies.outcome import Outcome
     from modelrollout.replay import replay_rollout
 
-    spec = make({"requests": [{"request": {}}]}, checks=[{"name": "e", "metric": "error-rate", "max": 0.1}],
-                interval="1s")
-    recs = [Outcome.from_json(json.dumps({
-        "time": 1000.0 + i, "rollout": "fraud", "namespace": "ml", "request_id": str(i), "arm": "baseline",
-        "role": "primary", "version": "v1", "revision": spec.revision, "status": 200, "error": None,
-        "latency_ms": 1, "output": 0.5, "features": None, "segments": None})) for i in range(20)]
-    st = replay_rollout(spec, recs).status
+    spec = make({"requests": [{"request": {}, "expected": 0.5}, {"request": {}, "expected": 0.5}],
+                 "minAccuracy": 1.0}, checks=[{"name": "e", "metric": "error-rate", "max": 0.1}], interval="1s")
+
+    def rec(i, **kw):
+        return Outcome.from_json(json.dumps({
+            "time": 1000.0 + i, "rollout": "fraud", "namespace": "ml", "request_id": str(i), "arm": "baseline",
+            "role": "primary", "version": "v1", "revision": spec.revision, "status": 200, "error": None,
+            "latency_ms": 1, "output": 0.5, "features": None, "segments": None, **kw}))
+    live = [rec(i) for i in range(20)]
+    golden = [rec(1.5, request_id=f"golden-ab12-{i}", role="golden", arm=arm, output=out)
+              for i in range(2) for arm, out in (("baseline", 0.5), ("candidate", 0.9 if i else 0.5))]
+    st = replay_rollout(spec, live + golden).status
+    assert st["phase"] == "RolledBack", st["message"]
+    assert "golden-accuracy 0.5 < 1: 1/2 expected outputs matched; wrong on #1 (baseline 2/2)" in st["message"]
+    st = replay_rollout(spec, live).status
     assert st["phase"] == "Paused" and st["pauseReason"] == "inconclusive"
-    assert "replay cannot ask the models the golden set again" in st["message"]
+    assert "the log holds 0 complete golden run(s)" in st["message"], st["message"]
