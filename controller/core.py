@@ -22,6 +22,7 @@ from policies.api import Phase
 from policies.expectations import INPUT_CHECK
 from policies.checks import Observations, evaluate
 from policies.errors import ModelRolloutError, verdict_for
+from policies import postpromotion
 from policies.machine import Command, Decision, decide
 from policies.spec import Rollout, RolloutSpec
 from policies.status import CheckResult, RolloutStatus, Verdict
@@ -66,7 +67,8 @@ def next_wakeup(spec: RolloutSpec, status: RolloutStatus, now: float) -> float |
     them a rollout needs no reconcile. `WAKE_MARGIN` is added so a timer never fires just before its
     deadline (the work queue runs on the monotonic clock, decisions on the wall clock)."""
     if status.phase.is_terminal:
-        return None
+        later = postpromotion.next_wakeup(spec, status, now)    # a promoted version judged on delayed labels
+        return None if later is None else later + WAKE_MARGIN
     if status.phase is Phase.VERIFYING and _golden_step(spec, status):
         last = status.last_analysis_at if status.step_windows else None
         return WAKE_MARGIN if last is None else max(0.0, last + spec.analysis.interval - now) + WAKE_MARGIN
@@ -188,7 +190,22 @@ def step(spec: RolloutSpec, status: RolloutStatus, now: float, source: EvidenceS
     else:
         window = analysis_window(spec, status, now)
         results = evaluate_window(spec, status, window, source) if window is not None else None
-    return decide(spec, status, results, now, command)
+    return decide(spec, status, results, now, command, labels=label_window(spec, status, now, source))
+
+
+def label_window(spec: RolloutSpec, status: RolloutStatus, now: float,
+                 source: EvidenceSource) -> postpromotion.LabelWindow | None:
+    """After a promotion with `spec.postPromotion`: the label counts of the window due, per version (the
+    routers keep the previous stable as the baseline arm meanwhile), or why they could not be read."""
+    due = postpromotion.window_due(spec, status, now)
+    if due is None:
+        return None
+    judging = postpromotion.judging_spec(spec, status.post_promotion)
+    evidence = gather(source, judging, *due)
+    if evidence.failures:
+        return postpromotion.LabelWindow(*due, failure=describe(evidence.failures))
+    obs = evidence.observations
+    return postpromotion.LabelWindow(*due, obs.baseline.segments, obs.candidate.segments)
 
 
 def reconcile_step(rollout: Rollout, now: float, source: EvidenceSource, command: Command | None = None,

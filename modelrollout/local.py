@@ -263,7 +263,7 @@ class LocalController:
                 self._notify("window", t, old, new, self.evidence.last.get(t.spec.key))
             if _transitioned(old, new):
                 self._notify("transition", t, old, new, None)
-            changed = changed or new.get("routing") != old.get("routing")
+            changed = changed or new.get("routing") != old.get("routing") or _judging(new) != _judging(old)
         if changed:
             self.publish()
 
@@ -320,12 +320,22 @@ _DECIDED_BY_A_CHECK = (Phase.ROLLED_BACK, Phase.PAUSED, Phase.FAILED)
 
 
 def _terminal(status: Mapping[str, Any]) -> bool:
-    return status.get("phase") in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.STABLE)
+    """Finished: a terminal phase, and no promoted version still judged on delayed labels (postPromotion)."""
+    if status.get("phase") not in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.STABLE):
+        return False
+    pp = status.get("postPromotion")
+    return not (isinstance(pp, Mapping) and pp.get("state") == "Judging")
+
+
+def _judging(status: Mapping[str, Any]) -> Any:
+    """What the routers serve differently after a promotion (both arms while judging, postPromotion)."""
+    pp = status.get("postPromotion")
+    return pp.get("state") if isinstance(pp, Mapping) else None
 
 
 def _transitioned(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return (old.get("phase"), old.get("currentStep"), old.get("routing")) != \
-        (new.get("phase"), new.get("currentStep"), new.get("routing"))
+    return (old.get("phase"), old.get("currentStep"), old.get("routing"), _judging(old)) != \
+        (new.get("phase"), new.get("currentStep"), new.get("routing"), _judging(new))
 
 
 # --- output -------------------------------------------------------------------------------------------

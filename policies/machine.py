@@ -16,6 +16,11 @@ README.md "Verdicts and actions" and docs/contracts.md; the non-obvious choices:
 * A new candidate revision (flagger#30) restarts from step 0 with fresh counters and calibration — also
   from Promoted, RolledBack or Failed: a new revision is a new rollout. `retry` restarts the same revision
   from step 0 with fresh counters but keeps the A/A calibration, which describes the baseline only.
+* After a promotion with `spec.postPromotion` the promoted version is still judged on the labels that
+  arrive late (`policies.postpromotion`, given to `decide` as `labels`, one window at a time): a check that
+  fails its `failureLimit` windows makes the promotion Regretted (Warning Event `PromotionRegretted` with
+  the numbers); with `action: rollback` the previous stable is the stable again (phase RolledBack, routing
+  100% to it). The phase stays Promoted (or Stable) while it judges, so nothing else changes meanwhile.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from .api import COMMAND_ANNOTATION, Condition as Cond
-from . import sequential
+from . import postpromotion, sequential
 from .checks import check_severity
 from .errors import InvalidInput
 from .expectations import INPUT_CHECK
@@ -104,8 +109,10 @@ class Decision:
 
 
 def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
-           results: Iterable[CheckResult] | None, now: float, command: Command | None = None) -> Decision:
-    """The next status and the actions to carry out. `results=None`: no analysis window this time."""
+           results: Iterable[CheckResult] | None, now: float, command: Command | None = None,
+           labels: postpromotion.LabelWindow | None = None) -> Decision:
+    """The next status and the actions to carry out. `results=None`: no analysis window this time;
+    `labels`: a post-promotion window of label counts (`policies.postpromotion.window_due`), or None."""
     before = RolloutStatus.from_status(status)
     spec = spec.resolved(before.stable)
     m = _Machine(spec, now)
@@ -132,6 +139,7 @@ def decide(spec: RolloutSpec, status: RolloutStatus | Mapping[str, Any] | None,
         else:
             s = m.record(s, list(results))
             s = m.act_on_checks(s)
+    s = m.after_promotion(s, labels)
     s = m.advance(s)
     s = m.describe(s)
     s = replace(s, step_duration=_step_duration(spec, s))
@@ -220,7 +228,8 @@ class _Machine:
             why = "retry: restarting from step 1"
         why += f", compared with {self.baseline_label()}"
         event = "Started" if not restart else ("RevisionChanged" if s.revision != self.spec.revision else "Restarted")
-        s = replace(s, revision=self.spec.revision, checks=checks, pause_reason=None, message=why)
+        s = replace(s, revision=self.spec.revision, checks=checks, pause_reason=None, message=why,
+                    post_promotion=None)
         s = s.with_history(self.now, event, why)
         self.emit("Normal", event, why)
         if s.conditions:
@@ -263,7 +272,8 @@ class _Machine:
         text = f"steady state: {b.version} serves all traffic, no rollout"
         s = replace(s, phase=Phase.STABLE, revision=self.spec.revision, routing=Routing(), checks=(),
                     current_step=0, step_started_at=None, step_windows=0, last_analysis_at=None,
-                    pause_reason=None, message=text)
+                    pause_reason=None, message=text,
+                    post_promotion=s.post_promotion if s.revision == self.spec.revision else None)
         if s.conditions:
             s = s.with_condition(Cond.INVALID_SPEC, "False", "SpecValid", "spec is valid", self.now)
         self.emit("Normal", "Stable", text)
@@ -279,9 +289,34 @@ class _Machine:
     def promote(self, s: RolloutStatus, why: str) -> RolloutStatus:
         text = f"promoted {self.spec.candidate.version}: {why}; it is the stable now"
         s = replace(s, phase=Phase.PROMOTED, routing=Routing(100), pause_reason=None, message=text,
-                    current_step=len(self.spec.steps), stable=self.spec.candidate)
+                    current_step=len(self.spec.steps), stable=self.spec.candidate,
+                    post_promotion=postpromotion.begin(self.spec, self.spec.baseline, self.spec.candidate, self.now))
         self.emit("Normal", "Promoted", text)
         return s.with_history(self.now, "Promoted", text)
+
+    def after_promotion(self, s: RolloutStatus, labels: postpromotion.LabelWindow | None) -> RolloutStatus:
+        """While the promoted version is judged on delayed labels: fold `labels`, then regret or confirm."""
+        st = postpromotion.judging(s)
+        if st is None:
+            return s
+        new = postpromotion.advance(self.spec.post_promotion, st, labels, self.now)
+        s = replace(s, post_promotion=new)
+        if new.state == postpromotion.REGRETTED:
+            rollback = self.spec.post_promotion is not None and self.spec.post_promotion.action == "rollback"
+            if not rollback:
+                text = f"{new.message} (action alert: {new.promoted.version} keeps serving)"
+                self.emit("Warning", "PromotionRegretted", text)
+                return replace(s, message=text).with_history(self.now, "Regretted", text)
+            text = f"{new.message}; the previous stable {new.previous.version} serves again"
+            self.severity = "error"
+            s = replace(s, phase=Phase.ROLLED_BACK, routing=Routing(), stable=new.previous, pause_reason=None,
+                        message=text)
+            self.emit("Warning", "PromotionRegretted", text)
+            return s.with_history(self.now, "Regretted", text)
+        if new.state == postpromotion.CONFIRMED:
+            self.emit("Normal", "PromotionConfirmed", new.message)
+            return replace(s, message=new.message).with_history(self.now, "Confirmed", new.message)
+        return s
 
     def rollback(self, s: RolloutStatus, why: str, severity: str, by_user: bool = False,
                  check: CheckState | None = None) -> RolloutStatus:

@@ -19,6 +19,8 @@ from policies.notifications import (  # noqa: F401  (re-exported)
     parse_notification as _notification,
 )
 from policies.expectations import INPUT_CHECK, ExpectationsSpec, parse_expectations
+from policies.fallback import FallbackSpec, parse_fallback as _fallback
+from policies.regret import PostPromotionSpec, parse_post_promotion as _post_promotion
 from policies.privacy import PrivacySpec, check_privacy as _check_privacy, parse_privacy as _privacy
 from policies.specreader import (  # noqa: F401  (re-exported)
     FIELD_PATH as _FIELD_PATH, Reader as _Reader, SpecError, format_duration, parse_duration, url_field as _url,
@@ -194,6 +196,10 @@ class RolloutSpec:
     """The spec names no candidate (`resolved` made the stable the candidate)."""
     expectations: ExpectationsSpec | None = None
     """What the live inputs must look like for a window to judge the models (`policies.expectations`)."""
+    fallback: FallbackSpec | None = None
+    """What the router answers when the chosen version fails (`policies.fallback`); None: the failure."""
+    post_promotion: PostPromotionSpec | None = None
+    """Judging the promoted version on delayed labels after the promotion (`policies.regret`)."""
 
     def resolved(self, stable: VersionRef | None) -> "RolloutSpec":
         """The spec as the rollout runs it: the baseline is the stable once a promotion made one (whatever
@@ -225,7 +231,8 @@ class RolloutSpec:
         return c is None or (c.version == b.version and c.url == b.url)
 
     def segments(self) -> tuple[str, ...]:
-        return tuple(sorted({c.segment for c in self.analysis.checks if c.segment}))
+        later = self.post_promotion.segments() if self.post_promotion is not None else ()
+        return tuple(sorted({c.segment for c in self.analysis.checks if c.segment} | set(later)))
 
     @property
     def golden(self) -> GoldenSpec | None:
@@ -476,6 +483,9 @@ def parse_spec(spec: Any, name: str, namespace: str = "default", path: str = "sp
         steps=steps, analysis=analysis, notifications=notifications,
         timeout=r.duration("timeout", 10.0), shadow_timeout=r.duration("shadowTimeout", 10.0),
         generation=generation, privacy=privacy, service=service, expectations=expectations,
+        fallback=_fallback(r.sub("fallback"), output.path),
+        post_promotion=_post_promotion(r.sub("postPromotion"), analysis.interval, analysis.min_samples,
+                                       analysis.failure_limit),
     )
 
 

@@ -228,6 +228,57 @@ class HistoryEntry:
         return HistoryEntry(t if t is not None else 0.0, _int(d.get("step"), 0), str(d.get("action") or ""),
                             str(d.get("reason") or ""), phase, routing, DecidingCheck.from_status(d.get("check")))
 
+@dataclass(frozen=True)
+class PostPromotionState:
+    """`status.postPromotion`: judging the promoted version on the labels that arrive after its promotion
+    (`spec.postPromotion`, `policies.regret` and `policies.postpromotion`)."""
+
+    state: str
+    """`Judging` until `until`, then `Confirmed`; `Regretted` when a check failed for failureLimit windows."""
+    previous: VersionRef
+    """The stable before the promotion: what the promoted version is compared with (and restored on regret
+    with `action: rollback`)."""
+    promoted: VersionRef
+    since: float
+    until: float
+    last_analysis_at: float | None = None
+    windows: int = 0
+    counts: Mapping[str, Any] | None = None
+    """Cumulative label counts since the promotion, per arm (`baseline`: the previous stable, `candidate`:
+    the promoted version), in the summaries' segment-count form `{field: {value: [6 counts]}}`."""
+    checks: tuple[CheckState, ...] = ()
+    message: str = ""
+
+    @property
+    def judging(self) -> bool:
+        return self.state == "Judging"
+
+    def to_status(self) -> dict[str, Any]:
+        return {"state": self.state, "previous": {"version": self.previous.version, "url": self.previous.url},
+                "promoted": {"version": self.promoted.version, "url": self.promoted.url},
+                "since": rfc3339(self.since), "until": rfc3339(self.until),
+                "lastAnalysisAt": rfc3339(self.last_analysis_at) if self.last_analysis_at is not None else None,
+                "windows": self.windows, "counts": dict(self.counts or {}),
+                "checks": [c.to_status() for c in self.checks], "message": self.message}
+
+    @staticmethod
+    def from_status(d: Any) -> "PostPromotionState | None":
+        if not isinstance(d, Mapping):
+            return None
+        previous, promoted = stable_from(d.get("previous")), stable_from(d.get("promoted"))
+        since, until = parse_time(d.get("since")), parse_time(d.get("until"))
+        state = d.get("state")
+        if previous is None or promoted is None or since is None or until is None or \
+                state not in ("Judging", "Confirmed", "Regretted"):
+            return None
+        counts = d.get("counts")
+        return PostPromotionState(
+            state, previous, promoted, since, until, parse_time(d.get("lastAnalysisAt")),
+            _int(d.get("windows"), 0, 0), dict(counts) if isinstance(counts, Mapping) and counts else None,
+            tuple(CheckState.from_status(c) for c in _list(d.get("checks"))
+                  if isinstance(c, Mapping) and isinstance(c.get("name"), str)),
+            str(d.get("message") or ""))
+
 
 @dataclass(frozen=True)
 class RolloutStatus:
@@ -258,6 +309,8 @@ class RolloutStatus:
     stable: VersionRef | None = None
     """The version the last promotion made the stable: every later candidate is compared with it, and it
     serves everything when no rollout runs (None before the first promotion: `spec.baseline` is)."""
+    post_promotion: PostPromotionState | None = None
+    """The promoted version still judged on delayed labels (`spec.postPromotion`), or how that ended."""
 
     def step_ends_at(self) -> float | None:
         """When the current step's duration is over (None: no timed step running)."""
@@ -314,6 +367,7 @@ class RolloutStatus:
             "pauseReason": self.pause_reason,
             "drift": self.drift,
             "stable": {"version": self.stable.version, "url": self.stable.url} if self.stable else None,
+            **({"postPromotion": self.post_promotion.to_status()} if self.post_promotion is not None else {}),
         }
 
     @staticmethod
@@ -347,6 +401,7 @@ class RolloutStatus:
             pause_reason=pause if isinstance(pause, str) else None,
             drift=drift if isinstance(drift, str) else None,
             stable=stable_from(d.get("stable")),
+            post_promotion=PostPromotionState.from_status(d.get("postPromotion")),
         )
 
 

@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -22,11 +22,13 @@ from policies.interleaving import credit, reward_delta, team_draft
 from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
 from router.extract import get_path, scalar, set_path, split_path
+from router import fallback as _fallback
 from router.feedback import FeedbackKeys, FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics
 from router.predlog import log_metrics, open_log
 from router.privacy import Privacy
 from router.recorder import Recorder, keep_folding
+from router.reply import Reply, error_reply
 from router.routing import BASELINE, CANDIDATE, Routing, pick, served
 from router.settings import RouterSettings
 from router.shadow import Mirror, ShadowCaller, ShadowTarget, read_output, record_call
@@ -39,18 +41,6 @@ OVERRIDE_HEADER = "x-modelrollout-version"
 FEEDBACK_HEADER = "x-feedback-id"
 JSON = "application/json"
 _MAX_REQUEST_ID = 128
-
-
-@dataclass(slots=True)
-class Reply:
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = JSON
-
-
-def error_reply(status: int, error: str, detail: str, headers: list | None = None) -> Reply:
-    return Reply(status, orjson.dumps({"error": error, "detail": detail}), headers or [])
 
 
 @dataclass
@@ -191,28 +181,41 @@ class Router:
         version = target.arms[arm]
         answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
                                            {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
+        if target.spec.fallback is not None and override is None:
+            parsed = self._output(target, answer)
+            if parsed[1] is not None:       # the version failed: the caller gets the fallback's answer
+                reply, result = await _fallback.serve(self, target, version.version, request_id, body, parsed[1],
+                                                      answer.detail or "answered no valid prediction")
+                self.answered(target, now, request_id, arm, answer, doc, body, False, sticky, parsed, result)
+                return reply
+            feedback_id = self.answered(target, now, request_id, arm, answer, doc, body, False, sticky, parsed)
+            return self._reply(answer, version.version, request_id, feedback_id)
         feedback_id = self.answered(target, now, request_id, arm, answer, doc, body, override is not None, sticky)
         return self._reply(answer, version.version, request_id, feedback_id)
 
     def answered(self, target: Target, now: float, request_id: str, arm: str, answer: Answer, doc: Any,
-                 body: bytes | None, override: bool = False, sticky: str | None = None) -> str | None:
+                 body: bytes | None, override: bool = False, sticky: str | None = None,
+                 parsed: tuple | None = None, fallback: str | None = None) -> str | None:
         """After a primary answer (the predict API's or a transparent predictPath request's): record it,
         issue its feedback id (returned, for `x-feedback-id`) and, when shadowing and the baseline answered,
         mirror `body` (None: the request body is not at hand, no mirror). An `override` answer is only
-        recorded (flagged), and takes no feedback (None)."""
+        recorded (flagged), and takes no feedback (None). `parsed`: the answer's `_output` when the caller
+        read it already; `fallback`: the caller got the fallback instead (`served` or `failed`), which the
+        record says and which takes no feedback id (None)."""
         features, segments = self._inputs(target, doc) if doc is not None else (None, None)
         version = target.arms[arm].version
-        output, error, extras = self._output(target, answer)
+        output, error, extras = parsed if parsed is not None else self._output(target, answer)
         share = target.routing.candidate_weight / 100.0       # the split that chose `arm` for this request
         propensity = None if override else share if arm == CANDIDATE else 1.0 - share
         self._record(target, now, request_id, arm, version, "primary", answer, output, error,
                      features, segments, doc, extras=extras, override=override, sticky=sticky,
-                     propensity=propensity)
+                     propensity=propensity, fallback=fallback)
         if propensity is None:
             # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
             return None
-        feedback_id = self.issued.issue(request_id, Issued(target.spec.key, target.spec.revision, arm, version,
-                                                           output, segments, None, now, propensity))
+        # an answer the fallback gave takes no feedback: the version did not make that prediction
+        feedback_id = None if fallback is not None else self.issued.issue(request_id, Issued(
+            target.spec.key, target.spec.revision, arm, version, output, segments, None, now, propensity))
         if target.routing.shadow and arm == BASELINE and body is not None:
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
@@ -253,13 +256,13 @@ class Router:
     def _record(self, target: Target, now: float, request_id: str, arm: str, version: str, role: str,
                 answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
                 doc: Any = None, extras: dict | None = None, override: bool = False,
-                sticky: str | None = None, propensity: float | None = None) -> None:
+                sticky: str | None = None, propensity: float | None = None, fallback: str | None = None) -> None:
         # The body goes to the keeper only when the spec's privacy settings keep or hash it (router.privacy).
         logged = doc if doc is not None and target.spec.privacy.inputs != "drop" else None
         self.keep(target.calls, record_call(self.metrics, target.calls, now, request_id, arm, version, role, answer,
                                             output, error, features, segments, extras=extras,
                                             input_doc=logged, override=override, sticky=sticky,
-                                            propensity=propensity))
+                                            propensity=propensity, fallback=fallback))
 
     def keep_here(self, target: ShadowTarget, record: Outcome) -> None:
         record = self.privacy.apply(target.spec, record)
@@ -291,6 +294,10 @@ class Router:
         for arm, ans, out, err in ((BASELINE, a, out_a, err_a), (CANDIDATE, b, out_b, err_b)):
             self._record(target, now, request_id, arm, target.arms[arm].version, "interleave", ans, out, err,
                          features, segments, doc if arm == BASELINE else None, sticky=sticky, propensity=1.0)
+        if err_a is not None and err_b is not None and spec.fallback is not None:
+            # Both failed: the caller gets the fallback's answer (both failures are recorded above).
+            return (await _fallback.serve(self, target, label_of(spec), request_id, body, err_a,
+                                          a.detail or "answered no valid prediction", headers))[0]
         if out_a is None or out_b is None:
             # One side failed: serve the other unmerged; the impression earns no interleaving credit.
             arm, ans, out = (CANDIDATE, b, out_b) if out_a is None and out_b is not None else (BASELINE, a, out_a)
@@ -301,7 +308,7 @@ class Router:
         response = orjson.loads(a.body)
         if not set_path(response, target.output_path, merged):
             response = merged
-        label = f"{spec.baseline.version}+{spec.candidate.version}"
+        label = label_of(spec)
         fid = self.issued.issue(request_id, Issued(spec.key, spec.revision, "interleave", label, merged, segments,
                                                    dict(zip(merged, teams)), now))
         return Reply(200, orjson.dumps(response), [("x-model-version", label), ("x-request-id", request_id),
@@ -462,6 +469,11 @@ class Router:
         if self.log is not None:
             await self.log.close()
         await self.upstreams.close()
+
+
+def label_of(spec: RolloutSpec) -> str:
+    """The version label of an interleaved answer (both rankers)."""
+    return f"{spec.baseline.version}+{spec.candidate.version}"
 
 
 def _feedback_problem(doc: Any) -> str | None:

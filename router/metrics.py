@@ -58,6 +58,7 @@ class RouterMetrics:
         self.overrides: dict[tuple, int] = defaultdict(int)       # rollout, namespace, version, code
         self.passthrough: dict[tuple, int] = defaultdict(int)     # rollout, namespace, version, code
         self.golden: dict[tuple, int] = defaultdict(int)          # rollout, namespace, version, code
+        self.fallback: dict[tuple, int] = defaultdict(int)        # rollout, namespace, version, reason, result
         self.gauges: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
 
     def observe(self, rollout: str, namespace: str, version: str, role: str, code: int | None,
@@ -158,11 +159,18 @@ class RouterMetrics:
         for k, v in list(self.golden.items()):
             c.add_metric(list(k), v)
         yield c
+        c = CounterMetricFamily("modelrollout_router_fallback", "Answers given by spec.fallback because the chosen "
+                                "version failed (reason: its error kind); result served, or failed (the caller "
+                                "got 502 fallback failed). The version's own failure is counted as usual.",
+                                labels=["rollout", "rollout_namespace", "version", "reason", "result"])
+        for k, v in list(self.fallback.items()):
+            c.add_metric(list(k), v)
+        yield c
         for gauge in self.gauges:
             yield from gauge()
 
     _COUNTERS = ("requests", "errors", "shadow_dropped", "shadow_queued", "latency_excluded", "interleave", "feedback",
-                 "client_errors", "overrides", "passthrough", "golden")
+                 "client_errors", "overrides", "passthrough", "golden", "fallback")
     _HISTOGRAMS = ("durations", "predictions")
 
     def snapshot(self) -> dict:

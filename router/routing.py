@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 from policies.api import Phase
 from policies.spec import Rollout, RolloutSpec, SpecError
-from policies.status import stable_from
+from policies.postpromotion import judging, judging_spec
+from policies.status import RolloutStatus, stable_from
 
 BUCKETS = 10_000
 BASELINE, CANDIDATE = "baseline", "candidate"
@@ -60,8 +61,15 @@ def served(rollout: Rollout) -> tuple[RolloutSpec, Routing]:
 
     100% baseline (the stable) in a steady state, and while the status is about another candidate revision
     than the spec's (the controller has not started the new one yet: nobody meets an unannounced
-    candidate). Raises SpecError for a malformed `status.routing` or `status.stable`."""
+    candidate). While a promoted version is judged on delayed labels (`status.postPromotion`), the previous
+    stable stays the baseline arm and the promoted version serves 100% as the candidate, so each label is
+    credited to the version that predicted. Raises SpecError for a malformed `status.routing` or
+    `status.stable`."""
     status = rollout.status or {}
+    if rollout.spec.post_promotion is not None and status.get("postPromotion") is not None:
+        st = judging(RolloutStatus.from_status(status))
+        if st is not None:
+            return judging_spec(rollout.spec, st), Routing(100.0)
     raw = status.get("stable")
     stable = stable_from(raw)
     if raw is not None and stable is None:

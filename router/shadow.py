@@ -119,7 +119,7 @@ def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id:
                 role: str, answer: Answer, output: Any, error: str | None, features: dict | None,
                 segments: dict | None, primary_output: Any = None, extras: dict | None = None,
                 input_doc: Any = None, override: bool = False, sticky: str | None = None,
-                propensity: float | None = None) -> Outcome:
+                propensity: float | None = None, fallback: str | None = None) -> Outcome:
     """Count one model call in `metrics` and return its outcome record (as seen: the spec's privacy settings
     are applied by whoever keeps it, `router.privacy`). An `override` (the caller picked the version) is
     counted apart and its record flagged, so it never enters the analysis. `propensity`: the probability with
@@ -145,6 +145,8 @@ def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id:
         more["propensity"] = propensity
     if excluded is not None:
         more["latency_excluded"] = excluded
+    if fallback is not None:
+        more["fallback"] = fallback
     return Outcome.answer(now, request_id, spec.name, spec.namespace, spec.revision, version, arm, role,
                           answer.status, error, round(answer.latency * 1000.0, 3), output, features, segments, **more)
 

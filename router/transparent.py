@@ -14,7 +14,10 @@ version the split picks for it (sticky by `spec.strategy.stickiness.header`), pa
   mirror when shadowing); it carries `x-request-id` (the caller's, or one generated) both ways. Every other
   request is counted in `modelrollout_router_passthrough_requests_total` and nothing more;
 * interleaving (ranking rollouts) merges both versions' answers to `POST predictPath`, as the API does;
-* the override header is honoured only with `--allow-override`, and such answers are never analysed.
+* the override header is honoured only with `--allow-override`, and such answers are never analysed;
+* with `spec.fallback`, a `predictPath` answer is read whole before it is sent (bounded like a recorded one),
+  so that a failed one (5xx, timeout, unreachable, no valid prediction) is replaced by the fallback's
+  answer (`router.fallback`); the failure is recorded as without a fallback.
 
 A bare `name` that several namespaces' rollouts use as their Service is ambiguous (the router cannot know
 the caller's namespace): 421 `ambiguous host`, call it `name.ns`. A Host that names no rollout's Service
@@ -30,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from router import fallback as _fallback
 from router.core import OVERRIDE_HEADER, Reply, Router, Target, error_reply
 from router.proxy import HOP_BY_HOP, Closed, Proxy, Stream, chunk, strip_hop_by_hop
 from router.routing import pick
@@ -293,6 +297,8 @@ class Transparent:
                 task.cancel()
             answer = Answer(None, b"", "", error, time.perf_counter() - timing[0], detail, timing[1],
                             "connect" if timing[1] >= CONNECT_UNFAIR else None)
+            if predict and not forced and spec.fallback is not None:
+                return await self._fallback(send, target, now, request_id, arm, answer, kept, sticky_key, fwd)
             self._account(target, now, request_id, arm, answer, kept, predict, forced, sticky_key, True)
             what = {"timeout": (504, "model timeout"), "unreachable": (502, "model unreachable")}[error]
             headers = [("x-model-version", version.version)] + ([("x-request-id", request_id)] if predict else [])
@@ -321,8 +327,13 @@ class Transparent:
             out.append((b"x-request-id", request_id.encode()))
         record = predict and (status >= 500 or (_is_json(ctype) and not encoded))
         start = {"type": "http.response.start", "status": status, "headers": out}
-        if conn.done:                   # the whole answer is here: one write, one segment
-            payload = conn.take()
+        whole = None
+        if predict and not forced and spec.fallback is not None:
+            whole = await self._judge_whole(target, conn, pump, pool, status, ctype, encoded, timing)
+            if isinstance(whole, Answer):
+                return await self._fallback(send, target, now, request_id, arm, whole, kept, sticky_key, fwd)
+        if whole is not None or conn.done:  # the whole answer is here: one write, one segment
+            payload = whole if whole is not None else conn.take()
             await send(start)
             await send({"type": "http.response.body", "body": payload})
         else:
@@ -362,8 +373,68 @@ class Transparent:
         asyncio.get_running_loop().call_soon(self._account, target, now, request_id, arm, answer, kept, predict,
                                              forced, sticky_key, record)
 
+    async def _judge_whole(self, target: Target, conn: Stream, pump: list, pool, status: int, ctype: bytes,
+                           encoded: bool, timing: list) -> Answer | bytes | None:
+        """Read a predictPath answer whole (it is sent only then) and judge it: an `Answer` with its error
+        kind when it failed (5xx, broke off, no valid prediction; the model's connection handed back), else
+        the body to send as it is; None when the answer is larger than a recorded one (what was read is
+        then left in the connection's buffer and streamed on, unjudged, as without a fallback)."""
+        spec = target.spec
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                async with asyncio.timeout(spec.timeout):
+                    data = await conn.read()
+            except (TimeoutError, Closed) as e:
+                for task in pump:
+                    task.cancel()
+                conn.close()
+                kind = "timeout" if isinstance(e, TimeoutError) else "unreachable"
+                return Answer(None, b"", "", kind, time.perf_counter() - timing[0],
+                              f"broke off its answer: {str(e) or f'nothing for {spec.timeout:g}s'}", timing[1])
+            if data is None:
+                break
+            pieces.append(data)
+            size += len(data)
+            if size > _RECORD_LIMIT:
+                conn.chunks[:0] = pieces        # streamed on from the start by `_stream`
+                return None
+        payload = b"".join(pieces)
+        kind = None
+        if status >= 500:
+            kind = "http_5xx"
+        elif status == 200 and (encoded or not _is_json(ctype)):
+            kind = "invalid_output"
+        elif status == 200:
+            kind = self.router._output(target, Answer(200, payload, "", None, 0.0))[1]
+        if kind is None:
+            return payload
+        whole = not pump or (pump[0].done() and not pump[0].cancelled() and pump[0].exception() is None
+                             and pump[0].result())
+        if pump and not pump[0].done():
+            pump[0].cancel()
+        pool.give(conn, whole)
+        return Answer(status, payload, ctype.decode("latin-1"), kind, conn.done_at - timing[0],
+                      f"answered HTTP {status}" if status >= 500 else "answered no valid prediction", timing[1],
+                      "connect" if timing[1] >= CONNECT_UNFAIR else None)
+
+    async def _fallback(self, send, target: Target, now: float, request_id: str, arm: str, answer: Answer,
+                        kept: list[bytes] | None, sticky: str | None, fwd: list) -> None:
+        """The chosen version failed (`answer`): record that as it is, answer the caller with the fallback."""
+        body = None
+        if kept:
+            body = kept[0] if len(kept) == 1 else b"".join(kept)
+        extra = {k.decode("latin-1"): v.decode("latin-1") for k, v in fwd
+                 if k not in (b"content-type", b"x-request-id", b"content-length")}
+        reply, result = await _fallback.serve(self.router, target, target.arms[arm].version, request_id, body,
+                                              answer.error, answer.detail or "failed", extra)
+        self._account(target, now, request_id, arm, answer, kept, True, False, sticky, True, result)
+        await self.reply(send, reply, count=False)
+
     def _account(self, target: Target, now: float, request_id: str | None, arm: str, answer: Answer,
-                 kept: list[bytes] | None, predict: bool, forced: bool, sticky: str | None, record: bool) -> None:
+                 kept: list[bytes] | None, predict: bool, forced: bool, sticky: str | None, record: bool,
+                 fallback: str | None = None) -> None:
         """Record and analyse a predictPath exchange (`record`), else count it as passed through."""
         spec = target.spec
         if not (predict and record):
@@ -379,7 +450,7 @@ class Transparent:
                 doc = None
             if doc is None:
                 body = None
-        self.router.answered(target, now, request_id, arm, answer, doc, body, forced, sticky)
+        self.router.answered(target, now, request_id, arm, answer, doc, body, forced, sticky, fallback=fallback)
 
     async def _stream(self, send, start: dict, conn: Stream, receive, timeout: float, record: bool,
                       watch: bool) -> bytes | None:

@@ -33,6 +33,10 @@ class ControllerMetrics:
                                   "1 while the rollout's spec is invalid (condition InvalidSpec): the routers keep "
                                   "its last valid routing and it neither advances nor is analysed",
                                   ["rollout_namespace", "rollout"], registry=r)
+        self.regretted = Gauge("modelrollout_rollout_promotion_regretted",
+                               "1 when a postPromotion check found the promoted version worse than the previous "
+                               "stable on delayed labels (status.postPromotion.state Regretted), else 0",
+                               ["rollout_namespace", "rollout", "version"], registry=r)
         self.weight = Gauge("modelrollout_rollout_weight", "Percent of live traffic routed to the candidate",
                             ["rollout_namespace", "rollout"], registry=r)
         self.check_value = Gauge("modelrollout_check_value", "Last window's value of a check",
@@ -84,6 +88,11 @@ class ControllerMetrics:
         invalid = any(isinstance(c, dict) and c.get("type") == "InvalidSpec" and c.get("status") == "True"
                       for c in status.get("conditions") or [])
         self._set(self.invalid_spec, (ns, name), 1 if invalid else 0)
+        pp = status.get("postPromotion") if isinstance(status.get("postPromotion"), dict) else {}
+        promoted = str((pp.get("promoted") or {}).get("version") or "") if isinstance(pp.get("promoted"), dict) else ""
+        self._drop(ns, name, lambda labels: labels[2] != promoted, (self.regretted,))
+        if promoted:
+            self._set(self.regretted, (ns, name, promoted), 1 if pp.get("state") == "Regretted" else 0)
         specs = {c.name: c for c in spec.analysis.checks + spec.golden_checks} if spec is not None else {}
         checks = [c for c in status.get("checks") or [] if isinstance(c, dict)]
         names = {str(c.get("name", "")) for c in checks}
@@ -119,8 +128,8 @@ class ControllerMetrics:
             self._set(self.input_failing, labels, v)
 
     def _gauges(self) -> tuple[Gauge, ...]:
-        return (self.phase, self.weight, self.invalid_spec, self.check_value, self.check_threshold, self.check_failing,
-                self.check_verdict, self.input_failing)
+        return (self.phase, self.weight, self.invalid_spec, self.regretted, self.check_value, self.check_threshold,
+                self.check_failing, self.check_verdict, self.input_failing)
 
     def _drop(self, ns: str, name: str, match: Any, gauges: tuple[Gauge, ...] | None = None) -> None:
         """Remove the rollout's series whose label values satisfy `match` (check gauges only by default).

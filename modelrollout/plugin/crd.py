@@ -16,7 +16,9 @@ from policies.api import (
     API_VERSION, COMMAND_ANNOTATION, CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, Phase, Verdict,
 )
 from policies.expectations import MAX_ALLOWED, TYPES as EXPECTATION_TYPES
+from policies.fallback import FALLBACK_REASONS
 from policies.privacy import MODES as PRIVACY_MODES
+from policies.regret import REGRET_ACTIONS, REGRET_METRICS
 from policies.spec import (
     ACTIONS, METRICS, NOTIFICATION_SECRET_LABEL, NOTIFY_PHASES, OUTPUT_KINDS, PAGERDUTY_URL, SERVICE_NAME_PATTERN,
 )
@@ -156,6 +158,49 @@ def _expectations() -> dict:
                      "x-kubernetes-list-map-keys": ["name"], "items": feature},
     }, "Input expectations checked on the live inputs every analysis window: broken inputs pause the rollout "
        "and the window judges nothing else (a model is never judged on broken inputs).")
+
+
+def _fallback() -> dict:
+    return _obj({
+        "url": _str("A fallback service (e.g. a heuristic): the request body is POSTed to this URL (path "
+                    "included) and its JSON answer is served.", pattern=URL_PATTERN),
+        "static": {"description": "A static answer served as it is (a JSON object with the prediction at "
+                                  "spec.output.path).", "x-kubernetes-preserve-unknown-fields": True},
+        "timeout": _duration("How long the router waits for the fallback url (default 2s)."),
+    }, "What clients get when the chosen version fails (" + ", ".join(FALLBACK_REASONS) + "): the answer is "
+       "marked with the header x-modelrollout-fallback naming the reason; the failure still counts against "
+       "the version.", **{"x-kubernetes-validations": [
+        {"rule": "has(self.url) != has(self.static)", "message": "expected exactly one of url, static"},
+        {"rule": "!has(self.timeout) || has(self.url)", "message": "timeout applies to a fallback url only",
+         "fieldPath": ".timeout"}]})
+
+
+def _post_promotion() -> dict:
+    return _obj({
+        "duration": _duration("How long after the promotion the promoted version is still judged."),
+        "action": _str("What a failing check does: alert (Event PromotionRegretted and the alert, default) or "
+                       "rollback (also restore the previous stable).", enum=list(REGRET_ACTIONS)),
+        "interval": _duration("How often label counts are read (default analysis.interval)."),
+        "minSamples": _int("Labels per version since the promotion before a check is judged (default "
+                           "analysis.minSamples).", minimum=1),
+        "failureLimit": _int("Consecutive failing windows before the action (default analysis.failureLimit).",
+                             minimum=1),
+        "checks": {"type": "array", "minItems": 1, "maxItems": 16, "x-kubernetes-list-type": "map",
+                   "x-kubernetes-list-map-keys": ["name"], "items": _obj({
+                       "name": _str("Unique within postPromotion.", pattern=CHECK_NAME_PATTERN),
+                       "metric": _str("Judged on the labels since the promotion, against the previous stable.",
+                                      enum=list(REGRET_METRICS)),
+                       "maxDrop": _num("accuracy: the tolerated drop below the previous stable's accuracy "
+                                       "(default 0).", minimum=0, maximum=1),
+                       "minRatioToBaseline": _num("equal-opportunity: fail when shown below this multiple of "
+                                                  "the previous stable's.", minimum=0),
+                       "segment": _str("Request field whose values split traffic into groups.", minLength=1),
+                   }, required=["name", "metric"], **{"x-kubernetes-validations": [
+                       {"rule": "self.metric != 'equal-opportunity' || (has(self.segment) && "
+                                "has(self.minRatioToBaseline))",
+                        "message": "equal-opportunity needs segment and minRatioToBaseline"}]})},
+    }, "After the promotion, keep judging the promoted version on the labels that arrive late, against what the "
+       "previous stable achieved.", required=["duration", "checks"])
 
 
 def _notify_phases(description: str) -> dict:
@@ -323,6 +368,8 @@ def spec_schema() -> dict:
                 "message": "expected exactly one of webhook, slack, pagerduty"}]})},
         "privacy": _privacy(),
         "expectations": _expectations(),
+        "fallback": _fallback(),
+        "postPromotion": _post_promotion(),
         "timeout": _duration("How long the router waits for a model before answering 504 (default 10s)."),
         "shadowTimeout": _duration("How long a mirrored call may take before it is abandoned (default 10s)."),
         "service": _obj({
@@ -370,6 +417,20 @@ def status_schema() -> dict:
         }, "The version the last promotion made the stable: later candidates are compared with it, and it "
            "serves everything when no rollout runs; absent before the first promotion (spec.baseline serves).",
             required=["version", "url"], **null),
+        "postPromotion": _obj({
+            "state": _str("Judging, then Confirmed; Regretted when a postPromotion check failed.",
+                          enum=["Judging", "Confirmed", "Regretted"]),
+            "previous": {"type": "object", "description": "The stable before the promotion.", **loose},
+            "promoted": {"type": "object", "description": "The promoted version.", **loose},
+            "since": _str("RFC 3339 time of the promotion."),
+            "until": _str("RFC 3339 time the judging ends."),
+            "lastAnalysisAt": _str(**null),
+            "windows": _int(),
+            "counts": {"type": "object", "description": "Cumulative label counts since the promotion per arm "
+                                                        "(baseline: the previous stable).", **loose},
+            "checks": {"type": "array", "items": {"type": "object", **loose}},
+            "message": _str(),
+        }, "The promoted version judged on delayed labels (spec.postPromotion).", **null, **loose),
         "routing": _obj({
             "candidateWeight": _int(minimum=0, maximum=100),
             "shadow": {"type": "boolean"},

@@ -64,6 +64,12 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
         lambda s: not _has(s, "analysis") or not _has(s["analysis"], "checks")
         or not any(_has(c, "metric") and c["metric"] == "attribution-tau" for c in s["analysis"]["checks"])
         or (_has(s, "output") and _has(s["output"], "attributions")),
+    "has(self.url) != has(self.static)":
+        lambda s: _has(s, "url") != _has(s, "static"),
+    "!has(self.timeout) || has(self.url)":
+        lambda s: not _has(s, "timeout") or _has(s, "url"),
+    "self.metric != 'equal-opportunity' || (has(self.segment) && has(self.minRatioToBaseline))":
+        lambda s: s.get("metric") != "equal-opportunity" or (_has(s, "segment") and _has(s, "minRatioToBaseline")),
 }
 
 _TYPES: dict[str, Callable[[Any], bool]] = {

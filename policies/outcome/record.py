@@ -99,6 +99,9 @@ class Outcome:
     `policies.summaries.ISSUE_KINDS`), classified by the router on the raw values before the privacy settings
     applied; absent when every expectation held (or the spec has none). Primary (and the baseline's interleaved)
     answers only."""
+    fallback: str | None = None
+    """On a primary answer that failed (error set) in a rollout with `spec.fallback`: `served` (the caller got
+    the fallback's answer instead) or `failed` (the fallback failed too). The record is otherwise the failure's."""
     extra: Mapping[str, Any] | None = None
     """Keys of the line this version does not know, written back unchanged."""
 
@@ -111,7 +114,8 @@ class Outcome:
                  prediction_time: float | None = None, override: bool | None = None,
                  sticky: str | None = None, reward: float | None = None, propensity: float | None = None,
                  extra: Mapping[str, Any] | None = None, reward_delta: float | None = None,
-                 embedding: list | None = None, input_issues: Mapping[str, str] | None = None) -> None:
+                 embedding: list | None = None, input_issues: Mapping[str, str] | None = None,
+                 fallback: str | None = None) -> None:
         _set_dict(self, "__dict__", {
             "time": time, "request_id": request_id, "rollout": rollout, "namespace": namespace,
             "revision": revision, "version": version, "arm": arm, "role": role, "status": status, "error": error,
@@ -119,7 +123,8 @@ class Outcome:
             "segments": segments, "primary_output": primary_output, "attributions": attributions, "input": input,
             "label": label, "clicks": clicks, "outcome": outcome, "prediction_time": prediction_time,
             "override": override, "sticky": sticky, "reward": reward, "propensity": propensity,
-            "reward_delta": reward_delta, "embedding": embedding, "input_issues": input_issues, "extra": extra})
+            "reward_delta": reward_delta, "embedding": embedding, "input_issues": input_issues, "fallback": fallback,
+            "extra": extra})
 
     @classmethod
     def answer(cls, time: float, request_id: str, rollout: str, namespace: str, revision: str, version: str,
@@ -203,7 +208,7 @@ class Outcome:
         status = d.get("status")
         if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
             raise OutcomeError(f"status: expected an HTTP status code or null, got {status!r}"[:200])
-        for k in ("error", "latency_excluded", "sticky"):
+        for k in ("error", "latency_excluded", "sticky", "fallback"):
             x = d.get(k)
             if x is not None and not isinstance(x, str):
                 raise OutcomeError(f"{k}: expected a string or null, got {x!r}"[:200])
@@ -228,7 +233,7 @@ class Outcome:
         return cls(t, *ident, status, g("error"), g("latency_ms"), g("latency_excluded"), g("output"),
                    g("features"), g("segments"), g("primary_output"), g("attributions"), g("input"), g("label"),
                    clicks, g("outcome"), g("prediction_time"), override, g("sticky"), g("reward"), g("propensity"),
-                   extra, g("reward_delta"), g("embedding"), g("input_issues"))
+                   extra, g("reward_delta"), g("embedding"), g("input_issues"), g("fallback"))
 
     @classmethod
     def from_json(cls, line: bytes | str) -> "Outcome":

@@ -27,13 +27,15 @@ def exported_metric_names() -> set[str]:
     router = Router(RouterSettings(log_dir=Path("unused-log-dir"), worker=True)).metrics
     router.observe("fraud", "ml", "v2", "primary", 500, "http_5xx", 0.1, 0.3)
     router.shadow_dropped[("fraud", "ml")] += 1
+    router.fallback[("fraud", "ml", "v2", "http_5xx", "served")] += 1
     ctl = ControllerMetrics("test")
     ctl.observe_status("ml", "fraud", {"phase": "Progressing", "routing": {"candidateWeight": 5},
                                        "checks": [{"name": "psi", "value": 0.1, "threshold": 0.2},
                                                   {"name": "input-expectations", "metric": "input-expectations",
                                                    "verdict": "Fail", "evidence": {"inputs": {"failing": [
                                                        {"feature": "amount", "expectation": "notNull",
-                                                        "fraction": 0.2}]}}}]})
+                                                        "fraction": 0.2}]}}}],
+                                       "postPromotion": {"state": "Judging", "promoted": {"version": "v2"}}})
     text = router.render().decode() + generate_latest(ctl.registry).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 

@@ -58,6 +58,14 @@ ROUTER_SERIES = [
     (ROUTER_A, f'modelrollout_router_errors_total{{{ml(rollout="fraud", version="v1", role="primary", kind="timeout")}}}',
      "0+1x30"),
     (ROUTER_A, "modelrollout_router_log_dropped_total{}", "0+5x30"),
+    # fraud's v2 failed and the fallback answered 10 of its calls a minute (about 1% of fraud's primary calls:
+    # 2 x 550); churn's fallback failed from 20m on (after the 15m evaluation), so only its late check fires
+    (ROUTER_A, f'modelrollout_router_fallback_total{{{ml(rollout="fraud", version="v2", reason="http_5xx", result="served")}}}',
+     "0+30x30"),
+    (ROUTER_B, f'modelrollout_router_fallback_total{{{ml(rollout="churn", version="v3", reason="timeout", result="failed")}}}',
+     "0x19 0+2x10"),
+    (ROUTER_B, f'modelrollout_router_requests_total{{{ml(rollout="churn", version="v3", role="primary", code="0")}}}',
+     "0+40x30"),
     # router A lost the apiserver from 5m on (it serves its last routing), router B only for 2 minutes
     (ROUTER_A, "modelrollout_router_source_connected{}", "1x4 0x26"),
     (ROUTER_B, "modelrollout_router_source_connected{}", "1x9 0x2 1x19"),
@@ -101,6 +109,9 @@ CONTROLLER_SERIES = [
     (f'modelrollout_input_failing_fraction{{{ml(rollout="fraud", feature="amount", expectation="notNull")}}}',
      "_x9 0.2x21"),
     (f'modelrollout_input_failing_fraction{{{ml(rollout="churn", feature="amount", expectation="rows")}}}', "3x30"),
+    # the promotion of "loans" v5 was regretted at 12m (delayed labels); "churn" v4's never was
+    (f'modelrollout_rollout_promotion_regretted{{{ml(rollout="loans", version="v5")}}}', "0x11 1x19"),
+    (f'modelrollout_rollout_promotion_regretted{{{ml(rollout="churn", version="v4")}}}', "0x30"),
 ]
 SERIES = [(scraped(s, pod), v) for pod, s, v in ROUTER_SERIES] + [(scraped(s, CONTROLLER), v)
                                                                   for s, v in CONTROLLER_SERIES]
@@ -146,6 +157,10 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
         "ModelRolloutInvalidSpec": [alert("warning", {"rollout_namespace": "ml", "rollout": "fraud"})],
         "ModelRolloutRouterDisconnected": [alert("warning", {"namespace": SYSTEM, "pod": ROUTER_A})],
         "ModelRolloutShadowDropped": [],
+        "ModelRolloutFallbackServed": [alert("warning", {"rollout_namespace": "ml", "rollout": "fraud"})],
+        "ModelRolloutFallbackFailing": [],
+        "ModelRolloutPromotionRegretted": [alert("warning", {"rollout_namespace": "ml", "rollout": "loans",
+                                                             "version": "v5"})],
         # the router pod, named by the labels Prometheus gave its series
         "ModelRolloutRouterLosingRecords": [alert("warning", {"namespace": SYSTEM, "pod": ROUTER_A})],
     }
@@ -154,7 +169,9 @@ def test_alert_rules_fire_on_the_right_series(tmp_path):
               # 15 minutes after the rollback the page has resolved
               {"eval_time": "25m", "alertname": "ModelRolloutCriticalCheckFailing", "exp_alerts": []},
               # the spec was fixed at 20m
-              {"eval_time": "25m", "alertname": "ModelRolloutInvalidSpec", "exp_alerts": []}]
+              {"eval_time": "25m", "alertname": "ModelRolloutInvalidSpec", "exp_alerts": []},
+              {"eval_time": "25m", "alertname": "ModelRolloutFallbackFailing",
+               "exp_alerts": [alert("critical", {"rollout_namespace": "ml", "rollout": "churn"})]}]
     tests = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
         "interval": "1m",
         "input_series": [{"series": s, "values": v} for s, v in SERIES],
