@@ -158,6 +158,40 @@ def inputs_table(rec: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def after_promotion(rec: Mapping[str, Any]) -> str:
+    """`spec.postPromotion` and what `status.postPromotion` says: each check's value for the promoted version
+    against the previous stable's, on the labels since the promotion."""
+    pp, st = rec.get("post_promotion"), (rec.get("status") or {}).get("postPromotion")
+    if not pp and not isinstance(st, Mapping):
+        return ""
+    out = ["<h3>After the promotion (delayed labels)</h3>"]
+    if pp:
+        out.append(f"<p class='meta'>postPromotion: judged for {fmt(pp['duration'])}s after the promotion, every "
+                   f"{fmt(pp['interval'])}s, minSamples {pp['min_samples']}, failureLimit {pp['failure_limit']}, "
+                   f"action {_esc(pp['action'])}; checks: "
+                   + _esc(", ".join(f"{c['name']} ({c['metric']}, {c['bound']})" for c in pp["checks"])) + "</p>")
+    if isinstance(st, Mapping):
+        prev, prom = st.get("previous") or {}, st.get("promoted") or {}
+        out.append(f"<p class='meta' data-post-promotion='{_esc(st.get('state'))}'><b>{_esc(st.get('state'))}</b>: "
+                   f"{_esc(prom.get('version'))} against the previous stable {_esc(prev.get('version'))}, "
+                   f"{_esc(st.get('windows'))} window(s). {_esc(st.get('message'))}</p>")
+        rows = ["<table class='post-promotion'><tr><th>check</th><th>metric</th><th>promoted</th><th>previous "
+                "stable</th><th>threshold</th><th>verdict</th><th>failures</th><th>labels</th></tr>"]
+        for c in st.get("checks") or []:
+            if not isinstance(c, Mapping):
+                continue
+            v = c.get("verdict") or "–"
+            prev_value = (c.get("evidence") or {}).get("previousValue") if isinstance(c.get("evidence"), Mapping) \
+                else None
+            rows.append(f"<tr><td>{_esc(c.get('name'))}</td><td>{_esc(c.get('metric'))}</td>"
+                        f"<td class='num'>{fmt(c.get('value'))}</td><td class='num'>{fmt(prev_value)}</td>"
+                        f"<td class='num'>{fmt(c.get('threshold'))}</td><td class='v-{_esc(v)}'>{_esc(v)}</td>"
+                        f"<td class='num'>{_esc(c.get('failures'))}</td><td class='num'>{_esc(c.get('samples'))}</td></tr>")
+        rows.append("</table>")
+        out += rows
+    return "\n".join(out)
+
+
 def rollout_section(rec: Mapping[str, Any], t0: float, t1: float) -> str:
     names = (f'baseline {rec["baseline"]["version"]}', f'candidate {rec["candidate"]["version"]}')
     phase, why = _decision_text(rec)
@@ -171,7 +205,8 @@ def rollout_section(rec: Mapping[str, Any], t0: float, t1: float) -> str:
         f'<h2>{_esc(rec["key"])}<span class="badge" style="background:{color}">{_esc(phase)}</span></h2>',
         f'<p class="meta">{_esc(names[0])} ({_esc(rec["baseline"]["url"])}) → {_esc(names[1])} '
         f'({_esc(rec["candidate"]["url"])}); steps: {_esc(" → ".join(rec.get("steps", [])))}; '
-        f'analysis every {fmt(rec.get("interval"))}s</p>',
+        f'analysis every {fmt(rec.get("interval"))}s'
+        + (f'; fallback: {_esc(rec["fallback"])}' if rec.get("fallback") else "") + '</p>',
         f'<div class="decision" style="border-color:{color}"><b>Decision: {_esc(phase)}.</b> {_esc(why)}</div>',
         timeline_svg(rec, t0, t1),
         "<h3>Checks per window against their thresholds</h3>",
@@ -186,6 +221,7 @@ def rollout_section(rec: Mapping[str, Any], t0: float, t1: float) -> str:
         version_series_svg(rec, "latency_p99_ms", "Latency p99 per window (ms)", t0, t1, names),
         version_series_svg(rec, "requests", "Requests per window", t0, t1, names),
         "</div>",
+        after_promotion(rec),
         "<h3>Transitions</h3>",
         transitions_table(rec, t0),
     ]

@@ -7,6 +7,9 @@ RUN.json (`"format": "modelrollout.io/run/v1"`), times in epoch seconds:
         "key": "ns/name", "name", "namespace", "baseline": {"version", "url"}, "candidate": {...},
         "output_kind", "interval", "steps": ["shadow for 3s", "canary 50% for 3s", ...],
         "checks": [{"name", "metric", "on", "action", "bound"}],          # bound: "max 0.2", "min p 0.01", ...
+        "fallback": "URL or static answer" | null,
+        "post_promotion": {"duration", "action", "interval", "min_samples", "failure_limit",
+                           "checks": [{"name", "metric", "bound"}]} | null,
         "windows": [{"start", "end", "time", "phase", "step", "weight", "shadow",
                      "checks": [{"name", "value", "threshold", "verdict", "samples", "reason"}],
                      "versions": {"baseline": DIGEST, "candidate": DIGEST},
@@ -100,6 +103,14 @@ def rollout_header(spec: Any) -> dict[str, Any]:
               "bound": "spec.expectations"}] if getattr(spec, "expectations", None) is not None else []),
         "expectations": _expectations(spec),
         "windows": [], "transitions": [], "outcome": None, "status": {},
+        "fallback": spec.fallback.describe() if spec.fallback is not None else None,
+        "post_promotion": None if spec.post_promotion is None else {
+            "duration": spec.post_promotion.duration, "action": spec.post_promotion.action,
+            "interval": spec.post_promotion.interval, "min_samples": spec.post_promotion.min_samples,
+            "failure_limit": spec.post_promotion.failure_limit,
+            "checks": [{"name": c.name, "metric": c.metric, "bound": f"maxDrop {c.max_drop:g}" if c.metric == "accuracy"
+                        else f"minRatioToBaseline {c.min_ratio_to_baseline:g} by {c.segment}"}
+                       for c in spec.post_promotion.checks]},
     }
 
 

@@ -105,6 +105,8 @@ def test_both_versions_failing_every_client_gets_the_fallback_and_the_rollout_ro
     lines = [json.loads(line) for f in (run.log_dir).glob("*.jsonl") for line in f.read_text().splitlines()]
     primary = [r for r in lines if r["role"] == "primary"]
     assert primary and all(r["error"] == "http_5xx" and r["fallback"] == "served" for r in primary)
+    html = (tmp_path / "report.html").read_text()
+    assert "fallback: static answer" in html and f"fallback: {models['heuristic']}/predict" in html
 
 
 def test_a_promotion_regretted_on_delayed_labels_restores_the_previous_stable(models, tmp_path):
@@ -166,3 +168,5 @@ def test_a_promotion_regretted_on_delayed_labels_restores_the_previous_stable(mo
     after = [h["x-model-version"] for s, h, _ in client.answers if s == 200]
     assert after and after[-1] in ("v1", "v2")
     assert pp["counts"]["candidate"] and pp["counts"]["baseline"]
+    html = (tmp_path / "report.html").read_text()
+    assert "After the promotion" in html and "data-post-promotion='Regretted'" in html

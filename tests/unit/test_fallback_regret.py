@@ -191,3 +191,19 @@ def test_a_new_candidate_ends_the_judging():
                       "postPromotion": PP}, "fraud", "ml", generation=2)
     d = decide(new, s, None, T0 + 10)
     assert d.status.post_promotion is None and d.status.phase is Phase.PROGRESSING
+
+
+def test_the_report_shows_the_fallback_and_the_post_promotion_judging():
+    from modelrollout.report.page import render_html
+    from modelrollout.report.run import rollout_header
+
+    spec = spec_with(postPromotion=PP, fallback={"url": "http://heuristic.ml.svc:8080/predict"})
+    s = promoted(spec)
+    s = decide(spec, s, None, T0 + 121, labels=window(T0 + 1, T0 + 121, counts(400, 360), counts(400, 300))).status
+    rec = {**rollout_header(spec), "status": s.to_status()}
+    html = render_html({"rollouts": [rec], "source": "test"})
+    assert "fallback: http://heuristic.ml.svc:8080/predict" in html
+    assert "After the promotion" in html and "data-post-promotion='Judging'" in html
+    assert "acc (accuracy, maxDrop 0.02)" in html and "eo (equal-opportunity, minRatioToBaseline 0.9 by gender)" in html
+    row = html.split("<table class='post-promotion'>")[1].split("</table>")[0]
+    assert "0.75" in row and "0.9" in row and "v-Fail" in row
