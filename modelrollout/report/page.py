@@ -186,7 +186,8 @@ def after_promotion(rec: Mapping[str, Any]) -> str:
             rows.append(f"<tr><td>{_esc(c.get('name'))}</td><td>{_esc(c.get('metric'))}</td>"
                         f"<td class='num'>{fmt(c.get('value'))}</td><td class='num'>{fmt(prev_value)}</td>"
                         f"<td class='num'>{fmt(c.get('threshold'))}</td><td class='v-{_esc(v)}'>{_esc(v)}</td>"
-                        f"<td class='num'>{_esc(c.get('failures'))}</td><td class='num'>{_esc(c.get('samples'))}</td></tr>")
+                        f"<td class='num'>{_esc(c.get('failures'))}</td>"
+                        f"<td class='num'>{_esc(c.get('samples'))}</td></tr>")
         rows.append("</table>")
         out += rows
     return "\n".join(out)

@@ -104,7 +104,8 @@ def test_both_versions_failing_clients_get_the_fallback_and_the_candidate_rolls_
     codes = collections.Counter(s for s, _, _ in client.answers)
     assert len(client.answers) > 30 and set(codes) == {200}, codes
     assert all(h.get("x-modelrollout-fallback") == "http_5xx" and d == STATIC for _, h, d in client.answers)
-    served = metric_value(f"{router.url}/metrics", "modelrollout_router_fallback_total", rollout="failing", result="served")
+    served = metric_value(f"{router.url}/metrics", "modelrollout_router_fallback_total", rollout="failing",
+                          result="served")
     assert served == len(client.answers), (served, len(client.answers))
 
 
@@ -163,7 +164,8 @@ def test_a_promotion_regretted_on_delayed_labels_restores_the_previous_stable(
     regret = [e for e in events(k8s_api, namespace, "churn") if e.reason == "PromotionRegretted"]
     assert regret and regret[0].type == "Warning", [e.reason for e in events(k8s_api, namespace, "churn")]
     assert "accuracy" in regret[0].message and "v1 serves again" in regret[0].message, regret[0].message
-    assert metric_value(f"{ctl.url}/metrics", "modelrollout_rollout_promotion_regretted", rollout="churn", version="v2") == 1
+    assert metric_value(f"{ctl.url}/metrics", "modelrollout_rollout_promotion_regretted", rollout="churn",
+                        version="v2") == 1
     # the routers follow: every user is served by v1 again
     wait_for(lambda: {post(f"{base}/predict?namespace={namespace}", {"features": {"age": 40}},
                            {"x-user-id": f"u{i}"})[1].get("x-model-version") for i in range(20)} == {"v1"},
