@@ -328,7 +328,7 @@ class Transparent:
         record = predict and (status >= 500 or (_is_json(ctype) and not encoded))
         start = {"type": "http.response.start", "status": status, "headers": out}
         whole = None
-        if predict and not forced and spec.fallback is not None:
+        if predict and not forced and spec.fallback is not None and scope["method"] != "HEAD":
             whole = await self._judge_whole(target, conn, pump, pool, status, ctype, encoded, timing)
             if isinstance(whole, Answer):
                 return await self._fallback(send, target, now, request_id, arm, whole, kept, sticky_key, fwd)
