@@ -145,7 +145,22 @@ def summary(obj: Mapping[str, Any], now: float) -> Table:
         grid.add_row("Drift", st.drift)
     if st.last_analysis_at is not None:
         grid.add_row("Analysed", f"{age(st.last_analysis_at, now)} ago")
+    if isinstance(spec.get("fallback"), Mapping):
+        fb = spec["fallback"]
+        grid.add_row("Fallback", str(fb["url"]) if fb.get("url") else "static answer")
+    pp = st.post_promotion
+    if pp is not None:
+        text = f"{pp.state}: {pp.promoted.version} against the previous stable {pp.previous.version}"
+        if pp.state == "Judging":
+            text += f" ({left_text(pp.until - now)}; {pp.windows} window(s))"
+        checks = "; ".join(f"{c.name} {c.verdict.value if c.verdict else '-'} {_num(c.value)} vs "
+                           f"{_num((c.evidence or {}).get('previousValue'))}" for c in pp.checks)
+        grid.add_row("After promotion", text + (f"; {checks}" if checks else ""))
     return grid
+
+
+def _num(v: Any) -> str:
+    return "-" if not isinstance(v, (int, float)) else f"{v:.4g}"
 
 
 def _short_left(left: float | None) -> str:

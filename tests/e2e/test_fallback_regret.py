@@ -172,3 +172,13 @@ def test_a_promotion_regretted_on_delayed_labels_restores_the_previous_stable(
              15, "every user served by v1 again", diagnose=diag)
     assert yaml.safe_load(kubectl("get", "mro", "churn", "-n", namespace, "-o", "yaml").stdout)["status"][
         "postPromotion"]["state"] == "Regretted"
+    # `kubectl modelrollout status` says so
+    import contextlib
+    import io
+
+    from modelrollout.plugin import main as plugin_main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert plugin_main(["status", "churn", "-n", namespace, "--kubeconfig", kubeconfig]) == 0
+    assert "Regretted: v2 against the previous stable v1" in out.getvalue(), out.getvalue()

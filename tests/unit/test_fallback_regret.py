@@ -207,3 +207,25 @@ def test_the_report_shows_the_fallback_and_the_post_promotion_judging():
     assert "acc (accuracy, maxDrop 0.02)" in html and "eo (equal-opportunity, minRatioToBaseline 0.9 by gender)" in html
     row = html.split("<table class='post-promotion'>")[1].split("</table>")[0]
     assert "0.75" in row and "0.9" in row and "v-Fail" in row
+
+
+def test_kubectl_modelrollout_status_shows_the_fallback_and_the_judging():
+    import io
+
+    from rich.console import Console
+
+    from modelrollout.plugin.render import summary
+
+    raw = {"baseline": {"version": "v1", "url": "http://b:1"}, "candidate": {"version": "v2", "url": "http://c:1"},
+           "strategy": {"steps": [{"canary": {"weight": 50, "duration": "1m"}}]},
+           "analysis": {"interval": "1m", "minSamples": 10, "checks": []},
+           "fallback": {"static": {"prediction": 0}}, "postPromotion": PP}
+    spec = parse_spec(raw, "fraud", "ml", generation=1)
+    s = promoted(spec)
+    s = decide(spec, s, None, T0 + 121, labels=window(T0 + 1, T0 + 121, counts(400, 360), counts(400, 300))).status
+    obj = {"metadata": {"name": "fraud", "namespace": "ml"}, "spec": raw, "status": s.to_status()}
+    out = io.StringIO()
+    Console(file=out, width=200).print(summary(obj, T0 + 200))
+    text = out.getvalue()
+    assert "Fallback" in text and "static answer" in text
+    assert "Judging: v2 against the previous stable v1" in text and "acc Fail 0.75 vs 0.9" in text, text
