@@ -22,7 +22,7 @@ def _usable(target: Any, body: bytes) -> str | None:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return "answered no JSON"
+        return "answered no valid JSON (NaN is not JSON)"
     raw = get_path(doc, target.output_path)
     _, ok = output_value(target.spec.output.kind, None if is_missing(raw) else raw)
     return None if ok else f"answered no valid prediction at {target.spec.output.path!r}"

@@ -92,6 +92,9 @@ def test_both_versions_failing_clients_get_the_fallback_and_the_candidate_rolls_
     doc = rollout_doc("failing", namespace, v1, v2, fallback={"static": STATIC},
                       steps=[{"shadow": {"duration": "20s"}}, {"canary": {"weight": 50, "duration": "20s"}}])
     apply(kubectl, doc)
+    wait_for(lambda: f"{namespace}/failing" in json.loads(urllib.request.urlopen(f"{router.url}/readyz",
+                                                                                 timeout=5).read())["rollouts"],
+             30, "the router serving the rollout", diagnose=lambda: logs(router))
     client = Client(f"{router.url}/v1/rollouts/failing/predict?namespace={namespace}")
     client.start()
     try:

@@ -84,7 +84,7 @@ def test_a_failing_fallback_is_one_clear_502(procs, tmp_path):
         with_fallback(rollout_doc("svc", broken.url, broken.url, weight=0), {"url": f"{down}/predict"}, "scorer")])
     router = procs.router(cfg)
     with httpx.Client(timeout=10) as c:
-        for name, words in (("fb-down", "unreachable"), ("fb-5xx", "HTTP 500"), ("fb-nan", "no valid prediction")):
+        for name, words in (("fb-down", "unreachable"), ("fb-5xx", "HTTP 500"), ("fb-nan", "no valid JSON")):
             r = c.post(f"{router.url}/v1/rollouts/{name}/predict", json=body())
             assert r.status_code == 502, r.text
             doc = r.json()
