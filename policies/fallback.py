@@ -85,7 +85,7 @@ def parse_fallback(r: Reader | None, output_path: str) -> FallbackSpec | None:
     if "timeout" in r.data:
         raise SpecError(r.at("timeout"), "applies to a fallback url only, not to a static answer")
     static = r.data["static"]
-    if not isinstance(static, (dict, list)) or not _finite(static):
+    if not isinstance(static, dict) or not _finite(static):
         raise SpecError(r.at("static"), f"expected a JSON object (the answer clients get, with the prediction at "
                                         f"spec.output.path {output_path!r}), got {static!r}"[:300])
     if _at_path(static, output_path) is None:

@@ -165,7 +165,7 @@ def _fallback() -> dict:
         "url": _str("A fallback service (e.g. a heuristic): the request body is POSTed to this URL (path "
                     "included) and its JSON answer is served.", pattern=URL_PATTERN),
         "static": {"description": "A static answer served as it is (a JSON object with the prediction at "
-                                  "spec.output.path).", "x-kubernetes-preserve-unknown-fields": True},
+                                  "spec.output.path).", "type": "object", "x-kubernetes-preserve-unknown-fields": True},
         "timeout": _duration("How long the router waits for the fallback url (default 2s)."),
     }, "What clients get when the chosen version fails (" + ", ".join(FALLBACK_REASONS) + "): the answer is "
        "marked with the header x-modelrollout-fallback naming the reason; the failure still counts against "

@@ -65,7 +65,10 @@ class Client(threading.Thread):
 
 
 def test_the_crd_documents_and_checks_fallback_and_post_promotion(kubectl, namespace, procs):
-    out = kubectl("explain", "mro.spec.fallback").stdout
+    # just after the CRD is Established, discovery may not list it yet: explain once it does
+    out = wait_for(lambda: (lambda r: r.returncode == 0 and r.stdout)(kubectl("explain", "mro.spec.fallback",
+                                                                              check=False)),
+                   30, "kubectl explain mro.spec.fallback")
     assert "x-modelrollout-fallback" in out and "static" in out and "url" in out, out
     out = kubectl("explain", "mro.spec.postPromotion.checks.maxDrop").stdout
     assert "previous stable" in out, out
