@@ -19,7 +19,7 @@ from ._result import StatError, StatResult
 from .errors import EvidenceError, ModelRolloutError, verdict_for
 from .paired_checks import evaluate_paired
 from .reward_checks import evaluate_reward
-from .outlier import outlier_rate
+from .outlier import JoinedFeatures, outlier_rate
 from .check_meta import SEVERITIES, TARGETS, check_severity, check_target, render_query
 from .spec import PAIRED_METRICS, CheckSpec, RolloutSpec
 from .status import CheckResult, RolloutStatus, Verdict
@@ -151,6 +151,9 @@ def _summaries(ctx: _Ctx) -> tuple[Any, Any, str]:
     feat = ctx.check.feature
     if ctx.check.on == "embedding":
         return ctx.obs.baseline.embedding, ctx.obs.candidate.embedding, "the embedding"
+    if ctx.check.features:
+        b, c = ([w.features.get(f) for f in ctx.check.features] for w in (ctx.obs.baseline, ctx.obs.candidate))
+        return (None if None in b else JoinedFeatures(b)), (None if None in c else JoinedFeatures(c)), ctx.check.on
     if feat is None:
         return ctx.obs.baseline.prediction, ctx.obs.candidate.prediction, "prediction"
     return ctx.obs.baseline.features.get(feat), ctx.obs.candidate.features.get(feat), f"feature {feat!r}"
@@ -167,6 +170,8 @@ def _data(summary: Any) -> Any:
         return summary.counts()
     if isinstance(summary, EmbeddingSummary):
         return summary.matrix()
+    if isinstance(summary, JoinedFeatures):
+        return summary.rows()
     raise StatError(f"unsupported summary type {type(summary).__name__}")
 
 

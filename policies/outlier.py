@@ -29,6 +29,31 @@ MIN_ROWS = 20
 _Z95 = 1.959963984540054
 
 
+class JoinedFeatures:
+    """Several numeric features of one window joined per request (`on: features:A,B`): the rows are the
+    requests every feature's bottom-k sample holds (the samples share their keys, `key_from_request_id`, so a
+    request sampled for one feature is sampled for the others it carries), in key order; `n` is the fewest
+    values any feature saw (what `minSamples` is held to)."""
+
+    def __init__(self, summaries: list) -> None:
+        self.summaries = summaries
+
+    @property
+    def n(self) -> int:
+        return min((int(s.n) for s in self.summaries), default=0)
+
+    def rows(self) -> np.ndarray:
+        keys = None
+        for s in self.summaries:
+            if not hasattr(s, "keys") or not hasattr(s, "values") or not isinstance(s.values(), np.ndarray):
+                raise StatError("outlier-rate on features joins numeric features; one of them is categorical")
+            keys = s.keys() if keys is None else np.intersect1d(keys, s.keys())
+        if keys is None:
+            return np.empty((0, 0))
+        cols = [s.values()[np.searchsorted(s.keys(), keys)] for s in self.summaries]
+        return np.column_stack(cols) if cols else np.empty((0, 0))
+
+
 def _rows(x: np.ndarray, name: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1:

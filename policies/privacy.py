@@ -112,8 +112,9 @@ def parse_privacy(r: "Reader | None") -> PrivacySpec:
 def check_privacy(privacy: PrivacySpec, checks: tuple, path: str) -> None:
     """A check cannot watch a value the privacy settings drop, nor compare numbers they hash."""
     for i, c in enumerate(checks):
-        for name, mode, kind in ((c.feature, privacy.feature_mode(c.feature or ""), "features"),
-                                 (c.segment, privacy.segment_mode(c.segment or ""), "segments")):
+        watched = [(c.feature, privacy.feature_mode(c.feature or ""), "features")] + [
+            (f, privacy.feature_mode(f), "features") for f in getattr(c, "features", ())]
+        for name, mode, kind in watched + [(c.segment, privacy.segment_mode(c.segment or ""), "segments")]:
             if name is None:
                 continue
             where = f"spec.privacy.fields.{name}" if name in privacy.fields else f"spec.privacy.{kind}"

@@ -154,6 +154,11 @@ class CheckSpec:
     def feature(self) -> str | None:
         return self.on.split(":", 1)[1] if self.on.startswith("feature:") else None
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The features an `on: features:A,B` check joins into rows (outlier-rate); () otherwise."""
+        return tuple(self.on.split(":", 1)[1].split(",")) if self.on.startswith("features:") else ()
+
 
 @dataclass(frozen=True)
 class AnalysisSpec:
@@ -251,7 +256,8 @@ class RolloutSpec:
 
     def watched_features(self) -> tuple[str, ...]:
         expected = self.expectations.names() if self.expectations is not None else ()
-        return tuple(sorted({c.feature for c in self.analysis.checks if c.feature} | set(expected)))
+        joined = {f for c in self.analysis.checks for f in c.features}
+        return tuple(sorted({c.feature for c in self.analysis.checks if c.feature} | set(expected) | joined))
 
 
 @dataclass(frozen=True)
@@ -308,8 +314,14 @@ def _check(raw: Any, path: str, output: OutputSpec, sequential_default: bool = F
     if metric is not None and prometheus is not None:
         raise SpecError(path, "expected either metric or prometheus, not both")
     on = r.str("on", "prediction")
-    if on not in ("prediction", "embedding") and not (on.startswith("feature:") and len(on) > len("feature:")):
-        raise SpecError(r.at("on"), f"expected 'prediction', 'embedding' or 'feature:NAME', got {on!r}")
+    if on.startswith("features:"):
+        names = on.split(":", 1)[1].split(",")
+        if metric != "outlier-rate" or len(names) < 2 or not all(names) or len(set(names)) != len(names):
+            raise SpecError(r.at("on"), "features:A,B (two or more distinct numeric features, joined per request) "
+                                        f"is compared by outlier-rate; got {on!r} with metric {metric}")
+    elif on not in ("prediction", "embedding") and not (on.startswith("feature:") and len(on) > len("feature:")):
+        raise SpecError(r.at("on"), f"expected 'prediction', 'embedding', 'feature:NAME' or 'features:A,B', "
+                                    f"got {on!r}")
     if on == "embedding":
         if metric not in VECTOR_METRICS + ("outlier-rate",):
             raise SpecError(r.at("on"), f"'embedding' is compared by {', '.join(VECTOR_METRICS)} or outlier-rate; "

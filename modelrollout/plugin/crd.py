@@ -28,7 +28,7 @@ VERDICTS = tuple(v.value for v in Verdict)
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 URL_PATTERN = r"^https?://[^\s]+$"
 CHECK_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-FEATURE_TARGET_PATTERN = r"^(prediction|embedding|feature:.+)$"
+FEATURE_TARGET_PATTERN = r"^(prediction|embedding|feature:.+|features:.+)$"
 ATTRIBUTIONS_PATH_PATTERN = r"^[^.\s]+(\.[^.\s]+)*$"
 # YAML 1.1 reads a bare `on:` key as the boolean true; kubectl sends it on as the key "true".
 ON_ALIAS = "true"
@@ -209,7 +209,8 @@ def _notify_phases(description: str) -> dict:
 
 def _check() -> dict:
     on = _str("What the metric compares: prediction (default), embedding (spec.output.embedding: mmd, "
-              "centroid-cosine, outlier-rate) or feature:NAME.", pattern=FEATURE_TARGET_PATTERN)
+              "centroid-cosine, outlier-rate), feature:NAME or features:A,B (outlier-rate: numeric features joined per "
+              "request).", pattern=FEATURE_TARGET_PATTERN)
     return _obj({
         "name": _str("Unique within the rollout.", pattern=CHECK_NAME_PATTERN),
         "metric": _str("Statistic computed per window (omit for a prometheus check).", enum=list(METRICS)),

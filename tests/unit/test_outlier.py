@@ -117,3 +117,38 @@ def test_embedding_summary_survives_the_wire():
     back = VersionWindow.from_dict(w.to_dict())
     assert np.array_equal(back.embedding.matrix(), w.embedding.matrix()) and back.embedding.n == 100
     assert math.isclose(back.merge(w).embedding.n, 200)
+
+
+def _features_window(rng, n, correlated, arm):
+    w = VersionWindow.new("score")
+    keys = [key_from_request_id(f"{arm}{i}") for i in range(n)]
+    x = rng.normal(size=n)
+    y = (x + 0.15 * rng.normal(size=n)) / math.sqrt(1 + 0.15 ** 2) if correlated else rng.normal(size=n)
+    w.requests = n
+    w.observe_predictions(list(rng.uniform(size=n)), keys)
+    w.observe_features("x", list(x), keys)
+    w.observe_features("y", list(y), keys)
+    return w
+
+
+def test_features_joined_per_request_catch_a_change_each_feature_alone_misses():
+    """The baseline's two features move together; the candidate's are independent with the same marginals:
+    PSI on each feature passes, outlier-rate on features:x,y fails."""
+    rng = np.random.default_rng(5)
+    raw = {"baseline": {"version": "v1", "url": "http://b:1"}, "candidate": {"version": "v2", "url": "http://c:1"},
+           "features": {"path": "features"}, "strategy": {"steps": [{"canary": {"weight": 50, "duration": "10m"}}]},
+           "analysis": {"minSamples": 100, "checks": [
+               {"name": "joint", "metric": "outlier-rate", "on": "features:x,y", "max": 0.05},
+               {"name": "x-psi", "metric": "psi", "on": "feature:x", "max": 0.2},
+               {"name": "y-psi", "metric": "psi", "on": "feature:y", "max": 0.2}]}}
+    s = parse_spec(raw, "j", "ml")
+    assert s.watched_features() == ("x", "y")
+    b = _features_window(rng, 2000, True, "b")
+    by = {r.name: r for r in evaluate(s, Observations(T0, T0 + 60, b, _features_window(rng, 2000, False, "c")))}
+    assert by["x-psi"].verdict is Verdict.PASS and by["y-psi"].verdict is Verdict.PASS
+    assert by["joint"].verdict is Verdict.FAIL and by["joint"].value > 0.2, by["joint"].reason
+    same = {r.name: r for r in evaluate(s, Observations(T0, T0 + 60, b, _features_window(rng, 2000, True, "d")))}
+    assert same["joint"].verdict is Verdict.PASS, same["joint"].reason
+    with pytest.raises(SpecError, match="features:A,B"):
+        parse_spec({**raw, "analysis": {"checks": [{"name": "j", "metric": "psi", "on": "features:x,y",
+                                                    "max": 0.2}]}}, "j", "ml")
