@@ -47,35 +47,38 @@ def team_draft(a: Sequence[str], b: Sequence[str], rng: random.Random,
     return merged, teams
 
 
-def credit(teams_by_item: Mapping[str, str], clicks: Iterable[str]) -> str:
-    """"a" or "b" when that team's items got more clicks in this impression, else "tie".
-
-    Clicks on items that were not shown are ignored; no clicks is a tie.
-    """
-    score = {"a": 0, "b": 0}
+def team_clicks(teams_by_item: Mapping[str, str], clicks: Iterable[str]) -> tuple[int, int]:
+    """(clicks on team a's items, clicks on team b's items) of one impression; clicks on items that were not
+    shown are ignored."""
+    a = b = 0
     for item in clicks:
         team = teams_by_item.get(item)
-        if team in score:
-            score[team] += 1
-    if score["a"] == score["b"]:
-        return "tie"
-    return "a" if score["a"] > score["b"] else "b"
+        if team == "a":
+            a += 1
+        elif team == "b":
+            b += 1
+    return a, b
 
 
-def reward_delta(teams_by_item: Mapping[str, str], clicks: Iterable[str], reward: float) -> float | None:
+def credit(teams_by_item: Mapping[str, str], clicks: Iterable[str], counted: tuple[int, int] | None = None) -> str:
+    """"a" or "b" when that team's items got more clicks in this impression, else "tie".
+
+    Clicks on items that were not shown are ignored; no clicks is a tie. `counted`: `team_clicks` already
+    taken for these clicks.
+    """
+    a, b = counted if counted is not None else team_clicks(teams_by_item, clicks)
+    return "tie" if a == b else "a" if a > b else "b"
+
+
+def reward_delta(teams_by_item: Mapping[str, str], clicks: Iterable[str], reward: float,
+                 counted: tuple[int, int] | None = None) -> float | None:
     """The reward of one interleaved impression credited to the teams by the clicked items they placed:
     team b (the candidate) gets reward·c_b/(c_a + c_b), team a (the baseline) reward·c_a/(c_a + c_b), with c_x
     the clicks on shown items of team x; the value is the candidate's credit minus the baseline's,
-    reward·(c_b − c_a)/(c_a + c_b). None (not credited) without a click on a shown item."""
-    score = {"a": 0, "b": 0}
-    for item in clicks:
-        team = teams_by_item.get(item)
-        if team in score:
-            score[team] += 1
-    total = score["a"] + score["b"]
-    if total == 0:
-        return None
-    return reward * (score["b"] - score["a"]) / total
+    reward·(c_b − c_a)/(c_a + c_b). None (not credited) without a click on a shown item. `counted`: as
+    `credit`."""
+    a, b = counted if counted is not None else team_clicks(teams_by_item, clicks)
+    return reward * (b - a) / (a + b) if a + b else None
 
 
 def interleave_test(wins: int, losses: int, ties: int) -> StatResult:

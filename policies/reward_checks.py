@@ -25,27 +25,26 @@ def reward_test(n_b: int, mean_b: float, var_b: float, n_c: int, mean_c: float, 
     p_value = Φ((Δ − min)/se) tests H0: Δ >= min (small when the candidate is shown worse than `min`
     allows), p_equivalent = Φ((min − Δ)/se) tests H0: Δ <= min. With se = 0: 0 or 1 by the sign."""
     delta = mean_c - mean_b
-    se = math.sqrt(var_c / n_c + var_b / n_b)
+    return _against_min(delta, math.sqrt(var_c / n_c + var_b / n_b), minimum, n_b, n_c,
+                        {"baseline_mean": mean_b, "candidate_mean": mean_c})
+
+
+def _against_min(delta: float, se: float, minimum: float, n_b: int, n_c: int, detail: dict) -> StatResult:
+    """p_value = Φ((Δ − min)/se), p_equivalent = Φ((min − Δ)/se) and the 95% interval of Δ; with se = 0: 0 or
+    1 by the sign."""
     if se > 0:
         p, p_eq = _phi((delta - minimum) / se), _phi((minimum - delta) / se)
     else:
         p, p_eq = (0.0 if delta < minimum else 1.0), (0.0 if delta > minimum else 1.0)
     return StatResult("reward", delta, p, n_b, n_c, estimate=delta, ci_low=delta - _Z95 * se,
-                      ci_high=delta + _Z95 * se,
-                      detail={"baseline_mean": mean_b, "candidate_mean": mean_c, "se": se, "p_equivalent": p_eq})
+                      ci_high=delta + _Z95 * se, detail={**detail, "se": se, "p_equivalent": p_eq})
 
 
 def credited_reward_test(n: int, mean: float, var: float, minimum: float) -> StatResult:
     """Interleaving: Δ = the mean over n impressions of the candidate's credited reward minus the baseline's
     (one paired difference per impression), se = sqrt(var/n) (sample variance); p_value = Φ((Δ − min)/se),
     p_equivalent = Φ((min − Δ)/se), as `reward_test`."""
-    se = math.sqrt(var / n)
-    if se > 0:
-        p, p_eq = _phi((mean - minimum) / se), _phi((minimum - mean) / se)
-    else:
-        p, p_eq = (0.0 if mean < minimum else 1.0), (0.0 if mean > minimum else 1.0)
-    return StatResult("reward", mean, p, n, n, estimate=mean, ci_low=mean - _Z95 * se, ci_high=mean + _Z95 * se,
-                      detail={"se": se, "p_equivalent": p_eq, "credited": True})
+    return _against_min(mean, math.sqrt(var / n), minimum, n, n, {"credited": True})
 
 
 def _evaluate_credited(ctx: Any, deltas: Any) -> Any:

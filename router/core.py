@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from policies.errors import http_status
-from policies.interleaving import credit, reward_delta, team_draft
+from policies.interleaving import credit, reward_delta, team_clicks, team_draft
 from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
 from router.extract import get_path, scalar, set_path, split_path
@@ -339,10 +339,11 @@ class Router:
             return error_reply(e.status, e.error, e.detail)
         outcome = delta = None
         if kind == "clicks" and entry.teams is not None:
-            outcome = {"b": "win", "a": "loss", "tie": "tie"}[credit(entry.teams, doc["clicks"])]
+            counted = team_clicks(entry.teams, doc["clicks"])      # once, for the credit and the reward
+            outcome = {"b": "win", "a": "loss", "tie": "tie"}[credit(entry.teams, doc["clicks"], counted)]
             self.metrics.interleave[(spec.name, spec.namespace, outcome)] += 1
             if doc.get("reward") is not None:
-                delta = reward_delta(entry.teams, doc["clicks"], float(doc["reward"]))
+                delta = reward_delta(entry.teams, doc["clicks"], float(doc["reward"]), counted)
         record = Outcome(now, entry.request_id, spec.name, spec.namespace, entry.revision, entry.version,
                          entry.arm, "feedback", output=entry.output, segments=entry.segments,
                          label=doc["label"] if kind == "label" else None,
