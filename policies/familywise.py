@@ -55,15 +55,14 @@ def finish(spec: Any, status: RolloutStatus, results: list[CheckResult], tested:
     def prior(name: str) -> Any:
         st = status.check(name)
         return st.evidence if st is not None else None
+    updated = {c.name: sequential.update(prior(c.name), status.current_step, c, tested.get(c.name)) for _, c in seq}
     adjusted_seq: dict[str, float] = {}
     if spec.analysis.multiple_testing == "holm":
-        adjusted_seq = holm({c.name: (sequential.anytime_p(c, prior(c.name), status.current_step,
-                                                           tested.get(c.name)), sequential.alpha(c))
-                             for _, c in seq})
+        adjusted_seq = holm({c.name: (sequential.anytime_p(updated[c.name]), sequential.alpha(c)) for _, c in seq})
     for i, c in seq:
         h = (adjusted_seq[c.name], len(seq)) if c.name in adjusted_seq else None
         out[i] = sequential.apply(c, prior(c.name), status.current_step, tested.get(c.name), out[i],
-                                  spec.analysis.min_samples, holm=h)
+                                  spec.analysis.min_samples, holm=h, updated=updated[c.name])
     step = spec.steps[min(status.current_step, len(spec.steps) - 1)]
     windows = planned_windows(spec)
     for i, r in enumerate(out):

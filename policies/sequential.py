@@ -104,10 +104,11 @@ def _state(prior: Any, step: int) -> dict[str, Any]:
     return out
 
 
-def _update(prior_evidence: Mapping[str, Any] | None, step: int, check: Any,
+def update(prior_evidence: Mapping[str, Any] | None, step: int, check: Any,
             tested: Mapping[str, Any] | None) -> tuple[dict[str, Any], float, float, str, str, str]:
     """The check's evidence after this window: (state, log E against the candidate, log E for it, what was
-    counted, the null each E tests against)."""
+    counted, the null each E tests against). Computed once per window and check: `anytime_p` and `apply`
+    take it."""
     st = _state((prior_evidence or {}).get("sequential"), step)
     tested = tested or {}
     if "requests" in tested:
@@ -140,25 +141,27 @@ def _update(prior_evidence: Mapping[str, Any] | None, step: int, check: Any,
     return st, log_fail, log_pass, what, against, for_
 
 
-def anytime_p(check: Any, prior_evidence: Mapping[str, Any] | None, step: int,
-              tested: Mapping[str, Any] | None) -> float:
-    """The check's anytime-valid p-value after this window, min(1, 1/sup E) with E its evidence against the
-    candidate over every window so far: by Ville's inequality P(it ever falls to x) <= x under the null, so
-    Holm's step-down over these p-values bounds the chance of any false Fail, at any time (`policies.familywise`)."""
-    st = _update(prior_evidence, step, check, tested)[0]
+def anytime_p(updated: tuple) -> float:
+    """The check's anytime-valid p-value after this window (`updated`: its `update`), min(1, 1/sup E) with E
+    its evidence against the candidate over every window so far: by Ville's inequality P(it ever falls to x)
+    <= x under the null, so Holm's step-down over these p-values bounds the chance of any false Fail, at any
+    time (`policies.familywise`)."""
+    st = updated[0]
     return min(1.0, 1.0 / max(st["eFailMax"], 1e-300))
 
 
 def apply(check: Any, prior_evidence: Mapping[str, Any] | None, step: int, tested: Mapping[str, Any] | None,
-          r: CheckResult, min_samples: int = 0, holm: tuple[float, int] | None = None) -> CheckResult:
+          r: CheckResult, min_samples: int = 0, holm: tuple[float, int] | None = None,
+          updated: tuple | None = None) -> CheckResult:
     """The window's result `r` judged by the check's sequential test: its evidence updated with what the
     window `tested` (p-values, or error counts) and the verdict Fail when the evidence against the candidate
     crossed 1/α, Pass (`decided: pass`) when the evidence for it did, else `r`'s verdict — for error-rate,
     Inconclusive while the step has fewer than `min_samples` requests. `holm`: (the check's Holm-adjusted
     anytime p-value, the family's size) when `multipleTesting: holm` groups several sequential checks: it
-    decides Fail only when that adjusted p-value is below α too."""
+    decides Fail only when that adjusted p-value is below α too. `updated`: `update(...)` of the same arguments,
+    when the caller already has it."""
     a = alpha(check)
-    st, log_fail, log_pass, what, against, for_ = _update(prior_evidence, step, check, tested)
+    st, log_fail, log_pass, what, against, for_ = updated or update(prior_evidence, step, check, tested)
     st["alpha"] = a
     bar = 1.0 / a
     evidence = {**dict(prior_evidence or {}), "sequential": st}
