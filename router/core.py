@@ -151,16 +151,23 @@ class Router:
                                f"{', '.join(sorted(t.spec.namespace for t in found))}; add ?namespace=")
         return found[0]
 
-    # --- predict ---------------------------------------------------------------------------------
-
-    async def predict(self, name: str, namespace: str | None, headers: dict[str, str], body: bytes) -> Reply:
+    def resolve_json(self, name: str, namespace: str | None, body: bytes) -> tuple[Target, Any] | Reply:
+        """The rollout a request names and its JSON body, or the error Reply (404/400) a caller gets."""
         target = self.resolve(name, namespace)
         if isinstance(target, Reply):
             return target
         try:
-            doc = orjson.loads(body)
+            return target, orjson.loads(body)
         except orjson.JSONDecodeError as e:
             return error_reply(400, "malformed JSON", f"request body is not valid JSON: {e}")
+
+    # --- predict ---------------------------------------------------------------------------------
+
+    async def predict(self, name: str, namespace: str | None, headers: dict[str, str], body: bytes) -> Reply:
+        found = self.resolve_json(name, namespace, body)
+        if isinstance(found, Reply):
+            return found
+        target, doc = found
         request_id = headers.get("x-request-id") or os.urandom(16).hex()
         if len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable() or not request_id.isascii():
             return error_reply(400, "invalid x-request-id", f"x-request-id: expected at most {_MAX_REQUEST_ID} "
@@ -317,14 +324,11 @@ class Router:
     # --- feedback --------------------------------------------------------------------------------
 
     async def feedback(self, name: str, namespace: str | None, body: bytes) -> Reply:
-        target = self.resolve(name, namespace)
-        if isinstance(target, Reply):
-            return target
+        found = self.resolve_json(name, namespace, body)
+        if isinstance(found, Reply):
+            return found
+        target, doc = found
         spec = target.spec
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            return error_reply(400, "malformed JSON", f"request body is not valid JSON: {e}")
         problem = _feedback_problem(doc)
         if problem:
             self.metrics.feedback[(spec.name, spec.namespace, "invalid", "400")] += 1

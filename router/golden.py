@@ -33,13 +33,10 @@ MAX_BYTES = 8 * 1024 * 1024
 
 
 async def answer_golden(router: Router, name: str, namespace: str | None, body: bytes) -> Reply:
-    target = router.resolve(name, namespace)
-    if isinstance(target, Reply):
-        return target
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        return error_reply(400, "malformed JSON", f"request body is not valid JSON: {e}")
+    found = router.resolve_json(name, namespace, body)
+    if isinstance(found, Reply):
+        return found
+    target, doc = found
     problem = _problem(doc)
     if problem:
         return error_reply(400, "invalid golden set", problem)
