@@ -41,6 +41,61 @@ class _Histogram:
         return out
 
 
+_FAMILIES = (
+    # (attribute, metric name, help, labels): the counters and histograms `collect` exports, in this order
+    ("requests", "modelrollout_router_requests",
+     "Model calls by rollout, version, role and HTTP code (0 = no answer).",
+     ("rollout", "rollout_namespace", "version", "role", "code")),
+    ("errors", "modelrollout_router_errors",
+     "Failed model calls by kind (http_5xx, timeout, unreachable, invalid_output).",
+     ("rollout", "rollout_namespace", "version", "role", "kind")),
+    ("durations", "modelrollout_router_request_duration_seconds",
+     "Model call latency, seconds.",
+     ("rollout", "rollout_namespace", "version", "role")),
+    ("predictions", "modelrollout_router_prediction",
+     "Numeric predictions (scores) per version.",
+     ("rollout", "rollout_namespace", "version")),
+    ("shadow_dropped", "modelrollout_router_shadow_dropped",
+     "Mirrors dropped: too many waiting for the candidate or in flight, or no worker to take them.",
+     ("rollout", "rollout_namespace")),
+    ("shadow_queued", "modelrollout_router_shadow_queued",
+     "Mirrors that waited for a free connection to the candidate (the shadow concurrency was in use); the "
+     "wait is not latency.",
+     ("rollout", "rollout_namespace")),
+    ("latency_excluded", "modelrollout_router_latency_excluded",
+     "Model calls whose latency the router could not time fairly (stalled: the timing process was starved "
+     "or busy; connect: connection set-up overflowed the server's accept queue), left out of the duration "
+     "histogram and the summaries' latency.",
+     ("rollout", "rollout_namespace", "version", "role", "reason")),
+    ("interleave", "modelrollout_router_interleave_outcomes",
+     "Interleaved impressions credited by clicks, from the candidate's side (win, loss, tie).",
+     ("rollout", "rollout_namespace", "outcome")),
+    ("feedback", "modelrollout_router_feedback",
+     "Feedback posts by kind (label, clicks) and HTTP code.",
+     ("rollout", "rollout_namespace", "kind", "code")),
+    ("client_errors", "modelrollout_router_rejected",
+     "Requests rejected before reaching a model, by HTTP code.",
+     ("code",)),
+    ("overrides", "modelrollout_router_override_requests",
+     "Answers to requests whose caller picked the version (x-modelrollout-version, with --allow-override): "
+     "counted here only, never in the requests, errors and latency above nor in the analysis.",
+     ("rollout", "rollout_namespace", "version", "code")),
+    ("passthrough", "modelrollout_router_passthrough_requests",
+     "Requests a rollout's Service (transparent mode) passed to a version that are not analysed: another "
+     "path than predictPath, or an answer that is not JSON (code 0 = no answer).",
+     ("rollout", "rollout_namespace", "version", "code")),
+    ("golden", "modelrollout_router_golden_requests",
+     "Calls of a version with a golden request (a golden step, POST /v1/rollouts/NAME/golden; code 0 = no "
+     "answer): counted here only, never in the requests, errors and latency above nor in the analysis.",
+     ("rollout", "rollout_namespace", "version", "code")),
+    ("fallback", "modelrollout_router_fallback",
+     "Answers given by spec.fallback because the chosen version failed (reason: its error kind); result "
+     "served, or failed (the caller got 502 fallback failed). The version's own failure is counted as "
+     "usual.",
+     ("rollout", "rollout_namespace", "version", "reason", "result")),
+)
+
+
 class RouterMetrics:
     """Counters per rollout/version/role; `render()` produces the Prometheus text format."""
 
@@ -82,95 +137,22 @@ class RouterMetrics:
             p.observe(prediction)
 
     def collect(self):
-        c = CounterMetricFamily("modelrollout_router_requests", "Model calls by rollout, version, role and HTTP code "
-                                "(0 = no answer).", labels=["rollout", "rollout_namespace", "version", "role", "code"])
-        for k, v in list(self.requests.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_errors", "Failed model calls by kind (http_5xx, timeout, "
-                                "unreachable, invalid_output).", labels=["rollout", "rollout_namespace", "version",
-                                                                                 "role", "kind"])
-        for k, v in list(self.errors.items()):
-            c.add_metric(list(k), v)
-        yield c
-        h = HistogramMetricFamily("modelrollout_router_request_duration_seconds", "Model call latency, seconds.",
-                                  labels=["rollout", "rollout_namespace", "version", "role"])
-        for k, hist in list(self.durations.items()):
-            h.add_metric(list(k), hist.buckets(), hist.sum)
-        yield h
-        h = HistogramMetricFamily("modelrollout_router_prediction", "Numeric predictions (scores) per version.",
-                                  labels=["rollout", "rollout_namespace", "version"])
-        for k, hist in list(self.predictions.items()):
-            h.add_metric(list(k), hist.buckets(), hist.sum)
-        yield h
-        c = CounterMetricFamily("modelrollout_router_shadow_dropped", "Mirrors dropped: too many waiting for the "
-                                "candidate or in flight, or no worker to take them.", labels=["rollout", "rollout_namespace"])
-        for k, v in list(self.shadow_dropped.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_shadow_queued", "Mirrors that waited for a free connection "
-                                "to the candidate (the shadow concurrency was in use); the wait is not latency.",
-                                labels=["rollout", "rollout_namespace"])
-        for k, v in list(self.shadow_queued.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_latency_excluded", "Model calls whose latency the router "
-                                "could not time fairly (stalled: the timing process was starved or busy; connect: "
-                                "connection set-up overflowed the server's accept queue), left out of the "
-                                "duration histogram and the summaries' latency.",
-                                labels=["rollout", "rollout_namespace", "version", "role", "reason"])
-        for k, v in list(self.latency_excluded.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_interleave_outcomes", "Interleaved impressions credited "
-                                "by clicks, from the candidate's side (win, loss, tie).",
-                                labels=["rollout", "rollout_namespace", "outcome"])
-        for k, v in list(self.interleave.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_feedback", "Feedback posts by kind (label, clicks) and "
-                                "HTTP code.", labels=["rollout", "rollout_namespace", "kind", "code"])
-        for k, v in list(self.feedback.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_rejected", "Requests rejected before reaching a model, "
-                                "by HTTP code.", labels=["code"])
-        for k, v in list(self.client_errors.items()):
-            c.add_metric([str(k)], v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_override_requests", "Answers to requests whose caller picked the "
-                                "version (x-modelrollout-version, with --allow-override): counted here only, never "
-                                "in the requests, errors and latency above nor in the analysis.",
-                                labels=["rollout", "rollout_namespace", "version", "code"])
-        for k, v in list(self.overrides.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_passthrough_requests", "Requests a rollout's Service "
-                                "(transparent mode) passed to a version that are not analysed: another path than "
-                                "predictPath, or an answer that is not JSON (code 0 = no answer).",
-                                labels=["rollout", "rollout_namespace", "version", "code"])
-        for k, v in list(self.passthrough.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_golden_requests", "Calls of a version with a golden request "
-                                "(a golden step, POST /v1/rollouts/NAME/golden; code 0 = no answer): counted here "
-                                "only, never in the requests, errors and latency above nor in the analysis.",
-                                labels=["rollout", "rollout_namespace", "version", "code"])
-        for k, v in list(self.golden.items()):
-            c.add_metric(list(k), v)
-        yield c
-        c = CounterMetricFamily("modelrollout_router_fallback", "Answers given by spec.fallback because the chosen "
-                                "version failed (reason: its error kind); result served, or failed (the caller "
-                                "got 502 fallback failed). The version's own failure is counted as usual.",
-                                labels=["rollout", "rollout_namespace", "version", "reason", "result"])
-        for k, v in list(self.fallback.items()):
-            c.add_metric(list(k), v)
-        yield c
+        for attr, name, doc, labels in _FAMILIES:
+            data = getattr(self, attr)
+            if attr in self._HISTOGRAMS:
+                h = HistogramMetricFamily(name, doc, labels=list(labels))
+                for k, hist in list(data.items()):
+                    h.add_metric(list(k), hist.buckets(), hist.sum)
+                yield h
+                continue
+            c = CounterMetricFamily(name, doc, labels=list(labels))
+            for k, v in list(data.items()):
+                c.add_metric(list(k) if isinstance(k, tuple) else [str(k)], v)   # client_errors: by code alone
+            yield c
         for gauge in self.gauges:
             yield from gauge()
 
-    _COUNTERS = ("requests", "errors", "shadow_dropped", "shadow_queued", "latency_excluded", "interleave", "feedback",
-                 "client_errors", "overrides", "passthrough", "golden", "fallback")
+    _COUNTERS = tuple(f[0] for f in _FAMILIES if f[0] not in ("durations", "predictions"))
     _HISTOGRAMS = ("durations", "predictions")
 
     def snapshot(self) -> dict:
