@@ -52,15 +52,21 @@ def test_interleaving_merges_rankings_and_credits_the_team_that_placed_the_click
     assert metric_value(text, "modelrollout_router_interleave_outcomes_total", outcome="win") == expected["win"]
 
 
-def test_better_ranker_wins_under_simulated_clicks(procs, tmp_path):
-    """With simulated users, the higher-quality candidate ranker wins more impressions than it loses."""
+def _interleaved_impressions(procs, tmp_path, n: int = 300):
+    """A router interleaving a poor ranker (r1, the baseline) with a good one (r2), and n impressions it
+    served: (router, the rollout's API url, the request bodies, the answers)."""
     r1, r2 = procs.ranker("r1", "--quality", "0.1"), procs.ranker("r2", "--quality", "0.9")
     cfg = write_config(tmp_path / "r.yaml", [rollout_doc("rank", r1.url, r2.url, kind="ranking", interleave=True,
                                                          versions=("r1", "r2"))])
     router = procs.router(cfg)
     url = f"{router.url}/v1/rollouts/rank"
-    bodies = [_ranking_body(i) for i in range(300)]
-    answers = post_many([(f"{url}/predict", b, {}) for b in bodies])
+    bodies = [_ranking_body(i) for i in range(n)]
+    return router, url, bodies, post_many([(f"{url}/predict", b, {}) for b in bodies])
+
+
+def test_better_ranker_wins_under_simulated_clicks(procs, tmp_path):
+    """With simulated users, the higher-quality candidate ranker wins more impressions than it loses."""
+    router, url, bodies, answers = _interleaved_impressions(procs, tmp_path)
     rng = random.Random(3)
     clicks = [(f"{url}/feedback", {"feedback_id": h["x-feedback-id"],
                                    "clicks": simulate_clicks(__import__("json").loads(raw)["ranking"], b["user"], rng)},
@@ -78,13 +84,7 @@ def test_rewards_on_interleaved_rankings_are_credited_to_the_team_that_placed_th
     """Clicks with a reward (revenue: 2.0 per clicked item) on interleaved impressions: the router credits each
     rewarded impression's reward to the teams by the clicked items they placed, and the window holds the
     candidate's credit minus the baseline's per impression; the better candidate earns more."""
-    r1, r2 = procs.ranker("r1", "--quality", "0.1"), procs.ranker("r2", "--quality", "0.9")
-    cfg = write_config(tmp_path / "r.yaml", [rollout_doc("rank", r1.url, r2.url, kind="ranking", interleave=True,
-                                                         versions=("r1", "r2"))])
-    router = procs.router(cfg)
-    url = f"{router.url}/v1/rollouts/rank"
-    bodies = [_ranking_body(i) for i in range(300)]
-    answers = post_many([(f"{url}/predict", b, {}) for b in bodies])
+    router, url, bodies, answers = _interleaved_impressions(procs, tmp_path)
     rng = random.Random(5)
     posts, rewarded = [], 0
     for (_, h, raw), b in zip(answers, bodies):
