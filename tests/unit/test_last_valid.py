@@ -76,12 +76,18 @@ def test_a_deleted_rollout_serves_its_stable_for_the_grace():
     assert lv.update([]) == [] and lv.health()["deleted"] == [] and lv.next_expiry() is None
 
 
-def test_a_deleted_promoted_rollout_keeps_serving_the_promoted_version():
-    clock = Clock()
-    lv = LastValid(grace=60, clock=clock)
+def promoted_doc() -> dict:
+    """The rollout after v2 was promoted: its status names v2 the stable."""
     promoted = doc()
     promoted["status"] = {"phase": "Promoted", "revision": "v2@http://v2:1", "routing": {"candidateWeight": 100},
                           "stable": {"version": "v2", "url": "http://v2:1"}}
+    return promoted
+
+
+def test_a_deleted_promoted_rollout_keeps_serving_the_promoted_version():
+    clock = Clock()
+    lv = LastValid(grace=60, clock=clock)
+    promoted = promoted_doc()
     lv.update([promoted])
     spec, route = served(lv.update([])[0])
     assert spec.baseline.version == "v2" and route.candidate_weight == 0 and not route.shadow
@@ -92,9 +98,7 @@ def test_recreated_within_the_grace_keeps_the_stable_until_the_controller_writes
     object as written."""
     clock = Clock()
     lv = LastValid(grace=60, clock=clock)
-    promoted = doc()
-    promoted["status"] = {"phase": "Promoted", "revision": "v2@http://v2:1", "routing": {"candidateWeight": 100},
-                          "stable": {"version": "v2", "url": "http://v2:1"}}
+    promoted = promoted_doc()
     lv.update([promoted])
     lv.update([])
     fresh = doc(rv="9", status=False)          # the same YAML applied again: spec.baseline still says v1
