@@ -12,14 +12,13 @@ rollout is applied.
 from __future__ import annotations
 
 import json
-import secrets
 import urllib.request
 
 import pytest
 import yaml
 
 from tests.e2e.conftest import apply, events, logs, metric_value, rollout_doc, wait_event, wait_for, wait_phase
-from tests.e2e.test_manifests import rbac_for
+from tests.e2e.test_manifests import manifests_rbac
 
 pytestmark = pytest.mark.usefixtures("mro_crd")
 
@@ -40,14 +39,8 @@ def counts(proc) -> dict:
 @pytest.fixture
 def controller_identity(kubectl, namespace, restricted_kubeconfig):
     """A kubeconfig for the ServiceAccount modelrollout-controller bound only by manifests/rbac.yaml."""
-    docs = rbac_for(namespace, f"-{secrets.token_hex(3)}")
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    try:
+    with manifests_rbac(kubectl, namespace):
         yield restricted_kubeconfig(namespace, "modelrollout-controller")
-    finally:
-        for d in docs:
-            if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-                kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found")
 
 
 def golden_configmap(kubectl, namespace: str, baseline) -> None:

@@ -10,13 +10,12 @@ import json
 import secrets
 
 import pytest
-import yaml
 from kubernetes import client
 
 from policies.spec import NOTIFICATION_SECRET_LABEL
 from tests.e2e.conftest import apply, logs, rollout_doc, wait_for, wait_phase
 from tests.e2e.test_controller_notify import Receiver
-from tests.e2e.test_manifests import rbac_for
+from tests.e2e.test_manifests import manifests_rbac
 
 pytestmark = pytest.mark.usefixtures("mro_crd")
 
@@ -50,18 +49,11 @@ def receiver():
 def controller_identity(kubectl, namespace, restricted_kubeconfig):
     """manifests/rbac.yaml bound in `namespace`, plus the notification-secrets ClusterRole bound there by a
     RoleBinding, as manifests/README.md says; the controller ServiceAccount's kubeconfig."""
-    suffix = f"-{secrets.token_hex(3)}"
-    docs = rbac_for(namespace, suffix)
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    kubectl("create", "rolebinding", "modelrollout-notification-secrets", "-n", namespace,
-            f"--clusterrole=modelrollout-notification-secrets{suffix}",
-            f"--serviceaccount={namespace}:modelrollout-controller")
-    try:
+    with manifests_rbac(kubectl, namespace) as suffix:
+        kubectl("create", "rolebinding", "modelrollout-notification-secrets", "-n", namespace,
+                f"--clusterrole=modelrollout-notification-secrets{suffix}",
+                f"--serviceaccount={namespace}:modelrollout-controller")
         yield restricted_kubeconfig(namespace, "modelrollout-controller")
-    finally:
-        for d in docs:
-            if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-                kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found")
 
 
 def test_secret_backed_credentials_are_delivered_with_the_readme_severities_and_appear_nowhere_else(

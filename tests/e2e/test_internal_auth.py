@@ -5,15 +5,13 @@ client-facing routes stay open; the controller, running as its ServiceAccount wi
 a rollout to Promoted through such a router."""
 from __future__ import annotations
 
-import secrets
 
 import httpx
 import pytest
-import yaml
 
 from modelrollout.models.proc import start
 from tests.e2e.conftest import apply, logs, rollout_doc, wait_phase
-from tests.e2e.test_manifests import rbac_for
+from tests.e2e.test_manifests import manifests_rbac
 
 pytestmark = pytest.mark.usefixtures("mro_crd")
 AUDIENCE = "modelrollout-router"
@@ -23,26 +21,21 @@ AUDIENCE = "modelrollout-router"
 def bound(kubectl, namespace, restricted_kubeconfig):
     """manifests/rbac.yaml bound in `namespace`; a ServiceAccount `prometheus` holding modelrollout-metrics-reader
     and one `intruder` holding nothing; (controller kubeconfig, router kubeconfig, token(name, audience))."""
-    suffix = f"-{secrets.token_hex(3)}"
-    docs = rbac_for(namespace, suffix)
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    for sa in ("prometheus", "intruder"):
-        kubectl("create", "serviceaccount", sa, "-n", namespace)
-    binding = f"metrics-reader-{namespace}"
-    kubectl("create", "clusterrolebinding", binding, f"--clusterrole=modelrollout-metrics-reader{suffix}",
-            f"--serviceaccount={namespace}:prometheus")
+    with manifests_rbac(kubectl, namespace) as suffix:
+        for sa in ("prometheus", "intruder"):
+            kubectl("create", "serviceaccount", sa, "-n", namespace)
+        binding = f"metrics-reader-{namespace}"
+        kubectl("create", "clusterrolebinding", binding, f"--clusterrole=modelrollout-metrics-reader{suffix}",
+                f"--serviceaccount={namespace}:prometheus")
 
-    def token(sa: str, audience: str | None = AUDIENCE) -> str:
-        args = ["create", "token", sa, "-n", namespace] + (["--audience", audience] if audience else [])
-        return kubectl(*args).stdout.strip()
-    try:
-        yield (restricted_kubeconfig(namespace, "modelrollout-controller"),
-               restricted_kubeconfig(namespace, "modelrollout-router"), token)
-    finally:
-        kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found")
-        for d in docs:
-            if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-                kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found")
+        def token(sa: str, audience: str | None = AUDIENCE) -> str:
+            args = ["create", "token", sa, "-n", namespace] + (["--audience", audience] if audience else [])
+            return kubectl(*args).stdout.strip()
+        try:
+            yield (restricted_kubeconfig(namespace, "modelrollout-controller"),
+                   restricted_kubeconfig(namespace, "modelrollout-router"), token)
+        finally:
+            kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found")
 
 
 def test_internal_endpoints_need_an_authorized_token_and_the_controller_has_one(procs, kubectl, k8s_api, namespace,

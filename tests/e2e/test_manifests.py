@@ -1,6 +1,7 @@
 """manifests/: every rendered object passes a server-side dry run, and the RBAC identities get exactly what they need."""
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import subprocess
@@ -100,21 +101,28 @@ def rbac_for(namespace: str, suffix: str) -> list[dict]:
     return [d for d in docs if not d["metadata"]["name"].startswith(("modelrollout-edit", "modelrollout-view"))]
 
 
-@pytest.fixture
-def identities(crd, kubectl, namespace, restricted_kubeconfig):
-    """(controller kubeconfig, router kubeconfig) bound only by manifests/rbac.yaml, plus one rollout to act on."""
+@contextlib.contextmanager
+def manifests_rbac(kubectl, namespace: str):
+    """`rbac_for` applied in `namespace` with a fresh suffix (yielded); its cluster-scoped objects deleted after."""
     suffix = f"-{secrets.token_hex(3)}"
     docs = rbac_for(namespace, suffix)
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    kubectl("apply", "-f", "-", input=example_text(namespace))
-    kubectl("create", "secret", "generic", "db-password", "-n", namespace, "--from-literal=p=hunter2")
     try:
-        yield (restricted_kubeconfig(namespace, "modelrollout-controller"),
-               restricted_kubeconfig(namespace, "modelrollout-router"))
+        yield suffix
     finally:
         for d in docs:
             if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
                 kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found")
+
+
+@pytest.fixture
+def identities(crd, kubectl, namespace, restricted_kubeconfig):
+    """(controller kubeconfig, router kubeconfig) bound only by manifests/rbac.yaml, plus one rollout to act on."""
+    with manifests_rbac(kubectl, namespace):
+        kubectl("apply", "-f", "-", input=example_text(namespace))
+        kubectl("create", "secret", "generic", "db-password", "-n", namespace, "--from-literal=p=hunter2")
+        yield (restricted_kubeconfig(namespace, "modelrollout-controller"),
+               restricted_kubeconfig(namespace, "modelrollout-router"))
 
 
 def as_identity(control_plane, kubeconfig, *args, input=None):
