@@ -3,8 +3,9 @@
 `ConfigMapReader(api_client)(namespace, name, key)` gets the ConfigMap (RBAC: `get` on `configmaps`, in the
 controller's ClusterRole; manifests/rbac.yaml and the chart) and returns the key's text (`data`, else
 `binaryData` decoded as UTF-8), only when it is labelled `modelrollout.io/golden-set=true`: a rollout's
-author could otherwise have any ConfigMap of the namespace sent to URLs of their choosing. Errors name the ConfigMap and why (`GoldenUnavailable`): the golden step's
-checks are then Inconclusive, retried every analysis interval.
+author could otherwise have any ConfigMap of the namespace sent to URLs of their choosing (`read_labelled`).
+Errors name the ConfigMap and why (`GoldenUnavailable`): the golden step's checks are then Inconclusive,
+retried every analysis interval.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import base64
 import binascii
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from controller.golden import GoldenUnavailable
 from policies.golden_spec import GOLDEN_SET_LABEL
+
+from .labelled import read_labelled
 
 
 class ConfigMapReader:
@@ -25,18 +27,9 @@ class ConfigMapReader:
 
     def __call__(self, namespace: str, name: str, key: str) -> str:
         what = f"ConfigMap {namespace}/{name} key {key}"
-        try:
-            cm = self.core.read_namespaced_config_map(name, namespace, _request_timeout=self.timeout)
-        except ApiException as e:
-            why = {404: "not found", 403: "forbidden (the controller's ClusterRole needs get on configmaps)"}.get(
-                e.status, f"HTTP {e.status}")
-            raise GoldenUnavailable(f"{what}: {why}") from None
-        except Exception as e:  # noqa: BLE001 - apiserver unreachable, timeouts
-            raise GoldenUnavailable(f"{what}: {type(e).__name__}: {e}") from None
-        labels = (cm.metadata.labels or {}) if cm.metadata else {}
-        if labels.get(GOLDEN_SET_LABEL) != "true":
-            raise GoldenUnavailable(f"{what}: the ConfigMap is not labelled {GOLDEN_SET_LABEL}=true, so golden "
-                                    "steps may not use it")
+        cm = read_labelled(lambda: self.core.read_namespaced_config_map(name, namespace, _request_timeout=self.timeout),
+                           what, "ConfigMap", GOLDEN_SET_LABEL, "golden steps",
+                           "the controller's ClusterRole needs get on configmaps", GoldenUnavailable)
         data, binary = cm.data or {}, cm.binary_data or {}
         if key in data:
             return data[key]

@@ -12,10 +12,11 @@ import base64
 import binascii
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from controller.notify import SecretUnavailable
 from policies.spec import NOTIFICATION_SECRET_LABEL, SecretKeyRef
+
+from .labelled import read_labelled
 
 
 class SecretReader:
@@ -25,18 +26,11 @@ class SecretReader:
 
     def __call__(self, namespace: str, ref: SecretKeyRef) -> str:
         what = ref.describe(namespace)
-        try:
-            secret = self.core.read_namespaced_secret(ref.name, namespace, _request_timeout=self.timeout)
-        except ApiException as e:               # e.body is the apiserver's Status: no Secret data in it
-            why = {404: "not found", 403: "forbidden (bind the ClusterRole modelrollout-notification-secrets "
-                                          "to the controller in this namespace)"}.get(e.status, f"HTTP {e.status}")
-            raise SecretUnavailable(f"{what}: {why}") from None
-        except Exception as e:  # noqa: BLE001 - apiserver unreachable, timeouts
-            raise SecretUnavailable(f"{what}: {type(e).__name__}") from None
-        labels = (secret.metadata.labels or {}) if secret.metadata else {}
-        if labels.get(NOTIFICATION_SECRET_LABEL) != "true":
-            raise SecretUnavailable(f"{what}: the Secret is not labelled {NOTIFICATION_SECRET_LABEL}=true, so "
-                                    "notifications may not use it")
+        secret = read_labelled(lambda: self.core.read_namespaced_secret(ref.name, namespace,
+                                                                        _request_timeout=self.timeout),
+                               what, "Secret", NOTIFICATION_SECRET_LABEL, "notifications",
+                               "bind the ClusterRole modelrollout-notification-secrets to the controller in this "
+                               "namespace", SecretUnavailable, detail=False)
         data = secret.data or {}
         if ref.key not in data:
             raise SecretUnavailable(f"{what}: no such key (keys: {', '.join(sorted(data)) or 'none'})")
