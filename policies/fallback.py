@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from policies.jsonpath import get_path, split_path
 from policies.specreader import Reader, SpecError, url_field
 
 FALLBACK_REASONS = ("http_5xx", "timeout", "unreachable", "invalid_output")
@@ -56,17 +57,6 @@ def _finite(value: Any) -> bool:
     return True
 
 
-def _at_path(doc: Any, path: str) -> Any:
-    for part in (p for p in path.split(".") if p):
-        if isinstance(doc, dict) and part in doc:
-            doc = doc[part]
-        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
-            doc = doc[int(part)]
-        else:
-            return None
-    return doc
-
-
 def parse_fallback(r: Reader | None, output_path: str) -> FallbackSpec | None:
     """`spec.fallback` → FallbackSpec (None when absent); raises SpecError naming the field."""
     if r is None:
@@ -88,7 +78,7 @@ def parse_fallback(r: Reader | None, output_path: str) -> FallbackSpec | None:
     if not isinstance(static, dict) or not _finite(static):
         raise SpecError(r.at("static"), f"expected a JSON object (the answer clients get, with the prediction at "
                                         f"spec.output.path {output_path!r}), got {static!r}"[:300])
-    if _at_path(static, output_path) is None:
+    if get_path(static, split_path(output_path), None) is None:
         raise SpecError(r.at("static"), f"expected the prediction at spec.output.path {output_path!r} in the "
                                         f"static answer, got {static!r}"[:300])
     try:
