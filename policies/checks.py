@@ -508,14 +508,7 @@ def _interleave(ctx: _Ctx) -> CheckResult:
 
 
 def _segment_rows(ctx: _Ctx, kind: str, window: VersionWindow | None = None) -> dict[str, tuple[int, int]]:
-    seg = (window or ctx.obs.candidate).segments
-    fld = ctx.check.segment
-    if fld is None:
-        fields = seg.fields()
-        fld = "all" if "all" in fields else (fields[0] if fields else None)
-        if fld is None:
-            return {}
-    return getattr(seg, kind)(fld)
+    return (window or ctx.obs.candidate).segments.rows(kind, ctx.check.segment)
 
 
 def _accuracy(ctx: _Ctx) -> CheckResult:

@@ -116,9 +116,7 @@ def parse_post_promotion(r: Reader | None, interval: float, min_samples: int,
 
 def add_counts(total: Mapping[str, Any] | None, window: SegmentCounts | None) -> dict[str, Any]:
     """Cumulative label counts (`SegmentCounts.to_dict()["counts"]`) plus one window's."""
-    acc = SegmentCounts(1 << 16)
-    if total:
-        acc = SegmentCounts.from_dict({"type": "segments", "max_values": 1 << 16, "counts": dict(total)})
+    acc = _counts(total)
     if window is not None:
         acc = acc.merge(window)
     return acc.to_dict()["counts"]
@@ -128,15 +126,6 @@ def _counts(raw: Mapping[str, Any] | None) -> SegmentCounts:
     if not raw:
         return SegmentCounts(1 << 16)
     return SegmentCounts.from_dict({"type": "segments", "max_values": 1 << 16, "counts": dict(raw)})
-
-
-def _rows(seg: SegmentCounts, kind: str, field: str | None) -> dict[str, tuple[int, int]]:
-    if field is None:
-        fields = seg.fields()
-        field = "all" if "all" in fields else (fields[0] if fields else None)
-        if field is None:
-            return {}
-    return getattr(seg, kind)(field)
 
 
 @dataclass(frozen=True)
@@ -164,11 +153,13 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _totals(rows: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+    """(labelled, correct) over every value of the segment field."""
+    return sum(n for n, _ in rows.values()), sum(k for _, k in rows.values())
+
+
 def _accuracy(pp: PostPromotionSpec, c: RegretCheck, base: SegmentCounts, cand: SegmentCounts) -> Judged:
-    nb, kb = map(sum, zip(*_rows(base, "accuracy", c.segment).values())) if _rows(base, "accuracy", c.segment) \
-        else (0, 0)
-    nc, kc = map(sum, zip(*_rows(cand, "accuracy", c.segment).values())) if _rows(cand, "accuracy", c.segment) \
-        else (0, 0)
+    (nb, kb), (nc, kc) = (_totals(seg.rows("accuracy", c.segment)) for seg in (base, cand))
     a_b = kb / nb if nb else None
     a_c = kc / nc if nc else None
     threshold = None if a_b is None else a_b - c.max_drop
@@ -190,7 +181,7 @@ def _accuracy(pp: PostPromotionSpec, c: RegretCheck, base: SegmentCounts, cand: 
 
 
 def _fairness(pp: PostPromotionSpec, c: RegretCheck, base: SegmentCounts, cand: SegmentCounts) -> Judged:
-    rows_c, rows_b = _rows(cand, "tpr_counts", c.segment), _rows(base, "tpr_counts", c.segment)
+    rows_c, rows_b = cand.rows("tpr_counts", c.segment), base.rows("tpr_counts", c.segment)
     nc, nb = sum(v[0] for v in rows_c.values()), sum(v[0] for v in rows_b.values())
     for side, n, rows in (("promoted", nc, rows_c), ("previous stable", nb, rows_b)):
         if n < pp.min_samples or sum(v[1] for v in rows.values()) < fairness.MIN_POSITIVES:

@@ -64,6 +64,16 @@ class SegmentCounts:
     def fields(self) -> list[str]:
         return sorted(self._c)
 
+    def rows(self, kind: str, field: str | None) -> dict[str, tuple[int, int]]:
+        """`kind` (positives, accuracy or tpr_counts) per value of `field`; with no field, of the "all"
+        pseudo-field when counted, else of the first field ({} when nothing was counted)."""
+        if field is None:
+            fields = self.fields()
+            field = "all" if "all" in fields else (fields[0] if fields else None)
+            if field is None:
+                return {}
+        return getattr(self, kind)(field)
+
     def positives(self, field: str) -> dict[str, tuple[int, int]]:
         """value → (n, positives): the input of `stats.disparate_impact`."""
         return {v: (r[0], r[1]) for v, r in self._c.get(field, {}).items()}
