@@ -188,6 +188,7 @@ class Router:
         version = target.arms[arm]
         answer = await self.upstreams.call(version.url, target.spec.predict_path, body,
                                            {"Content-Type": JSON, "x-request-id": request_id}, target.spec.timeout)
+        parsed = None
         if target.spec.fallback is not None and override is None:
             parsed = self._output(target, answer)
             if parsed[1] is not None:       # the version failed: the caller gets the fallback's answer
@@ -195,9 +196,8 @@ class Router:
                                                       answer.detail or "answered no valid prediction")
                 self.answered(target, now, request_id, arm, answer, doc, body, False, sticky, parsed, result)
                 return reply
-            feedback_id = self.answered(target, now, request_id, arm, answer, doc, body, False, sticky, parsed)
-            return self._reply(answer, version.version, request_id, feedback_id)
-        feedback_id = self.answered(target, now, request_id, arm, answer, doc, body, override is not None, sticky)
+        feedback_id = self.answered(target, now, request_id, arm, answer, doc, body, override is not None, sticky,
+                                    parsed)
         return self._reply(answer, version.version, request_id, feedback_id)
 
     def answered(self, target: Target, now: float, request_id: str, arm: str, answer: Answer, doc: Any,
