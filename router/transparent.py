@@ -327,11 +327,13 @@ class Transparent:
             out.append((b"x-request-id", request_id.encode()))
         record = predict and (status >= 500 or (_is_json(ctype) and not encoded))
         start = {"type": "http.response.start", "status": status, "headers": out}
-        whole = None
+        whole = parsed = None
         if predict and not forced and spec.fallback is not None and scope["method"] != "HEAD":
-            whole = await self._judge_whole(target, conn, pump, pool, status, ctype, encoded, timing)
-            if isinstance(whole, Answer):
-                return await self._fallback(send, target, now, request_id, arm, whole, kept, sticky_key, fwd)
+            judged = await self._judge_whole(target, conn, pump, pool, status, ctype, encoded, timing)
+            if isinstance(judged, Answer):
+                return await self._fallback(send, target, now, request_id, arm, judged, kept, sticky_key, fwd)
+            if judged is not None:
+                whole, parsed = judged
         if whole is not None or conn.done:  # the whole answer is here: one write, one segment
             payload = whole if whole is not None else conn.take()
             await send(start)
@@ -371,14 +373,15 @@ class Transparent:
         # After the answer has left: the transport sends this turn's writes in a callback scheduled by the
         # first of them, so recording in the next callback keeps its cost out of the caller's latency.
         asyncio.get_running_loop().call_soon(self._account, target, now, request_id, arm, answer, kept, predict,
-                                             forced, sticky_key, record)
+                                             forced, sticky_key, record, None, parsed)
 
     async def _judge_whole(self, target: Target, conn: Stream, pump: list, pool, status: int, ctype: bytes,
-                           encoded: bool, timing: list) -> Answer | bytes | None:
+                           encoded: bool, timing: list) -> Answer | tuple[bytes, tuple | None] | None:
         """Read a predictPath answer whole (it is sent only then) and judge it: an `Answer` with its error
         kind when it failed (5xx, broke off, no valid prediction; the model's connection handed back), else
-        the body to send as it is; None when the answer is larger than a recorded one (what was read is
-        then left in the connection's buffer and streamed on, unjudged, as without a fallback)."""
+        (the body to send as it is, its output as `Router._output` reads it); None when the answer is larger
+        than a recorded one (what was read is then left in the connection's buffer and streamed on, unjudged,
+        as without a fallback)."""
         spec = target.spec
         pieces: list[bytes] = []
         size = 0
@@ -401,15 +404,16 @@ class Transparent:
                 conn.chunks[:0] = pieces        # streamed on from the start by `_stream`
                 return None
         payload = b"".join(pieces)
-        kind = None
+        kind = parsed = None
         if status >= 500:
             kind = "http_5xx"
         elif status == 200 and (encoded or not _is_json(ctype)):
             kind = "invalid_output"
         elif status == 200:
-            kind = self.router._output(target, Answer(200, payload, "", None, 0.0))[1]
+            parsed = self.router._output(target, Answer(200, payload, "", None, 0.0))
+            kind = parsed[1]
         if kind is None:
-            return payload
+            return payload, parsed      # the output read once: the record reuses it
         whole = not pump or (pump[0].done() and not pump[0].cancelled() and pump[0].exception() is None
                              and pump[0].result())
         if pump and not pump[0].done():
@@ -434,8 +438,9 @@ class Transparent:
 
     def _account(self, target: Target, now: float, request_id: str | None, arm: str, answer: Answer,
                  kept: list[bytes] | None, predict: bool, forced: bool, sticky: str | None, record: bool,
-                 fallback: str | None = None) -> None:
-        """Record and analyse a predictPath exchange (`record`), else count it as passed through."""
+                 fallback: str | None = None, parsed: tuple | None = None) -> None:
+        """Record and analyse a predictPath exchange (`record`), else count it as passed through. `parsed`:
+        the answer's output as `_judge_whole` already read it."""
         spec = target.spec
         if not (predict and record):
             self.router.metrics.passthrough[(spec.name, spec.namespace, target.arms[arm].version,
@@ -450,7 +455,7 @@ class Transparent:
                 doc = None
             if doc is None:
                 body = None
-        self.router.answered(target, now, request_id, arm, answer, doc, body, forced, sticky, fallback=fallback)
+        self.router.answered(target, now, request_id, arm, answer, doc, body, forced, sticky, parsed, fallback)
 
     async def _stream(self, send, start: dict, conn: Stream, receive, timeout: float, record: bool,
                       watch: bool) -> bytes | None:
