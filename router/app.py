@@ -21,6 +21,7 @@ from router.core import Reply, Router, error_reply
 from router.golden import MAX_BYTES as GOLDEN_MAX_BYTES, answer_golden
 from router.internal_auth import internal_guard
 from router.settings import RouterSettings
+from router.summaries import answer_batch
 from router.source import RoutingSource
 from router.transparent import Transparent
 
@@ -47,6 +48,14 @@ _GOLDEN_BODY = {"required": True, "content": {"application/json": {"schema": {
                                                                  "step runs for"},
                    "requests": {"type": "array", "items": {}, "minItems": 1, "maxItems": 1000,
                                 "description": "JSON bodies, each sent to both versions' predictPath"}}}}}}
+_SUMMARIES_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["windows"],
+    "properties": {"windows": {"type": "array", "maxItems": 4096, "items": {
+        "type": "object", "required": ["rollout", "namespace", "revision", "start", "end"],
+        "properties": {"rollout": {"type": "string"}, "namespace": {"type": "string"},
+                       "revision": {"type": "string", "description": "the candidate revision (version@url) judged"},
+                       "start": {"type": "number", "description": "the analysis window's start (epoch seconds)"},
+                       "end": {"type": "number", "description": "its end (epoch seconds)"}}}}}}}}}
 _ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {
     "error": {"type": "string"}, "detail": {"type": "string"}}}}}}
 
@@ -256,6 +265,12 @@ def build_api(router: Router) -> FastAPI:
             if isinstance(v, Reply):
                 return _response(v)
         return _response(await router.summaries(name, namespace, lo, hi))
+
+    @api.post("/v1/summaries", responses={**responses, 503: _ERROR}, dependencies=internal,
+              openapi_extra={"requestBody": _SUMMARIES_BODY},
+              summary="The analysis windows of many rollouts, each merged (for the controller)")
+    async def summaries_batch(request: Request):
+        return _response(await answer_batch(router, await request.body()))
 
     @api.post("/v1/rollouts/{name}/golden", responses={**responses, 409: _ERROR}, dependencies=internal,
               openapi_extra={"requestBody": _GOLDEN_BODY},

@@ -1,5 +1,6 @@
-"""Who may read the router's internal endpoints: `/v1/rollouts/{name}/summaries` (every version's prediction
-distributions, for the controller) and `/metrics` (for Prometheus).
+"""Who may read the router's internal endpoints: `/v1/rollouts/{name}/summaries` and `/v1/summaries` (every
+version's prediction distributions, for the controller), `/v1/rollouts/{name}/golden` and `/metrics` (for
+Prometheus).
 
 With `--internal-auth kubernetes` a request to one of them must carry `Authorization: Bearer TOKEN`, a
 Kubernetes ServiceAccount token issued for one of the `--internal-auth-audience`s (default only
@@ -10,7 +11,7 @@ asks the apiserver:
 
 1. a TokenReview (authentication.k8s.io/v1): is the token valid, for that audience, and whose is it;
 2. a SubjectAccessReview (authorization.k8s.io/v1): may that user `get` the request's path as a
-   non-resource URL. RBAC decides: the controller's ClusterRole grants `nonResourceURLs: [/v1/rollouts/*]`,
+   non-resource URL. RBAC decides: the controller's ClusterRole grants `nonResourceURLs: [/v1/rollouts/*, /v1/summaries]`,
    `modelrollout-metrics-reader` grants `[/metrics]` (bind it to Prometheus's ServiceAccount).
 
 No token or a rejected one: 401 with `WWW-Authenticate: Bearer`; a valid token without the permission: 403;

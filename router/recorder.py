@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import Callable
 
-from policies.outcome import Buckets, Outcome, fold
+from policies.outcome import Buckets, Outcome, fold, merge, window_buckets
 from policies.spec import RolloutSpec
 
 log = logging.getLogger("modelrollout.router")
@@ -110,6 +110,20 @@ class Recorder:
         self.flush()
         buckets = self._buckets.get(key)
         return [b.to_wire() for b in buckets.select(start, end)] if buckets is not None else []
+
+    def merged_window(self, key: str, revision: str, window_start: float, end: float) -> list[dict]:
+        """The analysis window from `window_start` to `end` of rollout `key`'s candidate `revision`: its buckets
+        (`policies.outcome.window_buckets`) merged into one, in wire form; [] when there is none."""
+        buckets = self._buckets.get(key)
+        if buckets is None:
+            return []
+        chosen = window_buckets(buckets.by_key.values(), revision, window_start, end, self.bucket)
+        return [merge(chosen, buckets.spec.output.kind).to_wire()] if chosen else []
+
+    def merged_windows(self, items: list[tuple[str, str, float, float]]) -> list[list[dict]]:
+        """`merged_window` of every (key, revision, window_start, end), in order (one flush for all)."""
+        self.flush()
+        return [self.merged_window(*item) for item in items]
 
 
 async def keep_folding(recorder: Recorder, every: float = 0.1, prune: Callable[[float], None] | None = None) -> None:

@@ -22,8 +22,8 @@ counted, and its counters as last scraped are kept. `--no-worker` keeps all of i
 Wire format, both ways: 4-byte big-endian length, then a pickle (protocol 5) of a list of messages, in the
 order they were made. Both ends are this module, on a private pipe between a router and the child it
 started. To the worker: `Configure` (first, once), `AddTarget`, `Forget`, `Record`, `Mirror`
-(router.shadow), and the questions `WindowsQuery`, `MetricsQuery`, `Drain`, each with a query id that the
-worker's `Reply` carries back.
+(router.shadow), and the questions `WindowsQuery`, `MergedWindowsQuery`, `MetricsQuery`, `Drain`, each with
+a query id that the worker's `Reply` carries back.
 """
 from __future__ import annotations
 
@@ -104,6 +104,13 @@ class WindowsQuery:
     key: str
     start: float | None
     end: float | None
+
+
+@dataclasses.dataclass(slots=True)
+class MergedWindowsQuery:
+    """Analysis windows of several rollouts, each merged (`Recorder.merged_windows`)."""
+    qid: int
+    items: list[tuple[str, str, float, float]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -366,6 +373,10 @@ class Worker:
         """The windows of rollout `key` (every record handed over before this call is in them)."""
         return await self.query(WindowsQuery, key, start, end)
 
+    async def merged_windows(self, items: list[tuple[str, str, float, float]]) -> list[list[dict]]:
+        """`Recorder.merged_windows` of (key, revision, window start, end) items, in the worker."""
+        return await self.query(MergedWindowsQuery, items)
+
     async def metric_snapshots(self) -> list[dict]:
         """The worker's counters (and those of workers that died) for `RouterMetrics.render`.
 
@@ -435,7 +446,7 @@ class _WorkerProcess:
                     await self.drain()
                     self.answer(qid, True)
                     await self.writer.drain()
-                case WindowsQuery(qid) | MetricsQuery(qid):
+                case WindowsQuery(qid) | MergedWindowsQuery(qid) | MetricsQuery(qid):
                     try:
                         self.answer(qid, self._ask(m))
                     except Exception as e:          # a bug: answer it, keep recording
@@ -444,10 +455,12 @@ class _WorkerProcess:
                 case _:
                     log.error("router worker: unknown message %s", type(m).__name__)
 
-    def _ask(self, m: WindowsQuery | MetricsQuery) -> Any:
+    def _ask(self, m: WindowsQuery | MergedWindowsQuery | MetricsQuery) -> Any:
         match m:
             case WindowsQuery(_, key, start, end):
                 return self.recorder.windows(key, start, end)
+            case MergedWindowsQuery(_, items):
+                return self.recorder.merged_windows(items)
             case MetricsQuery():
                 lg = self.log
                 return WorkerCounters(self.metrics.snapshot(), self.shadows.done, self.records,

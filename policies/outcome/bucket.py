@@ -154,6 +154,14 @@ def in_analysis_window(wire: Iterable[Any], spec: RolloutSpec, window_start: flo
     return out
 
 
+def window_buckets(buckets: Iterable[Bucket], revision: str, window_start: float, end: float,
+                   bucket_seconds: float) -> list[Bucket]:
+    """The buckets of `revision` an analysis window from `window_start` to `end` reads, oldest first: those
+    starting at or after the bucket holding `window_start` (as `in_analysis_window`) and ended by `end`."""
+    first = bucket_start(window_start, bucket_seconds)
+    return select((b for b in buckets if b.revision == revision and b.start + 1e-6 >= first), None, end)
+
+
 # --- the fold ----------------------------------------------------------------------------------------
 
 def positive(spec: RolloutSpec, output: Any) -> bool:

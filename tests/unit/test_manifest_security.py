@@ -58,7 +58,7 @@ def test_internal_endpoints_are_closed_and_the_controller_can_open_them():
     assert source["serviceAccountToken"]["audience"] == "modelrollout-router"
     assert settings.router_token_file.endswith("/" + source["serviceAccountToken"]["path"])
     rules = docs[("ClusterRole", "modelrollout-controller")]["rules"]
-    assert {"nonResourceURLs": ["/v1/rollouts/*"], "verbs": ["get"]} in rules
+    assert {"nonResourceURLs": ["/v1/rollouts/*", "/v1/summaries"], "verbs": ["get"]} in rules
     delegator = docs[("ClusterRoleBinding", "modelrollout-router-auth-delegator")]
     assert delegator["roleRef"]["name"] == "system:auth-delegator"
     assert delegator["subjects"][0]["name"] == "modelrollout-router"

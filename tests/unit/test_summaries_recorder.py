@@ -4,11 +4,12 @@ reference); the recorder and `rebuild` build the same buckets from the same reco
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from hypothesis import given, settings, strategies as st
 
 from policies._paired import ndcg, rbo
-from policies.outcome import Bucket, Outcome, label_positive, positive, rebuild
+from policies.outcome import Bucket, Outcome, in_analysis_window, label_positive, merge, positive, rebuild
 from policies.spec import parse_rollout
 from policies.summaries import InterleaveSummary, PairedSummary, key_from_request_id
 from router.recorder import Recorder
@@ -184,3 +185,32 @@ def test_every_queued_outcome_is_folded_and_rebuild_matches():
     assert sum(w["candidate"]["latency"]["buckets"][b] for w in windows
                for b in w["candidate"]["latency"]["buckets"]) == 1000
     assert [b.to_wire() for b in rebuild(recs, spec, 5.0, 64)] == windows
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(sorted(OUTPUT)), st.data())
+def test_a_merged_window_is_what_the_controller_merges_from_the_buckets(kind, data):
+    """`POST /v1/summaries`'s answer for a window (`Recorder.merged_window`, merged on the router) holds the
+    same summaries as the controller's decode and merge of that window's buckets (`in_analysis_window` over
+    `GET /v1/rollouts/{name}/summaries`): of the candidate revision only, from the bucket holding the window's
+    start to the buckets ended by its end."""
+    spec = _spec(kind)
+    recs = data.draw(st.lists(records(kind), max_size=60))
+    start = data.draw(st.sampled_from([990.0, 1000.0, 1002.5, 1005.0, 1007.0]))
+    end = data.draw(st.sampled_from([1005.0, 1009.9, 1010.0, 1020.0]))
+    revision = data.draw(st.sampled_from([spec.revision, "v9@http://127.0.0.1:9"]))
+    rec = Recorder(5.0, float("inf"), 8)
+    for r in recs:
+        rec.add(spec, Outcome.from_dict(r))
+    rec.flush()
+    (merged,) = rec.merged_windows([(spec.key, revision, start, end)])
+    wanted = spec if revision == spec.revision else replace(spec, candidate=replace(spec.candidate, version="v9",
+                                                                                   url="http://127.0.0.1:9"))
+    buckets = [b for b in in_analysis_window(rec.windows(spec.key, None, end), wanted, start, 5.0)
+               if b.revision == revision]
+    if not buckets:
+        assert merged == []
+        return
+    expected = merge(buckets, kind).to_wire()
+    assert merged == [expected]
+    assert Bucket.from_wire(merged[0]).to_wire() == expected
