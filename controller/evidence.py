@@ -21,18 +21,23 @@ unit tests hand them an `httpx.MockTransport`. `docs/contracts.md` describes the
 from __future__ import annotations
 
 import concurrent.futures as futures
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Protocol, Sequence
 
 import httpx
+import orjson
 
 from policies.checks import Observations, render_query
 from policies.errors import ModelRolloutError
 from policies.outcome import in_analysis_window, merge
 from policies.spec import RolloutSpec
 from policies.summaries import VersionWindow
+
+log = logging.getLogger("modelrollout.evidence")
 
 MAX_BUCKET_SECONDS = 60.0
 """Largest router summary bucket the controller expects; windows are fetched with this much slack."""
@@ -118,15 +123,27 @@ def _timeout(http: httpx.Client) -> str:
 
 
 class RouterSummaries:
-    """Summaries of every router replica `replicas(spec)` names, over the injected `http` client."""
+    """Summaries of every router replica `replicas(spec)` names, over the injected `http` client.
+
+    A replica is asked with `POST /v1/summaries` for every rollout whose window is due while its previous
+    request is in flight (`_Batch`: one request per replica for all of them, each window merged by the
+    router); a replica that does not know that route (404 or 405: an older router) is asked with the
+    per-rollout `GET /v1/rollouts/{name}/summaries` for `LEGACY_SECONDS`, then tried again."""
+
+    LEGACY_SECONDS = 300.0
 
     def __init__(self, http: httpx.Client, replicas: Callable[[RolloutSpec], Sequence[str]], *,
-                 max_parallel: int = 8):
-        self.http, self.replicas, self.max_parallel = http, replicas, max_parallel
+                 max_parallel: int = 8, max_batch: int = 512, batch: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
+        self.http, self.replicas, self.max_parallel, self.max_batch = http, replicas, max_parallel, max_batch
+        self.batch, self.clock = batch, clock
         self._instances: dict[str, dict[str, str]] = {}
         """Per rollout (`spec.key`), the router instances that answered its last gather, with their URL."""
         self._pool: futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._batches: dict[str, _Batch] = {}
+        self._legacy: dict[str, float] = {}
+        """Replicas without `POST /v1/summaries`, until when they are asked per rollout."""
 
     def _parallel(self) -> futures.ThreadPoolExecutor:
         with self._lock:
@@ -151,12 +168,82 @@ class RouterSummaries:
         if r.status_code != 200:
             return failed(FailureKind.HTTP_STATUS, f"HTTP {r.status_code}: {r.text[:200]}")
         try:
-            body = r.json()
-        except ValueError:
+            body = orjson.loads(r.content)
+        except orjson.JSONDecodeError:
             return failed(FailureKind.BAD_ANSWER, "answer is not JSON")
         if not isinstance(body, dict) or not isinstance(body.get("windows"), list):
             return failed(FailureKind.BAD_ANSWER, "answer lacks a windows list")
         return body
+
+    def fetch_many(self, url: str, asked: Sequence[tuple[RolloutSpec, float, float]]) -> list[dict | Failure]:
+        """One replica's `POST /v1/summaries` answer for every (spec, window start, end), in order: per
+        rollout a dict like `fetch`'s (its `windows` hold the window merged, or nothing), or why not."""
+        def failed(kind: FailureKind, detail: str) -> list[dict | Failure]:
+            return [Failure(ROUTER, url, kind, detail)] * len(asked)
+
+        body = orjson.dumps({"windows": [{"rollout": s.name, "namespace": s.namespace, "revision": s.revision,
+                                          "start": start, "end": end}
+                                         for s, start, end in asked]})
+        try:
+            r = self.http.post(f"{url.rstrip('/')}/v1/summaries", content=body,
+                               headers={"content-type": "application/json"})
+        except httpx.TimeoutException:
+            return failed(FailureKind.TIMEOUT, f"timed out after {_timeout(self.http)}")
+        except httpx.HTTPError as e:
+            return failed(FailureKind.UNREACHABLE, f"unreachable ({type(e).__name__}: {e})")
+        if r.status_code in (404, 405):        # a router older than the route: ask it per rollout for a while
+            with self._lock:
+                self._legacy[url] = self.clock() + self.LEGACY_SECONDS
+            log.info("router %s has no POST /v1/summaries (HTTP %s): asking it per rollout for %gs", url,
+                     r.status_code, self.LEGACY_SECONDS)
+            return [self.fetch(url, s, start - MAX_BUCKET_SECONDS, end) for s, start, end in asked]
+        if r.status_code != 200:
+            return failed(FailureKind.HTTP_STATUS, f"HTTP {r.status_code}: {r.text[:200]}")
+        try:
+            answer = orjson.loads(r.content)
+        except orjson.JSONDecodeError:
+            return failed(FailureKind.BAD_ANSWER, "answer is not JSON")
+        items = answer.get("windows") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            return failed(FailureKind.BAD_ANSWER, "answer lacks a windows list")
+        if len(items) != len(asked):
+            return failed(FailureKind.BAD_ANSWER, f"answer has {len(items)} windows for {len(asked)} asked")
+        out: list[dict | Failure] = []
+        for item in items:
+            error = item.get("error") if isinstance(item, dict) else None
+            if isinstance(error, dict):     # as the per-rollout route answers it: its status and JSON error
+                status, text = error.get("status"), orjson.dumps({k: error.get(k) for k in ("error", "detail")})
+                out.append(Failure(ROUTER, url, FailureKind.HTTP_STATUS, f"HTTP {status}: {text.decode()[:200]}"))
+            elif not isinstance(item, dict) or not isinstance(item.get("windows"), list):
+                out.append(Failure(ROUTER, url, FailureKind.BAD_ANSWER, "answer item lacks a windows list"))
+            else:
+                out.append({"instance": answer.get("instance"), "bucket_seconds": answer.get("bucket_seconds"),
+                            "windows": item["windows"]})
+        return out
+
+    def _ask(self, urls: Sequence[str], spec: RolloutSpec, start: float, end: float) -> list[dict | Failure]:
+        now = self.clock()
+        pending: list = []
+        for url in urls:
+            legacy = not self.batch or self._legacy.get(url, 0.0) > now
+            if legacy:
+                pending.append(self._parallel().submit(self.fetch, url, spec, start - MAX_BUCKET_SECONDS, end))
+            else:
+                with self._lock:
+                    batch = self._batches.get(url)
+                    if batch is None:
+                        batch = self._batches[url] = _Batch(self, url)
+                pending.append(batch.submit(spec, start, end))
+        return [f.result() for f in pending]
+
+    def close(self) -> None:
+        with self._lock:
+            batches, self._batches = list(self._batches.values()), {}
+            pool, self._pool = self._pool, None
+        for b in batches:
+            b.close()
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def gather(self, spec: RolloutSpec, window_start: float, window_end: float) -> Evidence:
         urls = list(self.replicas(spec))
@@ -164,11 +251,7 @@ class RouterSummaries:
             return Evidence(empty_observations(spec, window_start, window_end), (Failure(
                 ROUTER, "(none)", FailureKind.NO_SOURCE,
                 "no router replica known (no ready endpoints and no --router-url)"),))
-        start = window_start - MAX_BUCKET_SECONDS
-        # the other replicas are asked from a pool kept for the source's life (a pool per window costs a
-        # thread start per replica), the first one from the calling thread
-        others = [self._parallel().submit(self.fetch, url, spec, start, window_end) for url in urls[1:]]
-        answers = [self.fetch(urls[0], spec, start, window_end)] + [f.result() for f in others]
+        answers = self._ask(urls, spec, window_start, window_end)
         failures: list[Failure] = []
         buckets = []
         seen = {answer["instance"]: url for url, answer in zip(urls, answers)
@@ -200,6 +283,57 @@ class RouterSummaries:
         m = merge(buckets, spec.output.kind)
         return Evidence(Observations(window_start=window_start, window_end=window_end, baseline=m.baseline,
                                      candidate=m.candidate, paired=m.paired, interleave=m.interleave))
+
+
+class _Batch:
+    """The windows waiting for one replica: a sender thread takes all that wait (up to `max_batch`) into one
+    `fetch_many` while the callers block on their futures, then takes what arrived meanwhile; it ends after
+    `IDLE_SECONDS` without work and a later `submit` starts another."""
+
+    IDLE_SECONDS = 5.0
+
+    def __init__(self, owner: RouterSummaries, url: str):
+        self.owner, self.url = owner, url
+        self._waiting: list[tuple[tuple[RolloutSpec, float, float], futures.Future]] = []
+        self._cond = threading.Condition()
+        self._sending = self._closed = False
+
+    def submit(self, spec: RolloutSpec, start: float, end: float) -> futures.Future:
+        f: futures.Future = futures.Future()
+        with self._cond:
+            if self._closed:
+                f.set_result(Failure(ROUTER, self.url, FailureKind.ERROR, "the controller is stopping"))
+                return f
+            self._waiting.append(((spec, start, end), f))
+            if not self._sending:
+                self._sending = True
+                threading.Thread(target=self._send, name=f"summaries {self.url}", daemon=True).start()
+            else:
+                self._cond.notify()
+        return f
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _send(self) -> None:
+        while True:
+            with self._cond:
+                if not self._waiting and not self._closed:
+                    self._cond.wait(self.IDLE_SECONDS)
+                if not self._waiting:
+                    self._sending = False
+                    return
+                taken = self._waiting[:self.owner.max_batch]
+                del self._waiting[:len(taken)]
+            try:
+                answers = self.owner.fetch_many(self.url, [asked for asked, _ in taken])
+            except Exception as e:  # noqa: BLE001 - a bug must fail these windows, not hang their reconciles
+                log.exception("router %s: summaries of %d rollouts failed", self.url, len(taken))
+                answers = [Failure(ROUTER, self.url, FailureKind.ERROR, f"{type(e).__name__}: {e}")] * len(taken)
+            for (_, f), answer in zip(taken, answers):
+                f.set_result(answer)
 
 
 # ---- Prometheus ---------------------------------------------------------------------------------------
@@ -285,6 +419,11 @@ class Sources:
         self.sources = sources
         self._pool: futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the threads of the sources that keep some (`RouterSummaries`)."""
+        for s in self.sources:
+            getattr(s, "close", lambda: None)()
 
     def gather(self, spec: RolloutSpec, window_start: float, window_end: float) -> Evidence:
         # a source with nothing to ask for this spec (`wants`, e.g. Prometheus without PromQL checks) is

@@ -191,6 +191,7 @@ class Controller:
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
         self.notifier.close()
+        self.evidence.close()
         self.http.close()
         self.prometheus_http.close()
         self.golden.close()

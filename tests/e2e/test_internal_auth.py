@@ -1,8 +1,8 @@
 """The routers' internal endpoints on a real apiserver: with --internal-auth kubernetes, /summaries, /golden and
 /metrics answer only ServiceAccount tokens issued for the audience modelrollout-router whose user RBAC lets `get` the
-path (manifests/rbac.yaml: the controller for /v1/rollouts/*, modelrollout-metrics-reader for /metrics); the
-client-facing routes stay open; the controller, running as its ServiceAccount with its router token, drives
-a rollout to Promoted through such a router."""
+path (manifests/rbac.yaml: the controller for /v1/rollouts/* and /v1/summaries, modelrollout-metrics-reader for
+/metrics); the client-facing routes stay open; the controller, running as its ServiceAccount with its router
+token, drives a rollout to Promoted through such a router (its summaries over `POST /v1/summaries`)."""
 from __future__ import annotations
 
 
@@ -61,8 +61,15 @@ def test_internal_endpoints_need_an_authorized_token_and_the_controller_has_one(
         return httpx.post(url, json={"revision": f"v2@{v2.url}", "requests": [{"features": {"age": 1}}]},
                           headers={"Authorization": f"Bearer {tok}"} if tok is not None else {}, timeout=30)
 
+    def batch(tok: str | None = None) -> httpx.Response:
+        return httpx.post(f"{router.url}/v1/summaries", json={"windows": [
+            {"rollout": "guarded", "namespace": namespace, "revision": f"v2@{v2.url}", "start": 0, "end": 1}]},
+            headers={"Authorization": f"Bearer {tok}"} if tok is not None else {}, timeout=30)
+
     controller_token = token("modelrollout-controller")
     refused = {
+        "no token on /v1/summaries": batch(),
+        "a token without RBAC on /v1/summaries": batch(token("intruder")),
         "no token on /golden": post(golden),
         "a token without RBAC on /golden": post(golden, token("intruder")),
         "no token": get(summaries),
@@ -74,7 +81,8 @@ def test_internal_endpoints_need_an_authorized_token_and_the_controller_has_one(
         "a token without RBAC on /metrics": get(metrics, token("intruder")),
     }
     codes = {what: r.status_code for what, r in refused.items()}
-    assert codes == {"no token on /golden": 401, "a token without RBAC on /golden": 403,
+    assert codes == {"no token on /v1/summaries": 401, "a token without RBAC on /v1/summaries": 403,
+                     "no token on /golden": 401, "a token without RBAC on /golden": 403,
                      "no token": 401, "not a token": 401, "the controller's token for the apiserver": 401,
                      "a token without RBAC": 403, "the controller on /metrics": 403, "no token on /metrics": 401,
                      "a token without RBAC on /metrics": 403}, {w: r.text for w, r in refused.items()}
@@ -84,6 +92,7 @@ def test_internal_endpoints_need_an_authorized_token_and_the_controller_has_one(
         refused["a token without RBAC"].json()["detail"]
     assert "windows" not in refused["a token without RBAC"].text
     assert get(summaries, controller_token).status_code == 200
+    assert [w["rollout"] for w in batch(controller_token).json()["windows"]] == ["guarded"]
     scraped = get(metrics, token("prometheus"))
     assert scraped.status_code == 200 and "modelrollout_router_" in scraped.text
     # The client-facing side needs nothing.

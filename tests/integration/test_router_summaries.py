@@ -110,3 +110,57 @@ def test_sigterm_drains_in_flight_requests_into_the_log(procs, tmp_path):
     assert [s for s, _, _ in results] == [200] * n
     records = list(read_records(logs))
     assert sorted(r.request_id for r in records) == sorted(h["x-request-id"] for _, h, _ in results)
+
+
+def test_batch_summaries_answer_each_window_merged_in_the_order_asked(procs, tmp_path):
+    """`POST /v1/summaries` of a real router: per rollout asked, its candidate revision's buckets of the window
+    merged into one (the same summaries as merging `GET /v1/rollouts/{name}/summaries`' buckets), in order; a
+    rollout it does not serve is an error of its item; a malformed batch is a 400 naming the field. The
+    controller's `RouterSummaries` gathers the same evidence through it as through the per-rollout route."""
+    from controller.evidence import RouterSummaries
+    from policies.outcome import Bucket, merge
+
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2", "--shift", "0.2")
+    docs = [rollout_doc(name, v1.url, v2.url, weight=50) for name in ("fraud", "churn")]
+    cfg = write_config(tmp_path / "r.yaml", docs)
+    routers = [procs.router(cfg, "--replica-id", r, "--bucket", "1s") for r in ("a", "b")]
+    specs = {d["metadata"]["name"]: parse_rollout(d).spec for d in docs}
+    for k, r in enumerate(routers):
+        post_many([(f"{r.url}/v1/rollouts/{name}/predict", body(age=20 + i % 40, i=i), {"x-user-id": f"u{k}-{i}"})
+                   for name in specs for i in range(120)])
+    per_bucket = {name: summaries(routers[0].url, name)["windows"] for name in specs}
+    starts = sorted({w["start"] for ws in per_bucket.values() for w in ws})
+    start, end = starts[0] + 0.5, starts[-1] + 1.0         # from inside the first bucket to the last one's end
+    asked = [{"rollout": "churn", "namespace": "ml", "revision": specs["churn"].revision, "start": start, "end": end},
+             {"rollout": "nope", "namespace": "ml", "revision": "v2@x", "start": start, "end": end},
+             {"rollout": "fraud", "namespace": "ml", "revision": specs["fraud"].revision, "start": start, "end": end},
+             {"rollout": "fraud", "namespace": "ml", "revision": "v0@elsewhere", "start": start, "end": end}]
+    r = httpx.post(f"{routers[0].url}/v1/summaries", json={"windows": asked}, timeout=10)
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["replica"] == "a" and doc["bucket_seconds"] == 1.0 and isinstance(doc["instance"], str)
+    items = doc["windows"]
+    assert [i["rollout"] for i in items] == ["churn", "nope", "fraud", "fraud"]
+    assert items[1]["error"]["status"] == 404 and items[1]["error"]["error"] == "unknown rollout"
+    assert items[3]["windows"] == []                        # no bucket of that revision
+    for item in (items[0], items[2]):
+        (window,) = item["windows"]
+        expected = merge([Bucket.from_wire(w) for w in per_bucket[item["rollout"]]], "score")
+        assert Bucket.from_wire(window).to_wire() == expected.to_wire()
+        assert window["baseline"]["requests"] + window["candidate"]["requests"] == 120
+    bad = httpx.post(f"{routers[0].url}/v1/summaries", json={"windows": [{**asked[0], "start": "soon"}]}, timeout=10)
+    assert bad.status_code == 400 and bad.json() == {
+        "error": "invalid windows", "detail": "windows[0].start: expected seconds since the epoch, got 'soon'"}
+    assert httpx.post(f"{routers[0].url}/v1/summaries", content=b"{", timeout=10).status_code == 400
+
+    urls = [r.url for r in routers]
+    with httpx.Client(timeout=10) as http:
+        batched = RouterSummaries(http, lambda s: urls)
+        per_rollout = RouterSummaries(http, lambda s: urls, batch=False)
+        for spec in specs.values():
+            a, b = batched.gather(spec, start, end), per_rollout.gather(spec, start, end)
+            assert a.complete and b.complete
+            for arm in ("baseline", "candidate"):
+                assert getattr(a.observations, arm).to_dict() == getattr(b.observations, arm).to_dict()
+            assert a.observations.baseline.requests + a.observations.candidate.requests == 240
+        batched.close()

@@ -3,6 +3,8 @@ step judges their failures: as data, each an Inconclusive of the checks it left 
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import httpx
 import numpy as np
@@ -24,7 +26,7 @@ B, C = "http://router-a:8080", "http://router-b:8080"
 PROM = "http://prometheus:9090"
 
 
-def make_spec(checks=None, **analysis):
+def make_spec(checks=None, name="fraud", **analysis):
     an = {"interval": "1m", "minSamples": 50, "failureLimit": 2, **analysis}
     an["checks"] = checks if checks is not None else [
         {"name": "score-psi", "metric": "psi", "max": 0.2},
@@ -35,7 +37,7 @@ def make_spec(checks=None, **analysis):
         "candidate": {"version": "v2", "url": "http://c:1"},
         "strategy": {"steps": [{"canary": {"weight": 10, "duration": "10m"}}]},
         "analysis": an,
-    }, "fraud", "ml", generation=1)
+    }, name, "ml", generation=1)
 
 
 def version_window(values, seed=0):
@@ -59,9 +61,11 @@ def client(handler) -> httpx.Client:
     return httpx.Client(transport=httpx.MockTransport(handler), timeout=5.0)
 
 
-def routers(answers: dict, seen: list | None = None):
-    """A transport answering each router host with `answers[host]` (a dict body, a status code, or an
-    exception to raise)."""
+def routers(answers: dict, seen: list | None = None, batch: bool = True):
+    """A transport answering each router host with `answers[host]` (a dict body of
+    `GET /v1/rollouts/{name}/summaries`, a status code, or an exception to raise). `POST /v1/summaries` gets
+    that answer's windows for every rollout asked (as they are: this transport does not merge), or 404 when
+    `batch` is false (a router older than the route)."""
     def handler(request: httpx.Request) -> httpx.Response:
         if seen is not None:
             seen.append(request)
@@ -72,6 +76,14 @@ def routers(answers: dict, seen: list | None = None):
             return httpx.Response(a, text="summaries unavailable")
         if isinstance(a, str):
             return httpx.Response(200, text=a)
+        if request.method == "POST":
+            if not batch:
+                return httpx.Response(404, json={"error": "not found", "detail": "POST /v1/summaries: Not Found"})
+            asked = json.loads(request.content)["windows"]
+            if not isinstance(a.get("windows"), list):
+                return httpx.Response(200, json=a)
+            return httpx.Response(200, json={**{k: v for k, v in a.items() if k != "windows"}, "windows": [
+                {"rollout": w["rollout"], "namespace": w["namespace"], "windows": a["windows"]} for w in asked]})
         return httpx.Response(200, json=a)
     return handler
 
@@ -89,18 +101,96 @@ def prometheus(result=None, status=200, body=None, seen: list | None = None):
 # --- router summaries ----------------------------------------------------------------------------
 
 def test_router_summaries_merge_every_replica_for_the_window():
-    """Both replicas are asked for the window (with a bucket of slack before it) and their summaries merge."""
+    """Both replicas are asked for the window (`POST /v1/summaries`: the rollout, its candidate revision and the
+    window's exact times) and their summaries merge."""
     spec = make_spec()
     seen: list = []
     source = RouterSummaries(client(routers({B: summaries_answer(spec, T0), C: summaries_answer(spec, T0, seed=7)},
                                             seen)), lambda s: [B, C])
-    ev = source.gather(spec, T0, T0 + 60)
+    ev = source.gather(spec, T0, T0 + 60.25)
     assert ev.complete and ev.failures == ()
     assert ev.observations.candidate.requests == 200 and ev.observations.baseline.requests == 200
     assert {r.url.host for r in seen} == {"router-a", "router-b"}
-    params = seen[0].url.params
-    assert seen[0].url.path == "/v1/rollouts/fraud/summaries" and params["namespace"] == "ml"
+    assert seen[0].method == "POST" and seen[0].url.path == "/v1/summaries"
+    assert json.loads(seen[0].content) == {"windows": [{"rollout": "fraud", "namespace": "ml", "revision": "v2@http://c:1",
+                                                        "start": T0, "end": T0 + 60.25}]}
+
+
+def test_a_router_without_the_batch_route_is_asked_per_rollout_for_a_while():
+    """A router older than `POST /v1/summaries` (404) is asked with `GET /v1/rollouts/{name}/summaries` (with
+    a bucket of slack before the window: its bucket width is not known before it answers), at once and for
+    `LEGACY_SECONDS`; then the batch route is tried again."""
+    spec = make_spec()
+    seen: list = []
+    now = [100.0]
+    source = RouterSummaries(client(routers({B: summaries_answer(spec, T0)}, seen, batch=False)), lambda s: [B],
+                             clock=lambda: now[0])
+    assert source.gather(spec, T0, T0 + 60).observations.candidate.requests == 100
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/v1/summaries"), ("GET", "/v1/rollouts/fraud/summaries")]
+    params = seen[1].url.params
+    assert params["namespace"] == "ml"
     assert float(params["start"]) == T0 - MAX_BUCKET_SECONDS and float(params["end"]) == T0 + 60
+    seen.clear()
+    assert source.gather(spec, T0 + 60, T0 + 120).complete
+    assert [r.method for r in seen] == ["GET"]
+    now[0] += RouterSummaries.LEGACY_SECONDS + 1
+    seen.clear()
+    assert source.gather(spec, T0 + 120, T0 + 180).complete
+    assert [r.method for r in seen] == ["POST", "GET"]
+
+
+def test_windows_due_together_share_one_request_per_replica():
+    """Rollouts whose windows are gathered while a replica's request is in flight are asked in its next
+    request, all of them at once; each gets its own answer."""
+    specs = [make_spec(name=f"r{i}") for i in range(6)]
+    first_in, release = threading.Event(), threading.Event()
+    seen: list = []
+    inner = routers({B: summaries_answer(specs[0], T0)}, seen)
+
+    def handler(request):
+        if not first_in.is_set():
+            first_in.set()
+            release.wait(5)
+        return inner(request)
+    source = RouterSummaries(client(handler), lambda s: [B])
+    results: dict = {}
+    threads = [threading.Thread(target=lambda s=s: results.__setitem__(s.name, source.gather(s, T0, T0 + 60)))
+               for s in specs]
+    threads[0].start()
+    assert first_in.wait(5)
+    for t in threads[1:]:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(source._batches[B]._waiting) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in threads:
+        t.join(5)
+    asked = [[w["rollout"] for w in json.loads(r.content)["windows"]] for r in seen]
+    assert asked[0] == ["r0"] and sorted(asked[1]) == ["r1", "r2", "r3", "r4", "r5"] and len(asked) == 2
+    assert sorted(results) == [s.name for s in specs]
+    assert all(e.complete and e.observations.candidate.requests == 100 for e in results.values())
+    source.close()
+
+
+def test_an_error_of_one_rollout_in_a_batch_fails_that_rollout_only():
+    """A rollout the router does not serve is an error item of the batch answer: that rollout's window is
+    without router data (HTTP 404, as the per-rollout route answers), the others are judged."""
+    spec, other = make_spec(), make_spec(name="gone")
+    answer = summaries_answer(spec, T0)
+
+    def handler(request):
+        asked = json.loads(request.content)["windows"]
+        return httpx.Response(200, json={"instance": "a.0", "bucket_seconds": 5.0, "windows": [
+            {"rollout": w["rollout"], "namespace": w["namespace"], "windows": answer["windows"]} if w["rollout"] == "fraud"
+            else {"rollout": w["rollout"], "namespace": w["namespace"],
+                  "error": {"status": 404, "error": "unknown rollout", "detail": "no rollout named 'gone'"}}
+            for w in asked]})
+    source = RouterSummaries(client(handler), lambda s: [B])
+    assert source.gather(spec, T0, T0 + 60).complete
+    (f,) = source.gather(other, T0, T0 + 60).failures
+    assert f.kind is FailureKind.HTTP_STATUS and f.target == B
+    assert f.detail == 'HTTP 404: {"error":"unknown rollout","detail":"no rollout named \'gone\'"}'
 
 
 def test_windows_of_another_revision_or_before_the_window_are_left_out():
