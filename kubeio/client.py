@@ -3,16 +3,24 @@ default kubeconfig (`$KUBECONFIG`, `~/.kube/config`)."""
 from __future__ import annotations
 
 
-def load_client(kubeconfig: str | None):
+def load_client(kubeconfig: str | None, pool_size: int | None = None):
+    """The client; `pool_size`: connections to the apiserver it keeps (the library's default is 5 per CPU; a
+    thread that finds none free opens one and closes it after its call, a TLS handshake per request)."""
     from kubernetes import client, config
+    from kubernetes.client import rest
 
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()
+        api = config.new_client_from_config(config_file=kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+            api = client.ApiClient()
+        except config.ConfigException:
+            api = config.new_client_from_config()
+    if pool_size is not None and pool_size > api.configuration.connection_pool_maxsize:
+        api.configuration.connection_pool_maxsize = pool_size
+        api.rest_client = rest.RESTClientObject(api.configuration)
+    return api
 
 
 def replace_status(api_client, group: str, version: str, namespace: str, plural: str, name: str, body: dict,

@@ -55,7 +55,9 @@ def parse_args(argv: list[str]):
                    "(routers run with --internal-auth kubernetes; the manifests mount a projected token)")
     p.add_argument("--http-timeout", type=_duration, default=5.0,
                    help="timeout of one router or Prometheus query (default 5s)")
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=int, default=16,
+                   help="reconciles run at once (default 16); windows due together are asked of each router "
+                   "replica in one request, so more workers also mean fewer, larger summaries requests")
     p.add_argument("--deletion-grace", type=_duration, default=60.0,
                    help="remember a deleted rollout's stable this long: re-created within it, it starts from that "
                    "stable (default 60s, the routers' --deletion-grace)")
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per router query is noise
     try:
-        api = load_client(args.kubeconfig)
+        # a connection to the apiserver per worker, and some for the watch, the lease, Events and Services
+        api = load_client(args.kubeconfig, pool_size=settings.workers + 8)
     except Exception as e:  # noqa: BLE001
         print(f"modelrollout controller: cannot load Kubernetes configuration: {e}", file=sys.stderr)
         return 2

@@ -69,7 +69,7 @@ class ControllerSettings:
     of `controller.core.next_wakeup`, not relists, bring every active rollout its windows and step ends)."""
     http_timeout: float = 5.0
     """Seconds a router or Prometheus may take to answer one query (then: Inconclusive)."""
-    workers: int = 4
+    workers: int = 16
     router_token_file: str | None = None
     """Token sent to the routers' /summaries (`controller/kube/token.py`); None: none sent."""
     identity: str = field(default_factory=default_identity)
