@@ -8,7 +8,9 @@ What runs, per case (a fresh control plane each):
 * two model servers (`modelrollout.models.scorer`: baseline and candidate);
 * N rollouts in a one-hour canary step at 50%, one `error-rate` check, `minSamples: 1`;
 * `--routers` router replicas (`modelrollout router --kube`: they list+watch the rollouts and follow
-  `status.routing` as in a cluster), each answering `/summaries` from what it recorded;
+  `status.routing` as in a cluster), each answering the controller's summaries requests from what it
+  recorded (`POST /v1/summaries`, one per replica for the windows due together; a baseline older than that
+  route asks `GET /v1/rollouts/{name}/summaries` per rollout);
 * a traffic process sending `--per-window` real predictions per rollout per analysis interval through the
   routers (keep-alive HTTP/1.1, rollouts and replicas taken round-robin), so every window of every rollout
   has real outcomes to judge;
