@@ -32,6 +32,26 @@ def served(obj: dict) -> tuple:
                        default=str))
 
 
+class ServedChanges:
+    """Which watch events can change what the router serves: `changed(key, obj)` is False for an object whose
+    `served` fields equal those of the last one seen for its key (a window's status write), True otherwise
+    (new, different, or deleted: obj None). At 1,000 rollouts the controller writes about 100 statuses a
+    second, each a watch event; only the few that move a routing need the rollout set looked at again."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple] = {}
+
+    def changed(self, key: str, obj: dict | None) -> bool:
+        if obj is None:
+            self._last.pop(key, None)
+            return True
+        now = served(obj)
+        if self._last.get(key) == now:
+            return False
+        self._last[key] = now
+        return True
+
+
 def parse_objects(objects: list[dict], cache: dict | None = None) -> list[Rollout]:
     """Every ModelRollout that parses; invalid ones are logged (with the field path) and skipped.
 
@@ -67,12 +87,19 @@ class KubeSource:
         changed = asyncio.Event()
         stop = threading.Event()
 
+        served_changes = ServedChanges()
+
         def poke(*_):
             loop.call_soon_threadsafe(changed.set)
 
+        def on_change(key: str, obj: dict | None) -> None:     # the watcher's thread
+            if served_changes.changed(key, obj):
+                poke()
+
         # on_resync too: a LIST with no items reports no key, and the router must still learn that the
         # (empty) set is loaded, or /readyz stays 503 until the first rollout is applied
-        watcher = ListWatcher(self.api_client, self.namespace, on_change=poke, on_resync=poke, resync=self.resync)
+        watcher = ListWatcher(self.api_client, self.namespace, on_change=on_change, on_resync=poke,
+                              resync=self.resync)
         self.watcher = watcher
         thread = threading.Thread(target=watcher.run, args=(stop,), name="kube-source", daemon=True)
         thread.start()

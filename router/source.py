@@ -76,12 +76,17 @@ class LastValid:
         """Rollouts whose current document is invalid, with the error (served from `last` when there)."""
         self.deleted: dict[str, tuple[float, Rollout]] = {}
         """Rollouts gone from the documents, with when and what is served for them during the grace."""
-        self._parsed: dict[str, tuple[Any, Rollout | SpecError]] = parsed if parsed is not None else {}
+        self._parsed: dict[str, tuple[Any, Rollout | SpecError, Any]] = parsed if parsed is not None else {}
+        """Per key: what the document was parsed from (`version`), the result, and the document itself (the
+        very same object again, as a watch cache hands over an unchanged one, is not even looked at)."""
 
     def _parse(self, key: str | None, doc: Any) -> Rollout | SpecError:
+        cached = self._parsed.get(key) if key is not None else None
+        if cached is not None and cached[2] is doc:
+            return cached[1]
         version = self.version(doc) if isinstance(doc, dict) else None
-        cached = self._parsed.get(key) if key is not None and version is not None else None
-        if cached is not None and cached[0] == version:
+        if cached is not None and version is not None and cached[0] == version:
+            self._parsed[key] = (version, cached[1], doc)
             return cached[1]
         from router.routing import served
 
@@ -92,7 +97,7 @@ class LastValid:
         except SpecError as e:
             result = e
         if key is not None and version is not None:
-            self._parsed[key] = (version, result)
+            self._parsed[key] = (version, result, doc)
         return result
 
     def update(self, docs: Sequence[Any]) -> list[Rollout]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from router.kube_source import parse_objects, served
+from router.kube_source import ServedChanges, parse_objects, served
 
 
 def doc(name: str, generation: int = 1, weight: int = 10, checks_value: float = 0.01) -> dict:
@@ -51,3 +51,21 @@ def test_an_invalid_rollout_is_skipped_once_and_stays_skipped():
     bad["spec"]["strategy"]["steps"][0]["canary"]["weight"] = 150
     assert [r.spec.name for r in parse_objects([bad, doc("ok")], cache)] == ["ok"]
     assert [r.spec.name for r in parse_objects([copy.deepcopy(bad), doc("ok")], cache)] == ["ok"]
+
+
+def test_only_watch_events_that_move_what_is_served_wake_the_router():
+    changes = ServedChanges()
+    a = doc("a")
+    assert changes.changed("ml/a", a)                          # first sight
+    window = copy.deepcopy(a)                                  # a window judged: verdicts, lastAnalysisAt
+    window["status"]["checks"][0]["value"] = 0.02
+    window["status"]["lastAnalysisAt"] = "2026-01-01T00:00:10Z"
+    window["metadata"]["resourceVersion"] = "2"
+    assert not changes.changed("ml/a", window)
+    assert changes.changed("ml/a", doc("a", weight=50))        # routing moved
+    assert not changes.changed("ml/a", doc("a", weight=50))
+    assert changes.changed("ml/a", doc("a", generation=2, weight=50))   # spec changed
+    assert changes.changed("ml/b", doc("b"))                   # another rollout
+    assert changes.changed("ml/a", None)                       # deleted
+    assert changes.changed("ml/a", doc("a", generation=2, weight=50))   # re-created as it was: seen again
+
