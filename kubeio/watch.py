@@ -3,15 +3,21 @@
 The official client has no informer and does not relist for you (kubernetes-client/python#2223), so this
 keeps a cache keyed by "namespace/name", relists on 410 Gone, on any broken stream (an apiserver restart)
 and every `resync` seconds, and reports each key whose object changed to `on_change`.
+
+The LIST and the WATCH stream are read raw and decoded once with orjson (`watch_events`): the official
+client's `Watch` decodes every event, encodes it again and decodes that (a custom object's model is
+`object`), three passes of the stdlib `json` per event for every client, at 1,000 rollouts about 100 status
+writes a second.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from kubernetes import client, watch
+import orjson
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from policies.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
@@ -68,7 +74,7 @@ class ListWatcher:
         self.last_sync: float | None = None
         """Wall-clock time of the last successful LIST (the cache is at least this fresh)."""
         self._lock = threading.Lock()
-        self._watch: watch.Watch | None = None
+        self._stopping = False
 
     # ---- reading the cache -------------------------------------------------------------------------
 
@@ -101,9 +107,8 @@ class ListWatcher:
                 backoff = min(backoff * 2, 5.0)
 
     def stop(self) -> None:
-        w = self._watch
-        if w is not None:
-            w.stop()
+        """Stop reading the watch stream at its next event (the `run` loop ends when its `stop` is set)."""
+        self._stopping = True
 
     def _list(self, **kw):
         if self._lister is not None:
@@ -113,7 +118,13 @@ class ListWatcher:
         return self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
 
     def _relist(self) -> str:
-        listed = self._list(_request_timeout=30)
+        if self._lister is None:
+            resp = self._list(_request_timeout=30, _preload_content=False)
+            if not 200 <= resp.status <= 299:
+                raise ApiException(status=resp.status, reason=resp.reason, body=resp.data.decode("utf-8", "replace"))
+            listed = orjson.loads(resp.data)
+        else:
+            listed = self._list(_request_timeout=30)
         items = {object_key(o): o for o in listed.get("items", [])}
         for o in items.values() if self._lister is None else ():
             o.setdefault("apiVersion", API_VERSION)  # LIST items lack apiVersion/kind; put them back so they
@@ -145,19 +156,17 @@ class ListWatcher:
         self.connected, self.error = up, error
 
     def _watch_until(self, stop: threading.Event, rv: str, deadline: float) -> None:
+        self._stopping = False
         while not stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return  # periodic resync: the caller relists
-            w = watch.Watch()
-            self._watch = w
             timeout = max(1, int(min(remaining, self.watch_timeout)))
+            resp = self._list(watch=True, _preload_content=False, resource_version=rv, allow_watch_bookmarks=True,
+                              timeout_seconds=timeout, _request_timeout=timeout + 10)
             try:
-                stream = w.stream(self._list, resource_version=rv, allow_watch_bookmarks=True,
-                                  timeout_seconds=timeout, _request_timeout=timeout + 10)
-                for event in stream:
-                    if stop.is_set():
-                        w.stop()
+                for event in watch_events(resp):
+                    if stop.is_set() or self._stopping:
                         return
                     rv = self._apply(event) or rv
             except ApiException as e:
@@ -165,11 +174,12 @@ class ListWatcher:
                     raise _Gone() from e
                 raise
             finally:
-                self._watch = None
+                resp.close()
+                getattr(resp, "release_conn", lambda: None)()
 
     def _apply(self, event: dict) -> str | None:
         kind = event.get("type")
-        obj = event.get("raw_object") or event.get("object") or {}
+        obj = event.get("object") or {}
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if kind == "BOOKMARK":
             return rv
@@ -186,6 +196,30 @@ class ListWatcher:
             self.on_change(key, obj)
             self.on_event(key, old, obj)
         return rv
+
+
+def watch_events(resp) -> Iterator[dict]:
+    """The events of a raw WATCH response (`_preload_content=False`), one JSON object a line, each decoded
+    once: {"type": ADDED|MODIFIED|DELETED|BOOKMARK, "object": {...}}. A non-2xx answer raises ApiException;
+    an ERROR event raises ApiException with the Status it carries (410 Gone: the resourceVersion expired)."""
+    status = getattr(resp, "status", 200)
+    if not 200 <= status <= 299:
+        raise ApiException(status=status, reason=getattr(resp, "reason", None),
+                           body=(resp.data or b"").decode("utf-8", "replace"))
+    buffer = b""
+    for segment in resp.stream(amt=None, decode_content=False):
+        buffer += segment
+        if b"\n" not in segment:
+            continue
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            event = orjson.loads(line)
+            if isinstance(event, dict) and event.get("type") == "ERROR":
+                obj = event.get("object") if isinstance(event.get("object"), dict) else {}
+                raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
+            yield event
 
 
 def _version(obj: dict) -> str | None:
