@@ -26,7 +26,9 @@ Measured over `--seconds` once every rollout has had a window judged: reconciles
 watch events per rollout-window (rollouts x seconds / interval); controller CPU (user + system of its
 process, in cores) and RSS (VmRSS at the end, VmHWM peak); the apiserver's mutating requests per second
 (`apiserver_request_total`, all resources and modelrollouts/status alone); the routers' CPU (with their
-worker processes); the lag of window judgments: `lastAnalysisAt - (previous lastAnalysisAt or
+worker processes), the model servers', the traffic generator's and this bench's own (its watch), and the
+machine's busy CPU (/proc/stat) with the part no process of this bench used (neighbours), so the whole CPU
+budget is on the table; the lag of window judgments: `lastAnalysisAt - (previous lastAnalysisAt or
 stepStartedAt + interval)` ("judged", when the reconcile decided) and the watch event's arrival minus the
 same due time ("seen", after evidence, write and watch), as p50/p90/p99/max. "Runnable, waiting for a CPU"
 sums the run-queue delay of the controller's threads (/proc/PID/task/*/schedstat): time it was ready to run
@@ -163,6 +165,13 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
     return total
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, from /proc/stat (busy: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    everything = sum(fields[:8])                # user nice system idle iowait irq softirq steal (guest is in user)
+    return (everything - fields[3] - fields[4]) / TICK, everything / TICK
+
+
 def runqueue_wait(pid: int) -> float:
     """Seconds the threads of `pid` have spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat)."""
     total = 0
@@ -213,7 +222,7 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 
 def scrape(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=10) as r:
+    with urllib.request.urlopen(url, timeout=30) as r:
         return parse_metrics(r.read().decode())
 
 
@@ -254,6 +263,8 @@ class Watch:
     events: list[float] = field(default_factory=list)
     lags: list[tuple[float, float, float]] = field(default_factory=list)   # (judged at, judged lag, seen lag)
     verdicts: list[tuple[float, str, int]] = field(default_factory=list)   # (judged at, verdict, samples)
+    reasons: list[tuple[float, str]] = field(default_factory=list)      # (judged at, an Inconclusive's reason)
+    sizes: list[int] = field(default_factory=list)                      # bytes of each judged object (JSON)
     last: dict[str, float] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -288,6 +299,9 @@ class Watch:
                             self.lags.append((judged, judged - due, now - due))
                         for c in st.get("checks") or []:
                             self.verdicts.append((judged, str(c.get("verdict")), int(c.get("samples") or 0)))
+                            if c.get("verdict") == "Inconclusive":
+                                self.reasons.append((judged, re.sub(r"[0-9.]+", "N", str(c.get("reason")))[:160]))
+                        self.sizes.append(len(json.dumps(obj)))
                         self.last[key] = judged
                     if self.stop.is_set():
                         w.stop()
@@ -325,6 +339,7 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
 
     logs = Path(tempfile.mkdtemp(prefix="bench-controller-"))
     procs: list = []
+    ctl = traffic = None
     env = {**os.environ, "PYTHONPATH": str(controller_tree)}     # models, routers and controller of this side
     with ControlPlane() as plane:
         try:
@@ -384,6 +399,10 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
                         "router_cpu": sum(cpu_seconds(r.pid, children=True) for r in routers),
                         "apiserver_cpu": sum(cpu_seconds(p) for p in pids["apiserver"]),
                         "etcd_cpu": sum(cpu_seconds(p) for p in pids["etcd"]),
+                        "models_cpu": sum(cpu_seconds(p.pid) for p in (v1, v2)),
+                        "traffic_cpu": cpu_seconds(traffic.pid),
+                        "bench_cpu": cpu_seconds(os.getpid()),
+                        "machine": machine_cpu(),
                         "reconciles": total(m, "modelrollout_reconcile_duration_seconds_count"),
                         "durations": {k: v for k, v in m.items()
                                       if k.startswith("modelrollout_reconcile_duration_seconds_bucket")},
@@ -403,6 +422,9 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
             stop_popen(traffic, signal.SIGTERM, 5)
             sent = traffic.stdout.read().decode().strip() if traffic.stdout else ""
         finally:
+            for popen in (ctl, traffic):        # still running when the case failed half-way
+                if popen is not None and popen.poll() is None:
+                    stop_popen(popen, signal.SIGKILL, 5)
             for p in reversed(procs):
                 p.stop()
     wall = s1["t"] - s0["t"]
@@ -413,7 +435,13 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
     for t, v, _ in watcher.verdicts:
         if s0["wall"] <= t <= s1["wall"]:
             verdicts[v] = verdicts.get(v, 0) + 1
+    reasons: dict[str, int] = {}
+    for t, why in watcher.reasons:
+        if s0["wall"] <= t <= s1["wall"]:
+            reasons[why] = reasons.get(why, 0) + 1
     return {
+        "inconclusive_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:3]),
+        "object_bytes": quantiles(watcher.sizes[-1000:])["p50"] if watcher.sizes else 0,
         "reconcile_seconds": histogram_quantiles(s0["durations"], s1["durations"]),
         "rollouts": n, "seconds": wall, "rollout_windows": rollout_windows, "judged_before_measuring": judged_all,
         "reconciles": (s1["reconciles"] - s0["reconciles"]) / rollout_windows,
@@ -425,6 +453,14 @@ def run_case(n: int, controller_tree: Path, a) -> dict:
         "router_cpu": (s1["router_cpu"] - s0["router_cpu"]) / wall,
         "apiserver_cpu": (s1["apiserver_cpu"] - s0["apiserver_cpu"]) / wall,
         "etcd_cpu": (s1["etcd_cpu"] - s0["etcd_cpu"]) / wall,
+        "models_cpu": (s1["models_cpu"] - s0["models_cpu"]) / wall,
+        "traffic_cpu": (s1["traffic_cpu"] - s0["traffic_cpu"]) / wall,
+        "bench_cpu": (s1["bench_cpu"] - s0["bench_cpu"]) / wall,
+        "machine_busy": (s1["machine"][0] - s0["machine"][0]) / wall,
+        "machine_cores": (s1["machine"][1] - s0["machine"][1]) / wall,
+        "others_cpu": ((s1["machine"][0] - s0["machine"][0]) - sum(
+            s1[k] - s0[k] for k in ("ctl_cpu", "router_cpu", "apiserver_cpu", "etcd_cpu", "models_cpu",
+                                    "traffic_cpu", "bench_cpu"))) / wall,
         "api_writes": (s1["api_writes"][0] - s0["api_writes"][0]) / wall,
         "api_status_writes": (s1["api_writes"][1] - s0["api_writes"][1]) / wall,
         "windows": len(lags), "windows_per": len(lags) / rollout_windows,
@@ -451,6 +487,11 @@ ROWS = [
     ("apiserver CPU (cores)", "apiserver_cpu", "{:.3f}"),
     ("etcd CPU (cores)", "etcd_cpu", "{:.3f}"),
     ("routers CPU (cores, with workers)", "router_cpu", "{:.3f}"),
+    ("model servers CPU (cores)", "models_cpu", "{:.3f}"),
+    ("traffic generator CPU (cores)", "traffic_cpu", "{:.3f}"),
+    ("this bench's CPU (its watch; cores)", "bench_cpu", "{:.3f}"),
+    ("machine CPU busy (cores)", "machine_busy", "{:.2f}"),
+    ("  of which not this bench's processes", "others_cpu", "{:.2f}"),
     ("windows judged in the interval", "windows", "{:.0f}"),
     ("windows judged / rollout-window", "windows_per", "{:.2f}"),
     ("reconciles / window judged", "reconciles_per_window", "{:.2f}"),
@@ -487,7 +528,11 @@ def table(n: int, results: dict[str, dict], interval: float) -> str:
         r = results[c]
         lines.append(f"  {c}: window verdicts {r['verdicts']} (median samples {r['samples_p50']}), conflicts "
                      f"{r['conflicts']:.0f}, reconcile errors {r['errors']:.0f}, controller "
-                     f"{'alive' if r['controller_alive'] else 'DIED'}, traffic {r['traffic']}")
+                     f"{'alive' if r['controller_alive'] else 'DIED'}, traffic {r['traffic']}, machine "
+                     f"{r['machine_cores']:.1f} cores, a judged ModelRollout's JSON {r['object_bytes']:.0f} bytes "
+                     f"(median)")
+        if r["inconclusive_reasons"]:
+            lines.append(f"  {c}: Inconclusive because {r['inconclusive_reasons']}")
     return "\n".join(lines)
 
 

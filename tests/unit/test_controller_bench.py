@@ -34,10 +34,13 @@ def test_quantiles_and_the_table_mark_a_missed_target():
     row = {k: 0.0 for k in ("reconciles", "writes", "events", "cpu", "ctl_wait", "rss", "hwm", "api_writes",
                             "api_status_writes", "apiserver_cpu", "etcd_cpu", "router_cpu", "windows", "windows_per",
                             "reconciles_per_window", "cpu_per_window_ms", "cores_needed", "conflicts", "errors",
-                            "samples_p50")}
+                            "samples_p50", "models_cpu", "traffic_cpu", "bench_cpu", "machine_busy", "others_cpu",
+                            "machine_cores", "object_bytes")}
     lag = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 12.0}
     row.update(seconds=60.0, load=(1.0, 1.0), reconcile_seconds=lag, judged_lag=lag, seen_lag=lag, verdicts={},
-               controller_alive=True, traffic="{}", writes=1.5, cpu=0.2)
+               controller_alive=True, traffic="{}", writes=1.5, cpu=0.2,
+               inconclusive_reasons={"errors: candidate has N requests < minSamples N": 3})
     text = bench.table(200, {"after": row}, 10.0)
+    assert "Inconclusive because {'errors: candidate has N requests < minSamples N': 3}" in text
     assert "status writes / rollout-window" in text and "<= 1.1 MISSED" in text
     assert "<= 0.25 ok" in text and "<= 10 MISSED" in text
