@@ -21,7 +21,8 @@ from policies.errors import http_status
 from policies.interleaving import credit, reward_delta, team_clicks, team_draft
 from policies.outcome import Outcome
 from policies.spec import Rollout, RolloutSpec, VersionRef
-from router.extract import get_path, scalar, set_path, split_path
+from router.exchange import read_inputs, record_primary
+from router.extract import set_path, split_path
 from router import fallback as _fallback
 from router.feedback import FeedbackKeys, FeedbackRefused, Issued, IssuedIds
 from router.metrics import RouterMetrics
@@ -52,13 +53,19 @@ class Target:
     by_version: dict[str, str]
     output_path: tuple[str, ...]
     attributions_path: tuple[str, ...] | None
-    features_path: tuple[str, ...] | None
-    features: tuple[str, ...]
-    segments: tuple[str, ...]
     sticky_header: str | None
     headers: dict[str, dict]
     calls: ShadowTarget
     """What recording its calls needs; the worker knows the target by this (`calls.wid`)."""
+
+    def propensity(self, arm: str, override: bool) -> float | None:
+        """The probability that the split chose `arm` for a request (None when the caller chose: override)."""
+        share = self.routing.candidate_weight / 100.0
+        return None if override else share if arm == CANDIDATE else 1.0 - share
+
+    def mirrors(self, arm: str, override: bool) -> bool:
+        """Whether a request answered by `arm` is mirrored to the candidate (when its body is at hand)."""
+        return self.routing.shadow and arm == BASELINE and not override
 
     @classmethod
     def of(cls, rollout: Rollout) -> "Target":
@@ -70,11 +77,11 @@ class Target:
         attributions_path = split_path(s.output.attributions) if s.output.attributions else None
         return cls(spec=s, routing=routing, arms=arms, by_version=by_version,
                    output_path=output_path, attributions_path=attributions_path,
-                   features_path=split_path(s.features_path) if s.features_path else None,
-                   features=s.watched_features(), segments=s.segments(),
                    sticky_header=s.stickiness_header.lower() if s.stickiness_header else None,
                    headers={}, calls=ShadowTarget(s, output_path, attributions_path,
-                                                  split_path(s.output.embedding) if s.output.embedding else None))
+                                                  split_path(s.output.embedding) if s.output.embedding else None,
+                                                  split_path(s.features_path) if s.features_path else None,
+                                                  s.watched_features(), s.segments()))
 
 
 class Router:
@@ -203,27 +210,17 @@ class Router:
     def answered(self, target: Target, now: float, request_id: str, arm: str, answer: Answer, doc: Any,
                  body: bytes | None, override: bool = False, sticky: str | None = None,
                  parsed: tuple | None = None, fallback: str | None = None) -> str | None:
-        """After a primary answer (the predict API's or a transparent predictPath request's): record it,
-        issue its feedback id (returned, for `x-feedback-id`) and, when shadowing and the baseline answered,
-        mirror `body` (None: the request body is not at hand, no mirror). An `override` answer is only
-        recorded (flagged), and takes no feedback (None). `parsed`: the answer's `_output` when the caller
+        """After a primary answer (the predict API's, or with --no-worker a transparent predictPath request's):
+        record it, issue its feedback id (returned, for `x-feedback-id`) and, when shadowing and the baseline
+        answered, mirror `body` (None: the request body is not at hand, no mirror). An `override` answer is
+        only recorded (flagged), and takes no feedback (None). `parsed`: the answer's `_output` when the caller
         read it already; `fallback`: the caller got the fallback instead (`served` or `failed`), which the
-        record says and which takes no feedback id (None)."""
-        features, segments = self._inputs(target, doc) if doc is not None else (None, None)
-        version = target.arms[arm].version
-        output, error, extras = parsed if parsed is not None else self._output(target, answer)
-        share = target.routing.candidate_weight / 100.0       # the split that chose `arm` for this request
-        propensity = None if override else share if arm == CANDIDATE else 1.0 - share
-        self._record(target, now, request_id, arm, version, "primary", answer, output, error,
-                     features, segments, doc, extras=extras, override=override, sticky=sticky,
-                     propensity=propensity, fallback=fallback)
-        if propensity is None:
-            # The caller picked the version: logged and counted apart, never analysed, so no feedback either.
-            return None
-        # an answer the fallback gave takes no feedback: the version did not make that prediction
-        feedback_id = None if fallback is not None else self.issued.issue(request_id, Issued(
-            target.spec.key, target.spec.revision, arm, version, output, segments, None, now, propensity))
-        if target.routing.shadow and arm == BASELINE and body is not None:
+        record says and which takes no feedback id (None). (router.exchange: the worker does the same for
+        transparent answers.)"""
+        feedback_id, output, features, segments = record_primary(
+            target.calls, self.metrics, self.keep, self.issued, now, request_id, arm, target.arms[arm].version,
+            answer, doc, target.propensity(arm, override), sticky, fallback, parsed)
+        if body is not None and target.mirrors(arm, override):
             # Mirror once the caller has its answer: the ASGI layer writes the response before the event
             # loop runs the next callbacks, so the shadow never adds to the primary's latency.
             mirror = Mirror(target.calls.wid, request_id, body, now, features, segments, output)
@@ -232,19 +229,6 @@ class Router:
             else:
                 asyncio.get_running_loop().call_soon(self.shadows.submit, target.calls, mirror)
         return feedback_id
-
-    def _inputs(self, target: Target, doc: Any) -> tuple[dict | None, dict | None]:
-        features = segments = None
-        source = get_path(doc, target.features_path, None) if target.features_path else None
-        if target.features and isinstance(source, dict):
-            features = {f: scalar(source[f]) for f in target.features if f in source}
-        if target.segments:
-            segments = {}
-            for seg in target.segments:
-                v = source.get(seg) if isinstance(source, dict) and seg in source else (
-                    doc.get(seg) if isinstance(doc, dict) else None)
-                segments[seg] = scalar(v)
-        return features, segments
 
     @staticmethod
     def _output(target: Target, answer: Answer) -> tuple[Any, str | None, dict | None]:
@@ -291,7 +275,7 @@ class Router:
         send both (transparent mode forwards the caller's end-to-end headers)."""
         now = time.time()
         spec = target.spec
-        features, segments = self._inputs(target, doc)
+        features, segments = read_inputs(target.calls, doc)
         hdrs = {**(headers or {}), "Content-Type": JSON, "x-request-id": request_id}
         a, b = await asyncio.gather(
             self.upstreams.call(spec.baseline.url, spec.predict_path, body, hdrs, spec.timeout),
@@ -336,11 +320,14 @@ class Router:
         kind = "clicks" if "clicks" in doc else "label" if "label" in doc else "reward"
         now = time.time()
         try:
-            token = doc.get("feedback_id") or self.issued.by_request_id(doc["request_id"], spec.key)
+            token = doc.get("feedback_id") or await self._by_request_id(doc["request_id"], spec.key)
             entry = self.issued.claim(token, spec.key, now)
         except FeedbackRefused as e:
             self.metrics.feedback[(spec.name, spec.namespace, kind, str(e.status))] += 1
             return error_reply(e.status, e.error, e.detail)
+        except WorkerUnavailable as e:
+            self.metrics.feedback[(spec.name, spec.namespace, kind, "503")] += 1
+            return error_reply(503, "feedback unavailable", f"request_id {doc['request_id']!r}: {e}; try again")
         outcome = delta = None
         if kind == "clicks" and entry.teams is not None:
             counted = team_clicks(entry.teams, doc["clicks"])      # once, for the credit and the reward
@@ -358,6 +345,19 @@ class Router:
         self.metrics.feedback[(spec.name, spec.namespace, kind, "200")] += 1
         return Reply(200, orjson.dumps({"accepted": True, "request_id": entry.request_id, "kind": kind,
                                         "version": entry.version, "outcome": outcome}))
+
+    async def _by_request_id(self, request_id: Any, rollout_key: str) -> str:
+        """The feedback id of the answer this replica gave `request_id`: issued here (the predict API), else
+        kept unsigned by the worker (a transparent answer, router.exchange) and signed now."""
+        try:
+            return self.issued.by_request_id(request_id, rollout_key)
+        except FeedbackRefused:
+            if self.worker is None or not isinstance(request_id, str):
+                raise
+            data = await self.worker.unsigned(request_id)
+            if data is None:
+                raise
+            return self.issued.signed(data)
 
     # --- summaries -------------------------------------------------------------------------------
 

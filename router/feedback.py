@@ -188,6 +188,45 @@ class _Table:
             self._segments[0].clear()
 
 
+def payload(request_id: str, entry: Issued) -> bytes:
+    """The JSON array a feedback id carries (PAYLOAD before its base64url)."""
+    output = entry.output
+    if output is not None and len(orjson.dumps(output, option=orjson.OPT_SERIALIZE_NUMPY)) > MAX_OUTPUT_BYTES:
+        output = None
+    teams = None
+    if entry.teams is not None:
+        output = list(entry.teams)                 # the merged ranking; teams in the same order
+        teams = "".join(entry.teams.values())
+    return orjson.dumps((entry.rollout_key, entry.revision, entry.arm, entry.version, entry.issued_at, request_id,
+                         output, entry.segments, teams, entry.propensity), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class UnsignedIds:
+    """The feedback ids of answers nobody has seen an id for, kept unsigned by request id: the router's worker
+    records transparent-mode answers (whose head left before their prediction was read, so they carry no
+    `x-feedback-id`) and keeps their payloads here; feedback naming such a `request_id` asks the worker for
+    the payload and the router signs it (`IssuedIds.signed`) — signing only the few ids feedback asks for,
+    with the router's keys. Bounded and expiring like `IssuedIds`' tables."""
+
+    def __init__(self, ttl_seconds: float, max_ids: int):
+        self.ttl = ttl_seconds
+        self._table = _Table(max_ids)
+        self._expired = 0.0
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def issue(self, request_id: str, entry: Issued) -> None:
+        """Remember `entry` by request id (no id is returned: nobody will see it)."""
+        if entry.issued_at - self._expired >= 1.0:
+            self._expired = entry.issued_at
+            self._table.expire(entry.issued_at - self.ttl)
+        self._table.put(request_id, payload(request_id, entry), entry.issued_at)
+
+    def get(self, request_id: str) -> bytes | None:
+        return self._table.get(request_id)
+
+
 class IssuedIds:
     """Issues signed feedback ids and accepts each at most once (per replica) within the TTL.
 
@@ -212,20 +251,14 @@ class IssuedIds:
     def issue(self, request_id: str, entry: Issued) -> str:
         """The signed feedback id of a prediction (sent back as `x-feedback-id`), also remembered here by
         request id."""
-        output = entry.output
-        if output is not None and len(orjson.dumps(output, option=orjson.OPT_SERIALIZE_NUMPY)) > MAX_OUTPUT_BYTES:
-            output = None
-        teams = None
-        if entry.teams is not None:
-            output = list(entry.teams)                 # the merged ranking; teams in the same order
-            teams = "".join(entry.teams.values())
-        payload = orjson.dumps((entry.rollout_key, entry.revision, entry.arm, entry.version, entry.issued_at,
-                                request_id, output, entry.segments, teams, entry.propensity),
-                               option=orjson.OPT_SERIALIZE_NUMPY)
-        head = f"{PREFIX}.{self.keys.signing}.{_b64(payload)}"
-        token = f"{head}.{_b64(self.keys.sign(head.encode('ascii')))}"
+        token = self.signed(payload(request_id, entry))
         self._issued.put(request_id, token.encode("ascii"), entry.issued_at)
         return token
+
+    def signed(self, data: bytes) -> str:
+        """The feedback id of a `payload` (signed with the current signing key)."""
+        head = f"{PREFIX}.{self.keys.signing}.{_b64(data)}"
+        return f"{head}.{_b64(self.keys.sign(head.encode('ascii')))}"
 
     # --- accepting ---------------------------------------------------------------------------------
 

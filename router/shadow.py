@@ -65,6 +65,11 @@ class ShadowTarget:
     output_path: tuple[str, ...]
     attributions_path: tuple[str, ...] | None
     embedding_path: tuple[str, ...] | None = None
+    features_path: tuple[str, ...] | None = None
+    features: tuple[str, ...] = ()
+    """The watched features (read at `features_path` of a request)."""
+    segments: tuple[str, ...] = ()
+    """The segment fields of fairness checks."""
     wid: int = field(default_factory=lambda: next(_TARGET_IDS))
     """Names this target to the worker (unique in the router process)."""
 

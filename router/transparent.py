@@ -38,6 +38,7 @@ from router.core import OVERRIDE_HEADER, Reply, Router, Target, error_reply
 from router.proxy import HOP_BY_HOP, Closed, Proxy, Stream, chunk, strip_hop_by_hop
 from router.routing import pick
 from router.upstream import CONNECT_UNFAIR, Answer
+from router.worker import Exchange
 
 log = logging.getLogger("modelrollout.router")
 
@@ -439,23 +440,32 @@ class Transparent:
     def _account(self, target: Target, now: float, request_id: str | None, arm: str, answer: Answer,
                  kept: list[bytes] | None, predict: bool, forced: bool, sticky: str | None, record: bool,
                  fallback: str | None = None, parsed: tuple | None = None) -> None:
-        """Record and analyse a predictPath exchange (`record`), else count it as passed through. `parsed`:
-        the answer's output as `_judge_whole` already read it."""
+        """Record and analyse a predictPath exchange (`record`), else count it as passed through. With a worker
+        the raw exchange goes to it (router.exchange: nothing is parsed here); `parsed`: the answer's output
+        as `_judge_whole` already read it (used without a worker)."""
         spec = target.spec
         if not (predict and record):
             self.router.metrics.passthrough[(spec.name, spec.namespace, target.arms[arm].version,
                                              str(answer.status or 0))] += 1
             return
-        body = doc = None
+        body = None
         if kept:                        # empty: the body was larger than --max-body, not kept
             body = kept[0] if len(kept) == 1 else b"".join(kept)
-            try:
-                doc = orjson.loads(body) if len(body) <= self.max_body else None
-            except orjson.JSONDecodeError:
-                doc = None
-            if doc is None:
+            if len(body) > self.max_body:
                 body = None
-        self.router.answered(target, now, request_id, arm, answer, doc, body, forced, sticky, parsed, fallback)
+        router = self.router
+        if router.worker is not None:
+            router.worker.exchange(target.calls, Exchange(
+                target.calls.wid, now, request_id, arm, target.arms[arm].version, answer, body,
+                target.propensity(arm, forced), sticky, fallback, body is not None and target.mirrors(arm, forced)))
+            return
+        doc = None
+        if body is not None:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                body = None
+        router.answered(target, now, request_id, arm, answer, doc, body, forced, sticky, parsed, fallback)
 
     async def _stream(self, send, start: dict, conn: Stream, receive, timeout: float, record: bool,
                       watch: bool) -> bytes | None:

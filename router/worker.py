@@ -21,9 +21,11 @@ counted, and its counters as last scraped are kept. `--no-worker` keeps all of i
 
 Wire format, both ways: 4-byte big-endian length, then a pickle (protocol 5) of a list of messages, in the
 order they were made. Both ends are this module, on a private pipe between a router and the child it
-started. To the worker: `Configure` (first, once), `AddTarget`, `Forget`, `Record`, `Mirror`
-(router.shadow), and the questions `WindowsQuery`, `MergedWindowsQuery`, `MetricsQuery`, `Drain`, each with
-a query id that the worker's `Reply` carries back.
+started. To the worker: `Configure` (first, once), `AddTarget`, `Forget`, `Record`, `Exchange` (a transparent
+answer recorded from its raw bytes, router.exchange), `Mirror` (router.shadow), and the questions
+`WindowsQuery`, `MergedWindowsQuery`, `MetricsQuery`, `UnsignedQuery`, `Drain`, each with a query id that the
+worker's `Reply` carries back. The pipe is FIFO and the worker handles messages in order, so a question is
+answered with every record and exchange handed over before it.
 """
 from __future__ import annotations
 
@@ -36,14 +38,19 @@ import sys
 import time
 from typing import Any
 
+import orjson
+
 from policies.errors import RouterError
 from policies.outcome import Outcome
+from router.exchange import record_primary
+from router.feedback import UnsignedIds
 from router.metrics import RouterMetrics
 from router.predlog import LogCounters, open_log
 from router.privacy import Privacy
 from router.recorder import Recorder, keep_folding
 from router.settings import RouterSettings
 from router.shadow import Mirror, ShadowCaller, ShadowTarget
+from router.upstream import Answer
 
 log = logging.getLogger("modelrollout.router")
 
@@ -96,6 +103,38 @@ class Record:
 
     def __reduce__(self):       # positional: pickles faster than a slots dataclass's state
         return (Record, (self.wid, self.record))
+
+
+@dataclasses.dataclass(slots=True)
+class Exchange:
+    """A transparent-mode primary exchange to record as it was (router.exchange): the worker parses the request
+    and the answer, records the call, keeps its feedback id's payload and, with `mirror`, mirrors the request."""
+    wid: int
+    time: float
+    request_id: str
+    arm: str
+    version: str
+    answer: Answer
+    """With the answer's body when it is recorded (JSON, or a failure), else empty."""
+    request: bytes | None
+    """The request body (None: larger than --max-body, not kept)."""
+    propensity: float | None
+    """None: the caller chose the version (an override)."""
+    sticky: str | None
+    fallback: str | None
+    mirror: bool
+    """Shadowing and the baseline answered: mirror the request (when it parses) to the candidate."""
+
+    def __reduce__(self):       # positional: pickles faster than a slots dataclass's state
+        return (Exchange, (self.wid, self.time, self.request_id, self.arm, self.version, self.answer, self.request,
+                           self.propensity, self.sticky, self.fallback, self.mirror))
+
+
+@dataclasses.dataclass(slots=True)
+class UnsignedQuery:
+    """The payload of the feedback id kept for a transparent answer's request id (None when none)."""
+    qid: int
+    request_id: str
 
 
 @dataclasses.dataclass(slots=True)
@@ -296,6 +335,30 @@ class Worker:
         self._outbox.append(Record(self._target(target), record))
         self.records_sent += 1
 
+    def exchange(self, target: ShadowTarget, exchange: Exchange) -> None:
+        """Hand one transparent-mode exchange to the worker to record (and mirror, when `exchange.mirror`):
+        dropped and counted like a record when the worker cannot take it; its mirror alone is dropped and
+        counted as a mirror would be."""
+        backlog = self.backlog()
+        if backlog < 0 or backlog > MAX_BACKLOG:
+            self.records_dropped += 1
+            if exchange.mirror:
+                self.metrics.shadow_dropped[(target.spec.name, target.spec.namespace)] += 1
+            return
+        if exchange.mirror:
+            if backlog > MAX_BACKLOG // 2:
+                exchange.mirror = False
+                self.metrics.shadow_dropped[(target.spec.name, target.spec.namespace)] += 1
+            else:
+                self.sent += 1
+        self._target(target)
+        self._outbox.append(exchange)
+        self.records_sent += 1
+
+    async def unsigned(self, request_id: str) -> bytes | None:
+        """The payload of the feedback id the worker keeps for a transparent answer's `request_id`."""
+        return await self.query(UnsignedQuery, request_id)
+
     def submit(self, target: ShadowTarget, mirror: Mirror) -> None:
         """Hand one mirror to the worker (never blocks; dropped and counted when the worker cannot take it)."""
         backlog = self.backlog()
@@ -332,7 +395,8 @@ class Worker:
                 return
             except (RuntimeError, ConnectionError) as e:    # the worker just died: its supervisor restarts it
                 log.warning("router worker pipe closed: %s", e)
-        self.lost += sum(type(m) is Record or type(m) is Mirror for m in batch)    # died since handed over
+        self.lost += sum(type(m) is Record or type(m) is Mirror or type(m) is Exchange
+                         for m in batch)     # died since handed over
 
     @property
     def inflight(self) -> int:
@@ -349,7 +413,8 @@ class Worker:
     # --- questions -------------------------------------------------------------------------------
 
     async def query(self, kind: type, *args, timeout: float = QUERY_TIMEOUT) -> Any:
-        """Ask the worker `kind(qid, *args)` (WindowsQuery, MetricsQuery, Drain) and return its answer."""
+        """Ask the worker `kind(qid, *args)` (WindowsQuery, MetricsQuery, UnsignedQuery, Drain) and return its
+        answer."""
         if self._stdin is None:
             raise WorkerUnavailable("the router's worker is not running (restarting)")
         self._qid += 1
@@ -406,6 +471,7 @@ class _WorkerProcess:
         self.log = open_log(settings)
         self.privacy = Privacy(settings.hash_key)
         self.shadows = ShadowCaller(settings, self.metrics, self.keep, watch_stalls=True)
+        self.unsigned = UnsignedIds(settings.feedback_ttl_seconds, settings.feedback_max_ids)
         self.targets: dict[int, ShadowTarget] = {}
         self.records = 0
         self.drained = False
@@ -431,6 +497,13 @@ class _WorkerProcess:
                     target = targets.get(wid)
                     if target is not None:
                         keep(target, record)
+                case Exchange(wid):
+                    self.records += 1
+                    target = targets.get(wid)
+                    if target is not None:
+                        self.exchange(target, m)
+                    elif m.mirror:
+                        shadows.received += 1       # nothing to call: done at once
                 case Mirror(wid):
                     target = targets.get(wid)
                     if target is not None and not self.drained:
@@ -446,7 +519,7 @@ class _WorkerProcess:
                     await self.drain()
                     self.answer(qid, True)
                     await self.writer.drain()
-                case WindowsQuery(qid) | MergedWindowsQuery(qid) | MetricsQuery(qid):
+                case WindowsQuery(qid) | MergedWindowsQuery(qid) | MetricsQuery(qid) | UnsignedQuery(qid):
                     try:
                         self.answer(qid, self._ask(m))
                     except Exception as e:          # a bug: answer it, keep recording
@@ -455,12 +528,32 @@ class _WorkerProcess:
                 case _:
                     log.error("router worker: unknown message %s", type(m).__name__)
 
-    def _ask(self, m: WindowsQuery | MergedWindowsQuery | MetricsQuery) -> Any:
+    def exchange(self, target: ShadowTarget, m: Exchange) -> None:
+        """Record a transparent-mode exchange as the router records a predict API answer (router.exchange)."""
+        doc = None
+        if m.request is not None and len(m.request) <= self.settings.max_body_bytes:
+            try:
+                doc = orjson.loads(m.request)
+            except orjson.JSONDecodeError:
+                pass
+        _, output, features, segments = record_primary(target, self.metrics, self.keep, self.unsigned, m.time,
+                                                       m.request_id, m.arm, m.version, m.answer, doc,
+                                                       m.propensity, m.sticky, m.fallback)
+        if m.mirror:
+            if doc is not None and not self.drained:
+                self.shadows.submit(target, Mirror(target.wid, m.request_id, m.request, m.time, features, segments,
+                                                   output))
+            else:
+                self.shadows.received += 1           # a request that is not JSON is not mirrored: done at once
+
+    def _ask(self, m: WindowsQuery | MergedWindowsQuery | MetricsQuery | UnsignedQuery) -> Any:
         match m:
             case WindowsQuery(_, key, start, end):
                 return self.recorder.windows(key, start, end)
             case MergedWindowsQuery(_, items):
                 return self.recorder.merged_windows(items)
+            case UnsignedQuery(_, request_id):
+                return self.unsigned.get(request_id)
             case MetricsQuery():
                 lg = self.log
                 return WorkerCounters(self.metrics.snapshot(), self.shadows.done, self.records,

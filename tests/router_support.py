@@ -135,3 +135,17 @@ def metric_value(text: str, name: str, **labels) -> float:
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
             total += float(value)
     return total
+
+
+def metrics_once(router_url: str, name: str, want: float, timeout: float = 10.0, **labels) -> str:
+    """The router's /metrics once `name{labels}` reached `want` (or at the timeout): counts the worker keeps
+    (transparent-mode answers, shadow calls) reach /metrics when the worker answers the scrape, which a
+    worker still starting on a busy machine may not do at once. The caller asserts the values."""
+    text = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{router_url}/metrics", timeout=10).text
+        if metric_value(text, name, **labels) >= want:
+            break
+        time.sleep(0.1)
+    return text

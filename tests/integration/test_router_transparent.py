@@ -9,9 +9,11 @@ import os
 import socket
 
 import httpx
+import pytest
 
 from policies.summaries import VersionWindow
-from tests.router_support import metric_value, rollout_doc, wait_until, write_config
+from router.predlog import read_records
+from tests.router_support import metric_value, metrics_once, rollout_doc, wait_until, write_config
 
 
 def _doc(name: str, baseline: str, candidate: str, service: str | None = None, namespace: str = "ml", **kw) -> dict:
@@ -225,6 +227,50 @@ def test_sticky_split_records_predict_requests_and_counts_the_rest(procs, tmp_pa
     assert feedback.status_code == 200 and feedback.json()["version"] == versions[3]
 
 
+@pytest.mark.parametrize("where", ["worker", "event loop"])
+def test_a_shadowed_transparent_answer_is_recorded_mirrored_and_takes_feedback_by_request_id(procs, tmp_path, where):
+    """A transparent predictPath answer is recorded from its raw bytes after it left — by the router's worker,
+    or with --no-worker on the router's own loop — the same way: its record (inputs, segments, prediction,
+    propensity), its mirror to the shadowed candidate paired with the baseline's prediction, and feedback
+    naming its x-request-id, which carries the answer's prediction and segments."""
+    v1, v2 = procs.echo("v1"), procs.echo("v2")
+    logs = tmp_path / "log"
+    router = procs.router(write_config(tmp_path / "r.yaml", [_doc("fraud", v1.url, v2.url, shadow=True)]),
+                          "--log-dir", str(logs), *(["--no-worker"] if where == "event loop" else []))
+    client = httpx.Client(base_url=router.url, headers={"Host": "fraud"}, timeout=10)
+    sent = [client.post("/predict", json={"features": {"age": 20 + i, "gender": "fm"[i % 2]}}) for i in range(30)]
+    assert all(r.status_code == 200 and r.headers["x-model-version"] == "v1" for r in sent)
+    ids = [r.headers["x-request-id"] for r in sent]
+    bad = client.post("/predict", content=b"not json", headers={"content-type": "text/plain"})
+    assert bad.status_code == 400          # the model's own answer to a request it cannot read
+    feedback = httpx.post(f"{router.url}/v1/rollouts/fraud/feedback", json={"request_id": ids[3], "label": 1})
+    assert feedback.status_code == 200, feedback.text
+    assert feedback.json()["version"] == "v1"
+    again = httpx.post(f"{router.url}/v1/rollouts/fraud/feedback", json={"request_id": ids[3], "label": 1})
+    assert again.status_code == 409
+    unknown = httpx.post(f"{router.url}/v1/rollouts/fraud/feedback", json={"request_id": "nope", "label": 1})
+    assert unknown.status_code == 404 and unknown.json()["error"] == "unknown request_id"
+
+    def logged():
+        return [r for r in read_records(logs) if r.rollout == "fraud"]
+    wait_until(lambda: sum(r.role == "shadow" for r in logged()) >= 30 and any(r.role == "feedback" for r in logged()),
+               20, what="30 shadow answers and the feedback in the prediction log")
+    records = logged()
+    primary = {r.request_id: r for r in records if r.role == "primary"}
+    shadow = {r.request_id: r for r in records if r.role == "shadow"}
+    assert set(primary) == {*ids, bad.headers["x-request-id"]}      # the non-JSON request too, unparsed,
+    assert primary[bad.headers["x-request-id"]].status == 400        # and not mirrored
+    assert set(shadow) == set(ids)
+    for i, rid in enumerate(ids):
+        p = primary[rid]
+        assert (p.version, p.arm, p.propensity, p.error) == ("v1", "baseline", 1.0, None)
+        assert p.features == {"age": 20 + i} and p.segments == {"gender": "fm"[i % 2]}
+        assert p.output is not None and shadow[rid].primary_output == p.output
+        assert shadow[rid].version == "v2" and shadow[rid].segments == p.segments
+    (fb,) = [r for r in records if r.role == "feedback"]
+    assert (fb.request_id, fb.label, fb.output, fb.segments) == (ids[3], 1, primary[ids[3]].output, {"gender": "m"})
+
+
 def test_override_header_in_transparent_mode_is_opt_in_and_never_analysed(procs, tmp_path):
     v1, v2 = procs.echo("v1"), procs.echo("v2")
     cfg = write_config(tmp_path / "r.yaml", [_doc("fraud", v1.url, v2.url, weight=0)])
@@ -240,7 +286,7 @@ def test_override_header_in_transparent_mode_is_opt_in_and_never_analysed(procs,
     httpx.post(f"{allowing.url}/predict", json={}, headers={"Host": "fraud"})
     wait_until(lambda: sum(_requests(_windows(allowing.url, "fraud")).values()) >= 1, 20, what="summaries")
     assert _requests(_windows(allowing.url, "fraud")) == {"baseline": 1, "candidate": 0}
-    metrics = httpx.get(f"{allowing.url}/metrics").text
+    metrics = metrics_once(allowing.url, "modelrollout_router_override_requests_total", 5, rollout="fraud")
     assert metric_value(metrics, "modelrollout_router_override_requests_total", rollout="fraud", version="v2") == 5
 
 
@@ -253,7 +299,7 @@ def test_an_unreachable_version_is_a_502_recorded_on_predict_and_counted_elsewhe
     assert r.status_code == 502 and r.json()["error"] == "model unreachable" and r.headers["x-model-version"] == "v1"
     r = httpx.get(f"{router.url}/other", headers={"Host": "fraud"})
     assert r.status_code == 502
-    metrics = httpx.get(f"{router.url}/metrics").text
+    metrics = metrics_once(router.url, "modelrollout_router_errors_total", 1, rollout="fraud")
     assert metric_value(metrics, "modelrollout_router_errors_total", rollout="fraud", kind="unreachable") == 1
     assert metric_value(metrics, "modelrollout_router_passthrough_requests_total", rollout="fraud", code="0") == 1
 
@@ -283,7 +329,7 @@ def test_a_silent_model_is_a_504_and_an_answer_that_stalls_breaks_the_connection
         _doc("stream", slow.url, slow.url, weight=0, timeout="1s")]))
     r = httpx.post(f"{router.url}/predict", json={"features": {"age": 3}}, headers={"Host": "fraud"}, timeout=10)
     assert r.status_code == 504 and r.json()["error"] == "model timeout", r.text
-    metrics = httpx.get(f"{router.url}/metrics").text
+    metrics = metrics_once(router.url, "modelrollout_router_errors_total", 1, rollout="fraud")
     assert metric_value(metrics, "modelrollout_router_errors_total", rollout="fraud", kind="timeout") == 1
     with socket.create_connection(("127.0.0.1", router.port), timeout=20) as sock:
         sock.sendall(b"GET /stream?chunks=3&size=100&token=stall HTTP/1.1\r\nHost: stream\r\n\r\n")
