@@ -270,6 +270,17 @@ def main(argv: list[str] | None = None) -> int:
                     for u in (router.url, inproc.url)}
         # every connection the shadowed candidate accepted in the whole run, warm-up and both routers included
         candidate_conns = _accepted(up("slow")) - 1
+        # Every answer recorded must reach the log: wait for the workers to catch up, then count what was lost.
+        logged = {}
+        for u in (router.url, inproc.url):
+            last, deadline = -1.0, time.monotonic() + 60
+            while time.monotonic() < deadline:
+                now = _scrape(u, "modelrollout_router_log_records_total")
+                if now == last:
+                    break
+                last = now
+                time.sleep(2.0)
+            logged[u] = (last, _scrape(u, "modelrollout_router_log_dropped_total"))
     finally:
         for pr in procs:
             pr.stop()
@@ -290,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nshadow calls made / dropped: worker {mirrored[router.url]:.0f} / {dropped:.0f}, "
           f"event loop {mirrored[inproc.url]:.0f} / {dropped_inproc:.0f}; connections the shadowed candidate "
           f"accepted in the whole run (two routers, warm-up included): {candidate_conns}")
+    print(f"prediction log records written / dropped: worker {logged[router.url][0]:.0f} / "
+          f"{logged[router.url][1]:.0f}, event loop {logged[inproc.url][0]:.0f} / {logged[inproc.url][1]:.0f}")
     before = None
     if args.compare:
         saved = json.loads(args.compare.read_text())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Mapping
 
 from policies import check_rules
@@ -218,11 +219,11 @@ class RolloutSpec:
         return replace(self, baseline=base, candidate=cand, spec_baseline=written if written != base else None,
                        no_candidate=self.no_candidate or self.candidate is None)
 
-    @property
+    @cached_property                # read for every outcome record (a spec is immutable: computed once)
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    @property
+    @cached_property
     def revision(self) -> str:
         """Identifies the candidate under test: a change restarts the analysis from step 0 (without a
         candidate, the baseline's: a steady state)."""

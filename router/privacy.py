@@ -80,12 +80,21 @@ class Privacy:
     def __init__(self, key: bytes):
         self.key = key
         self._by_policy: dict[tuple, RecordPrivacy] = {}
+        self._by_spec: dict[int, tuple[RolloutSpec, RecordPrivacy]] = {}
+        """By spec object (kept, so its id is not reused): hashing a spec's privacy settings per record cost more
+        than applying them."""
 
     def of(self, spec: RolloutSpec) -> RecordPrivacy:
+        seen = self._by_spec.get(id(spec))
+        if seen is not None and seen[0] is spec:     # the same spec object as last time: no hashing
+            return seen[1]
         k = (spec.privacy, spec.expectations)
         rp = self._by_policy.get(k)
         if rp is None:
             rp = self._by_policy[k] = RecordPrivacy(spec.privacy, self.key, spec.expectations)
+        if len(self._by_spec) >= 4096:
+            self._by_spec.clear()
+        self._by_spec[id(spec)] = (spec, rp)
         return rp
 
     def apply(self, spec: RolloutSpec, rec: Outcome) -> Outcome:

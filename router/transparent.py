@@ -10,8 +10,9 @@ version the split picks for it (sticky by `spec.strategy.stickiness.header`), pa
 * bodies of any type and size stream through both ways (router.proxy), never held whole — except a request
   to `predictPath`, whose body (up to `--max-body`) is kept beside the stream for the outcome record;
 * a request to `predictPath` whose answer is JSON, or failed (5xx, timeout, unreachable), is recorded and
-  analysed exactly like one to the router's predict API (`Router.answered`: the record, feedback, the
-  mirror when shadowing); it carries `x-request-id` (the caller's, or one generated) both ways. Every other
+  analysed exactly like one to the router's predict API (router.exchange: the record, feedback by its
+  request id, the mirror when shadowing; done by the worker from the raw exchange, after the answer left);
+  it carries `x-request-id` (the caller's, or one generated) both ways. Every other
   request is counted in `modelrollout_router_passthrough_requests_total` and nothing more;
 * interleaving (ranking rollouts) merges both versions' answers to `POST predictPath`, as the API does;
 * the override header is honoured only with `--allow-override`, and such answers are never analysed;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.feedback import FeedbackKeys, FeedbackRefused, Issued, IssuedIds, key_id
+from router.feedback import FeedbackKeys, FeedbackRefused, Issued, IssuedIds, UnsignedIds, key_id
 
 T = 1_800_000_000.0
 
@@ -128,3 +128,21 @@ def test_the_replica_that_answered_finds_the_id_by_request_id(tmp_path):
     assert (e.status, e.error) == (404, "unknown request_id") and "feedback_id" in e.detail
     a.expire(T + 3601)
     assert pytest.raises(FeedbackRefused, a.by_request_id, "req-1", "ml/fraud").value.status == 404
+
+
+def test_an_unsigned_payload_kept_by_request_id_signs_into_the_same_id(tmp_path):
+    """The worker keeps a transparent answer's feedback payload unsigned (`UnsignedIds`); the router signs it
+    when feedback names the request id: the id is the one the router would have issued, counts once, and is
+    forgotten once the TTL passed (also when the table is only ever added to)."""
+    keys = keyfile(tmp_path, "k" * 32)
+    router, kept = IssuedIds(3600, 1000, keys), UnsignedIds(3600, 1000)
+    assert kept.issue("req-1", entry(propensity=0.5)) is None
+    token = router.signed(kept.get("req-1"))
+    assert token == IssuedIds(3600, 1000, keys).issue("req-1", entry(propensity=0.5))
+    got = router.claim(token, "ml/fraud", T + 1)
+    assert (got.request_id, got.output, got.segments, got.propensity) == ("req-1", 0.83, {"gender": "f"}, 0.5)
+    assert refusal(router, router.signed(kept.get("req-1")), now=T + 2).status == 409
+    assert kept.get("nope") is None
+    for i in range(200):                       # issuing goes on past the TTL: the old entries go
+        kept.issue(f"later-{i}", entry(issued_at=T + 3700 + i * 10))
+    assert kept.get("req-1") is None and kept.get("later-199") is not None
