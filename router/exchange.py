@@ -14,13 +14,42 @@ transparent request (`python -m bench.router`; numbers in docs/architecture.md).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
+
+import orjson
 
 from router.extract import get_path, scalar
 from router.feedback import Issued
 from router.metrics import RouterMetrics
-from router.shadow import ShadowTarget, read_output, record_call
+from router.shadow import Mirror, ShadowTarget, read_output, record_call
 from router.upstream import Answer
+
+
+@dataclass(slots=True)
+class Exchange:
+    """A transparent-mode primary exchange to record as it was (a message to router.worker): the worker parses
+    the request and the answer, records the call, keeps its feedback id's payload and, with `mirror`, mirrors
+    the request."""
+    wid: int
+    time: float
+    request_id: str
+    arm: str
+    version: str
+    answer: Answer
+    """With the answer's body when it is recorded (JSON, or a failure), else empty."""
+    request: bytes | None
+    """The request body (None: larger than --max-body, not kept)."""
+    propensity: float | None
+    """None: the caller chose the version (an override)."""
+    sticky: str | None
+    fallback: str | None
+    mirror: bool
+    """Shadowing and the baseline answered: mirror the request (when it parses) to the candidate."""
+
+    def __reduce__(self):       # positional: pickles faster than a slots dataclass's state
+        return (Exchange, (self.wid, self.time, self.request_id, self.arm, self.version, self.answer, self.request,
+                           self.propensity, self.sticky, self.fallback, self.mirror))
 
 
 def read_inputs(t: ShadowTarget, doc: Any) -> tuple[dict | None, dict | None]:
@@ -61,3 +90,20 @@ def record_primary(t: ShadowTarget, metrics: RouterMetrics, keep: Callable, issu
         feedback_id = issued.issue(request_id, Issued(t.spec.key, t.spec.revision, arm, version, output, segments,
                                                       None, now, propensity))
     return feedback_id, output, features, segments
+
+
+def record_exchange(t: ShadowTarget, m: Exchange, metrics: RouterMetrics, keep: Callable, issued: Any,
+                    max_body: int) -> Mirror | None:
+    """`record_primary` for an `Exchange` (the request parsed here, when kept and at most `max_body` bytes);
+    the mirror to make when `m.mirror` and the request is JSON, else None."""
+    doc = None
+    if m.request is not None and len(m.request) <= max_body:
+        try:
+            doc = orjson.loads(m.request)
+        except orjson.JSONDecodeError:
+            pass
+    _, output, features, segments = record_primary(t, metrics, keep, issued, m.time, m.request_id, m.arm, m.version,
+                                                   m.answer, doc, m.propensity, m.sticky, m.fallback)
+    if m.mirror and doc is not None:
+        return Mirror(t.wid, m.request_id, m.request, m.time, features, segments, output)
+    return None

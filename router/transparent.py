@@ -35,11 +35,11 @@ from typing import Any
 import orjson
 
 from router import fallback as _fallback
+from router.exchange import Exchange
 from router.core import OVERRIDE_HEADER, Reply, Router, Target, error_reply
 from router.proxy import HOP_BY_HOP, Closed, Proxy, Stream, chunk, strip_hop_by_hop
 from router.routing import pick
 from router.upstream import CONNECT_UNFAIR, Answer
-from router.worker import Exchange
 
 log = logging.getLogger("modelrollout.router")
 

@@ -38,11 +38,9 @@ import sys
 import time
 from typing import Any
 
-import orjson
-
 from policies.errors import RouterError
 from policies.outcome import Outcome
-from router.exchange import record_primary
+from router.exchange import Exchange, record_exchange
 from router.feedback import UnsignedIds
 from router.metrics import RouterMetrics
 from router.predlog import LogCounters, open_log
@@ -50,7 +48,6 @@ from router.privacy import Privacy
 from router.recorder import Recorder, keep_folding
 from router.settings import RouterSettings
 from router.shadow import Mirror, ShadowCaller, ShadowTarget
-from router.upstream import Answer
 
 log = logging.getLogger("modelrollout.router")
 
@@ -103,31 +100,6 @@ class Record:
 
     def __reduce__(self):       # positional: pickles faster than a slots dataclass's state
         return (Record, (self.wid, self.record))
-
-
-@dataclasses.dataclass(slots=True)
-class Exchange:
-    """A transparent-mode primary exchange to record as it was (router.exchange): the worker parses the request
-    and the answer, records the call, keeps its feedback id's payload and, with `mirror`, mirrors the request."""
-    wid: int
-    time: float
-    request_id: str
-    arm: str
-    version: str
-    answer: Answer
-    """With the answer's body when it is recorded (JSON, or a failure), else empty."""
-    request: bytes | None
-    """The request body (None: larger than --max-body, not kept)."""
-    propensity: float | None
-    """None: the caller chose the version (an override)."""
-    sticky: str | None
-    fallback: str | None
-    mirror: bool
-    """Shadowing and the baseline answered: mirror the request (when it parses) to the candidate."""
-
-    def __reduce__(self):       # positional: pickles faster than a slots dataclass's state
-        return (Exchange, (self.wid, self.time, self.request_id, self.arm, self.version, self.answer, self.request,
-                           self.propensity, self.sticky, self.fallback, self.mirror))
 
 
 @dataclasses.dataclass(slots=True)
@@ -530,19 +502,10 @@ class _WorkerProcess:
 
     def exchange(self, target: ShadowTarget, m: Exchange) -> None:
         """Record a transparent-mode exchange as the router records a predict API answer (router.exchange)."""
-        doc = None
-        if m.request is not None and len(m.request) <= self.settings.max_body_bytes:
-            try:
-                doc = orjson.loads(m.request)
-            except orjson.JSONDecodeError:
-                pass
-        _, output, features, segments = record_primary(target, self.metrics, self.keep, self.unsigned, m.time,
-                                                       m.request_id, m.arm, m.version, m.answer, doc,
-                                                       m.propensity, m.sticky, m.fallback)
+        mirror = record_exchange(target, m, self.metrics, self.keep, self.unsigned, self.settings.max_body_bytes)
         if m.mirror:
-            if doc is not None and not self.drained:
-                self.shadows.submit(target, Mirror(target.wid, m.request_id, m.request, m.time, features, segments,
-                                                   output))
+            if mirror is not None and not self.drained:
+                self.shadows.submit(target, mirror)
             else:
                 self.shadows.received += 1           # a request that is not JSON is not mirrored: done at once
 
