@@ -155,7 +155,7 @@ def test_batch_summaries_answer_each_window_merged_in_the_order_asked(procs, tmp
 
     urls = [r.url for r in routers]
     with httpx.Client(timeout=10) as http:
-        batched = RouterSummaries(http, lambda s: urls)
+        batched = RouterSummaries(http, lambda s: urls, batch=True)
         per_rollout = RouterSummaries(http, lambda s: urls, batch=False)
         for spec in specs.values():
             a, b = batched.gather(spec, start, end), per_rollout.gather(spec, start, end)

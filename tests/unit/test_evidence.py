@@ -106,7 +106,7 @@ def test_router_summaries_merge_every_replica_for_the_window():
     spec = make_spec()
     seen: list = []
     source = RouterSummaries(client(routers({B: summaries_answer(spec, T0), C: summaries_answer(spec, T0, seed=7)},
-                                            seen)), lambda s: [B, C])
+                                            seen)), lambda s: [B, C], batch=True)
     ev = source.gather(spec, T0, T0 + 60.25)
     assert ev.complete and ev.failures == ()
     assert ev.observations.candidate.requests == 200 and ev.observations.baseline.requests == 200
@@ -123,7 +123,7 @@ def test_a_router_without_the_batch_route_is_asked_per_rollout_for_a_while():
     spec = make_spec()
     seen: list = []
     now = [100.0]
-    source = RouterSummaries(client(routers({B: summaries_answer(spec, T0)}, seen, batch=False)), lambda s: [B],
+    source = RouterSummaries(client(routers({B: summaries_answer(spec, T0)}, seen, batch=False)), lambda s: [B], batch=True,
                              clock=lambda: now[0])
     assert source.gather(spec, T0, T0 + 60).observations.candidate.requests == 100
     assert [(r.method, r.url.path) for r in seen] == [("POST", "/v1/summaries"), ("GET", "/v1/rollouts/fraud/summaries")]
@@ -152,7 +152,7 @@ def test_windows_due_together_share_one_request_per_replica():
             first_in.set()
             release.wait(5)
         return inner(request)
-    source = RouterSummaries(client(handler), lambda s: [B])
+    source = RouterSummaries(client(handler), lambda s: [B], batch=True)
     results: dict = {}
     threads = [threading.Thread(target=lambda s=s: results.__setitem__(s.name, source.gather(s, T0, T0 + 60)))
                for s in specs]
@@ -186,7 +186,7 @@ def test_an_error_of_one_rollout_in_a_batch_fails_that_rollout_only():
             else {"rollout": w["rollout"], "namespace": w["namespace"],
                   "error": {"status": 404, "error": "unknown rollout", "detail": "no rollout named 'gone'"}}
             for w in asked]})
-    source = RouterSummaries(client(handler), lambda s: [B])
+    source = RouterSummaries(client(handler), lambda s: [B], batch=True)
     assert source.gather(spec, T0, T0 + 60).complete
     (f,) = source.gather(other, T0, T0 + 60).failures
     assert f.kind is FailureKind.HTTP_STATUS and f.target == B
@@ -199,7 +199,7 @@ def test_windows_of_another_revision_or_before_the_window_are_left_out():
     answer = summaries_answer(spec, T0)
     answer["windows"] += summaries_answer(spec, T0, revision="v1@old")["windows"]
     answer["windows"] += summaries_answer(spec, T0 - 30)["windows"]
-    ev = RouterSummaries(client(routers({B: answer})), lambda s: [B]).gather(spec, T0, T0 + 60)
+    ev = RouterSummaries(client(routers({B: answer})), lambda s: [B], batch=True).gather(spec, T0, T0 + 60)
     assert ev.complete and ev.observations.candidate.requests == 100
 
 
@@ -223,14 +223,14 @@ def test_summaries_that_do_not_decode_are_a_bad_answer():
     spec = make_spec()
     answer = summaries_answer(spec, T0)
     answer["windows"][0]["candidate"] = {"kind": "score", "requests": "many"}
-    (f,) = RouterSummaries(client(routers({B: answer})), lambda s: [B]).gather(spec, T0, T0 + 60).failures
+    (f,) = RouterSummaries(client(routers({B: answer})), lambda s: [B], batch=True).gather(spec, T0, T0 + 60).failures
     assert f.kind is FailureKind.BAD_ANSWER and f.source == ROUTER and "do not decode" in f.detail
 
 
 def test_no_replica_known_is_a_failure_without_any_request():
     seen: list = []
     spec = make_spec()
-    (f,) = RouterSummaries(client(routers({}, seen)), lambda s: []).gather(spec, T0, T0 + 60).failures
+    (f,) = RouterSummaries(client(routers({}, seen)), lambda s: [], batch=True).gather(spec, T0, T0 + 60).failures
     assert f.kind is FailureKind.NO_SOURCE and "no router replica known" in f.detail and not seen
 
 
