@@ -248,11 +248,9 @@ class Router:
                 answer: Answer, output: Any, error: str | None, features: dict | None, segments: dict | None,
                 doc: Any = None, extras: dict | None = None, override: bool = False,
                 sticky: str | None = None, propensity: float | None = None, fallback: str | None = None) -> None:
-        # The body goes to the keeper only when the spec's privacy settings keep or hash it (router.privacy).
-        logged = doc if doc is not None and target.spec.privacy.inputs != "drop" else None
         self.keep(target.calls, record_call(self.metrics, target.calls, now, request_id, arm, version, role, answer,
                                             output, error, features, segments, extras=extras,
-                                            input_doc=logged, override=override, sticky=sticky,
+                                            input_doc=doc, override=override, sticky=sticky,
                                             propensity=propensity, fallback=fallback))
 
     def keep_here(self, target: ShadowTarget, record: Outcome) -> None:

@@ -81,9 +81,8 @@ def record_primary(t: ShadowTarget, metrics: RouterMetrics, keep: Callable, issu
     three for the mirror."""
     features, segments = read_inputs(t, doc) if doc is not None else (None, None)
     output, error, extras = parsed if parsed is not None else read_output(t, answer)
-    logged = doc if doc is not None and t.spec.privacy.inputs != "drop" else None
     keep(t, record_call(metrics, t, now, request_id, arm, version, "primary", answer, output, error, features,
-                        segments, extras=extras, input_doc=logged, override=propensity is None, sticky=sticky,
+                        segments, extras=extras, input_doc=doc, override=propensity is None, sticky=sticky,
                         propensity=propensity, fallback=fallback))
     feedback_id = None
     if propensity is not None and fallback is None:

@@ -127,7 +127,8 @@ def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id:
                 propensity: float | None = None, fallback: str | None = None) -> Outcome:
     """Count one model call in `metrics` and return its outcome record (as seen: the spec's privacy settings
     are applied by whoever keeps it, `router.privacy`). An `override` (the caller picked the version) is
-    counted apart and its record flagged, so it never enters the analysis. `propensity`: the probability with
+    counted apart and its record flagged, so it never enters the analysis. `input_doc`: the request, kept in the
+    record unless the spec's privacy drops inputs. `propensity`: the probability with
     which the router chose this arm for the request (None for an override: the caller chose)."""
     spec = t.spec
     excluded = answer.excluded
@@ -142,8 +143,8 @@ def record_call(metrics: RouterMetrics, t: ShadowTarget, now: float, request_id:
         more["primary_output"] = primary_output
     if extras:
         more.update(extras)
-    if input_doc is not None:
-        more["input"] = input_doc
+    if input_doc is not None and spec.privacy.inputs != "drop":
+        more["input"] = input_doc       # only when the spec's privacy settings keep or hash it (router.privacy)
     if sticky is not None:
         more["sticky"] = sticky
     if propensity is not None:
