@@ -163,13 +163,10 @@ class RouterSummaries:
         def failed(kind: FailureKind, detail: str) -> Failure:
             return Failure(ROUTER, url, kind, detail)
 
-        try:
-            r = self.http.get(f"{url.rstrip('/')}/v1/rollouts/{spec.name}/summaries",
-                              params={"namespace": spec.namespace, "start": f"{start:.3f}", "end": f"{end:.3f}"})
-        except httpx.TimeoutException:
-            return failed(FailureKind.TIMEOUT, f"timed out after {_timeout(self.http)}")
-        except httpx.HTTPError as e:
-            return failed(FailureKind.UNREACHABLE, f"unreachable ({type(e).__name__}: {e})")
+        r = self._send(failed, self.http.get, f"{url.rstrip('/')}/v1/rollouts/{spec.name}/summaries",
+                       params={"namespace": spec.namespace, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+        if not isinstance(r, httpx.Response):
+            return r
         if r.status_code != 200:
             return failed(FailureKind.HTTP_STATUS, f"HTTP {r.status_code}: {r.text[:200]}")
         try:
@@ -180,6 +177,15 @@ class RouterSummaries:
             return failed(FailureKind.BAD_ANSWER, "answer lacks a windows list")
         return body
 
+    def _send(self, failed: Callable, method: Callable, url: str, **kw) -> Any:
+        """`method(url, **kw)`'s response, or `failed(kind, detail)` when it timed out or could not connect."""
+        try:
+            return method(url, **kw)
+        except httpx.TimeoutException:
+            return failed(FailureKind.TIMEOUT, f"timed out after {_timeout(self.http)}")
+        except httpx.HTTPError as e:
+            return failed(FailureKind.UNREACHABLE, f"unreachable ({type(e).__name__}: {e})")
+
     def fetch_many(self, url: str, asked: Sequence[tuple[RolloutSpec, float, float]]) -> list[dict | Failure]:
         """One replica's `POST /v1/summaries` answer for every (spec, window start, end), in order: per
         rollout a dict like `fetch`'s (its `windows` hold the window merged, or nothing), or why not."""
@@ -189,13 +195,10 @@ class RouterSummaries:
         body = orjson.dumps({"windows": [{"rollout": s.name, "namespace": s.namespace, "revision": s.revision,
                                           "start": start, "end": end}
                                          for s, start, end in asked]})
-        try:
-            r = self.http.post(f"{url.rstrip('/')}/v1/summaries", content=body,
-                               headers={"content-type": "application/json"})
-        except httpx.TimeoutException:
-            return failed(FailureKind.TIMEOUT, f"timed out after {_timeout(self.http)}")
-        except httpx.HTTPError as e:
-            return failed(FailureKind.UNREACHABLE, f"unreachable ({type(e).__name__}: {e})")
+        r = self._send(failed, self.http.post, f"{url.rstrip('/')}/v1/summaries", content=body,
+                       headers={"content-type": "application/json"})
+        if not isinstance(r, httpx.Response):
+            return r
         if r.status_code in (404, 405):        # a router older than the route: ask it per rollout for a while
             with self._lock:
                 self._legacy[url] = self.clock() + self.LEGACY_SECONDS
