@@ -34,6 +34,8 @@ log = logging.getLogger("modelrollout.local")
 EXIT_PROMOTED, EXIT_INVALID, EXIT_ROLLED_BACK, EXIT_STUCK = 0, 2, 3, 4
 GRACE_SECONDS = 0.4
 """After a bucket closes, wait this long for in-flight requests to land in it before analysing."""
+ROUTER_READY_SECONDS = 60.0
+"""How long `run` waits for the router to answer its first summaries request before ticking anyway."""
 MAX_BUCKET_SECONDS = 5.0
 
 
@@ -236,7 +238,8 @@ class LocalController:
         self.stop = threading.Event()
         self.notifier = None
         self.wait_for_traffic = True
-        """Start a rollout's clock at the first bucket boundary after its first request, so steps and
+        """Start a rollout's clock at the first tick after its first request (the bucket boundary after it
+        when the loop keeps pace; ticks start once the router answers summaries), so steps and
         inconclusive limits count time with traffic, not the time a client took to start."""
 
     def publish(self) -> None:
@@ -298,14 +301,40 @@ class LocalController:
         return bool(self.tracked) and all(_terminal(t.status) or waiting_on_user(t.spec, t.status)
                                           for t in self.tracked)
 
+    def wait_for_router(self, timeout: float = ROUTER_READY_SECONDS) -> None:
+        """Wait until the router answers a summaries request (its worker process, which keeps the summaries,
+        takes a second or two to start, longer on a busy machine): the first tick then starts no rollout
+        late, and no tick waits on it."""
+        if not self.tracked:
+            return
+        spec = self.tracked[0].spec
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stop.is_set():
+            now = time.time()
+            if isinstance(self.summaries.fetch(self.router.url, spec, now - 1.0, now), dict):
+                return
+            self.stop.wait(0.1)
+        log.warning("the router did not answer summaries within %gs; starting anyway", timeout)
+
     def run(self, timeout: float | None) -> bool:
-        """Tick at every bucket boundary until every rollout is finished (True) or time is up (False)."""
+        """Tick at every bucket boundary until every rollout is finished (True) or time is up (False).
+
+        A tick that ends later than the next boundary plus the grace (a busy machine) does not make the loop
+        judge the boundaries it missed one by one: their windows would be judged after the fact, under the
+        routing of their time, and a rollout would start in the past with its routing published only now. The
+        loop goes on from the last boundary that has passed: the next window of each rollout covers the
+        missed buckets."""
         deadline = None if timeout is None else time.time() + timeout
         now = math.floor(time.time() / self.bucket) * self.bucket
         self.tick(now)
         self.publish()
         while not self.done():
             now += self.bucket
+            latest = math.floor((time.time() - GRACE_SECONDS) / self.bucket) * self.bucket
+            if latest > now:
+                log.warning("the controller loop fell %gs behind (a busy machine): the next windows cover the "
+                            "buckets it skipped, and a replay of this run may judge them one by one", latest - now)
+                now = latest
             wake = now + GRACE_SECONDS
             if deadline is not None and wake > deadline:
                 return False
@@ -478,6 +507,7 @@ class LocalRun:
         if any(t.spec.notifications for t in self.tracked):
             self.controller.notifier = Notifier().start()
         try:
+            self.controller.wait_for_router()
             if on_ready is not None:
                 on_ready()
             finished = self.controller.run(self.options.timeout)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from policies.api import Phase
 from policies.outcome import Bucket, Outcome, bucket_start, merge, rebuild
 from policies.spec import Rollout, RolloutSpec, SpecError
 from router.predlog import LogError, read_log
+
+log = logging.getLogger("modelrollout.replay")
 
 TERMINAL = tuple(p for p in Phase if p.is_terminal)
 
@@ -196,6 +199,25 @@ def _line(r: Replayed, tr: dict) -> str:
             f"  candidate {share}  — {tr['message']}")
 
 
+def live_starts(logs: list[str]) -> dict[str, float]:
+    """When each rollout started in the live local run whose log directory is among `logs` (its run record,
+    `run.json`, written beside the log by `modelrollout run --local --log-dir`): replay starts them then."""
+    starts: dict[str, float] = {}
+    for path in logs:
+        record = Path(path) / "run.json"
+        if not record.is_file():
+            continue
+        try:
+            doc = json.loads(record.read_text())
+            for r in doc.get("rollouts") or []:
+                first = (r.get("transitions") or [{}])[0].get("time")
+                if isinstance(r.get("key"), str) and isinstance(first, (int, float)):
+                    starts.setdefault(r["key"], float(first))
+        except (OSError, ValueError, AttributeError, TypeError) as e:
+            log.warning("%s: not read (%s); rollouts start at their first record's bucket end", record, e)
+    return starts
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="modelrollout replay",
                                 description="Backtest the rollout policy of FILE on a recorded prediction log.")
@@ -205,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bucket", type=float, default=None,
                    help="router summary bucket, seconds (default: as local mode, min(interval, 5))")
     p.add_argument("--start", type=float, default=None,
-                   help="epoch second the rollout started (default: the end of its first record's bucket, "
-                        "as local mode starts it)")
+                   help="epoch second the rollout started (default: when the live local run started it, "
+                        "read from the run record run.json in a --log directory; else the end of its first "
+                        "record's bucket)")
     p.add_argument("--json", action="store_true", help="print the decisions as one JSON object last")
     p.add_argument("--estimate", choices=["reward"], default=None,
                    help="reward: also the IPW and self-normalised IPW estimates of each version's mean reward had "
@@ -227,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         rollouts = load_rollouts(args.file)
         maps = config_maps(args.file)
         records = read_log(args.log)
-        results = [replay_rollout(r.spec, records, args.bucket, args.start, config_maps=maps) for r in rollouts]
+        starts = live_starts(args.log)
+        results = [replay_rollout(r.spec, records, args.bucket,
+                                  args.start if args.start is not None else starts.get(r.spec.key), config_maps=maps)
+                   for r in rollouts]
     except (SpecError, LogError) as e:
         print(f"modelrollout replay: {e}", file=sys.stderr)
         return 2

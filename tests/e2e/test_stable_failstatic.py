@@ -100,7 +100,8 @@ def test_next_candidate_is_compared_with_the_promoted_stable(procs, kubeconfig, 
     obj = wait_phase(k8s_api, namespace, "stable", {"Promoted"}, 90, forbid={"RolledBack", "Failed", "Paused"},
                      diagnose=diag)
     psi = next(c for c in obj["status"]["checks"] if c["name"] == "score-psi")
-    assert psi["verdict"] == "Pass" and psi["value"] < 0.5, psi
+    # compared with v1 (3.5 sd higher) PSI is about 8; v3 against v2 is small-window noise around 0.1-0.6
+    assert psi["verdict"] == "Pass" and psi["value"] < 2.0, psi
     assert obj["status"]["stable"] == {"version": "v3", "url": v3.url}
     wait_for(lambda: set(sticky_versions(router, "stable", namespace).values()) == {"v3"}, 10,
              "router serving only v3 after its promotion", diagnose=diag)
