@@ -209,7 +209,9 @@ class Worker:
 
     async def _spawn(self) -> asyncio.StreamReader:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "router.worker",
+            # -c, not -m: `python -m router.worker` imports the package first (which imports this module),
+            # then runs a second copy as __main__, and says so on stderr (RuntimeWarning)
+            sys.executable, "-c", "import sys; from router.worker import main; sys.exit(main())",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 30)
         self._proc, self._stdin, self.pid = proc, proc.stdin, proc.pid
         self._known = set()
