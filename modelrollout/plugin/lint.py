@@ -12,7 +12,7 @@ import yaml
 
 from modelrollout.plugin.crd import schema
 from modelrollout.plugin.schema import validate
-from policies.planning import lint_warnings
+from policies.planning import lint_warnings, small_window_warnings
 from policies.reachability import unreachable
 from policies.spec import KIND, SpecError, parse_rollout
 
@@ -40,8 +40,9 @@ class LintResult:
     documents: int = 0
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
-    """With a traffic rate (`lint --rate R`): steps too short to tell a check's tolerance from 1.5x of it, and
-    windows too short for minSamples (policies/planning.py). They do not fail lint."""
+    """Binned drift checks whose windows may be too small for their bins, and with a traffic rate (`lint
+    --rate R`) steps too short to tell a check's tolerance from 1.5x of it and windows too short for
+    minSamples (policies/planning.py). They do not fail lint."""
 
 
 def rate_warnings(doc: dict, rate: float, source: str = "<input>", index: int = 0) -> list[Problem]:
@@ -52,6 +53,16 @@ def rate_warnings(doc: dict, rate: float, source: str = "<input>", index: int = 
         return []
     return [Problem(source, index, rollout.spec.name, f"spec.analysis.checks[{i}]", message, "planning")
             for i, _, message in lint_warnings(rollout.spec, rate)]
+
+
+def window_warnings(doc: dict, source: str = "<input>", index: int = 0) -> list[Problem]:
+    """The warnings of one valid ModelRollout document that need no traffic rate (small drift windows)."""
+    try:
+        rollout = parse_rollout(doc)
+    except SpecError:
+        return []
+    return [Problem(source, index, rollout.spec.name, f"spec.analysis.checks[{i}].{f}", message, "planning")
+            for i, f, message in small_window_warnings(rollout.spec)]
 
 
 def lint_document(doc: dict, source: str = "<input>", index: int = 0) -> list[Problem]:
@@ -94,6 +105,8 @@ def lint_text(text: str, source: str = "<input>", rate: float | None = None) -> 
         result.documents += 1
         problems = lint_document(doc, source, i)
         result.problems += problems
+        if not problems:
+            result.warnings += window_warnings(doc, source, i)
         if rate is not None and not problems:
             result.warnings += rate_warnings(doc, rate, source, i)
     if result.documents == 0 and not result.problems:

@@ -162,3 +162,26 @@ def test_empty_step_value_is_flagged_as_kubectl_apply_sends_it():
     problems = lint_text(text).problems
     assert [p.path for p in problems] == ["spec.strategy.steps[3]"]
     assert "write {} for an empty object" in problems[0].message
+
+
+def test_binned_drift_checks_with_windows_too_small_for_their_bins_are_warned_about():
+    """A psi/kl/js/hellinger `max` judged on windows that may hold fewer than 10 samples a bin can Fail with no
+    drift: lint warns (naming the check, minSamples and what would do), does not fail, and stays quiet for
+    enough samples, fewer bins or a calibrated threshold."""
+    def warnings_of(min_samples: int, check: dict) -> list:
+        doc = example()
+        doc["spec"]["analysis"]["minSamples"] = min_samples
+        doc["spec"]["analysis"]["checks"] = [check]
+        result = lint_text(yaml.safe_dump(doc), "r.yaml")
+        assert result.problems == []
+        return result.warnings
+
+    (w,) = warnings_of(30, {"name": "score-psi", "metric": "psi", "max": 0.2})
+    assert w.path == "spec.analysis.checks[0].max" and w.layer == "planning"
+    assert "'score-psi'" in w.message and "minSamples 30" in w.message and "raise minSamples to 100" in w.message
+    (w,) = warnings_of(30, {"name": "js", "metric": "js", "max": 0.1, "bins": 5})
+    assert "over 5 bins" in w.message and "raise minSamples to 50" in w.message
+    assert warnings_of(100, {"name": "score-psi", "metric": "psi", "max": 0.2}) == []
+    assert warnings_of(30, {"name": "few-bins", "metric": "psi", "max": 0.2, "bins": 3}) == []
+    assert warnings_of(30, {"name": "calibrated", "metric": "psi", "dynamic": {"sigmas": 3}}) == []
+    assert warnings_of(30, {"name": "ks", "metric": "ks", "minPValue": 0.01}) == []
