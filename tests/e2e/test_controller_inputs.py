@@ -51,7 +51,8 @@ def test_a_new_embedding_cluster_fails_outlier_rate_while_psi_passes(procs, kube
     v2 = procs.scorer("v2", seed=1, cluster="0.3:4", **common)
     router = procs.router(kubeconfig, namespace)
     checks = [{"name": "emb-outliers", "metric": "outlier-rate", "on": "embedding", "max": 0.05},
-              {"name": "score-psi", "metric": "psi", "on": "prediction", "max": 0.3}]
+              # 5 bins: ~10 answers a bin even in a step's first, partial window (10 bins would fail by chance)
+              {"name": "score-psi", "metric": "psi", "on": "prediction", "max": 0.3, "bins": 5}]
     doc = rollout_doc("outliers", namespace, v1, v2, steps=STEPS, checks=checks, min_samples=30,
                       inconclusive_limit=30, output={"kind": "score", "path": "prediction", "embedding": "embedding"})
     ctl = procs.controller(kubeconfig, namespace, "--router-url", router.url)

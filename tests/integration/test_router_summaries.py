@@ -165,4 +165,16 @@ def test_batch_summaries_answer_each_window_merged_in_the_order_asked(procs, tmp
             for arm in ("baseline", "candidate"):
                 assert getattr(a.observations, arm).to_dict() == getattr(b.observations, arm).to_dict()
             assert a.observations.baseline.requests + a.observations.candidate.requests == 240
+            # windows that start and end inside buckets, as a step's first window does (it starts when the
+            # step did): both paths read the same buckets and merge them to the same evidence
+            for lo in starts:
+                for hi in starts:
+                    if hi < lo:
+                        continue
+                    w0, w1 = lo + 0.37, hi + 1.0 + 0.21
+                    a, b = batched.gather(spec, w0, w1), per_rollout.gather(spec, w0, w1)
+                    assert a.complete and b.complete
+                    for arm in ("baseline", "candidate"):
+                        assert getattr(a.observations, arm).to_dict() == getattr(b.observations, arm).to_dict(), \
+                            (spec.key, w0, w1, arm)
         batched.close()
