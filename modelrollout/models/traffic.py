@@ -15,6 +15,7 @@ import collections
 import json
 import math
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ class User:
     gender: str
 
 
+STOP_GRACE = 2.0
+"""Seconds the requests in flight get to be answered after SIGTERM/SIGINT."""
+
+
 @dataclass
 class TrafficReport:
     sent: int = 0
@@ -38,10 +43,13 @@ class TrafficReport:
     versions: collections.Counter = field(default_factory=collections.Counter)
     feedback: collections.Counter = field(default_factory=collections.Counter)
     transport_errors: int = 0
+    unfinished: int = 0
+    """Requests still unanswered STOP_GRACE seconds after a SIGTERM/SIGINT (cancelled: no status)."""
 
     def to_dict(self) -> dict:
         return {"sent": self.sent, "statuses": dict(self.statuses), "versions": dict(self.versions),
-                "feedback": dict(self.feedback), "transport_errors": self.transport_errors}
+                "feedback": dict(self.feedback), "transport_errors": self.transport_errors,
+                "unfinished": self.unfinished}
 
 
 def make_users(n: int, rng: random.Random, age_mean: float = 40.0, age_std: float = 12.0) -> list[User]:
@@ -98,7 +106,12 @@ async def _one(session: aiohttp.ClientSession, base: str, args: argparse.Namespa
 
 
 async def run(args: argparse.Namespace) -> TrafficReport:
-    """Send `rps` requests per second for `duration` seconds (open loop, bounded concurrency)."""
+    """Send `rps` requests per second for `duration` seconds (open loop, bounded concurrency). SIGTERM or
+    SIGINT ends it early: no new request is sent, those in flight are awaited, and the report is returned."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     rng = random.Random(args.seed)
     users = make_users(args.users, rng, age_mean=args.age_mean)
     report = TrafficReport()
@@ -114,12 +127,24 @@ async def run(args: argparse.Namespace) -> TrafficReport:
             due = start + i / args.rps
             delay = due - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+            if stop.is_set():
+                break
             await limit.acquire()
             task = asyncio.create_task(_one(session, base, args, rng.choice(users), rng, report))
             tasks.add(task)
             task.add_done_callback(lambda t: (tasks.discard(t), limit.release()))
-        if tasks:
+        if tasks and stop.is_set():
+            # stopped: the answers in flight get STOP_GRACE seconds, the rest are cancelled and counted
+            _, pending = await asyncio.wait(set(tasks), timeout=STOP_GRACE)
+            for t in pending:
+                t.cancel()
+            report.unfinished = len(pending)
+            await asyncio.gather(*pending, return_exceptions=True)
+        elif tasks:
             await asyncio.gather(*tasks)
     return report
 

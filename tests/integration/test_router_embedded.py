@@ -93,3 +93,27 @@ def test_traffic_generator_drives_predictions_and_feedback(procs, tmp_path):
     report = json.loads(run.stdout)
     assert report["sent"] == 120 and report["statuses"] == {"200": 120}
     assert report["versions"] == {"r1+r2": 120} and report["feedback"] == {"200": 120}
+
+
+def test_traffic_generator_stops_on_sigterm_and_still_reports(procs, tmp_path):
+    """SIGTERM ends a long run early: no new request is sent, the answers in flight are awaited, and the report
+    (what a client pod's log says) is printed with exit code 0."""
+    import signal
+    import time
+
+    v1, v2 = procs.scorer("v1"), procs.scorer("v2")
+    router = procs.router(write_config(tmp_path / "r.yaml", [rollout_doc("fraud", v1.url, v2.url, weight=50)]))
+    gen = subprocess.Popen([sys.executable, "-m", "modelrollout.models.traffic", "--url",
+                            f"{router.url}/v1/rollouts/fraud", "--rps", "50", "--duration", "600"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        time.sleep(3)
+        gen.send_signal(signal.SIGTERM)
+        out, err = gen.communicate(timeout=20)
+    finally:
+        if gen.poll() is None:
+            gen.kill()
+    assert gen.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert 0 < report["sent"] < 50 * 600 and report["unfinished"] == 0
+    assert report["statuses"] == {"200": report["sent"]} and report["transport_errors"] == 0

@@ -1,7 +1,8 @@
 """The chart on a real node, as a platform team uses it: `helm install` from charts/modelrollout, a rollout
 runs and completes; `helm upgrade` to the next chart version (with an additive CRD change) and then with a
-changed controller setting, both in the middle of a canary step, change nothing a user of the rollout sees
-(phase, step, weight, the versions answering); `helm uninstall` leaves only what docs/install.md says it
+changed controller setting, both while the rollout holds a 30% canary (a manual pause step, so the upgrades
+take as long as they take), change nothing a user of the rollout sees (phase, step, weight, the versions
+answering), and the upgraded controller takes the rollout on from there when a user promotes it past the pause; `helm uninstall` leaves only what docs/install.md says it
 leaves (the CRD, kept with every rollout, and the controller's Lease).
 
 This file sorts before the tests that install with the kustomization (the cluster is one per package), so it
@@ -16,6 +17,8 @@ from collections import Counter
 import pytest
 import yaml
 
+from modelrollout.plugin.kube import command_annotation
+from policies.api import COMMAND_ANNOTATION
 from tests.e2e.test_chart import CHART
 from tests.node.conftest import SYSTEM_NS, http, model_server, rollout_doc, traffic_pod, wait_for
 
@@ -24,7 +27,7 @@ pytestmark = pytest.mark.timeout(3000)
 NS = "ml-helm"
 RELEASE = "modelrollout"
 CANARY = 30
-STEPS = [{"shadow": {"duration": "20s"}}, {"canary": {"weight": CANARY, "duration": "240s"}},
+STEPS = [{"shadow": {"duration": "20s"}}, {"canary": {"weight": CANARY, "duration": "20s"}}, {"pause": {}},
          {"canary": {"weight": 60, "duration": "20s"}}]
 OURS = ("deployments,services,poddisruptionbudgets,serviceaccounts,configmaps,networkpolicies,roles,rolebindings,"
         "clusterroles,clusterrolebindings,customresourcedefinitions")
@@ -105,8 +108,8 @@ def test_helm_install_upgrade_mid_rollout_and_uninstall(node_cluster, helm, helm
                          timeout=320)
         assert proc.returncode == 0, f"{name}: {proc.stderr}\n{c.diagnose(NS)}"
     c.apply(rollout_doc(NS, "upgraded", "fraud-v1", "fraud-v2", steps=STEPS), traffic_pod(NS, "upgraded", rps=30))
-    wait_for(lambda: seen_by_users(c)["step"] == 1 and seen_by_users(c)["phase"] == "Progressing", 300,
-             "the canary step", diagnose=lambda: c.diagnose(NS))
+    wait_for(lambda: seen_by_users(c)["step"] == 2 and seen_by_users(c)["phase"] == "Paused", 300,
+             "the pause step holding the canary", diagnose=lambda: c.diagnose(NS))
     before, pods_before = seen_by_users(c), pod_uids(c)
     assert before["routing"]["candidateWeight"] == CANARY, before
 
@@ -131,7 +134,10 @@ def test_helm_install_upgrade_mid_rollout_and_uninstall(node_cluster, helm, helm
     versions = host_versions(c)
     assert set(versions) == {"v1", "v2"}, versions
 
-    # the rollout completes under the upgraded release, once, from where it was
+    # promoted past the pause (`kubectl modelrollout promote`: the command annotation), the rollout completes
+    # under the upgraded release, once, from where it was
+    _, command = command_annotation("promote")
+    c.kubectl("annotate", "modelrollout", "upgraded", "-n", NS, f"{COMMAND_ANNOTATION}={command}", "--overwrite")
     obj = c.wait_phase(NS, "upgraded", {"Promoted"}, 420, forbid={"RolledBack", "Failed"})
     assert sum(1 for h_ in obj["status"]["history"] if h_["action"] == "Started") == 1, obj["status"]["history"]
 

@@ -5,6 +5,7 @@ the routers map the Host header to the rollout."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_a_client_calls_the_service_by_name_unchanged_through_the_handover_and_a
     c.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fraud", "namespace": NS},
              "spec": {"selector": {"app": "fraud-v1"}, "ports": [{"name": "web", "port": 8080, "targetPort": 8080}]}})
     cluster_ip = c.get("service", "fraud", "-n", NS)["spec"]["clusterIP"]
-    c.apply(client_pod("http://fraud:8080/predict", 300))
+    c.apply(client_pod("http://fraud:8080/predict", 900))     # stopped below, once the rollout is Promoted
     wait_for(lambda: c.get("pod", "client", "-n", NS)["status"].get("phase") == "Running", 120, "client running",
              diagnose=lambda: c.diagnose(NS))
 
@@ -67,11 +68,16 @@ def test_a_client_calls_the_service_by_name_unchanged_through_the_handover_and_a
 
     obj = c.wait_phase(NS, "fraud", {"Promoted"}, 400, forbid={"RolledBack", "Failed", "Paused"})
     assert all(ch["samples"] > 0 for ch in obj["status"]["checks"]), obj["status"]["checks"]
-    wait_for(lambda: c.get("pod", "client", "-n", NS)["status"].get("phase") in ("Succeeded", "Failed"), 400,
+    # a few seconds of traffic to the promoted version, then the client stops (SIGTERM: it awaits the answers
+    # in flight and prints its report) instead of running out its duration
+    time.sleep(5)
+    c.kubectl("exec", "client", "-n", NS, "--", "python", "-c", "import os, signal; os.kill(1, signal.SIGTERM)")
+    wait_for(lambda: c.get("pod", "client", "-n", NS)["status"].get("phase") in ("Succeeded", "Failed"), 60,
              "the client to finish", diagnose=lambda: c.diagnose(NS))
     report = json.loads(c.kubectl("logs", "client", "-n", NS).stdout.strip().splitlines()[-1])
     # every request answered 200, none failed, across the hand-over and every step of the rollout
-    assert report["transport_errors"] == 0 and report["statuses"] == {"200": report["sent"]}, report
+    assert report["transport_errors"] == 0 and report["unfinished"] == 0, report
+    assert report["statuses"] == {"200": report["sent"]}, report
     assert report["versions"].get("v2", 0) > 0 and report["versions"].get("v1", 0) > 0, report
     served, token = 0.0, metrics_token(c)   # the routers run --internal-auth kubernetes
     for ip in routers:
