@@ -4,6 +4,8 @@ Each simulated user has a sticky id (sent as `x-user-id`), an age and a gender; 
 `{"features": {...}}`, ranking requests `{"user", "candidates"}`. With `--feedback` it posts ground-truth
 labels for scores and simulated clicks (modelrollout.models.ranker.simulate_clicks) for rankings, the way a product
 would report outcomes back. `--null amount=0.2` sends a feature as null in a share of the requests (broken inputs).
+It prints its report (requests sent, statuses, versions, feedback, transport errors) as one JSON line when its
+duration is over, or on SIGTERM/SIGINT, which stop it early (the answers in flight get 2 s).
 
     python -m modelrollout.models.traffic --url http://127.0.0.1:8080/v1/rollouts/fraud-scorer --rps 50 --duration 10
 """
