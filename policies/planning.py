@@ -210,7 +210,10 @@ def lint_warnings(spec: Any, rate: float) -> list[tuple[int, str, str]]:
 BINNED_DRIFT = ("psi", "kl", "js", "hellinger")
 SAMPLES_PER_BIN = 10
 """Below this many candidate samples a bin, a binned drift `max` can Fail with no drift at all
-(docs/statistics.md "Drift `max` judged on the bias-corrected estimate")."""
+(docs/statistics.md "Drift `max` judged on the bias-corrected estimate (psi, kl, js, hellinger, wasserstein)")."""
+
+
+SECTION = "Drift `max` judged on the bias-corrected estimate (psi, kl, js, hellinger, wasserstein)"
 
 
 def small_window_warnings(spec: Any) -> list[tuple[int, str, str]]:
@@ -225,6 +228,6 @@ def small_window_warnings(spec: Any) -> list[tuple[int, str, str]]:
         if spec.analysis.min_samples < need:
             out.append((i, "max", f"check {c.name!r} judges {c.metric} over {c.bins} bins in windows of as few as "
                                   f"minSamples {spec.analysis.min_samples} samples: below about {need} "
-                                  f"({SAMPLES_PER_BIN} a bin) a window with no drift at all can Fail (docs/"
-                                  f"statistics.md, drift max); raise minSamples to {need} or use fewer bins"))
+                                  f"({SAMPLES_PER_BIN} a bin) a window with no drift at all can Fail "
+                                  f"(docs/statistics.md \"{SECTION}\"); raise minSamples to {need} or use fewer bins"))
     return out
