@@ -130,10 +130,10 @@ class RouterSummaries:
     router); a replica that does not know that route (404 or 405: an older router) is asked with the
     per-rollout `GET /v1/rollouts/{name}/summaries` for `LEGACY_SECONDS`, then tried again.
 
-    Batching is off by default (`batch=False`: every window asked per rollout): on a real apiserver the first
-    window of a shadow step judged from the router-merged answer differed from the per-rollout one (a PSI of
-    1.22 judged Fail where the per-rollout evidence gave 0.60, judged Pass; tests/e2e/test_controller_inputs.py),
-    so the merged answer is not yet the same evidence in every case."""
+    Batching is off by default (`batch=False`: every window asked per rollout) until it is measured again at
+    scale. Both paths give the same evidence for the same window, including windows that start and end inside
+    buckets (tests/integration/test_router_summaries.py); a first shadow window once judged differently was
+    another run's window, as small as first windows are."""
 
     LEGACY_SECONDS = 300.0
 

@@ -202,19 +202,23 @@ def _line(r: Replayed, tr: dict) -> str:
 def live_starts(logs: list[str]) -> dict[str, float]:
     """When each rollout started in the live local run whose log directory is among `logs` (its run record,
     `run.json`, written beside the log by `modelrollout run --local --log-dir`): replay starts them then."""
+    from modelrollout.report.run import RecordError, read_record
+
     starts: dict[str, float] = {}
     for path in logs:
         record = Path(path) / "run.json"
         if not record.is_file():
             continue
         try:
-            doc = json.loads(record.read_text())
-            for r in doc.get("rollouts") or []:
-                first = (r.get("transitions") or [{}])[0].get("time")
-                if isinstance(r.get("key"), str) and isinstance(first, (int, float)):
-                    starts.setdefault(r["key"], float(first))
-        except (OSError, ValueError, AttributeError, TypeError) as e:
-            log.warning("%s: not read (%s); rollouts start at their first record's bucket end", record, e)
+            rollouts = read_record(record)["rollouts"]
+        except RecordError as e:
+            log.warning("%s; rollouts start at their first record's bucket end", e)
+            continue
+        for r in rollouts:
+            trans = r.get("transitions") if isinstance(r, dict) else None
+            first = trans[0].get("time") if isinstance(trans, list) and trans and isinstance(trans[0], dict) else None
+            if isinstance(r.get("key"), str) and isinstance(first, (int, float)):
+                starts.setdefault(r["key"], float(first))
     return starts
 
 

@@ -207,12 +207,9 @@ def lint_warnings(spec: Any, rate: float) -> list[tuple[int, str, str]]:
     return out
 
 
-BINNED_DRIFT = ("psi", "kl", "js", "hellinger")
 SAMPLES_PER_BIN = 10
 """Below this many candidate samples a bin, a binned drift `max` can Fail with no drift at all
-(docs/statistics.md "Drift `max` judged on the bias-corrected estimate (psi, kl, js, hellinger, wasserstein)")."""
-
-
+(docs/statistics.md, `SECTION`)."""
 SECTION = "Drift `max` judged on the bias-corrected estimate (psi, kl, js, hellinger, wasserstein)"
 
 
@@ -220,9 +217,10 @@ def small_window_warnings(spec: Any) -> list[tuple[int, str, str]]:
     """(check index, field, message) for every binned drift check with a static `max` whose windows may be
     judged from fewer than `SAMPLES_PER_BIN` samples a bin (`minSamples` < 10 × bins): such windows fail by
     chance (measured: 24% of windows of 30 samples over 10 bins with no drift; 0.3% at 100)."""
+    from ._drift import DIVERGENCES     # the binned divergences: psi, kl, js, hellinger
     out = []
     for i, c in enumerate(spec.analysis.checks):
-        if c.metric not in BINNED_DRIFT or c.max is None or c.dynamic is not None:
+        if c.metric not in DIVERGENCES or c.max is None or c.dynamic is not None:
             continue
         need = SAMPLES_PER_BIN * c.bins
         if spec.analysis.min_samples < need:

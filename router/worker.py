@@ -209,8 +209,9 @@ class Worker:
 
     async def _spawn(self) -> asyncio.StreamReader:
         proc = await asyncio.create_subprocess_exec(
-            # -c, not -m: `python -m router.worker` imports the package first (which imports this module),
-            # then runs a second copy as __main__, and says so on stderr (RuntimeWarning)
+            # -c, not -m: `main` of the module imported as `router.worker`, so the classes sent over the pipe
+            # have the names the router knows (`-m` would also import the package first, then run a second copy
+            # as __main__, and say so on stderr)
             sys.executable, "-c", "import sys; from router.worker import main; sys.exit(main())",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 30)
         self._proc, self._stdin, self.pid = proc, proc.stdin, proc.pid
@@ -611,11 +612,3 @@ def main() -> int:
         uvloop = None
     (uvloop.run if uvloop is not None else asyncio.run)(_main())
     return 0
-
-
-if __name__ == "__main__":
-    # Run the copy imported as `router.worker`, so the classes sent over the pipe have the names the
-    # router process knows (not `__main__.…`).
-    from router.worker import main as _main_of_module
-
-    sys.exit(_main_of_module())

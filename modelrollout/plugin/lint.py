@@ -45,24 +45,16 @@ class LintResult:
     minSamples (policies/planning.py). They do not fail lint."""
 
 
-def rate_warnings(doc: dict, rate: float, source: str = "<input>", index: int = 0) -> list[Problem]:
-    """The planning warnings of one valid ModelRollout document at `rate` requests per second."""
+def planning_warnings(doc: dict, rate: float | None, source: str = "<input>", index: int = 0) -> list[Problem]:
+    """The planning warnings of one valid ModelRollout document: binned drift checks whose windows may be too
+    small for their bins, and with `rate` (requests per second) the steps and windows too short to decide."""
     try:
         rollout = parse_rollout(doc)
     except SpecError:
         return []
-    return [Problem(source, index, rollout.spec.name, f"spec.analysis.checks[{i}]", message, "planning")
-            for i, _, message in lint_warnings(rollout.spec, rate)]
-
-
-def window_warnings(doc: dict, source: str = "<input>", index: int = 0) -> list[Problem]:
-    """The warnings of one valid ModelRollout document that need no traffic rate (small drift windows)."""
-    try:
-        rollout = parse_rollout(doc)
-    except SpecError:
-        return []
-    return [Problem(source, index, rollout.spec.name, f"spec.analysis.checks[{i}].{f}", message, "planning")
-            for i, f, message in small_window_warnings(rollout.spec)]
+    found = small_window_warnings(rollout.spec) + (lint_warnings(rollout.spec, rate) if rate is not None else [])
+    return [Problem(source, index, rollout.spec.name, f"spec.analysis.checks[{i}]" + (f".{f}" if f else ""),
+                    message, "planning") for i, f, message in found]
 
 
 def lint_document(doc: dict, source: str = "<input>", index: int = 0) -> list[Problem]:
@@ -106,9 +98,7 @@ def lint_text(text: str, source: str = "<input>", rate: float | None = None) -> 
         problems = lint_document(doc, source, i)
         result.problems += problems
         if not problems:
-            result.warnings += window_warnings(doc, source, i)
-        if rate is not None and not problems:
-            result.warnings += rate_warnings(doc, rate, source, i)
+            result.warnings += planning_warnings(doc, rate, source, i)
     if result.documents == 0 and not result.problems:
         result.problems.append(Problem(source, 0, "", "", f"no {KIND} document found", "yaml"))
     return result

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from .page import write_report
-from .run import FORMAT, RecordError
+from .run import RecordError, read_record
 
 
 def load_record(path: Path, spec_path: Path | None = None) -> dict[str, Any]:
@@ -22,16 +21,7 @@ def load_record(path: Path, spec_path: Path | None = None) -> dict[str, Any]:
         from modelrollout import replay
 
         return replay.record_from_log(path, spec_path)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise RecordError(f"{path}: not JSON (line {e.lineno}): {e.msg}") from e
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise RecordError(f"{path}: format: expected {FORMAT!r} (a run record), got {got!r}")
-    if not isinstance(doc.get("rollouts"), list):
-        raise RecordError(f"{path}: rollouts: expected a list")
-    return doc
+    return read_record(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:

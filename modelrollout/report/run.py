@@ -45,6 +45,25 @@ class RecordError(InvalidInput, ValueError):
     """A file that is not a run record or prediction log this version can read."""
 
 
+def read_record(path: Path, text: str | None = None) -> dict[str, Any]:
+    """The run record in RUN.json at `path` (`text`: its content, when already read); RecordError naming the
+    file and what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8") if text is None else text
+    except OSError as e:
+        raise RecordError(f"{path}: cannot read: {e.strerror}") from e
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}: not JSON (line {e.lineno}): {e.msg}") from e
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise RecordError(f"{path}: format: expected {FORMAT!r} (a run record), got {got!r}")
+    if not isinstance(doc.get("rollouts"), list):
+        raise RecordError(f"{path}: rollouts: expected a list")
+    return doc
+
+
 def describe_bound(check: Any) -> str:
     """The threshold a check's spec states, as a person would read it ("max 0.2", "p >= 0.01")."""
     parts = []

@@ -2,8 +2,9 @@
 runs and completes; `helm upgrade` to the next chart version (with an additive CRD change) and then with a
 changed controller setting, both while the rollout holds a 30% canary (a manual pause step, so the upgrades
 take as long as they take), change nothing a user of the rollout sees (phase, step, weight, the versions
-answering), and the upgraded controller takes the rollout on from there when a user promotes it past the pause; `helm uninstall` leaves only what docs/install.md says it
-leaves (the CRD, kept with every rollout, and the controller's Lease).
+answering), and the upgraded controller takes the rollout on from there when a user promotes it past the
+pause; `helm uninstall` leaves only what docs/install.md says it leaves (the CRD, kept with every rollout, and
+the controller's Lease).
 
 This file sorts before the tests that install with the kustomization (the cluster is one per package), so it
 runs on a cluster without any install of ours, and it leaves none behind but the CRD, which
